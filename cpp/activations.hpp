@@ -1,0 +1,131 @@
+// Element-wise activations, their derivatives and the output costs, in the
+// numerically stable forms the pure-Python reference uses too.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+namespace deltaprop {
+
+enum class Activation { sigmoid, tanh, relu, leaky_relu, identity, softmax };
+enum class Cost { quadratic, cross_entropy, log_likelihood };
+
+inline Activation parse_activation(const std::string &name, const char *argument) {
+    if (name == "sigmoid") return Activation::sigmoid;
+    if (name == "tanh") return Activation::tanh;
+    if (name == "relu") return Activation::relu;
+    if (name == "leaky_relu") return Activation::leaky_relu;
+    if (name == "identity") return Activation::identity;
+    if (name == "softmax") return Activation::softmax;
+    throw std::invalid_argument(std::string(argument) + ": unknown activation '" + name + "'");
+}
+
+inline Cost parse_cost(const std::string &name) {
+    if (name == "quadratic") return Cost::quadratic;
+    if (name == "cross_entropy") return Cost::cross_entropy;
+    if (name == "log_likelihood") return Cost::log_likelihood;
+    throw std::invalid_argument("cost: unknown cost '" + name +
+                                "', expected 'quadratic', 'cross_entropy' or 'log_likelihood'");
+}
+
+template <class T> inline T sigmoid(T z) {
+    if (z >= T(0)) return T(1) / (T(1) + std::exp(-z));
+    const T e = std::exp(z);
+    return e / (T(1) + e);
+}
+
+// sigma'(z) = sigma(z) (1 - sigma(z)) = e / (1 + e)^2 with e = exp(-|z|); the
+// textbook form loses all precision in 1 - sigma(z) once z is large.
+template <class T> inline T sigmoid_prime(T z) {
+    const T e = std::exp(-std::abs(z));
+    const T one_plus_e = T(1) + e;
+    return e / (one_plus_e * one_plus_e);
+}
+
+// tanh'(z) = 1 / cosh(z)^2, exact where 1 - tanh(z)^2 would cancel; cosh
+// overflowing to inf gives the right limit 0.
+template <class T> inline T tanh_prime(T z) {
+    const T c = std::cosh(z);
+    return T(1) / (c * c);
+}
+
+// softplus(x) = log(1 + exp(x)) without overflow; -softplus(-z) = log sigma(z).
+template <class T> inline T softplus(T x) {
+    return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x)));
+}
+
+template <class T> inline T activate(Activation f, T z, T slope) {
+    switch (f) {
+        case Activation::sigmoid: return sigmoid(z);
+        case Activation::tanh: return std::tanh(z);
+        case Activation::relu: return z > T(0) ? z : T(0);
+        case Activation::leaky_relu: return z > T(0) ? z : slope * z;
+        case Activation::identity:
+        case Activation::softmax: break;  // softmax is not element-wise
+    }
+    return z;
+}
+
+template <class T> inline T derivative(Activation f, T z, T slope) {
+    switch (f) {
+        case Activation::sigmoid: return sigmoid_prime(z);
+        case Activation::tanh: return tanh_prime(z);
+        case Activation::relu: return z > T(0) ? T(1) : T(0);
+        case Activation::leaky_relu: return z > T(0) ? T(1) : slope;
+        case Activation::identity:
+        case Activation::softmax: break;
+    }
+    return T(1);
+}
+
+// The loops below take the activation out of the inner loop so that each
+// branch is a simple, vectorisable pass.
+
+// z[i, j] += b[j]; a[i, j] = f(z[i, j]).  z and a are (B, n), b is (n,).
+template <class T>
+void add_bias_and_activate(Activation f, T slope, const T *b, T *z, T *a, std::size_t B,
+                           std::size_t n) {
+    for (std::size_t i = 0; i < B; ++i) {
+        T *z_row = z + i * n;
+        T *a_row = a + i * n;
+        for (std::size_t j = 0; j < n; ++j) z_row[j] += b[j];
+        if (f == Activation::softmax) {
+            const T m = *std::max_element(z_row, z_row + n);
+            T sum = 0;
+            for (std::size_t j = 0; j < n; ++j) sum += a_row[j] = std::exp(z_row[j] - m);
+            for (std::size_t j = 0; j < n; ++j) a_row[j] /= sum;
+            continue;
+        }
+        switch (f) {
+            case Activation::sigmoid:
+                for (std::size_t j = 0; j < n; ++j) a_row[j] = sigmoid(z_row[j]);
+                break;
+            case Activation::relu:
+                for (std::size_t j = 0; j < n; ++j) a_row[j] = z_row[j] > T(0) ? z_row[j] : T(0);
+                break;
+            default:
+                for (std::size_t j = 0; j < n; ++j) a_row[j] = activate(f, z_row[j], slope);
+        }
+    }
+}
+
+// delta[k] *= f'(z[k]) for the `count` entries: the "⊙ σ'(z)" of BP1 and BP2.
+template <class T>
+void multiply_by_derivative(Activation f, T slope, const T *z, T *delta, std::size_t count) {
+    switch (f) {
+        case Activation::identity: return;
+        case Activation::relu:
+            for (std::size_t k = 0; k < count; ++k) delta[k] = z[k] > T(0) ? delta[k] : T(0);
+            return;
+        case Activation::sigmoid:
+            for (std::size_t k = 0; k < count; ++k) delta[k] *= sigmoid_prime(z[k]);
+            return;
+        default:
+            for (std::size_t k = 0; k < count; ++k) delta[k] *= derivative(f, z[k], slope);
+    }
+}
+
+}  // namespace deltaprop

@@ -1,0 +1,214 @@
+// deltaprop._core: the only file that knows Python. It checks every array
+// (dtype, contiguity, alignment, shape, writability), releases the GIL and
+// calls the core. Arrays are taken strictly (noconvert): a silent conversion
+// would copy, and writes into the copy would be lost.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "blas.hpp"
+#include "mlp.hpp"
+
+namespace py = pybind11;
+using deltaprop::Mlp;
+
+namespace {
+
+template <class T> using Array = py::array_t<T, py::array::c_style>;
+
+std::string shape_of(const py::array &array) {
+    std::string text = "(";
+    for (py::ssize_t d = 0; d < array.ndim(); ++d) {
+        text += (d ? ", " : "") + std::to_string(array.shape(d));
+    }
+    return text + (array.ndim() == 1 ? ",)" : ")");
+}
+
+template <class T> void check_aligned(const py::array &array, const char *name) {
+    if (reinterpret_cast<std::uintptr_t>(array.data()) % alignof(T) != 0) {
+        throw std::invalid_argument(std::string(name) + ": array is not aligned");
+    }
+}
+
+template <class T> void check_writeable(const py::array &array, const char *name) {
+    if (!array.writeable()) throw std::invalid_argument(std::string(name) + ": array is read-only");
+}
+
+// A (rows, cols) matrix; rows == 0 means "any number of rows (at least one)".
+template <class T>
+std::size_t check_matrix(const Array<T> &array, const char *name, std::size_t rows,
+                         std::size_t cols) {
+    check_aligned<T>(array, name);
+    const bool ok = array.ndim() == 2 && std::size_t(array.shape(1)) == cols &&
+                    (rows == 0 ? array.shape(0) >= 1 : std::size_t(array.shape(0)) == rows);
+    if (!ok) {
+        throw std::invalid_argument(std::string(name) + ": expected shape (" +
+                                    (rows == 0 ? std::string("n >= 1") : std::to_string(rows)) +
+                                    ", " + std::to_string(cols) + "), got " + shape_of(array));
+    }
+    return std::size_t(array.shape(0));
+}
+
+template <class T> void check_params(const Mlp<T> &mlp, const Array<T> &params, const char *name) {
+    check_aligned<T>(params, name);
+    if (params.ndim() != 1 || std::size_t(params.shape(0)) != mlp.n_params()) {
+        throw std::invalid_argument(std::string(name) + ": expected shape (" +
+                                    std::to_string(mlp.n_params()) + ",), got " +
+                                    shape_of(params));
+    }
+}
+
+std::string to_string(deltaprop::Activation f) {
+    using deltaprop::Activation;
+    switch (f) {
+        case Activation::sigmoid: return "sigmoid";
+        case Activation::tanh: return "tanh";
+        case Activation::relu: return "relu";
+        case Activation::leaky_relu: return "leaky_relu";
+        case Activation::identity: return "identity";
+        case Activation::softmax: return "softmax";
+    }
+    return "";
+}
+
+std::string to_string(deltaprop::Cost cost) {
+    switch (cost) {
+        case deltaprop::Cost::quadratic: return "quadratic";
+        case deltaprop::Cost::cross_entropy: return "cross_entropy";
+        case deltaprop::Cost::log_likelihood: return "log_likelihood";
+    }
+    return "";
+}
+
+template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
+    py::class_<Mlp<T>>(m, class_name, "The network's architecture and workspaces (parameters live in a flat array passed to each call).")
+        .def(py::init([](const std::vector<std::size_t> &sizes, const std::string &activation,
+                         const std::string &output, const std::string &cost,
+                         double leaky_slope) {
+                 return new Mlp<T>(deltaprop::Architecture{
+                     sizes, deltaprop::parse_activation(activation, "activation"),
+                     deltaprop::parse_activation(output, "output"),
+                     deltaprop::parse_cost(cost), leaky_slope});
+             }),
+             py::arg("sizes"), py::arg("activation"), py::arg("output"), py::arg("cost"),
+             py::arg("leaky_slope") = 0.01)
+        .def_property_readonly("sizes", [](const Mlp<T> &mlp) { return mlp.architecture().sizes; })
+        .def_property_readonly("activation",
+                               [](const Mlp<T> &mlp) { return to_string(mlp.architecture().hidden); })
+        .def_property_readonly("output",
+                               [](const Mlp<T> &mlp) { return to_string(mlp.architecture().output); })
+        .def_property_readonly("cost_name",
+                               [](const Mlp<T> &mlp) { return to_string(mlp.architecture().cost); })
+        .def_property_readonly("leaky_slope",
+                               [](const Mlp<T> &mlp) { return mlp.architecture().leaky_slope; })
+        .def_property_readonly("n_params", &Mlp<T>::n_params)
+        .def(
+            "predict",
+            [](Mlp<T> &mlp, const Array<T> &params, const Array<T> &X, Array<T> &out) {
+                check_params(mlp, params, "params");
+                const std::size_t n = check_matrix(X, "X", 0, mlp.n_inputs());
+                check_matrix(out, "out", n, mlp.n_outputs());
+                check_writeable<T>(out, "out");
+                const T *p = params.data(), *x = X.data();
+                T *o = out.mutable_data();
+                py::gil_scoped_release nogil;
+                mlp.predict(p, x, n, o);
+            },
+            py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("out").noconvert(),
+            "out (n, n_L) <- output activations a^L for the n rows of X (n, n_0).")
+        .def(
+            "cost",
+            [](Mlp<T> &mlp, const Array<T> &params, const Array<T> &X, const Array<T> &Y) {
+                check_params(mlp, params, "params");
+                const std::size_t n = check_matrix(X, "X", 0, mlp.n_inputs());
+                check_matrix(Y, "Y", n, mlp.n_outputs());
+                const T *p = params.data(), *x = X.data(), *y = Y.data();
+                py::gil_scoped_release nogil;
+                return mlp.cost(p, x, y, n);
+            },
+            py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+            "Mean cost over the rows of X (n, n_0) with targets Y (n, n_L).")
+        .def(
+            "gradients",
+            [](Mlp<T> &mlp, const Array<T> &params, const Array<T> &X, const Array<T> &Y,
+               Array<T> &grads) {
+                check_params(mlp, params, "params");
+                check_params(mlp, grads, "grads");
+                check_writeable<T>(grads, "grads");
+                const std::size_t B = check_matrix(X, "X", 0, mlp.n_inputs());
+                check_matrix(Y, "Y", B, mlp.n_outputs());
+                const T *p = params.data(), *x = X.data(), *y = Y.data();
+                T *g = grads.mutable_data();
+                py::gil_scoped_release nogil;
+                return mlp.gradients(p, x, y, B, g);
+            },
+            py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+            py::arg("grads").noconvert(),
+            "grads <- batch-averaged dC/dparams; returns the batch's mean cost.")
+        .def(
+            "sgd_step",
+            [](Mlp<T> &mlp, Array<T> &params, const Array<T> &X, const Array<T> &Y, T lr,
+               T lmbda, std::size_t n_total) {
+                check_params(mlp, params, "params");
+                check_writeable<T>(params, "params");
+                const std::size_t B = check_matrix(X, "X", 0, mlp.n_inputs());
+                check_matrix(Y, "Y", B, mlp.n_outputs());
+                if (n_total < 1) throw std::invalid_argument("n_total: must be at least 1");
+                T *p = params.mutable_data();
+                const T *x = X.data(), *y = Y.data();
+                py::gil_scoped_release nogil;
+                return mlp.sgd_step(p, x, y, B, lr, lmbda, n_total);
+            },
+            py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+            py::arg("lr"), py::arg("lmbda"), py::arg("n_total"),
+            "One SGD step on the batch, in place; returns the batch's mean cost.")
+        .def(
+            "sgd_epoch",
+            [](Mlp<T> &mlp, Array<T> &params, const Array<T> &X, const Array<T> &Y,
+               const std::optional<Array<std::int64_t>> &order, std::size_t batch_size, T lr,
+               T lmbda, std::size_t n_total) {
+                check_params(mlp, params, "params");
+                check_writeable<T>(params, "params");
+                const std::size_t n = check_matrix(X, "X", 0, mlp.n_inputs());
+                check_matrix(Y, "Y", n, mlp.n_outputs());
+                if (batch_size < 1) throw std::invalid_argument("batch_size: must be at least 1");
+                if (n_total < 1) throw std::invalid_argument("n_total: must be at least 1");
+                const std::int64_t *o = nullptr;
+                if (order) {
+                    check_aligned<std::int64_t>(*order, "order");
+                    if (order->ndim() != 1 || std::size_t(order->shape(0)) != n) {
+                        throw std::invalid_argument("order: expected shape (" +
+                                                    std::to_string(n) + ",), got " +
+                                                    shape_of(*order));
+                    }
+                    o = order->data();
+                }
+                T *p = params.mutable_data();
+                const T *x = X.data(), *y = Y.data();
+                py::gil_scoped_release nogil;
+                return mlp.sgd_epoch(p, x, y, n, o, batch_size, lr, lmbda, n_total);
+            },
+            py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+            py::arg("order").noconvert(), py::arg("batch_size"), py::arg("lr"), py::arg("lmbda"),
+            py::arg("n_total"),
+            "One epoch of mini-batch SGD in the given row order (None: storage order); "
+            "returns the mean cost of the batches.");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "deltaprop's compiled core: batched backpropagation on OpenBLAS (private API)";
+    bind_mlp<float>(m, "Mlp32");
+    bind_mlp<double>(m, "Mlp64");
+    m.def("set_num_threads", &deltaprop::blas::set_num_threads, py::arg("n"),
+          "Set the number of OpenBLAS threads deltaprop uses.");
+    m.def("get_num_threads", &deltaprop::blas::get_num_threads,
+          "Number of OpenBLAS threads deltaprop uses.");
+}

@@ -1,0 +1,51 @@
+"""deltaprop: fast multilayer-perceptron training by backpropagation.
+
+A C++ core runs the batched forward pass and the backward delta propagation
+(BP1-BP4) on OpenBLAS; this package gives it a small numpy API::
+
+    import deltaprop as dp
+    X, y = dp.datasets.load_digits()
+    net = dp.Network([64, 30, 10], activation="sigmoid", output="softmax",
+                     cost="log_likelihood", seed=0)
+    history = net.fit(X, y, epochs=10, batch_size=10, lr=0.5)
+"""
+
+try:
+    from . import _core
+except ImportError as error:  # pragma: no cover - only without a build
+    raise ImportError(
+        "deltaprop's compiled module _core could not be imported. Install the package "
+        "(`pip install .` from the source tree builds it with CMake and OpenBLAS) rather than "
+        f"importing it from the source folder. The error was: {error}"
+    ) from error
+
+from . import datasets, reference
+from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network
+
+__version__ = "0.1.0"
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of OpenBLAS threads deltaprop's core uses (numpy's own pool is separate)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Number of OpenBLAS threads deltaprop's core uses."""
+    return _core.get_num_threads()
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "COSTS",
+    "INITS",
+    "OUTPUTS",
+    "Network",
+    "__version__",
+    "datasets",
+    "get_num_threads",
+    "reference",
+    "set_num_threads",
+]

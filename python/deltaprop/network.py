@@ -1,0 +1,467 @@
+"""The `Network` class: the only caller of the compiled core.
+
+Parameters live in one flat array, layer after layer: W^l (row-major,
+shape (n_l, n_{l-1})) then b^l (shape (n_l,)), for l = 1..L. `Network.weights`
+and `Network.biases` are views into it. Inputs are checked and converted
+(dtype, C order, alignment) once per call here; the core then takes them as is.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["ACTIVATIONS", "COSTS", "INITS", "OUTPUTS", "Network"]
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
+OUTPUTS = ("sigmoid", "softmax", "identity")
+COSTS = ("quadratic", "cross_entropy", "log_likelihood")
+INITS = ("normal_scaled", "normal", "glorot", "he")
+
+_CORE_CLASSES = {np.dtype(np.float32): _core.Mlp32, np.dtype(np.float64): _core.Mlp64}
+# Costs that take the log of the targets' probabilities: targets must lie in [0, 1].
+_PROBABILITY_COSTS = ("cross_entropy", "log_likelihood")
+
+
+def _float_dtype(dtype: Any) -> np.dtype:
+    try:
+        resolved = np.dtype(dtype) if dtype is not None else None
+    except TypeError:
+        resolved = None
+    if resolved not in _CORE_CLASSES:
+        raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+    return resolved
+
+
+def _check_name(value: Any, allowed: Sequence[str], argument: str) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{argument}: expected one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _check_int(value: Any, argument: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{argument}: expected an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{argument}: must be at least {minimum}, got {value}")
+    return operator.index(value)
+
+
+def _check_float(value: Any, argument: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{argument}: expected a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{argument}: expected a finite number {bound}, got {value}")
+    return value
+
+
+def _as_real_array(data: Any, argument: str) -> np.ndarray:
+    array = np.asarray(data)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{argument}: expected real numbers (bool, int or float), got dtype {array.dtype}"
+        )
+    return array
+
+
+def _to_core_layout(array: np.ndarray, dtype: np.dtype, argument: str) -> np.ndarray:
+    """C-contiguous, aligned, native-order `dtype`: copies only when `array` is not already."""
+    converted = np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
+    if not np.isfinite(converted).all():
+        raise ValueError(f"{argument}: contains NaN or infinity (in {dtype})")
+    return converted
+
+
+class Network:
+    """A fully-connected feed-forward network trained by backpropagation.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Units per layer, input first: ``[n_0, n_1, ..., n_L]``, each >= 1, at least two layers.
+    activation : str
+        Hidden-layer activation: one of `ACTIVATIONS`.
+    output : str
+        Output activation: ``"sigmoid"``, ``"softmax"`` or ``"identity"``.
+    cost : str
+        ``"quadratic"`` (1/2 ||a - y||^2, any output), ``"cross_entropy"`` (per output unit,
+        sigmoid output) or ``"log_likelihood"`` (softmax output).
+    dtype : {"float64", "float32"}
+        Precision of the parameters and of all computation.
+    init : str
+        Initialiser: ``"normal_scaled"`` (W ~ N(0, 1/n_in), b ~ N(0, 1); network2.py's
+        default), ``"normal"`` (both N(0, 1)), ``"glorot"`` (W ~ U(+-sqrt(6/(n_in+n_out))),
+        b = 0) or ``"he"`` (W ~ N(0, 2/n_in), b = 0).
+    seed : int or None
+        Seed of the initialiser. Weights are drawn in float64 and then rounded, so float32
+        and float64 networks with the same seed start from the same point.
+    leaky_slope : float
+        Slope of ``"leaky_relu"`` for z <= 0.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        *,
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        cost: str = "quadratic",
+        dtype: Any = "float64",
+        init: str = "normal_scaled",
+        seed: int | None = None,
+        leaky_slope: float = 0.01,
+    ) -> None:
+        self._build(sizes, activation, output, cost, dtype, leaky_slope)
+        self._initialise(_check_name(init, INITS, "init"), np.random.default_rng(seed))
+
+    @classmethod
+    def from_params(
+        cls,
+        weights: Sequence[Any],
+        biases: Sequence[Any],
+        *,
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        cost: str = "quadratic",
+        dtype: Any = None,
+        leaky_slope: float = 0.01,
+    ) -> Network:
+        """Build a network from given parameters (copied).
+
+        Parameters
+        ----------
+        weights : sequence of ndarray, W^l of shape (n_l, n_{l-1})
+        biases : sequence of ndarray, b^l of shape (n_l,)
+        dtype : {"float64", "float32"} or None
+            None: float32 if every array is float32, float64 otherwise.
+        """
+        weights = [_as_real_array(W, f"weights[{l}]") for l, W in enumerate(weights)]
+        biases = [_as_real_array(b, f"biases[{l}]") for l, b in enumerate(biases)]
+        sizes = _sizes_from_params(weights, biases)
+        if dtype is None:
+            all_float32 = all(p.dtype == np.float32 for p in weights + biases)
+            dtype = np.float32 if all_float32 else np.float64
+        net = cls.__new__(cls)
+        net._build(sizes, activation, output, cost, dtype, leaky_slope)
+        for l, (W, b) in enumerate(zip(weights, biases)):
+            net._weights[l][...] = _to_core_layout(W, net.dtype, f"weights[{l}]")
+            net._biases[l][...] = _to_core_layout(b, net.dtype, f"biases[{l}]")
+        return net
+
+    def _build(self, sizes, activation, output, cost, dtype, leaky_slope) -> None:
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+            raise TypeError(f"sizes: expected a sequence of layer sizes, got {sizes!r}")
+        sizes = tuple(_check_int(n, "sizes", 1) for n in sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes: need an input and an output layer, got {list(sizes)}")
+        _check_name(activation, ACTIVATIONS, "activation")
+        _check_name(output, OUTPUTS, "output")
+        _check_name(cost, COSTS, "cost")
+        if isinstance(leaky_slope, bool) or not isinstance(leaky_slope, numbers.Real) or not (
+            np.isfinite(leaky_slope)
+        ):
+            raise ValueError(f"leaky_slope: expected a finite number, got {leaky_slope!r}")
+        self.dtype = _float_dtype(dtype)
+        # The core refuses invalid pairings (e.g. log_likelihood without softmax).
+        self._core = _CORE_CLASSES[self.dtype](
+            list(sizes), activation, output, cost, float(leaky_slope)
+        )
+        self._params = np.zeros(self._core.n_params, dtype=self.dtype)
+        self._weights, self._biases = [], []
+        offset = 0
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            self._weights.append(self._params[offset : offset + n_out * n_in].reshape(n_out, n_in))
+            offset += n_out * n_in
+            self._biases.append(self._params[offset : offset + n_out])
+            offset += n_out
+
+    def _initialise(self, init: str, rng: np.random.Generator) -> None:
+        for W, b in zip(self._weights, self._biases):
+            n_out, n_in = W.shape
+            if init == "normal_scaled":
+                W[...] = rng.normal(0.0, 1.0 / np.sqrt(n_in), size=W.shape)
+                b[...] = rng.normal(0.0, 1.0, size=b.shape)
+            elif init == "normal":
+                W[...] = rng.normal(0.0, 1.0, size=W.shape)
+                b[...] = rng.normal(0.0, 1.0, size=b.shape)
+            elif init == "glorot":
+                limit = np.sqrt(6.0 / (n_in + n_out))
+                W[...] = rng.uniform(-limit, limit, size=W.shape)
+            else:  # "he"
+                W[...] = rng.normal(0.0, np.sqrt(2.0 / n_in), size=W.shape)
+
+    # ------------------------------------------------------------------ description
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Units per layer, input first."""
+        return tuple(self._core.sizes)
+
+    @property
+    def activation(self) -> str:
+        return self._core.activation
+
+    @property
+    def output(self) -> str:
+        return self._core.output
+
+    @property
+    def cost_name(self) -> str:
+        return self._core.cost_name
+
+    @property
+    def leaky_slope(self) -> float:
+        return self._core.leaky_slope
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """W^l of shape (n_l, n_{l-1}), l = 1..L: live views (writing to them changes the net)."""
+        return list(self._weights)
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        """b^l of shape (n_l,), l = 1..L: live views."""
+        return list(self._biases)
+
+    @property
+    def params(self) -> np.ndarray:
+        """All parameters as one flat live view: W^1, b^1, W^2, b^2, ..."""
+        return self._params
+
+    def __repr__(self) -> str:
+        return (
+            f"Network({list(self.sizes)}, activation={self.activation!r}, "
+            f"output={self.output!r}, cost={self.cost_name!r}, dtype={self.dtype.name!r})"
+        )
+
+    # ------------------------------------------------------------------ inputs
+    def _inputs(self, X: Any, argument: str = "X") -> np.ndarray:
+        X = _as_real_array(X, argument)
+        n_in = self.sizes[0]
+        if X.ndim != 2 or X.shape[1] != n_in:
+            raise ValueError(
+                f"{argument}: expected shape (n_samples, {n_in}), got {X.shape}"
+                + (" (reshape a single sample to (1, n_features))" if X.ndim == 1 else "")
+            )
+        if X.shape[0] == 0:
+            raise ValueError(f"{argument}: empty batch (0 samples)")
+        return _to_core_layout(X, self.dtype, argument)
+
+    def _labels(self, labels: Any, n_samples: int, argument: str) -> np.ndarray:
+        labels = _as_real_array(labels, argument)
+        if labels.shape != (n_samples,):
+            raise ValueError(
+                f"{argument}: expected class indices of shape ({n_samples},), got {labels.shape}"
+            )
+        if not np.isfinite(labels).all() or not (labels == np.round(labels)).all():
+            raise ValueError(f"{argument}: class indices must be whole numbers")
+        n_classes = max(self.sizes[-1], 2)
+        if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+            raise ValueError(
+                f"{argument}: class indices must lie in [0, {n_classes}), "
+                f"got values in [{labels.min()}, {labels.max()}]"
+            )
+        return labels.astype(np.int64)
+
+    def _targets(self, Y: Any, n_samples: int, argument: str = "Y") -> np.ndarray:
+        """(n_samples, n_L) targets from class indices (1-D) or a target array (2-D)."""
+        Y = _as_real_array(Y, argument)
+        n_out = self.sizes[-1]
+        if Y.ndim == 1 and n_out == 1:
+            # One output unit: a 1-D Y holds the target values themselves.
+            Y = Y.reshape(-1, 1)
+        if Y.ndim == 1:
+            labels = self._labels(Y, n_samples, argument)
+            targets = np.zeros((n_samples, n_out), dtype=self.dtype)
+            targets[np.arange(n_samples), labels] = 1
+            return targets
+        if Y.shape != (n_samples, n_out):
+            raise ValueError(
+                f"{argument}: expected class indices of shape ({n_samples},) or targets of "
+                f"shape ({n_samples}, {n_out}), got {Y.shape}"
+            )
+        Y = _to_core_layout(Y, self.dtype, argument)
+        if self.cost_name in _PROBABILITY_COSTS and ((Y < 0).any() or (Y > 1).any()):
+            raise ValueError(f"{argument}: {self.cost_name} needs targets in [0, 1]")
+        return Y
+
+    def _data(self, X: Any, Y: Any, x_name: str = "X", y_name: str = "Y"):
+        X = self._inputs(X, x_name)
+        return X, self._targets(Y, X.shape[0], y_name)
+
+    # ------------------------------------------------------------------ computation
+    def predict(self, X: Any) -> np.ndarray:
+        """Output activations a^L.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_0)
+            Converted once to the network's dtype and C order if it is not already.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_L)
+        """
+        X = self._inputs(X)
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+        self._core.predict(self._params, X, out)
+        return out
+
+    forward = predict
+
+    def cost(self, X: Any, Y: Any) -> float:
+        """Mean cost over the samples (no regularisation term).
+
+        Y is class indices of shape (n_samples,) or targets of shape (n_samples, n_L);
+        with a single output unit a 1-D Y holds the targets.
+        """
+        X, Y = self._data(X, Y)
+        return self._core.cost(self._params, X, Y)
+
+    def gradients(self, X: Any, Y: Any) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+        """Batch-averaged cost and its gradients by backpropagation.
+
+        Returns
+        -------
+        cost : float
+            Mean cost over the batch (no regularisation term).
+        dW : list of ndarray, dC/dW^l of shape (n_l, n_{l-1})
+        db : list of ndarray, dC/db^l of shape (n_l,)
+        """
+        X, Y = self._data(X, Y)
+        grads = np.empty_like(self._params)
+        cost = self._core.gradients(self._params, X, Y, grads)
+        return cost, self._split(grads, self._weights), self._split(grads, self._biases)
+
+    def _split(self, flat: np.ndarray, like: list[np.ndarray]) -> list[np.ndarray]:
+        """Views of `flat` laid out as the parameter views `like` are laid out in _params."""
+        start = self._params.__array_interface__["data"][0]
+        itemsize = self.dtype.itemsize
+        views = []
+        for p in like:
+            offset = (p.__array_interface__["data"][0] - start) // itemsize
+            views.append(flat[offset : offset + p.size].reshape(p.shape))
+        return views
+
+    def sgd_step(self, X: Any, Y: Any, *, lr: float, lmbda: float = 0.0, n: int | None = None):
+        """One in-place SGD step on the batch; returns its mean cost before the step.
+
+        w <- (1 - lr*lmbda/n) w - lr dC/dw,  b <- b - lr dC/db; n defaults to the batch size.
+        """
+        X, Y = self._data(X, Y)
+        lr = _check_float(lr, "lr", positive=True)
+        lmbda = _check_float(lmbda, "lmbda")
+        n = X.shape[0] if n is None else _check_int(n, "n", 1)
+        return self._core.sgd_step(self._params, X, Y, lr, lmbda, n)
+
+    def evaluate(self, X: Any, labels: Any) -> float:
+        """Fraction of samples whose predicted class equals the label.
+
+        The predicted class is argmax(a^L); with a single output unit it is a^L >= 0.5.
+        """
+        X = self._inputs(X)
+        labels = self._labels(labels, X.shape[0], "labels")
+        return float(np.mean(self._classes(self.predict(X)) == labels))
+
+    @staticmethod
+    def _classes(outputs: np.ndarray) -> np.ndarray:
+        if outputs.shape[1] == 1:
+            return (outputs[:, 0] >= 0.5).astype(np.int64)
+        return outputs.argmax(axis=1)
+
+    def fit(
+        self,
+        X: Any,
+        Y: Any,
+        *,
+        epochs: int = 30,
+        batch_size: int = 10,
+        lr: float = 3.0,
+        lmbda: float = 0.0,
+        shuffle: bool = True,
+        seed: int | None = 0,
+        validation_data: tuple[Any, Any] | None = None,
+        verbose: bool = False,
+    ) -> dict[str, list[float]]:
+        """Train by mini-batch SGD, in place.
+
+        Each epoch runs in the core: the rows are visited in a permutation drawn from
+        ``np.random.default_rng(seed)`` (``shuffle=False``: in order), mini-batches of
+        ``batch_size`` (the last may be smaller) and after each batch
+        w <- (1 - lr*lmbda/n) w - lr dC/dw, b <- b - lr dC/db, n = len(X).
+
+        X and Y are converted to the network's dtype and C order once per call.
+
+        Returns
+        -------
+        history : dict of per-epoch lists
+            ``"cost"``: mean cost of the batches during the epoch; with validation data,
+            ``"val_cost"`` and (not for an identity output) ``"val_accuracy"``.
+        """
+        X, Y = self._data(X, Y)
+        epochs = _check_int(epochs, "epochs", 0)
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        lr = _check_float(lr, "lr", positive=True)
+        lmbda = _check_float(lmbda, "lmbda")
+        validation = self._validation(validation_data)
+        rng = np.random.default_rng(seed)
+        history: dict[str, list[float]] = {"cost": []}
+        for epoch in range(epochs):
+            order = rng.permutation(X.shape[0]) if shuffle else None
+            cost = self._core.sgd_epoch(self._params, X, Y, order, batch_size, lr, lmbda, len(X))
+            history["cost"].append(cost)
+            if validation is not None:
+                self._record_validation(history, *validation)
+            if verbose:
+                print(_progress_line(epoch, epochs, history), flush=True)
+        return history
+
+    def _validation(self, validation_data):
+        if validation_data is None:
+            return None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data: expected a pair (X_val, Y_val)")
+        X_val, Y_val = validation_data
+        X_val, targets = self._data(X_val, Y_val, "validation_data[0]", "validation_data[1]")
+        return X_val, targets
+
+    def _record_validation(self, history, X_val: np.ndarray, targets: np.ndarray) -> None:
+        history.setdefault("val_cost", []).append(self._core.cost(self._params, X_val, targets))
+        if self.output != "identity":
+            outputs = self.predict(X_val)
+            accuracy = np.mean(self._classes(outputs) == self._classes(targets))
+            history.setdefault("val_accuracy", []).append(float(accuracy))
+
+
+def _progress_line(epoch: int, epochs: int, history: dict[str, list[float]]) -> str:
+    parts = [f"epoch {epoch + 1}/{epochs}", f"cost {history['cost'][-1]:.4f}"]
+    if "val_cost" in history:
+        parts.append(f"val_cost {history['val_cost'][-1]:.4f}")
+    if "val_accuracy" in history:
+        parts.append(f"val_accuracy {history['val_accuracy'][-1]:.4f}")
+    return "  ".join(parts)
+
+
+def _sizes_from_params(weights: list[np.ndarray], biases: list[np.ndarray]) -> list[int]:
+    if len(weights) == 0 or len(weights) != len(biases):
+        raise ValueError(
+            f"weights, biases: expected one weight matrix and one bias vector per layer, "
+            f"got {len(weights)} and {len(biases)}"
+        )
+    sizes = [weights[0].shape[1] if weights[0].ndim == 2 else -1]
+    for l, (W, b) in enumerate(zip(weights, biases)):
+        if W.ndim != 2 or W.shape[1] != sizes[-1] or W.shape[0] < 1:
+            raise ValueError(
+                f"weights[{l}]: expected shape (n_out, {sizes[-1]}) matching the previous "
+                f"layer, got {W.shape}"
+            )
+        if b.shape != (W.shape[0],):
+            raise ValueError(f"biases[{l}]: expected shape ({W.shape[0]},), got {b.shape}")
+        sizes.append(W.shape[0])
+    return sizes
