@@ -39,6 +39,24 @@ template <class T> inline double log_sum_exp(const T *z, std::size_t n) {
     return m + std::log(sum);
 }
 
+// g <- delta = J^T g for one softmax row a: delta_j = a_j (g_j - sum_k g_k a_k).
+// When a_m ~ 1 the bracket cancels for j = m; there it is evaluated as
+// sum_{k != m} (g_m - g_k) a_k (using 1 - a_m = sum_{k != m} a_k), which is exact.
+template <class T> void softmax_chain_rule(const T *a, T *g, std::size_t n) {
+    const std::size_t m = std::size_t(std::max_element(a, a + n) - a);
+    T g_dot_a = 0, others_g_dot_a = 0, others_a = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+        g_dot_a += g[k] * a[k];
+        if (k != m) {
+            others_g_dot_a += g[k] * a[k];
+            others_a += a[k];
+        }
+    }
+    const T delta_m = a[m] * (g[m] * others_a - others_g_dot_a);
+    for (std::size_t j = 0; j < n; ++j) g[j] = a[j] * (g[j] - g_dot_a);
+    g[m] = delta_m;
+}
+
 // Quadratic cost 1/2 ||a - y||^2; BP1 delta = (a - y) ⊙ σ'(z) for an
 // element-wise output. Softmax is not element-wise: there BP1 is the chain rule
 // through its Jacobian, delta_j = a_j (g_j - sum_k g_k a_k) with g = a - y.
@@ -54,13 +72,7 @@ double quadratic_cost_and_delta(Activation output, const T *z, const T *a, const
         multiply_by_derivative(output, T(0), z, delta, B * n);
         return cost;
     }
-    for (std::size_t i = 0; i < B; ++i) {
-        const T *a_row = a + i * n;
-        T *g_row = delta + i * n;
-        T g_dot_a = 0;
-        for (std::size_t j = 0; j < n; ++j) g_dot_a += g_row[j] * a_row[j];
-        for (std::size_t j = 0; j < n; ++j) g_row[j] = a_row[j] * (g_row[j] - g_dot_a);
-    }
+    for (std::size_t i = 0; i < B; ++i) softmax_chain_rule(a + i * n, delta + i * n, n);
     return cost;
 }
 

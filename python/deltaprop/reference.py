@@ -374,14 +374,17 @@ def _output_error(
     if output == "softmax":
         # Quadratic cost through softmax.  Softmax is not element-wise, so BP1
         # sums over its Jacobian da_k/dz_j = a_k ([j == k] - a_j):
-        # delta_j = sum_k (a_k - y_k) a_k ([j == k] - a_j).
+        # delta_j = sum_k g_k a_k ([j == k] - a_j) with g = a - y.  Because
+        # sum_k a_k = 1 this is a_j sum_{k != j} (g_j - g_k) a_k, the form used
+        # here: the first one cancels catastrophically when a_j ~ 1.
+        g = [a_k - y_k for a_k, y_k in zip(a, y)]
         delta = []
         for j, a_j in enumerate(a):
             total = 0.0
-            for k, (a_k, y_k) in enumerate(zip(a, y)):
-                kronecker = 1.0 if j == k else 0.0
-                total += (a_k - y_k) * a_k * (kronecker - a_j)
-            delta.append(total)
+            for k, a_k in enumerate(a):
+                if k != j:
+                    total += (g[j] - g[k]) * a_k
+            delta.append(a_j * total)
         return delta
     # Quadratic cost, element-wise output: delta_j = (a_j - y_j) sigma'(z_j).
     _, sigma_prime = _elementwise_activation(output, leaky_slope)

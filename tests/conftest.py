@@ -1,0 +1,73 @@
+"""Shared fixtures and helpers: seeded data, random networks, the reference oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deltaprop as dp
+
+HIDDEN_ACTIVATIONS = dp.ACTIVATIONS
+# Every (output activation, cost) pairing the library accepts.
+VALID_OUTPUT_COSTS = (
+    ("sigmoid", "quadratic"),
+    ("sigmoid", "cross_entropy"),
+    ("softmax", "quadratic"),
+    ("softmax", "log_likelihood"),
+    ("identity", "quadratic"),
+)
+# Relative tolerances against the float64 reference, per dtype of the core.
+RTOL = {"float64": 1e-10, "float32": 1e-3}
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(params=["float64", "float32"], ids=["f64", "f32"])
+def dtype(request) -> str:
+    return request.param
+
+
+def assert_close(actual, expected, rtol: float) -> None:
+    """allclose with an absolute floor scaled to the array, so near-zero entries of a
+    gradient are judged against the gradient's size, not against themselves; values
+    below the smallest normal number of `actual`'s dtype cannot keep relative precision."""
+    actual, expected = np.asarray(actual), np.asarray(expected, dtype=np.float64)
+    scale = float(np.abs(expected).max(initial=0.0))
+    atol = max(rtol * scale, float(np.finfo(actual.dtype).tiny))
+    np.testing.assert_allclose(actual.astype(np.float64), expected, rtol=rtol, atol=atol)
+
+
+def random_sizes(rng: np.random.Generator, output: str) -> list[int]:
+    """Depth 1-4 weight layers, widths 1-8 (softmax needs 2 outputs)."""
+    depth = int(rng.integers(1, 5))
+    sizes = [int(n) for n in rng.integers(1, 9, size=depth + 1)]
+    if output == "softmax":
+        sizes[-1] = max(sizes[-1], 2)
+    return sizes
+
+
+def random_targets(rng: np.random.Generator, cost: str, n_samples: int, n_out: int):
+    """Targets valid for the cost: soft probabilities in [0, 1] for the log costs."""
+    if cost == "log_likelihood":
+        Y = rng.random((n_samples, n_out))
+        return Y / Y.sum(axis=1, keepdims=True)
+    if cost == "cross_entropy":
+        return rng.random((n_samples, n_out))
+    return rng.normal(size=(n_samples, n_out))
+
+
+def reference_gradients(net: dp.Network, X, Y):
+    """The pure-Python oracle on the network's parameters, in float64."""
+    return dp.reference.gradients(
+        [W.astype(np.float64).tolist() for W in net.weights],
+        [b.astype(np.float64).tolist() for b in net.biases],
+        np.asarray(X, dtype=np.float64).tolist(),
+        np.asarray(Y, dtype=np.float64).tolist(),
+        activation=net.activation,
+        output=net.output,
+        cost=net.cost_name,
+        leaky_slope=net.leaky_slope,
+    )

@@ -1,0 +1,174 @@
+"""The core's cost and gradients against the pure-Python reference and against
+central finite differences, for every activation and (output, cost) pairing."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import (
+    HIDDEN_ACTIVATIONS,
+    RTOL,
+    VALID_OUTPUT_COSTS,
+    assert_close,
+    random_sizes,
+    random_targets,
+    reference_gradients,
+)
+
+import deltaprop as dp
+
+COMBINATIONS = [
+    (hidden, output, cost)
+    for hidden, (output, cost) in itertools.product(HIDDEN_ACTIVATIONS, VALID_OUTPUT_COSTS)
+]
+COMBINATION_IDS = ["-".join(c) for c in COMBINATIONS]
+
+
+def random_problem(seed: int, hidden: str, output: str, cost: str, dtype: str = "float64"):
+    rng = np.random.default_rng(seed)
+    sizes = random_sizes(rng, output)
+    net = dp.Network(
+        sizes, activation=hidden, output=output, cost=cost, dtype=dtype, seed=seed,
+        leaky_slope=0.1,
+    )
+    n_samples = int(rng.integers(1, 8))
+    X = rng.normal(size=(n_samples, sizes[0]))
+    return net, X, random_targets(rng, cost, n_samples, sizes[-1])
+
+
+def flat(dW, db) -> np.ndarray:
+    return np.concatenate([np.concatenate([np.ravel(W), np.ravel(b)]) for W, b in zip(dW, db)])
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(("hidden", "output", "cost"), COMBINATIONS, ids=COMBINATION_IDS)
+def test_gradients_match_reference(hidden, output, cost, seed, dtype):
+    net, X, Y = random_problem(seed, hidden, output, cost, dtype)
+    cost_value, dW, db = net.gradients(X, Y)
+    # The reference sees exactly what the core sees: parameters and data in the
+    # core's precision, then computes in float64.
+    ref_cost, ref_dW, ref_db = reference_gradients(net, X.astype(dtype), Y.astype(dtype))
+    rtol = RTOL[dtype]
+    assert cost_value == pytest.approx(ref_cost, rel=rtol)
+    for l in range(len(dW)):
+        assert dW[l].dtype == np.dtype(dtype) and dW[l].shape == net.weights[l].shape
+        assert db[l].dtype == np.dtype(dtype) and db[l].shape == net.biases[l].shape
+        assert_close(dW[l], ref_dW[l], rtol)
+        assert_close(db[l], ref_db[l], rtol)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("hidden", "output", "cost"), COMBINATIONS, ids=COMBINATION_IDS)
+def test_gradients_match_finite_differences(hidden, output, cost, seed):
+    net, X, Y = random_problem(100 + seed, hidden, output, cost)
+    _, dW, db = net.gradients(X, Y)
+    params = net.params
+    step = 1e-6
+    numeric = np.empty_like(params)
+    for i in range(params.size):
+        original = params[i]
+        params[i] = original + step
+        cost_plus = net.cost(X, Y)
+        params[i] = original - step
+        cost_minus = net.cost(X, Y)
+        params[i] = original
+        numeric[i] = (cost_plus - cost_minus) / (2 * step)
+    assert_close(flat(dW, db), numeric, 1e-6)
+
+
+def saturated_network(output: str, cost: str, dtype: str = "float64") -> dp.Network:
+    """[3, 4, 2]: sigmoid hidden units and outputs driven to |z| >= 30."""
+    net = dp.Network([3, 4, 2], activation="sigmoid", output=output, cost=cost, dtype=dtype,
+                     seed=0)
+    net.weights[0][...] = 0.1
+    net.biases[0][...] = [40.0, -40.0, 35.0, -35.0]
+    net.weights[1][...] = [[20.0, -20.0, 10.0, 0.0], [-20.0, 20.0, -10.0, 0.0]]
+    net.biases[1][...] = [5.0, -5.0]
+    return net
+
+
+@pytest.mark.parametrize(("output", "cost"), VALID_OUTPUT_COSTS, ids=["-".join(p) for p in
+                                                                       VALID_OUTPUT_COSTS])
+def test_saturated_gradients_match_reference(output, cost, dtype):
+    net = saturated_network(output, cost, dtype)
+    X = np.array([[1.0, -1.0, 0.5], [0.0, 2.0, -1.0]])
+    Y = np.array([[0.0, 1.0], [1.0, 0.0]])  # the wrong answers: the saturated, slow case
+    value, dW, db = net.gradients(X, Y)
+    assert np.isfinite(value) and all(np.isfinite(g).all() for g in dW + db)
+    ref_cost, ref_dW, ref_db = reference_gradients(net, X, Y)
+    assert value == pytest.approx(ref_cost, rel=RTOL[dtype])
+    for l in range(2):
+        assert_close(dW[l], ref_dW[l], RTOL[dtype])
+        assert_close(db[l], ref_db[l], RTOL[dtype])
+
+
+def test_cross_entropy_output_error_is_a_minus_y_when_saturated():
+    net = saturated_network("sigmoid", "cross_entropy")
+    X = np.array([[1.0, -1.0, 0.5]])
+    Y = np.array([[0.0, 1.0]])
+    a = net.predict(X)
+    assert 1 - a[0, 0] < 1e-14 and a[0, 1] < 1e-14  # saturated outputs
+    value, _, db = net.gradients(X, Y)
+    # BP1 + BP3: db^L = delta^L = a - y, with no 0/0 from a(1 - a).
+    np.testing.assert_array_equal(db[-1], (a - Y)[0])
+    # z^L = +-(20*1 - 20*0 + 10*1 + 5) = +-35: cost = softplus(35) + softplus(35).
+    assert value == pytest.approx(2 * (35 + np.log1p(np.exp(-35))), rel=1e-12)
+
+
+def test_log_likelihood_is_finite_for_huge_logits():
+    net = dp.Network.from_params(
+        [np.array([[1000.0], [0.0]])], [np.zeros(2)], output="softmax", cost="log_likelihood"
+    )
+    value, dW, db = net.gradients(np.array([[1.0]]), np.array([1]))
+    assert value == pytest.approx(1000.0, rel=1e-12)
+    np.testing.assert_allclose(db[0], [1.0, -1.0], atol=1e-300)
+
+
+def test_hand_worked_two_layer_identity_example():
+    # x = 1, y = 0, W1 = 2, b1 = 0, W2 = 3, b2 = 1, identity everywhere:
+    # z1 = a1 = 2, z2 = a2 = 7, C = 7^2 / 2 = 24.5;
+    # BP1 delta2 = a2 - y = 7; BP4 dW2 = delta2 a1 = 14; BP3 db2 = 7;
+    # BP2 delta1 = W2 delta2 = 21; dW1 = delta1 x = 21; db1 = 21.
+    net = dp.Network.from_params(
+        [np.array([[2.0]]), np.array([[3.0]])], [np.array([0.0]), np.array([1.0])],
+        activation="identity", output="identity", cost="quadratic",
+    )
+    value, dW, db = net.gradients(np.array([[1.0]]), np.array([[0.0]]))
+    assert value == 24.5
+    assert [W.item() for W in dW] == [21.0, 14.0]
+    assert [b.item() for b in db] == [21.0, 7.0]
+
+
+def test_hand_worked_sigmoid_example():
+    # x = 0, W = 1, b = 0, y = 1: z = 0, a = 1/2, C = (1/2 - 1)^2 / 2 = 1/8;
+    # sigma'(0) = 1/4, so delta = (a - y) sigma'(z) = -1/8, dW = delta x = 0, db = -1/8.
+    net = dp.Network.from_params([np.array([[1.0]])], [np.array([0.0])])
+    value, dW, db = net.gradients(np.array([[0.0]]), np.array([[1.0]]))
+    assert (value, dW[0].item(), db[0].item()) == (0.125, 0.0, -0.125)
+
+
+def test_gradients_are_batch_means():
+    net, X, Y = random_problem(7, "tanh", "softmax", "log_likelihood")
+    X = np.vstack([X, X[:1]])
+    Y = np.vstack([Y, Y[:1]])
+    cost_all, dW_all, db_all = net.gradients(X, Y)
+    per_sample = [net.gradients(X[i : i + 1], Y[i : i + 1]) for i in range(len(X))]
+    assert cost_all == pytest.approx(np.mean([c for c, _, _ in per_sample]), rel=1e-12)
+    for l in range(len(dW_all)):
+        assert_close(dW_all[l], np.mean([dW[l] for _, dW, _ in per_sample], axis=0), 1e-12)
+        assert_close(db_all[l], np.mean([db[l] for _, _, db in per_sample], axis=0), 1e-12)
+
+
+def test_batches_larger_than_a_chunk_agree_with_pieces():
+    """cost() and predict() walk big inputs in chunks; the answer must not depend on it."""
+    rng = np.random.default_rng(3)
+    net = dp.Network([5, 7, 3], activation="relu", output="softmax", cost="log_likelihood",
+                     seed=3)
+    X = rng.normal(size=(2500, 5))
+    labels = rng.integers(0, 3, size=2500)
+    out = net.predict(X)
+    np.testing.assert_allclose(out[2049:2052], net.predict(X[2049:2052]), rtol=1e-14)
+    pieces = [net.cost(X[i : i + 500], labels[i : i + 500]) for i in range(0, 2500, 500)]
+    assert net.cost(X, labels) == pytest.approx(np.mean(pieces), rel=1e-12)
