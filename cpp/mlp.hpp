@@ -204,7 +204,12 @@ template <class T> class Mlp {
     // BP3: b <- beta b + alpha sum_rows(delta^l), b is (n_l,).
     void bias_update(std::size_t l, std::size_t B, T alpha, T beta, T *b) {
         const std::size_t n = arch_.sizes[l];
-        for (std::size_t j = 0; j < n; ++j) b[j] *= beta;
+        // As in BLAS, beta = 0 means b is not read: it may hold garbage or NaN.
+        if (beta == T(0)) {
+            std::fill(b, b + n, T(0));
+        } else if (beta != T(1)) {
+            for (std::size_t j = 0; j < n; ++j) b[j] *= beta;
+        }
         const T *delta = delta_[l].data();
         for (std::size_t i = 0; i < B; ++i) {
             for (std::size_t j = 0; j < n; ++j) b[j] += alpha * delta[i * n + j];
