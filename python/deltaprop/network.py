@@ -73,7 +73,9 @@ def _as_real_array(data: Any, argument: str) -> np.ndarray:
 
 def _to_core_layout(array: np.ndarray, dtype: np.dtype, argument: str) -> np.ndarray:
     """C-contiguous, aligned, native-order `dtype`: copies only when `array` is not already."""
-    converted = np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
+    # An overflow in the cast (1e300 to float32) becomes inf and is reported below.
+    with np.errstate(over="ignore"):
+        converted = np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
     if not np.isfinite(converted).all():
         raise ValueError(f"{argument}: contains NaN or infinity (in {dtype})")
     return converted

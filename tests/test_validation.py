@@ -1,0 +1,259 @@
+"""Bad input raises a clear ValueError/TypeError naming the argument; unusual but valid
+input (other dtypes, strides, byte order, alignment) gives the same answer as clean input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deltaprop as dp
+
+
+@pytest.fixture
+def net() -> dp.Network:
+    return dp.Network([4, 5, 3], activation="tanh", output="softmax", cost="log_likelihood",
+                      seed=0)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(6, 4)), rng.integers(0, 3, size=6)
+
+
+# ---------------------------------------------------------------- construction
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"sizes": [4, 0, 3]}, ValueError, "sizes"),
+        ({"sizes": [4, -2, 3]}, ValueError, "sizes"),
+        ({"sizes": [4]}, ValueError, "sizes"),
+        ({"sizes": []}, ValueError, "sizes"),
+        ({"sizes": [4, 2.5, 3]}, TypeError, "sizes"),
+        ({"sizes": "43"}, TypeError, "sizes"),
+        ({"activation": "swish"}, ValueError, "activation"),
+        ({"activation": "softmax"}, ValueError, "activation"),
+        ({"output": "relu"}, ValueError, "output"),
+        ({"cost": "hinge"}, ValueError, "cost"),
+        ({"output": "sigmoid", "cost": "log_likelihood"}, ValueError, "log_likelihood"),
+        ({"output": "identity", "cost": "cross_entropy"}, ValueError, "cross_entropy"),
+        ({"output": "softmax", "cost": "cross_entropy"}, ValueError, "cross_entropy"),
+        ({"sizes": [4, 1], "output": "softmax", "cost": "quadratic"}, ValueError, "softmax"),
+        ({"dtype": "float16"}, ValueError, "dtype"),
+        ({"dtype": "int64"}, ValueError, "dtype"),
+        ({"init": "zeros"}, ValueError, "init"),
+        ({"leaky_slope": float("nan")}, ValueError, "leaky_slope"),
+    ],
+)
+def test_invalid_network_is_refused(kwargs, error, match):
+    arguments = {"sizes": [4, 5, 3], "output": "softmax", "cost": "log_likelihood", **kwargs}
+    with pytest.raises(error, match=match):
+        dp.Network(arguments.pop("sizes"), **arguments)
+
+
+def test_from_params_checks_shapes():
+    W1, b1, W2, b2 = np.ones((5, 4)), np.ones(5), np.ones((3, 5)), np.ones(3)
+    with pytest.raises(ValueError, match=r"weights\[1\]"):
+        dp.Network.from_params([W1, np.ones((3, 4))], [b1, b2])
+    with pytest.raises(ValueError, match=r"biases\[0\]"):
+        dp.Network.from_params([W1, W2], [np.ones(4), b2])
+    with pytest.raises(ValueError, match="weights, biases"):
+        dp.Network.from_params([W1, W2], [b1])
+    with pytest.raises(ValueError, match=r"weights\[0\].*NaN"):
+        dp.Network.from_params([W1 * np.nan, W2], [b1, b2])
+    with pytest.raises(TypeError, match=r"weights\[0\]"):
+        dp.Network.from_params([W1.astype(complex), W2], [b1, b2])
+
+
+# ---------------------------------------------------------------- data
+@pytest.mark.parametrize("method", ["predict", "cost", "gradients", "fit", "evaluate"])
+def test_wrong_number_of_features(net, data, method):
+    X, y = data
+    call = getattr(net, method)
+    with pytest.raises(ValueError, match=r"X: expected shape \(n_samples, 4\)"):
+        call(X[:, :3]) if method == "predict" else call(X[:, :3], y)
+
+
+@pytest.mark.parametrize("method", ["predict", "cost", "gradients", "fit"])
+def test_empty_batch(net, method):
+    X, y = np.empty((0, 4)), np.empty(0, dtype=int)
+    call = getattr(net, method)
+    with pytest.raises(ValueError, match="X: empty batch"):
+        call(X) if method == "predict" else call(X, y)
+
+
+@pytest.mark.parametrize("method", ["cost", "gradients", "fit", "sgd_step"])
+def test_label_and_target_errors(net, data, method):
+    X, y = data
+    call = getattr(net, method)
+    options = {"lr": 0.1} if method == "sgd_step" else {}
+    with pytest.raises(ValueError, match=r"Y: class indices must lie in \[0, 3\)"):
+        call(X, np.array([0, 1, 2, 3, 0, 1]), **options)
+    with pytest.raises(ValueError, match="Y: class indices must lie"):
+        call(X, -np.ones(6, dtype=int), **options)
+    with pytest.raises(ValueError, match="Y: class indices must be whole numbers"):
+        call(X, np.full(6, 0.5), **options)
+    with pytest.raises(ValueError, match=r"Y: expected class indices of shape \(6,\)"):
+        call(X, y[:5], **options)
+    with pytest.raises(ValueError, match=r"Y: .*targets of shape \(6, 3\)"):
+        call(X, np.zeros((5, 3)), **options)
+    with pytest.raises(ValueError, match="Y: contains NaN or infinity"):
+        call(X, np.full((6, 3), np.nan), **options)
+    with pytest.raises(ValueError, match=r"Y: log_likelihood needs targets in \[0, 1\]"):
+        call(X, np.full((6, 3), 2.0), **options)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("method", ["predict", "cost", "gradients", "fit", "evaluate"])
+def test_non_finite_inputs(net, data, method, bad):
+    X, y = data
+    X = X.copy()
+    X[2, 1] = bad
+    call = getattr(net, method)
+    with pytest.raises(ValueError, match="X: contains NaN or infinity"):
+        call(X) if method == "predict" else call(X, y)
+
+
+def test_values_that_overflow_float32_are_refused(data):
+    net32 = dp.Network([4, 3], output="sigmoid", dtype="float32", seed=0)
+    X = data[0].copy()
+    X[0, 0] = 1e300
+    with pytest.raises(ValueError, match="X: contains NaN or infinity .*float32"):
+        net32.predict(X)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("batch_size", 0, ValueError),
+        ("batch_size", -3, ValueError),
+        ("batch_size", 2.0, TypeError),
+        ("epochs", -1, ValueError),
+        ("lr", 0.0, ValueError),
+        ("lr", float("nan"), ValueError),
+        ("lr", "fast", TypeError),
+        ("lmbda", -1.0, ValueError),
+    ],
+)
+def test_invalid_fit_options(net, data, option, value, error):
+    before = net.params.copy()
+    with pytest.raises(error, match=option):
+        net.fit(*data, **{option: value})
+    np.testing.assert_array_equal(net.params, before)
+
+
+def test_invalid_validation_data(net, data):
+    X, y = data
+    with pytest.raises(TypeError, match="validation_data"):
+        net.fit(X, y, validation_data=X)
+    with pytest.raises(ValueError, match=r"validation_data\[0\]: expected shape"):
+        net.fit(X, y, validation_data=(X[:, :2], y))
+    with pytest.raises(ValueError, match=r"validation_data\[1\]"):
+        net.fit(X, y, validation_data=(X, y[:2]))
+
+
+@pytest.mark.parametrize("dtype", [complex, object, "U3", "datetime64[s]"])
+def test_non_real_dtypes_are_refused(net, data, dtype):
+    X = data[0].astype(dtype) if dtype != "U3" else data[0].astype(str)
+    with pytest.raises(TypeError, match="X: expected real numbers"):
+        net.predict(X)
+
+
+def test_one_dimensional_sample_gets_a_hint(net):
+    with pytest.raises(ValueError, match=r"reshape a single sample"):
+        net.predict(np.zeros(4))
+
+
+# ---------------------------------------------------------------- conversions
+def awkward_layouts(X: np.ndarray):
+    """The same values as X in layouts the core cannot take directly."""
+    yield "fortran", np.asfortranarray(X)
+    wide = np.zeros((X.shape[0], 2 * X.shape[1]))
+    wide[:, ::2] = X
+    yield "strided", wide[:, ::2]
+    yield "negative-stride", X[::-1][::-1]
+    yield "reversed", np.ascontiguousarray(X[::-1])[::-1]
+    yield "byte-swapped", X.astype(X.dtype.newbyteorder())
+    raw = np.zeros(X.size * 8 + 1, dtype=np.uint8)
+    unaligned = raw[1:].view(np.float64).reshape(X.shape)
+    unaligned[...] = X
+    yield "unaligned", unaligned
+    readonly = X.copy()
+    readonly.flags.writeable = False
+    yield "read-only", readonly
+    yield "list", X.tolist()
+    yield "float32", X.astype(np.float32)
+
+
+def test_awkward_layouts_give_the_same_answers(net, data):
+    X, y = data
+    X = X.astype(np.float32).astype(np.float64)  # exactly representable in float32 too
+    expected_out = net.predict(X)
+    expected_cost, expected_dW, _ = net.gradients(X, y)
+    for name, variant in awkward_layouts(X):
+        snapshot = np.array(variant, copy=True)
+        np.testing.assert_array_equal(net.predict(variant), expected_out, err_msg=name)
+        cost, dW, _ = net.gradients(variant, y)
+        assert cost == expected_cost, name
+        np.testing.assert_array_equal(dW[0], expected_dW[0], err_msg=name)
+        np.testing.assert_array_equal(np.asarray(variant), snapshot, err_msg=name)
+
+
+def test_integer_and_bool_inputs_are_converted(net):
+    X_int = np.arange(8).reshape(2, 4)
+    np.testing.assert_array_equal(net.predict(X_int), net.predict(X_int.astype(float)))
+    X_bool = X_int % 2 == 0
+    np.testing.assert_array_equal(net.predict(X_bool), net.predict(X_bool.astype(float)))
+
+
+def test_fit_does_not_modify_user_arrays(net, data):
+    X, y = data
+    X_before, y_before = X.copy(), y.copy()
+    net.fit(X, y, epochs=2, batch_size=4, lr=0.1)
+    np.testing.assert_array_equal(X, X_before)
+    np.testing.assert_array_equal(y, y_before)
+
+
+def test_single_output_takes_one_dimensional_targets():
+    net = dp.Network([2, 3, 1], activation="tanh", output="identity", seed=0)
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
+    targets = np.array([0.5, -1.0, 2.0])
+    assert net.cost(X, targets) == net.cost(X, targets[:, None])
+
+
+# ---------------------------------------------------------------- the private core
+def test_core_takes_arrays_strictly(net, data):
+    """_core never converts: a converted copy would silently drop writes into it."""
+    core, params = net._core, net.params
+    X = np.ascontiguousarray(data[0])
+    Y = np.eye(3)[data[1]]
+    out = np.empty((6, 3))
+    with pytest.raises(TypeError):
+        core.predict(params.astype(np.float32), X, out)
+    with pytest.raises(TypeError):
+        core.predict(params, np.asfortranarray(X[:, :3]).T.T, out)  # non-contiguous
+    with pytest.raises(TypeError):
+        core.predict(params, X, out.astype(np.float32))
+    with pytest.raises(ValueError, match=r"params: expected shape \(43,\)"):
+        core.predict(params[:-1], X, out)
+    with pytest.raises(ValueError, match=r"out: expected shape \(6, 3\)"):
+        core.predict(params, X, out[:5])
+    readonly = params.copy()
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="params: array is read-only"):
+        core.sgd_step(readonly, X, Y, 0.1, 0.0, 6)
+    with pytest.raises(ValueError, match="order: index 6"):
+        core.sgd_epoch(params.copy(), X, Y, np.array([0, 1, 2, 3, 4, 6]), 2, 0.1, 0.0, 6)
+    with pytest.raises(ValueError, match=r"order: expected shape \(6,\)"):
+        core.sgd_epoch(params.copy(), X, Y, np.arange(5), 2, 0.1, 0.0, 6)
+    with pytest.raises(ValueError, match="batch_size"):
+        core.sgd_epoch(params.copy(), X, Y, None, 0, 0.1, 0.0, 6)
+
+
+def test_core_gradients_ignore_the_output_buffer_contents(net, data):
+    X = np.ascontiguousarray(data[0])
+    Y = np.eye(3)[data[1]]
+    clean, garbage = np.zeros_like(net.params), np.full_like(net.params, np.nan)
+    net._core.gradients(net.params, X, Y, clean)
+    net._core.gradients(net.params, X, Y, garbage)
+    np.testing.assert_array_equal(garbage, clean)
