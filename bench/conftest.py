@@ -8,9 +8,16 @@ depend on the values) without a download: 60000 images of 28 x 28 uint8 pixels s
 from __future__ import annotations
 
 import functools
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+# test_bench_core.py imports the sibling module numpy_mlp. pytest's default import mode puts
+# this folder on sys.path already; --import-mode=importlib does not, so make sure here.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 N_IMAGES, N_PIXELS, N_CLASSES = 60_000, 28 * 28, 10
 DATA_SEED = 20_240_601

@@ -50,8 +50,8 @@ class Config:
 
     @property
     def id(self) -> str:
-        layers = "-".join(map(str, self.sizes))
-        return f"{layers}-{self.activation}-{self.output}-{self.cost}-b{self.batch_size}-{self.dtype}"
+        parts = [*map(str, self.sizes), self.activation, self.output, self.cost]
+        return "-".join([*parts, f"b{self.batch_size}", self.dtype])
 
     @property
     def names(self) -> dict[str, str]:
