@@ -9,6 +9,10 @@ Every benchmark asserts what it timed: deltaprop and NumPy must agree with each 
 same batch or the same epoch (same start, same row order), and the reference with deltaprop.
 All three are given the same inputs, already in the network's dtype, and one-hot targets.
 
+The data are random and Fashion-MNIST-shaped: 60000 images of 28 x 28 uint8 pixels scaled to
+[0, 1] as pixel / 255, and labels 0..9, from a fixed seed. The cost of a dense MLP does not depend
+on the values, and nothing has to be downloaded.
+
 The reference needs seconds for what deltaprop does in milliseconds, so it is timed on a few
 rows only; its samples/s are then the estimate for the full batch or epoch, and its
 ``extra_info`` says ``extrapolated=True`` with the estimated full-size time.
@@ -17,6 +21,7 @@ rows only; its samples/s are then the estimate for the full batch or epoch, and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import numpy_mlp
@@ -25,7 +30,9 @@ import pytest
 import deltaprop as dp
 from deltaprop import reference
 
-SEED = 0
+SEED = 0  # of the networks' initialisation and of the epoch's row order
+DATA_SEED = 20_240_601
+N_IMAGES, N_PIXELS, N_CLASSES = 60_000, 28 * 28, 10
 EPOCH_ROWS = 10_000  # samples per timed epoch (a sixth of Fashion-MNIST's training set)
 EPOCH_ROUNDS = 5
 REFERENCE_ROUNDS = 3
@@ -68,6 +75,39 @@ CONFIGS = [
            batch_size=128, lr=0.1, lmbda=5.0, reference_gradient_rows=16,
            reference_epoch_rows=32),
 ]  # fmt: skip
+
+
+# No conftest.py here: tests/ imports its own with `from conftest import ...`, which would find
+# this folder's instead when both folders run in one session.
+@pytest.fixture(scope="session")
+def fashion_like() -> tuple[np.ndarray, np.ndarray]:
+    """pixels : uint8 ndarray of shape (60000, 784); labels : int64 ndarray of shape (60000,)."""
+    rng = np.random.default_rng(DATA_SEED)
+    pixels = rng.integers(0, 256, size=(N_IMAGES, N_PIXELS), dtype=np.uint8)
+    labels = rng.integers(0, N_CLASSES, size=N_IMAGES)
+    return pixels, labels
+
+
+@pytest.fixture(scope="session")
+def training_rows(fashion_like):
+    """``training_rows(n, dtype) -> (X, Y)``: the first n images as inputs and one-hot targets.
+
+    X : ndarray of shape (n, 784), C-contiguous, read-only, in `dtype`, values in [0, 1]
+    Y : ndarray of shape (n, 10), one-hot, read-only, in `dtype`
+
+    Cached, so that every benchmark of a dtype sees the very same arrays.
+    """
+    pixels, labels = fashion_like
+
+    @functools.lru_cache(maxsize=None)
+    def rows(n: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+        X = pixels[:n].astype(dtype) / np.array(255, dtype=dtype)
+        Y = np.eye(N_CLASSES, dtype=dtype)[labels[:n]]
+        X.flags.writeable = False
+        Y.flags.writeable = False
+        return X, Y
+
+    return rows
 
 
 def cases(kind: str) -> list:

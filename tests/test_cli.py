@@ -18,8 +18,20 @@ def test_default_training_reaches_high_accuracy(capsys):
 
 
 def test_train_subcommand_options(capsys):
-    argv = ["train", "--hidden", "20", "12", "--activation", "relu", "--epochs", "2",
-            "--lr", "0.1", "--dtype", "float32"]
+    argv = [
+        "train",
+        "--hidden",
+        "20",
+        "12",
+        "--activation",
+        "relu",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.1",
+        "--dtype",
+        "float32",
+    ]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "Network([64, 20, 12, 10], activation='relu'" in out
@@ -34,7 +46,9 @@ def test_bad_option_value_is_one_line_and_exit_code_2(capsys):
 
 def test_python_dash_m_runs():
     result = subprocess.run(
-        [sys.executable, "-m", "deltaprop", "--epochs", "1"], capture_output=True, text=True,
+        [sys.executable, "-m", "deltaprop", "--epochs", "1"],
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr

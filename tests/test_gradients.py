@@ -7,6 +7,8 @@ import itertools
 
 import numpy as np
 import pytest
+
+import deltaprop as dp
 from conftest import (
     HIDDEN_ACTIVATIONS,
     RTOL,
@@ -16,8 +18,6 @@ from conftest import (
     random_targets,
     reference_gradients,
 )
-
-import deltaprop as dp
 
 COMBINATIONS = [
     (hidden, output, cost)
@@ -30,7 +30,12 @@ def random_problem(seed: int, hidden: str, output: str, cost: str, dtype: str = 
     rng = np.random.default_rng(seed)
     sizes = random_sizes(rng, output)
     net = dp.Network(
-        sizes, activation=hidden, output=output, cost=cost, dtype=dtype, seed=seed,
+        sizes,
+        activation=hidden,
+        output=output,
+        cost=cost,
+        dtype=dtype,
+        seed=seed,
         leaky_slope=0.1,
     )
     n_samples = int(rng.integers(1, 8))
@@ -80,8 +85,7 @@ def test_gradients_match_finite_differences(hidden, output, cost, seed):
 
 def saturated_network(output: str, cost: str, dtype: str = "float64") -> dp.Network:
     """[3, 4, 2]: sigmoid hidden units and outputs driven to |z| >= 30."""
-    net = dp.Network([3, 4, 2], activation="sigmoid", output=output, cost=cost, dtype=dtype,
-                     seed=0)
+    net = dp.Network([3, 4, 2], activation="sigmoid", output=output, cost=cost, dtype=dtype, seed=0)
     net.weights[0][...] = 0.1
     net.biases[0][...] = [40.0, -40.0, 35.0, -35.0]
     net.weights[1][...] = [[20.0, -20.0, 10.0, 0.0], [-20.0, 20.0, -10.0, 0.0]]
@@ -89,8 +93,9 @@ def saturated_network(output: str, cost: str, dtype: str = "float64") -> dp.Netw
     return net
 
 
-@pytest.mark.parametrize(("output", "cost"), VALID_OUTPUT_COSTS, ids=["-".join(p) for p in
-                                                                       VALID_OUTPUT_COSTS])
+@pytest.mark.parametrize(
+    ("output", "cost"), VALID_OUTPUT_COSTS, ids=["-".join(p) for p in VALID_OUTPUT_COSTS]
+)
 def test_saturated_gradients_match_reference(output, cost, dtype):
     net = saturated_network(output, cost, dtype)
     X = np.array([[1.0, -1.0, 0.5], [0.0, 2.0, -1.0]])
@@ -121,7 +126,7 @@ def test_log_likelihood_is_finite_for_huge_logits():
     net = dp.Network.from_params(
         [np.array([[1000.0], [0.0]])], [np.zeros(2)], output="softmax", cost="log_likelihood"
     )
-    value, dW, db = net.gradients(np.array([[1.0]]), np.array([1]))
+    value, _, db = net.gradients(np.array([[1.0]]), np.array([1]))
     assert value == pytest.approx(1000.0, rel=1e-12)
     np.testing.assert_allclose(db[0], [1.0, -1.0], atol=1e-300)
 
@@ -132,8 +137,11 @@ def test_hand_worked_two_layer_identity_example():
     # BP1 delta2 = a2 - y = 7; BP4 dW2 = delta2 a1 = 14; BP3 db2 = 7;
     # BP2 delta1 = W2 delta2 = 21; dW1 = delta1 x = 21; db1 = 21.
     net = dp.Network.from_params(
-        [np.array([[2.0]]), np.array([[3.0]])], [np.array([0.0]), np.array([1.0])],
-        activation="identity", output="identity", cost="quadratic",
+        [np.array([[2.0]]), np.array([[3.0]])],
+        [np.array([0.0]), np.array([1.0])],
+        activation="identity",
+        output="identity",
+        cost="quadratic",
     )
     value, dW, db = net.gradients(np.array([[1.0]]), np.array([[0.0]]))
     assert value == 24.5
@@ -164,8 +172,7 @@ def test_gradients_are_batch_means():
 def test_batches_larger_than_a_chunk_agree_with_pieces():
     """cost() and predict() walk big inputs in chunks; the answer must not depend on it."""
     rng = np.random.default_rng(3)
-    net = dp.Network([5, 7, 3], activation="relu", output="softmax", cost="log_likelihood",
-                     seed=3)
+    net = dp.Network([5, 7, 3], activation="relu", output="softmax", cost="log_likelihood", seed=3)
     X = rng.normal(size=(2500, 5))
     labels = rng.integers(0, 3, size=2500)
     out = net.predict(X)

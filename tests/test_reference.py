@@ -143,8 +143,9 @@ def test_hand_worked_2_2_1_network():
     # Layer 1: z^1 = [1*1 - 0.5*2 + 0, 0.5*1 + 0.25*2 - 1] = [0, 0]
     #          a^1 = sigmoid(0) = [0.5, 0.5],  sigma'(0) = 0.5 * 0.5 = 0.25
     # Truncating after layer 1 with a sigmoid output exposes a^1.
-    assert reference.forward(weights[:1], biases[:1], x, activation="sigmoid",
-                             output="sigmoid") == [0.5, 0.5]
+    assert reference.forward(
+        weights[:1], biases[:1], x, activation="sigmoid", output="sigmoid"
+    ) == [0.5, 0.5]
     # Layer 2: z^2 = 2*0.5 - 4*0.5 + 0.5 = -0.5,  a^2 = z^2 = -0.5
     assert reference.forward(weights, biases, x, **names) == pytest.approx([-0.5], abs=1e-12)
     # C = 0.5 * (a^2 - y)^2 = 0.5 * (-1.5)^2 = 1.125
@@ -173,8 +174,11 @@ def test_hand_worked_sigmoid_output_quadratic_and_cross_entropy():
     # Quadratic: C = 0.5 * 0.25 = 0.125, delta = (0.5 - 1) * 0.25 = -0.125,
     # dW = delta * x = -0.25.
     c, dW, db = reference.gradients(weights, biases, X, Y, cost="quadratic", **names)
-    assert (c, dW, db) == (pytest.approx(0.125, abs=1e-12), [[[pytest.approx(-0.25, abs=1e-12)]]],
-                           [[pytest.approx(-0.125, abs=1e-12)]])
+    assert (c, dW, db) == (
+        pytest.approx(0.125, abs=1e-12),
+        [[[pytest.approx(-0.25, abs=1e-12)]]],
+        [[pytest.approx(-0.125, abs=1e-12)]],
+    )
     # Cross-entropy: C = -ln 0.5 = ln 2, delta = a - y = -0.5, dW = -1.0.
     c, dW, db = reference.gradients(weights, biases, X, Y, cost="cross_entropy", **names)
     assert c == pytest.approx(math.log(2.0), abs=1e-12)
@@ -191,8 +195,10 @@ def test_batch_results_are_means_of_sample_results():
     per_sample = [reference.gradients(weights, biases, [x], [y], **names) for x, y in zip(X, Y)]
     assert c == pytest.approx(np.mean([s[0] for s in per_sample]), rel=1e-12)
     np.testing.assert_allclose(
-        flatten(dW, db), np.mean([flatten(s[1], s[2]) for s in per_sample], axis=0),
-        rtol=1e-12, atol=1e-15,
+        flatten(dW, db),
+        np.mean([flatten(s[1], s[2]) for s in per_sample], axis=0),
+        rtol=1e-12,
+        atol=1e-15,
     )
 
 
@@ -204,8 +210,9 @@ def test_batch_results_are_means_of_sample_results():
 @pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
 @pytest.mark.parametrize("output,cost", OUTPUT_COST_PAIRS)
 def test_predict_and_cost_match_numpy(activation, output, cost):
-    rng = np.random.default_rng(100 + HIDDEN_ACTIVATIONS.index(activation)
-                                + 10 * OUTPUT_COST_PAIRS.index((output, cost)))
+    rng = np.random.default_rng(
+        100 + HIDDEN_ACTIVATIONS.index(activation) + 10 * OUTPUT_COST_PAIRS.index((output, cost))
+    )
     weights, biases, X, Y = random_problem(rng, output, cost)
     names = dict(activation=activation, output=output, leaky_slope=LEAKY_SLOPE)
     _, A = numpy_layer_zs(weights, biases, X, activation, output)
@@ -308,7 +315,12 @@ def test_sigmoid_prime_accurate_when_saturated(z):
     a = (1.0 + math.tanh(z / 2)) / 2 if z > 0 else 1.0 / (1.0 + math.exp(-z))
     sigma_prime = 1.0 / (4.0 * math.cosh(z / 2) ** 2)
     _, _, db = reference.gradients(
-        [[[z]]], [[0.0]], [[1.0]], [[0.0]], activation="identity", output="sigmoid",
+        [[[z]]],
+        [[0.0]],
+        [[1.0]],
+        [[0.0]],
+        activation="identity",
+        output="sigmoid",
         cost="quadratic",
     )
     assert db[0][0] == pytest.approx(a * sigma_prime, rel=1e-12, abs=0)
@@ -335,8 +347,12 @@ def test_saturated_networks_stay_finite(activation, output, cost):
     c, dW, db = reference.gradients(weights, biases, X, Y, **names)
     assert math.isfinite(c)
     assert np.all(np.isfinite(flatten(dW, db)))
-    assert all(math.isfinite(a) for a in reference.forward(weights, biases, X[0], **dict(
-        activation=activation, output=output)))
+    assert all(
+        math.isfinite(a)
+        for a in reference.forward(
+            weights, biases, X[0], **dict(activation=activation, output=output)
+        )
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -348,7 +364,7 @@ def manual_sgd_epoch(weights, biases, X, Y, batch_size, lr, lmbda, n, **names):
     """The network2.py rule applied batch by batch with reference.gradients."""
     for start in range(0, len(X), batch_size):
         _, dW, db = reference.gradients(
-            weights, biases, X[start:start + batch_size], Y[start:start + batch_size], **names
+            weights, biases, X[start : start + batch_size], Y[start : start + batch_size], **names
         )
         weights = [
             (1 - lr * lmbda / n) * np.asarray(w) - lr * np.asarray(g) for w, g in zip(weights, dW)
@@ -374,11 +390,11 @@ def test_sgd_epoch_matches_manual_batches_and_does_not_mutate():
         weights, biases, X, Y, batch_size=3, lr=0.5, lmbda=2.0, n=20, **names
     )
     expected_w, expected_b = manual_sgd_epoch(weights, biases, X, Y, 3, 0.5, 2.0, 20, **names)
-    np.testing.assert_allclose(flatten(new_w, new_b), flatten(expected_w, expected_b),
-                               rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        flatten(new_w, new_b), flatten(expected_w, expected_b), rtol=1e-12, atol=1e-14
+    )
     # Dropping the last one-sample batch would give a different result.
-    dropped_w, dropped_b = manual_sgd_epoch(weights, biases, X[:6], Y[:6], 3, 0.5, 2.0, 20,
-                                            **names)
+    dropped_w, dropped_b = manual_sgd_epoch(weights, biases, X[:6], Y[:6], 3, 0.5, 2.0, 20, **names)
     assert not np.allclose(flatten(new_w, new_b), flatten(dropped_w, dropped_b))
 
     assert (weights, biases, X, Y) == originals
@@ -392,8 +408,9 @@ def test_sgd_epoch_n_defaults_to_len_X():
     weights = [rng.normal(size=(2, 2)).tolist()]
     biases = [rng.normal(size=2).tolist()]
     X, Y = rng.normal(size=(4, 2)).tolist(), rng.normal(size=(4, 2)).tolist()
-    names = dict(activation="relu", output="identity", cost="quadratic",
-                 batch_size=2, lr=0.1, lmbda=1.0)
+    names = dict(
+        activation="relu", output="identity", cost="quadratic", batch_size=2, lr=0.1, lmbda=1.0
+    )
     default = reference.sgd_epoch(weights, biases, X, Y, **names)
     assert default == reference.sgd_epoch(weights, biases, X, Y, n=4, **names)
     assert default != reference.sgd_epoch(weights, biases, X, Y, n=8, **names)
@@ -466,13 +483,23 @@ def test_invalid_names_and_pairings_raise(problem, names, match):
 def test_invalid_batch_size_raises():
     weights, biases, X, Y = ONE_OUTPUT
     with pytest.raises(ValueError, match="batch_size"):
-        reference.sgd_epoch(weights, biases, X, Y, batch_size=0, lr=0.1,
-                            activation="tanh", output="identity", cost="quadratic")
+        reference.sgd_epoch(
+            weights,
+            biases,
+            X,
+            Y,
+            batch_size=0,
+            lr=0.1,
+            activation="tanh",
+            output="identity",
+            cost="quadratic",
+        )
 
 
 def test_valid_pairings_are_accepted():
     weights, biases, X, Y = TWO_OUTPUTS
     for activation, (output, cost) in itertools.product(HIDDEN_ACTIVATIONS, OUTPUT_COST_PAIRS):
-        value = reference.cost(weights, biases, X, Y, activation=activation, output=output,
-                               cost=cost)
+        value = reference.cost(
+            weights, biases, X, Y, activation=activation, output=output, cost=cost
+        )
         assert math.isfinite(value)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import VALID_OUTPUT_COSTS, assert_close, random_targets
 
 import deltaprop as dp
+from conftest import VALID_OUTPUT_COSTS, assert_close, random_targets
 
 
 def reference_epoch(net: dp.Network, X, Y, **options):
@@ -38,8 +38,9 @@ def assert_params_equal(net: dp.Network, weights, biases, rtol: float) -> None:
 
 
 @pytest.mark.parametrize("hidden", ["sigmoid", "relu", "tanh"])
-@pytest.mark.parametrize(("output", "cost"), VALID_OUTPUT_COSTS,
-                         ids=["-".join(p) for p in VALID_OUTPUT_COSTS])
+@pytest.mark.parametrize(
+    ("output", "cost"), VALID_OUTPUT_COSTS, ids=["-".join(p) for p in VALID_OUTPUT_COSTS]
+)
 def test_one_epoch_in_order_with_l2_matches_reference(output, cost, hidden):
     net, X, Y = small_problem(output, cost, hidden)
     # 23 samples in batches of 5: the last batch has 3 rows.
@@ -52,16 +53,16 @@ def test_one_epoch_in_order_with_l2_matches_reference(output, cost, hidden):
 def test_shuffled_epoch_visits_rows_in_the_seeded_permutation():
     net, X, Y = small_problem("softmax", "log_likelihood", "relu")
     order = np.random.default_rng(42).permutation(len(X))
-    expected = reference_epoch(net, X[order], Y[order], batch_size=4, lr=0.5, lmbda=1.0,
-                               n=len(X))
+    expected = reference_epoch(net, X[order], Y[order], batch_size=4, lr=0.5, lmbda=1.0, n=len(X))
     net.fit(X, Y, epochs=1, batch_size=4, lr=0.5, lmbda=1.0, shuffle=True, seed=42)
     assert_params_equal(net, *expected, 1e-10)
 
 
 def test_float32_epoch_tracks_the_float64_reference():
     net64, X, Y = small_problem("sigmoid", "cross_entropy")
-    net32 = dp.Network.from_params(net64.weights, net64.biases, output="sigmoid",
-                                   cost="cross_entropy", dtype="float32")
+    net32 = dp.Network.from_params(
+        net64.weights, net64.biases, output="sigmoid", cost="cross_entropy", dtype="float32"
+    )
     expected = reference_epoch(net64, X, Y, batch_size=5, lr=0.3)
     net32.fit(X, Y, epochs=1, batch_size=5, lr=0.3, shuffle=False)
     assert net32.dtype == np.float32
@@ -130,7 +131,8 @@ def test_zero_epochs_changes_nothing():
 def test_digits_reach_95_percent_on_held_out_data(activation, output, cost, lr, dtype):
     X, y = dp.datasets.load_digits(dtype=dtype)
     (X_train, y_train), (X_test, y_test) = dp.datasets.train_test_split(X, y, seed=0)
-    net = dp.Network([64, 30, 10], activation=activation, output=output, cost=cost,
-                     dtype=dtype, seed=0)
+    net = dp.Network(
+        [64, 30, 10], activation=activation, output=output, cost=cost, dtype=dtype, seed=0
+    )
     net.fit(X_train, y_train, epochs=30, batch_size=10, lr=lr, seed=0)
     assert net.evaluate(X_test, y_test) >= 0.95

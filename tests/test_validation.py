@@ -11,8 +11,7 @@ import deltaprop as dp
 
 @pytest.fixture
 def net() -> dp.Network:
-    return dp.Network([4, 5, 3], activation="tanh", output="softmax", cost="log_likelihood",
-                      seed=0)
+    return dp.Network([4, 5, 3], activation="tanh", output="softmax", cost="log_likelihood", seed=0)
 
 
 @pytest.fixture
@@ -118,7 +117,7 @@ def test_values_that_overflow_float32_are_refused(data):
     net32 = dp.Network([4, 3], output="sigmoid", dtype="float32", seed=0)
     X = data[0].copy()
     X[0, 0] = 1e300
-    with pytest.raises(ValueError, match="X: contains NaN or infinity .*float32"):
+    with pytest.raises(ValueError, match=r"X: contains NaN or infinity .*float32"):
         net32.predict(X)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import datasets
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network
@@ -28,8 +28,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hidden", type=int, nargs="*", default=[30], metavar="N",
-                        help="hidden layer sizes (default: 30)")
+    parser.add_argument(
+        "--hidden",
+        type=int,
+        nargs="*",
+        default=[30],
+        metavar="N",
+        help="hidden layer sizes (default: 30)",
+    )
     parser.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid")
     parser.add_argument("--output", choices=OUTPUTS, default="softmax")
     parser.add_argument("--cost", choices=COSTS, default="log_likelihood")
@@ -49,15 +55,33 @@ def train(args: argparse.Namespace) -> float:
         X, y, test_fraction=args.test_fraction, seed=args.seed
     )
     sizes = [X.shape[1], *args.hidden, 10]
-    net = Network(sizes, activation=args.activation, output=args.output, cost=args.cost,
-                  dtype=args.dtype, init=args.init, seed=args.seed)
+    net = Network(
+        sizes,
+        activation=args.activation,
+        output=args.output,
+        cost=args.cost,
+        dtype=args.dtype,
+        init=args.init,
+        seed=args.seed,
+    )
     print(f"{net}: {len(X_train)} training and {len(X_test)} test digits")
     start = time.perf_counter()
-    net.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            lmbda=args.lmbda, seed=args.seed, validation_data=(X_test, y_test), verbose=True)
+    net.fit(
+        X_train,
+        y_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lmbda=args.lmbda,
+        seed=args.seed,
+        validation_data=(X_test, y_test),
+        verbose=True,
+    )
     accuracy = net.evaluate(X_test, y_test)
-    print(f"test accuracy {accuracy:.4f} after {args.epochs} epochs "
-          f"({time.perf_counter() - start:.2f} s)")
+    print(
+        f"test accuracy {accuracy:.4f} after {args.epochs} epochs "
+        f"({time.perf_counter() - start:.2f} s)"
+    )
     return accuracy
 
 

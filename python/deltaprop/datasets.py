@@ -148,9 +148,7 @@ def load_digits(dtype: npt.DTypeLike = "float64") -> tuple[np.ndarray, np.ndarra
     return X, y
 
 
-def one_hot(
-    labels: npt.ArrayLike, n_classes: int, dtype: npt.DTypeLike = "float64"
-) -> np.ndarray:
+def one_hot(labels: npt.ArrayLike, n_classes: int, dtype: npt.DTypeLike = "float64") -> np.ndarray:
     """Encode integer class labels as one-hot rows.
 
     Parameters
@@ -200,8 +198,7 @@ def one_hot(
         raise ValueError(f"labels must be integers, got dtype {values.dtype}")
     if values.size and (values.min() < 0 or values.max() >= n_classes):
         raise ValueError(
-            f"labels must lie in [0, {n_classes}), found values in "
-            f"[{values.min()}, {values.max()}]"
+            f"labels must lie in [0, {n_classes}), found values in [{values.min()}, {values.max()}]"
         )
 
     indices = values.astype(np.intp)
@@ -265,7 +262,7 @@ def train_test_split(
     n = X_arr.shape[0]
     if y_arr.shape[0] != n:
         raise ValueError(f"X and y differ in length: {n} != {y_arr.shape[0]}")
-    n_test = int(round(float(test_fraction) * n))
+    n_test = round(float(test_fraction) * n)
     if n_test < 1 or n_test > n - 1:
         raise ValueError(
             f"test_fraction={test_fraction!r} of {n} samples gives {n_test} test and "
@@ -275,4 +272,3 @@ def train_test_split(
     order = np.random.default_rng(seed).permutation(n)
     test_idx, train_idx = order[:n_test], order[n_test:]
     return (X_arr[train_idx], y_arr[train_idx]), (X_arr[test_idx], y_arr[test_idx])
-

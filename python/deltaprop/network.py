@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numbers
 import operator
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -166,8 +167,10 @@ class Network:
         _check_name(activation, ACTIVATIONS, "activation")
         _check_name(output, OUTPUTS, "output")
         _check_name(cost, COSTS, "cost")
-        if isinstance(leaky_slope, bool) or not isinstance(leaky_slope, numbers.Real) or not (
-            np.isfinite(leaky_slope)
+        if (
+            isinstance(leaky_slope, bool)
+            or not isinstance(leaky_slope, numbers.Real)
+            or not (np.isfinite(leaky_slope))
         ):
             raise ValueError(f"leaky_slope: expected a finite number, got {leaky_slope!r}")
         self.dtype = _float_dtype(dtype)

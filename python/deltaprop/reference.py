@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["forward", "predict", "cost", "gradients", "sgd_epoch"]
+__all__ = ["cost", "forward", "gradients", "predict", "sgd_epoch"]
 
 _HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
 _OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "identity")
@@ -213,9 +213,7 @@ def _activate(name: str, z: list[float], leaky_slope: float) -> list[float]:
 def _check_names(activation: str, output: str, cost_name: str | None = None) -> None:
     """Raise ValueError for an unknown name or an invalid (output, cost) pairing."""
     if activation not in _HIDDEN_ACTIVATIONS:
-        raise ValueError(
-            f"activation must be one of {_HIDDEN_ACTIVATIONS}, got {activation!r}"
-        )
+        raise ValueError(f"activation must be one of {_HIDDEN_ACTIVATIONS}, got {activation!r}")
     if output not in _OUTPUT_ACTIVATIONS:
         raise ValueError(f"output must be one of {_OUTPUT_ACTIVATIONS}, got {output!r}")
     if cost_name is None:
@@ -234,9 +232,7 @@ def _check_network(weights: list, biases: list, output: str) -> None:
     if len(weights) == 0:
         raise ValueError("weights must contain at least one layer")
     if len(biases) != len(weights):
-        raise ValueError(
-            f"biases has {len(biases)} layers but weights has {len(weights)}"
-        )
+        raise ValueError(f"biases has {len(biases)} layers but weights has {len(weights)}")
     n_in = len(weights[0][0]) if len(weights[0]) > 0 else 0
     for l, (w, b) in enumerate(zip(weights, biases)):
         if len(w) == 0 or len(b) != len(w):
@@ -246,9 +242,7 @@ def _check_network(weights: list, biases: list, output: str) -> None:
             )
         for j, row in enumerate(w):
             if len(row) != n_in:
-                raise ValueError(
-                    f"weights[{l}][{j}] has {len(row)} entries, expected {n_in}"
-                )
+                raise ValueError(f"weights[{l}][{j}] has {len(row)} entries, expected {n_in}")
         n_in = len(w)
     if output == "softmax" and len(weights[-1]) < 2:
         raise ValueError("output='softmax' needs at least 2 output units")
@@ -289,7 +283,11 @@ def _weighted_input(w: list, b: list[float], a_prev: list[float]) -> list[float]
 
 
 def _feedforward(
-    weights: list, biases: list, x: list[float], activation: str, output: str,
+    weights: list,
+    biases: list,
+    x: list[float],
+    activation: str,
+    output: str,
     leaky_slope: float,
 ) -> tuple[list, list]:
     """Run one sample through the network, keeping every z and a.
@@ -353,7 +351,11 @@ def _cost_of_sample(z: list[float], a: list[float], y: list[float], cost_name: s
 
 
 def _output_error(
-    z: list[float], a: list[float], y: list[float], output: str, cost_name: str,
+    z: list[float],
+    a: list[float],
+    y: list[float],
+    output: str,
+    cost_name: str,
     leaky_slope: float,
 ) -> list[float]:
     """Output error delta^L_j = dC/dz^L_j of one sample (BP1).
@@ -397,7 +399,10 @@ def _output_error(
 
 
 def _backpropagate_error(
-    w_next: list, delta_next: list[float], z: list[float], sigma_prime,
+    w_next: list,
+    delta_next: list[float],
+    z: list[float],
+    sigma_prime,
 ) -> list[float]:
     """delta^l_k = (sum_j w^(l+1)_jk delta^(l+1)_j) sigma'(z^l_k)  (BP2)."""
     delta = []
@@ -415,8 +420,14 @@ def _weight_gradient(delta: list[float], a_prev: list[float]) -> list[list[float
 
 
 def _backprop_sample(
-    weights: list, biases: list, x: list[float], y: list[float], activation: str,
-    output: str, cost_name: str, leaky_slope: float,
+    weights: list,
+    biases: list,
+    x: list[float],
+    y: list[float],
+    activation: str,
+    output: str,
+    cost_name: str,
+    leaky_slope: float,
 ) -> tuple[float, list, list]:
     """Cost and gradients (dW, db) of a single sample.
 
@@ -459,7 +470,14 @@ def _mean_cost(weights, biases, X, Y, activation, output, cost_name, leaky_slope
 
 
 def _mean_gradients(
-    weights, biases, X, Y, activation, output, cost_name, leaky_slope,
+    weights,
+    biases,
+    X,
+    Y,
+    activation,
+    output,
+    cost_name,
+    leaky_slope,
 ) -> tuple[float, list, list]:
     """Batch means of cost, dW and db (arguments already validated)."""
     total_cost = 0.0
@@ -542,10 +560,7 @@ def predict(weights, biases, X, *, activation, output, leaky_slope=0.01) -> list
     _check_names(activation, output)
     _check_network(weights, biases, output)
     _check_samples(weights, X)
-    return [
-        _feedforward(weights, biases, x, activation, output, leaky_slope)[1][-1]
-        for x in X
-    ]
+    return [_feedforward(weights, biases, x, activation, output, leaky_slope)[1][-1] for x in X]
 
 
 def cost(weights, biases, X, Y, *, activation, output, cost, leaky_slope=0.01) -> float:
@@ -584,7 +599,15 @@ def cost(weights, biases, X, Y, *, activation, output, cost, leaky_slope=0.01) -
 
 
 def gradients(
-    weights, biases, X, Y, *, activation, output, cost, leaky_slope=0.01,
+    weights,
+    biases,
+    X,
+    Y,
+    *,
+    activation,
+    output,
+    cost,
+    leaky_slope=0.01,
 ) -> tuple[float, list, list]:
     """Batch-mean cost and its gradients by backpropagation (BP1-BP4).
 
@@ -612,14 +635,23 @@ def gradients(
     _check_names(activation, output, cost_name)
     _check_network(weights, biases, output)
     _check_samples(weights, X, Y)
-    return _mean_gradients(
-        weights, biases, X, Y, activation, output, cost_name, leaky_slope
-    )
+    return _mean_gradients(weights, biases, X, Y, activation, output, cost_name, leaky_slope)
 
 
 def sgd_epoch(
-    weights, biases, X, Y, *, batch_size, lr, lmbda=0.0, n=None, activation, output,
-    cost, leaky_slope=0.01,
+    weights,
+    biases,
+    X,
+    Y,
+    *,
+    batch_size,
+    lr,
+    lmbda=0.0,
+    n=None,
+    activation,
+    output,
+    cost,
+    leaky_slope=0.01,
 ) -> tuple[list, list]:
     """One epoch of mini-batch gradient descent with L2 weight decay.
 
@@ -670,10 +702,16 @@ def sgd_epoch(
     new_weights = [[[float(w_jk) for w_jk in row] for row in w] for w in weights]
     new_biases = [[float(b_j) for b_j in b] for b in biases]
     for start in range(0, len(X), batch_size):
-        X_batch = X[start:start + batch_size]
-        Y_batch = Y[start:start + batch_size]
+        X_batch = X[start : start + batch_size]
+        Y_batch = Y[start : start + batch_size]
         _, dW, db = _mean_gradients(
-            new_weights, new_biases, X_batch, Y_batch, activation, output, cost_name,
+            new_weights,
+            new_biases,
+            X_batch,
+            Y_batch,
+            activation,
+            output,
+            cost_name,
             leaky_slope,
         )
         new_weights = [
@@ -684,7 +722,6 @@ def sgd_epoch(
             for w, dW_l in zip(new_weights, dW)
         ]
         new_biases = [
-            [b_j - lr * g_j for b_j, g_j in zip(b, db_l)]
-            for b, db_l in zip(new_biases, db)
+            [b_j - lr * g_j for b_j, g_j in zip(b, db_l)] for b, db_l in zip(new_biases, db)
         ]
     return new_weights, new_biases
