@@ -2,8 +2,8 @@
 
 Usage, from the repository root::
 
-    python -m pytest bench/ --benchmark-only --benchmark-json=bench.json
-    python bench/report.py bench.json
+    python -m pytest bench/ --benchmark-only --benchmark-json=/tmp/deltaprop-bench.json
+    python bench/report.py /tmp/deltaprop-bench.json
 
 The reference is timed on a few rows only; its row shows the measured median and the
 median extrapolated to the full batch or epoch (from its samples/s), and its ratio uses the

@@ -99,7 +99,7 @@ def training_rows(fashion_like):
     """
     pixels, labels = fashion_like
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def rows(n: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
         X = pixels[:n].astype(dtype) / np.array(255, dtype=dtype)
         Y = np.eye(N_CLASSES, dtype=dtype)[labels[:n]]

@@ -198,6 +198,11 @@ def test_awkward_layouts_give_the_same_answers(net, data):
         np.testing.assert_array_equal(np.asarray(variant), snapshot, err_msg=name)
 
 
+def test_huge_finite_inputs_whose_sum_overflows_are_accepted(net):
+    X = np.full((2, 4), 1e308)
+    assert np.isfinite(net.predict(X)).all()
+
+
 def test_integer_and_bool_inputs_are_converted(net):
     X_int = np.arange(8).reshape(2, 4)
     np.testing.assert_array_equal(net.predict(X_int), net.predict(X_int.astype(float)))

@@ -75,9 +75,12 @@ def _as_real_array(data: Any, argument: str) -> np.ndarray:
 def _to_core_layout(array: np.ndarray, dtype: np.dtype, argument: str) -> np.ndarray:
     """C-contiguous, aligned, native-order `dtype`: copies only when `array` is not already."""
     # An overflow in the cast (1e300 to float32) becomes inf and is reported below.
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         converted = np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
-    if not np.isfinite(converted).all():
+        # A finite sum proves every entry finite (NaN and inf propagate) at a fraction of
+        # the cost of isfinite; only a non-finite (or overflowing) sum needs the full check.
+        sum_is_finite = np.isfinite(converted.sum())
+    if not sum_is_finite and not np.isfinite(converted).all():
         raise ValueError(f"{argument}: contains NaN or infinity (in {dtype})")
     return converted
 
@@ -179,13 +182,7 @@ class Network:
             list(sizes), activation, output, cost, float(leaky_slope)
         )
         self._params = np.zeros(self._core.n_params, dtype=self.dtype)
-        self._weights, self._biases = [], []
-        offset = 0
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            self._weights.append(self._params[offset : offset + n_out * n_in].reshape(n_out, n_in))
-            offset += n_out * n_in
-            self._biases.append(self._params[offset : offset + n_out])
-            offset += n_out
+        self._weights, self._biases = self._layer_views(self._params)
 
     def _initialise(self, init: str, rng: np.random.Generator) -> None:
         for W, b in zip(self._weights, self._biases):
@@ -342,17 +339,20 @@ class Network:
         X, Y = self._data(X, Y)
         grads = np.empty_like(self._params)
         cost = self._core.gradients(self._params, X, Y, grads)
-        return cost, self._split(grads, self._weights), self._split(grads, self._biases)
+        dW, db = self._layer_views(grads)
+        return cost, dW, db
 
-    def _split(self, flat: np.ndarray, like: list[np.ndarray]) -> list[np.ndarray]:
-        """Views of `flat` laid out as the parameter views `like` are laid out in _params."""
-        start = self._params.__array_interface__["data"][0]
-        itemsize = self.dtype.itemsize
-        views = []
-        for p in like:
-            offset = (p.__array_interface__["data"][0] - start) // itemsize
-            views.append(flat[offset : offset + p.size].reshape(p.shape))
-        return views
+    def _layer_views(self, flat: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Views W^l (n_l, n_{l-1}) and b^l (n_l,) of a flat array in the parameter layout."""
+        weights, biases = [], []
+        offset = 0
+        sizes = self._core.sizes
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            weights.append(flat[offset : offset + n_out * n_in].reshape(n_out, n_in))
+            offset += n_out * n_in
+            biases.append(flat[offset : offset + n_out])
+            offset += n_out
+        return weights, biases
 
     def sgd_step(self, X: Any, Y: Any, *, lr: float, lmbda: float = 0.0, n: int | None = None):
         """One in-place SGD step on the batch; returns its mean cost before the step.
