@@ -64,6 +64,35 @@ template <class T> void check_params(const Mlp<T> &mlp, const Array<T> &params, 
     }
 }
 
+// The optimizer's state arrays, as many as the method keeps, each shaped like params.
+template <class T>
+deltaprop::OptimizerState<T> optimizer_state(const Mlp<T> &mlp, const deltaprop::UpdateRule &rule,
+                                             std::vector<Array<T>> &state, std::int64_t step) {
+    const std::size_t needed = std::size_t(deltaprop::state_arrays(rule.method));
+    if (state.size() != needed) {
+        throw std::invalid_argument("state: this optimizer keeps " + std::to_string(needed) +
+                                    " arrays, got " + std::to_string(state.size()));
+    }
+    if (step < 0) throw std::invalid_argument("step: must be >= 0");
+    deltaprop::OptimizerState<T> memory;
+    memory.step = step;
+    for (std::size_t i = 0; i < needed; ++i) {
+        check_params(mlp, state[i], "state");
+        check_writeable<T>(state[i], "state");
+        (i == 0 ? memory.first : memory.second) = state[i].mutable_data();
+    }
+    return memory;
+}
+
+std::size_t check_order(const Array<std::int64_t> &order) {
+    check_aligned<std::int64_t>(order, "order");
+    if (order.ndim() != 1 || order.shape(0) < 1) {
+        throw std::invalid_argument("order: expected a non-empty 1-D array, got shape " +
+                                    shape_of(order));
+    }
+    return std::size_t(order.shape(0));
+}
+
 std::string to_string(deltaprop::Activation f) {
     using deltaprop::Activation;
     switch (f) {
@@ -152,59 +181,56 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             py::arg("grads").noconvert(),
             "grads <- batch-averaged dC/dparams; returns the batch's mean cost.")
         .def(
-            "sgd_step",
-            [](Mlp<T> &mlp, Array<T> &params, const Array<T> &X, const Array<T> &Y, T lr,
-               T lmbda, std::size_t n_total) {
+            "train",
+            [](Mlp<T> &mlp, Array<T> &params, std::vector<Array<T>> &state, std::int64_t step,
+               const Array<T> &X, const Array<T> &Y, const std::optional<Array<std::int64_t>> &order,
+               std::size_t batch_size, const deltaprop::UpdateRule &rule, double dropout,
+               std::uint64_t seed, std::uint64_t first_batch) {
                 check_params(mlp, params, "params");
                 check_writeable<T>(params, "params");
-                const std::size_t B = check_matrix(X, "X", 0, mlp.n_inputs());
-                check_matrix(Y, "Y", B, mlp.n_outputs());
-                if (n_total < 1) throw std::invalid_argument("n_total: must be at least 1");
-                T *p = params.mutable_data();
-                const T *x = X.data(), *y = Y.data();
-                py::gil_scoped_release nogil;
-                return mlp.sgd_step(p, x, y, B, lr, lmbda, n_total);
-            },
-            py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
-            py::arg("lr"), py::arg("lmbda"), py::arg("n_total"),
-            "One SGD step on the batch, in place; returns the batch's mean cost.")
-        .def(
-            "sgd_epoch",
-            [](Mlp<T> &mlp, Array<T> &params, const Array<T> &X, const Array<T> &Y,
-               const std::optional<Array<std::int64_t>> &order, std::size_t batch_size, T lr,
-               T lmbda, std::size_t n_total) {
-                check_params(mlp, params, "params");
-                check_writeable<T>(params, "params");
-                const std::size_t n = check_matrix(X, "X", 0, mlp.n_inputs());
-                check_matrix(Y, "Y", n, mlp.n_outputs());
+                deltaprop::OptimizerState<T> memory = optimizer_state(mlp, rule, state, step);
+                const std::size_t n_rows = check_matrix(X, "X", 0, mlp.n_inputs());
+                check_matrix(Y, "Y", n_rows, mlp.n_outputs());
+                const std::size_t n_order = order ? check_order(*order) : n_rows;
                 if (batch_size < 1) throw std::invalid_argument("batch_size: must be at least 1");
-                if (n_total < 1) throw std::invalid_argument("n_total: must be at least 1");
-                const std::int64_t *o = nullptr;
-                if (order) {
-                    check_aligned<std::int64_t>(*order, "order");
-                    if (order->ndim() != 1 || std::size_t(order->shape(0)) != n) {
-                        throw std::invalid_argument("order: expected shape (" +
-                                                    std::to_string(n) + ",), got " +
-                                                    shape_of(*order));
-                    }
-                    o = order->data();
+                if (!(dropout >= 0 && dropout < 1)) {
+                    throw std::invalid_argument("dropout: must lie in [0, 1)");
                 }
                 T *p = params.mutable_data();
                 const T *x = X.data(), *y = Y.data();
-                py::gil_scoped_release nogil;
-                return mlp.sgd_epoch(p, x, y, n, o, batch_size, lr, lmbda, n_total);
+                const std::int64_t *o = order ? order->data() : nullptr;
+                double cost;
+                {
+                    py::gil_scoped_release nogil;
+                    cost = mlp.train(p, memory, rule, x, y, n_rows, o, n_order, batch_size,
+                                     dropout, seed, first_batch);
+                }
+                return py::make_tuple(cost, memory.step);
             },
-            py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
-            py::arg("order").noconvert(), py::arg("batch_size"), py::arg("lr"), py::arg("lmbda"),
-            py::arg("n_total"),
-            "One epoch of mini-batch SGD in the given row order (None: storage order); "
-            "returns the mean cost of the batches.");
+            py::arg("params").noconvert(), py::arg("state").noconvert(), py::arg("step"),
+            py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("order").noconvert(),
+            py::arg("batch_size"), py::arg("rule"), py::arg("dropout") = 0.0,
+            py::arg("seed") = 0, py::arg("first_batch") = 0,
+            "Mini-batch training over the rows order (None: all rows in storage order), "
+            "updating params and the optimizer state in place; returns (mean cost, step).");
 }
 
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "deltaprop's compiled core: batched backpropagation on OpenBLAS (private API)";
+    py::class_<deltaprop::UpdateRule>(m, "UpdateRule", "Hyper-parameters of a parameter update.")
+        .def(py::init([](const std::string &method, double lr, double momentum, double beta1,
+                         double beta2, double eps, double l2, double l1, double decoupled_decay) {
+                 return deltaprop::UpdateRule{deltaprop::parse_method(method), lr, momentum, beta1,
+                                              beta2, eps, l2, l1, decoupled_decay};
+             }),
+             py::arg("method"), py::arg("lr"), py::arg("momentum") = 0.0, py::arg("beta1") = 0.9,
+             py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("l2") = 0.0,
+             py::arg("l1") = 0.0, py::arg("decoupled_decay") = 0.0)
+        .def_readonly("lr", &deltaprop::UpdateRule::lr)
+        .def_readonly("l2", &deltaprop::UpdateRule::l2)
+        .def_readonly("l1", &deltaprop::UpdateRule::l1);
     bind_mlp<float>(m, "Mlp32");
     bind_mlp<double>(m, "Mlp64");
     m.def("set_num_threads", &deltaprop::blas::set_num_threads, py::arg("n"),

@@ -17,6 +17,7 @@
 
 #include "activations.hpp"
 #include "blas.hpp"
+#include "optimizers.hpp"
 #include "output_layer.hpp"
 
 namespace deltaprop {
@@ -31,6 +32,25 @@ struct Architecture {
 
 // Rows per forward pass when predicting or evaluating many samples.
 constexpr std::size_t kChunkRows = 1024;
+
+// SplitMix64's output function (Steele, Lea and Flood): a 64-bit mixer.
+inline std::uint64_t mix64(std::uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// A small, fast generator for dropout masks (SplitMix64).
+struct SplitMix64 {
+    std::uint64_t state;
+    std::uint64_t next() { return mix64(state += 0x9E3779B97F4A7C15ull); }
+    double uniform() { return double(next() >> 11) * 0x1.0p-53; }  // in [0, 1)
+};
+
+struct Dropout {
+    double rate;  // fraction of hidden units dropped, in [0, 1)
+    SplitMix64 rng;
+};
 
 template <class T> class Mlp {
   public:
@@ -60,7 +80,7 @@ template <class T> class Mlp {
         std::lock_guard<std::mutex> lock(mutex_);
         for (std::size_t start = 0; start < n; start += kChunkRows) {
             const std::size_t B = std::min(kChunkRows, n - start);
-            forward(params, X + start * n_inputs(), B);
+            forward(params, X + start * n_inputs(), B, nullptr);
             std::memcpy(out + start * n_outputs(), a_[n_layers()].data(),
                         B * n_outputs() * sizeof(T));
         }
@@ -72,7 +92,7 @@ template <class T> class Mlp {
         double total = 0;
         for (std::size_t start = 0; start < n; start += kChunkRows) {
             const std::size_t B = std::min(kChunkRows, n - start);
-            forward(params, X + start * n_inputs(), B);
+            forward(params, X + start * n_inputs(), B, nullptr);
             total += output_error(Y + start * n_outputs(), B);
         }
         return total / double(n);
@@ -82,37 +102,30 @@ template <class T> class Mlp {
     // returns the mean cost of the batch.
     double gradients(const T *params, const T *X, const T *Y, std::size_t B, T *grads) {
         std::lock_guard<std::mutex> lock(mutex_);
-        forward(params, X, B);
+        forward(params, X, B, nullptr);
         const double total = output_error(Y, B);
-        for (std::size_t l = n_layers(); l >= 1; --l) {
-            if (l > 1) backpropagate_error(params, l, B);
-            const T *a_prev = l == 1 ? X : a_[l - 1].data();
-            // BP4 and BP3 with beta = 0: dW = delta^T a_prev / B, db = mean(delta).
-            weight_update(l, a_prev, B, T(1) / T(B), T(0), grads + weight_offsets_[l - 1]);
-            bias_update(l, B, T(1) / T(B), T(0), grads + bias_offsets_[l - 1]);
-        }
+        backward_into(params, X, B, grads);
         return total / double(B);
     }
 
-    // One SGD step on the batch, in place (network2.py's L2 rule):
-    // w <- (1 - lr*lmbda/n_total) w - lr dC/dw,  b <- b - lr dC/db.
-    double sgd_step(T *params, const T *X, const T *Y, std::size_t B, T lr, T lmbda,
-                    std::size_t n_total) {
+    // Mini-batch training: the n_order rows order[0..n_order) of X, Y (order ==
+    // nullptr: rows 0..n_order in storage order) in batches of batch_size, the
+    // last one possibly smaller, each followed by an update of params and state.
+    // `dropout` is the rate of hidden units dropped (inverted dropout); the
+    // masks of batch k come from (seed, first_batch + k) alone, so an epoch
+    // trained in several calls draws the same masks as in one.
+    // Returns the mean cost of the batches as seen.
+    double train(T *params, OptimizerState<T> &state, const UpdateRule &rule, const T *X,
+                 const T *Y, std::size_t n_rows, const std::int64_t *order, std::size_t n_order,
+                 std::size_t batch_size, double dropout, std::uint64_t seed,
+                 std::uint64_t first_batch) {
         std::lock_guard<std::mutex> lock(mutex_);
-        return sgd_step_unlocked(params, X, Y, B, lr, lmbda, n_total);
-    }
-
-    // One epoch of mini-batch SGD over the n rows of X, Y, taken in the given
-    // order (order == nullptr: in storage order). Returns the mean cost of the
-    // batches as they were seen during the epoch.
-    double sgd_epoch(T *params, const T *X, const T *Y, std::size_t n,
-                     const std::int64_t *order, std::size_t batch_size, T lr, T lmbda,
-                     std::size_t n_total) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (order != nullptr) check_order(order, n);
+        if (order != nullptr) check_order(order, n_order, n_rows);
         double total = 0;
-        for (std::size_t start = 0; start < n; start += batch_size) {
-            const std::size_t B = std::min(batch_size, n - start);
+        for (std::size_t start = 0; start < n_order; start += batch_size) {
+            const std::size_t B = std::min(batch_size, n_order - start);
+            const std::uint64_t batch = first_batch + start / batch_size;
+            Dropout drop{dropout, SplitMix64{mix64(seed ^ mix64(batch))}};
             const T *X_batch = X + start * n_inputs();
             const T *Y_batch = Y + start * n_outputs();
             if (order != nullptr) {
@@ -120,9 +133,9 @@ template <class T> class Mlp {
                 X_batch = batch_x_.data();
                 Y_batch = batch_y_.data();
             }
-            total += sgd_step_unlocked(params, X_batch, Y_batch, B, lr, lmbda, n_total) * B;
+            total += train_batch(params, state, rule, X_batch, Y_batch, B, drop) * double(B);
         }
-        return total / double(n);
+        return total / double(n_order);
     }
 
   private:
@@ -162,8 +175,10 @@ template <class T> class Mlp {
 
     // z^l = a^{l-1} (W^l)^T + b^l, a^l = σ(z^l) for l = 1..L, one GEMM each.
     // a^{l-1} is (B, n_{l-1}), W^l is (n_l, n_{l-1}), z^l and a^l are (B, n_l).
-    void forward(const T *params, const T *X, std::size_t B) {
+    // With dropout (training only), hidden a^l is multiplied by a fresh mask.
+    void forward(const T *params, const T *X, std::size_t B, Dropout *dropout) {
         reserve_rows(B);
+        dropout_active_ = dropout != nullptr && dropout->rate > 0;
         const T *a_prev = X;
         for (std::size_t l = 1; l <= n_layers(); ++l) {
             const blasint n_out = blasint(arch_.sizes[l]), n_in = blasint(arch_.sizes[l - 1]);
@@ -172,7 +187,22 @@ template <class T> class Mlp {
             add_bias_and_activate(activation_of(l), T(arch_.leaky_slope),
                                   params + bias_offsets_[l - 1], z_[l].data(), a_[l].data(), B,
                                   arch_.sizes[l]);
+            if (dropout_active_ && l < n_layers()) drop_units(*dropout, l, B);
             a_prev = a_[l].data();
+        }
+    }
+
+    // Inverted dropout: each unit is kept with probability 1 - rate and then
+    // scaled by 1 / (1 - rate), so that prediction needs no rescaling.
+    void drop_units(Dropout &dropout, std::size_t l, std::size_t B) {
+        const std::size_t count = B * arch_.sizes[l];
+        if (mask_.size() <= l) mask_.resize(n_layers());
+        if (mask_[l].size() < count) mask_[l].resize(count);
+        const T scale = T(1) / T(1 - dropout.rate);
+        T *mask = mask_[l].data(), *a = a_[l].data();
+        for (std::size_t k = 0; k < count; ++k) {
+            mask[k] = dropout.rng.uniform() >= dropout.rate ? scale : T(0);
+            a[k] *= mask[k];
         }
     }
 
@@ -184,13 +214,30 @@ template <class T> class Mlp {
     }
 
     // BP2: delta^{l-1} = (delta^l W^l) ⊙ σ'(z^{l-1}); delta^l is (B, n_l),
-    // W^l is (n_l, n_{l-1}), delta^{l-1} is (B, n_{l-1}).
+    // W^l is (n_l, n_{l-1}), delta^{l-1} is (B, n_{l-1}). A dropout mask on
+    // a^{l-1} is part of its derivative.
     void backpropagate_error(const T *params, std::size_t l, std::size_t B) {
         const blasint n_out = blasint(arch_.sizes[l]), n_in = blasint(arch_.sizes[l - 1]);
+        const std::size_t count = B * std::size_t(n_in);
+        T *delta = delta_[l - 1].data();
         blas::gemm(false, false, blasint(B), n_in, n_out, T(1), delta_[l].data(), n_out,
-                   params + weight_offsets_[l - 1], n_in, T(0), delta_[l - 1].data(), n_in);
-        multiply_by_derivative(arch_.hidden, T(arch_.leaky_slope), z_[l - 1].data(),
-                               delta_[l - 1].data(), B * std::size_t(n_in));
+                   params + weight_offsets_[l - 1], n_in, T(0), delta, n_in);
+        multiply_by_derivative(arch_.hidden, T(arch_.leaky_slope), z_[l - 1].data(), delta, count);
+        if (dropout_active_) {
+            const T *mask = mask_[l - 1].data();
+            for (std::size_t k = 0; k < count; ++k) delta[k] *= mask[k];
+        }
+    }
+
+    // BP2-BP4 after BP1: batch-averaged gradients into grads.
+    void backward_into(const T *params, const T *X, std::size_t B, T *grads) {
+        for (std::size_t l = n_layers(); l >= 1; --l) {
+            if (l > 1) backpropagate_error(params, l, B);
+            const T *a_prev = l == 1 ? X : a_[l - 1].data();
+            // BP4 and BP3 with beta = 0: dW = delta^T a_prev / B, db = mean(delta).
+            weight_update(l, a_prev, B, T(1) / T(B), T(0), grads + weight_offsets_[l - 1]);
+            bias_update(l, B, T(1) / T(B), T(0), grads + bias_offsets_[l - 1]);
+        }
     }
 
     // BP4 folded into one GEMM: W <- beta W + alpha delta^T a_prev, where
@@ -216,12 +263,39 @@ template <class T> class Mlp {
         }
     }
 
-    double sgd_step_unlocked(T *params, const T *X, const T *Y, std::size_t B, T lr, T lmbda,
-                             std::size_t n_total) {
-        forward(params, X, B);
+    // Forward, BP1, then the update; returns the batch's mean cost.
+    double train_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                       const T *X, const T *Y, std::size_t B, Dropout &dropout) {
+        forward(params, X, B, &dropout);
         const double total = output_error(Y, B);
-        const T step = lr / T(B);
-        const T decay = T(1) - lr * lmbda / T(n_total);
+        ++state.step;
+        if (rule.method == Method::sgd && rule.l1 == 0) {
+            sgd_update(params, X, B, rule);
+        } else {
+            if (grads_.size() < n_params_) grads_.resize(n_params_);
+            backward_into(params, X, B, grads_.data());
+            for (std::size_t l = 0; l < n_layers(); ++l) {
+                update_segment(params, state, rule, weight_offsets_[l], bias_offsets_[l], true);
+                const std::size_t bias_end = bias_offsets_[l] + arch_.sizes[l + 1];
+                update_segment(params, state, rule, bias_offsets_[l], bias_end, false);
+            }
+        }
+        return total / double(B);
+    }
+
+    void update_segment(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                        std::size_t begin, std::size_t end, bool regularise) {
+        T *first = state.first ? state.first + begin : nullptr;
+        T *second = state.second ? state.second + begin : nullptr;
+        apply_update(rule, state.step, params + begin, grads_.data() + begin, first, second,
+                     end - begin, regularise);
+    }
+
+    // Plain SGD with the update folded into the BP4 GEMM (network2.py's rule):
+    // W <- (1 - lr l2) W - (lr / B) delta^T a_prev, b <- b - (lr / B) sum(delta).
+    void sgd_update(T *params, const T *X, std::size_t B, const UpdateRule &rule) {
+        const T step = T(rule.lr / double(B));
+        const T decay = T(1 - rule.lr * rule.l2);
         for (std::size_t l = n_layers(); l >= 1; --l) {
             // BP2 needs W^l before it is updated.
             if (l > 1) backpropagate_error(params, l, B);
@@ -229,15 +303,14 @@ template <class T> class Mlp {
             weight_update(l, a_prev, B, -step, decay, params + weight_offsets_[l - 1]);
             bias_update(l, B, -step, T(1), params + bias_offsets_[l - 1]);
         }
-        return total / double(B);
     }
 
-    void check_order(const std::int64_t *order, std::size_t n) const {
-        for (std::size_t i = 0; i < n; ++i) {
-            if (order[i] < 0 || std::uint64_t(order[i]) >= n) {
+    void check_order(const std::int64_t *order, std::size_t n_order, std::size_t n_rows) const {
+        for (std::size_t i = 0; i < n_order; ++i) {
+            if (order[i] < 0 || std::uint64_t(order[i]) >= n_rows) {
                 throw std::invalid_argument("order: index " + std::to_string(order[i]) +
                                             " at position " + std::to_string(i) +
-                                            " is outside [0, " + std::to_string(n) + ")");
+                                            " is outside [0, " + std::to_string(n_rows) + ")");
             }
         }
     }
@@ -260,6 +333,9 @@ template <class T> class Mlp {
     std::size_t capacity_ = 0;                                // rows the workspaces hold
     std::vector<std::vector<T>> z_, a_, delta_;               // index l = 1..L; (B, n_l)
     std::vector<T> batch_x_, batch_y_;                        // gathered rows of a batch
+    std::vector<T> grads_;                                    // for the non-fused updates
+    std::vector<std::vector<T>> mask_;                        // dropout masks, (B, n_l)
+    bool dropout_active_ = false;                             // did forward() drop units?
     std::mutex mutex_;  // one computation at a time: the workspaces are shared
 };
 

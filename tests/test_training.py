@@ -107,7 +107,7 @@ def test_fit_history_records_validation_metrics():
     net, X, Y = small_problem("softmax", "log_likelihood")
     labels = Y.argmax(axis=1)
     history = net.fit(X, labels, epochs=3, batch_size=5, lr=0.1, validation_data=(X, labels))
-    assert set(history) == {"cost", "val_cost", "val_accuracy"}
+    assert set(history) == {"cost", "val_cost", "val_accuracy", "lr", "time"}
     assert all(len(values) == 3 for values in history.values())
     assert history["val_cost"][-1] == pytest.approx(net.cost(X, labels), rel=1e-12)
     assert history["val_accuracy"][-1] == net.evaluate(X, labels)
@@ -116,7 +116,7 @@ def test_fit_history_records_validation_metrics():
 def test_zero_epochs_changes_nothing():
     net, X, Y = small_problem("sigmoid", "quadratic")
     before = net.params.copy()
-    assert net.fit(X, Y, epochs=0) == {"cost": []}
+    assert net.fit(X, Y, epochs=0) == {"cost": [], "lr": [], "time": []}
     np.testing.assert_array_equal(net.params, before)
 
 

@@ -244,14 +244,27 @@ def test_core_takes_arrays_strictly(net, data):
         core.predict(params, X, out[:5])
     readonly = params.copy()
     readonly.flags.writeable = False
+    sgd = dp._core.UpdateRule("sgd", 0.1)
+    adam = dp._core.UpdateRule("adam", 0.1)
     with pytest.raises(ValueError, match="params: array is read-only"):
-        core.sgd_step(readonly, X, Y, 0.1, 0.0, 6)
+        core.train(readonly, [], 0, X, Y, None, 2, sgd)
     with pytest.raises(ValueError, match="order: index 6"):
-        core.sgd_epoch(params.copy(), X, Y, np.array([0, 1, 2, 3, 4, 6]), 2, 0.1, 0.0, 6)
-    with pytest.raises(ValueError, match=r"order: expected shape \(6,\)"):
-        core.sgd_epoch(params.copy(), X, Y, np.arange(5), 2, 0.1, 0.0, 6)
+        core.train(params.copy(), [], 0, X, Y, np.array([0, 1, 2, 3, 4, 6]), 2, sgd)
+    with pytest.raises(ValueError, match="order: expected a non-empty 1-D array"):
+        core.train(params.copy(), [], 0, X, Y, np.arange(6).reshape(2, 3), 2, sgd)
     with pytest.raises(ValueError, match="batch_size"):
-        core.sgd_epoch(params.copy(), X, Y, None, 0, 0.1, 0.0, 6)
+        core.train(params.copy(), [], 0, X, Y, None, 0, sgd)
+    with pytest.raises(ValueError, match="dropout"):
+        core.train(params.copy(), [], 0, X, Y, None, 2, sgd, 1.0)
+    with pytest.raises(ValueError, match="state: this optimizer keeps 2 arrays, got 1"):
+        core.train(params.copy(), [np.zeros(43)], 0, X, Y, None, 2, adam)
+    with pytest.raises(ValueError, match=r"state: expected shape \(43,\)"):
+        core.train(params.copy(), [np.zeros(43), np.zeros(42)], 0, X, Y, None, 2, adam)
+    with pytest.raises(TypeError):
+        core.train(params.copy(), [np.zeros(43), np.zeros(43, np.float32)], 0, X, Y, None, 2,
+                   adam)
+    with pytest.raises(ValueError, match="optimizer: unknown method"):
+        dp._core.UpdateRule("rmsprop", 0.1)
 
 
 def test_core_gradients_ignore_the_output_buffer_contents(net, data):

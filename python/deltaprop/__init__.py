@@ -19,7 +19,7 @@ except ImportError as error:  # pragma: no cover - only without a build
         f"importing it from the source folder. The error was: {error}"
     ) from error
 
-from . import datasets, reference
+from . import datasets, optim, reference, schedules
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network
 
 __version__ = "0.1.0"
@@ -46,6 +46,8 @@ __all__ = [
     "__version__",
     "datasets",
     "get_num_threads",
+    "optim",
     "reference",
+    "schedules",
     "set_num_threads",
 ]

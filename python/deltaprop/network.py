@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numbers
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, optim, schedules
+from .training import EarlyStopping, TrainingRun
 
 __all__ = ["ACTIVATIONS", "COSTS", "INITS", "OUTPUTS", "Network"]
 
@@ -183,6 +184,7 @@ class Network:
         )
         self._params = np.zeros(self._core.n_params, dtype=self.dtype)
         self._weights, self._biases = self._layer_views(self._params)
+        self.optimizer: optim.Optimizer | None = None
 
     def _initialise(self, init: str, rng: np.random.Generator) -> None:
         for W, b in zip(self._weights, self._biases):
@@ -360,10 +362,24 @@ class Network:
         w <- (1 - lr*lmbda/n) w - lr dC/dw,  b <- b - lr dC/db; n defaults to the batch size.
         """
         X, Y = self._data(X, Y)
-        lr = _check_float(lr, "lr", positive=True)
-        lmbda = _check_float(lmbda, "lmbda")
+        sgd = optim.SGD(_check_float(lr, "lr", positive=True))
         n = X.shape[0] if n is None else _check_int(n, "n", 1)
-        return self._core.sgd_step(self._params, X, Y, lr, lmbda, n)
+        rule = sgd.rule(_check_float(lmbda, "lmbda") / n, 0.0)
+        cost, _ = self._core.train(self._params, [], 0, X, Y, None, X.shape[0], rule)
+        return cost
+
+    def _train_rows(self, X, Y, order, start, stop, batch_size, rule, dropout, seed) -> float:
+        """Train on rows start:stop of the epoch (of `order`, or of X in storage order)."""
+        optimizer = self.optimizer
+        if order is None:
+            X, Y, rows = X[start:stop], Y[start:stop], None
+        else:
+            rows = order[start:stop]
+        cost, optimizer.step = self._core.train(
+            self._params, optimizer.state, optimizer.step, X, Y, rows, batch_size, rule,
+            dropout, seed, start // batch_size,
+        )
+        return cost
 
     def evaluate(self, X: Any, labels: Any) -> float:
         """Fraction of samples whose predicted class equals the label.
@@ -380,6 +396,12 @@ class Network:
             return (outputs[:, 0] >= 0.5).astype(np.int64)
         return outputs.argmax(axis=1)
 
+    def _accuracy(self, X: np.ndarray, Y: np.ndarray) -> float:
+        """Accuracy against (n, n_L) targets, whose argmax (or >= 0.5) is the class."""
+        outputs = np.empty_like(Y)
+        self._core.predict(self._params, X, outputs)
+        return float(np.mean(self._classes(outputs) == self._classes(Y)))
+
     def fit(
         self,
         X: Any,
@@ -387,70 +409,152 @@ class Network:
         *,
         epochs: int = 30,
         batch_size: int = 10,
-        lr: float = 3.0,
+        optimizer: str | optim.Optimizer | None = None,
+        lr: float | None = None,
+        momentum: float | None = None,
         lmbda: float = 0.0,
+        l1: float = 0.0,
+        dropout: float = 0.0,
+        schedule: Any = "constant",
+        validation_data: tuple[Any, Any] | None = None,
+        validation_fraction: float = 0.0,
+        early_stopping: bool = False,
+        patience: int = 5,
+        min_delta: float = 0.0,
+        restore_best_weights: bool = True,
+        callbacks: Sequence[Callable[[int, dict[str, float]], Any]] = (),
+        train_accuracy: bool = False,
         shuffle: bool = True,
         seed: int | None = 0,
-        validation_data: tuple[Any, Any] | None = None,
         verbose: bool = False,
     ) -> dict[str, list[float]]:
-        """Train by mini-batch SGD, in place.
+        """Train by mini-batch gradient descent, in place.
 
         Each epoch runs in the core: the rows are visited in a permutation drawn from
-        ``np.random.default_rng(seed)`` (``shuffle=False``: in order), mini-batches of
-        ``batch_size`` (the last may be smaller) and after each batch
-        w <- (1 - lr*lmbda/n) w - lr dC/dw, b <- b - lr dC/db, n = len(X).
+        ``np.random.default_rng(seed)`` (``shuffle=False``: in order), in mini-batches of
+        ``batch_size`` (the last may be smaller), each followed by an optimizer update.
+        X and Y are checked and converted to the network's dtype and C order once per call.
 
-        X and Y are converted to the network's dtype and C order once per call.
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_0)
+        Y : array_like of shape (n_samples,) (class indices) or (n_samples, n_L) (targets)
+        optimizer : {"sgd", "momentum", "nesterov", "adam", "adamw"}, Optimizer or None
+            A name makes a new optimizer (with ``lr`` and ``momentum``); an `optim.Optimizer`
+            is used with its state; None continues with the network's current optimizer
+            (`Network.optimizer`, e.g. after `load`), or plain SGD if it has none.
+        lr : float, optional
+            Learning rate; None keeps the optimizer's (SGD 0.1, momentum 0.01, Adam 1e-3).
+        lmbda, l1 : float
+            L2 and L1 regularisation of the weights (not the biases), Nielsen's form: the
+            gradient gains (lmbda/n) w + (l1/n) sign(w), n = number of training samples.
+            With plain SGD this is network2.py's w <- (1 - lr*lmbda/n) w - lr dC/dw.
+        dropout : float in [0, 1)
+            Rate of inverted dropout on the hidden layers during training.
+        schedule : "constant", "step", "adaptive", a `schedules.Schedule` or f(epoch) -> lr
+        validation_data : pair (X_val, Y_val), optional
+        validation_fraction : float in [0, 1)
+            Hold out this fraction of (X, Y), chosen by ``seed``, as validation data.
+        early_stopping : bool
+            Stop after ``patience`` epochs whose validation cost does not fall by more than
+            ``min_delta``, and then restore the best weights (``restore_best_weights``).
+            Without validation data it holds out ``validation_fraction`` or else 10%.
+        callbacks : sequence of callables ``f(epoch, metrics) -> bool``
+            Called after each epoch with that epoch's metrics; a true result stops training.
+        train_accuracy : bool
+            Also record the training accuracy (one more pass over the data each epoch).
+        verbose : bool
+            Print one line per epoch, with a progress bar on a terminal.
 
         Returns
         -------
         history : dict of per-epoch lists
-            ``"cost"``: mean cost of the batches during the epoch; with validation data,
-            ``"val_cost"`` and (not for an identity output) ``"val_accuracy"``.
+            ``"cost"`` (mean cost of the batches during the epoch), ``"accuracy"`` (with
+            ``train_accuracy``), ``"val_cost"`` and ``"val_accuracy"`` (with validation data;
+            no accuracy for an identity output), ``"lr"`` and ``"time"`` (seconds).
         """
         X, Y = self._data(X, Y)
         epochs = _check_int(epochs, "epochs", 0)
         batch_size = _check_int(batch_size, "batch_size", 1)
-        lr = _check_float(lr, "lr", positive=True)
-        lmbda = _check_float(lmbda, "lmbda")
-        validation = self._validation(validation_data)
         rng = np.random.default_rng(seed)
-        history: dict[str, list[float]] = {"cost": []}
-        for epoch in range(epochs):
-            order = rng.permutation(X.shape[0]) if shuffle else None
-            cost = self._core.sgd_epoch(self._params, X, Y, order, batch_size, lr, lmbda, len(X))
-            history["cost"].append(cost)
-            if validation is not None:
-                self._record_validation(history, *validation)
-            if verbose:
-                print(_progress_line(epoch, epochs, history), flush=True)
-        return history
+        X, Y, validation = self._split_validation(
+            X, Y, validation_data, validation_fraction, early_stopping, seed
+        )
+        run = TrainingRun(
+            net=self,
+            X=X,
+            Y=Y,
+            validation=validation,
+            epochs=epochs,
+            batch_size=batch_size,
+            optimizer=self._optimizer_for(optimizer, lr, momentum),
+            lmbda=_check_float(lmbda, "lmbda"),
+            l1=_check_float(l1, "l1"),
+            dropout=_check_fraction(dropout, "dropout"),
+            schedule=schedules.get(schedule),
+            shuffle=bool(shuffle),
+            rng=rng,
+            early_stopping=EarlyStopping(
+                _check_int(patience, "patience", 1), _check_float(min_delta, "min_delta"),
+                bool(restore_best_weights),
+            ) if early_stopping else None,
+            callbacks=_check_callbacks(callbacks),
+            train_accuracy=bool(train_accuracy),
+            verbose=bool(verbose),
+        )
+        return run.run()
 
-    def _validation(self, validation_data):
-        if validation_data is None:
-            return None
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data: expected a pair (X_val, Y_val)")
-        X_val, Y_val = validation_data
-        X_val, targets = self._data(X_val, Y_val, "validation_data[0]", "validation_data[1]")
-        return X_val, targets
+    def _optimizer_for(self, optimizer, lr, momentum) -> optim.Optimizer:
+        if optimizer is None:
+            chosen = self.optimizer if self.optimizer is not None else optim.SGD(lr)
+            if lr is not None:
+                chosen.lr = _check_float(lr, "lr", positive=True)
+        else:
+            chosen = optim.get(optimizer, lr=lr, momentum=momentum)
+            if lr is not None and isinstance(optimizer, optim.Optimizer):
+                chosen.lr = _check_float(lr, "lr", positive=True)
+        chosen.bind(self._core.n_params, self.dtype)
+        self.optimizer = chosen
+        return chosen
 
-    def _record_validation(self, history, X_val: np.ndarray, targets: np.ndarray) -> None:
-        history.setdefault("val_cost", []).append(self._core.cost(self._params, X_val, targets))
-        if self.output != "identity":
-            outputs = self.predict(X_val)
-            accuracy = np.mean(self._classes(outputs) == self._classes(targets))
-            history.setdefault("val_accuracy", []).append(float(accuracy))
+    def _split_validation(self, X, Y, validation_data, fraction, early_stopping, seed):
+        """(X_train, Y_train, validation or None) from the fit arguments."""
+        fraction = _check_fraction(fraction, "validation_fraction")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data: expected a pair (X_val, Y_val)")
+            validation = self._data(*validation_data, "validation_data[0]", "validation_data[1]")
+            return X, Y, validation
+        if fraction == 0 and early_stopping:
+            fraction = 0.1
+        if fraction == 0:
+            return X, Y, None
+        n_val = round(fraction * len(X))
+        if n_val < 1 or n_val >= len(X):
+            raise ValueError(
+                f"validation_fraction: {fraction} of {len(X)} samples leaves an empty split"
+            )
+        split_seed = None if seed is None else [seed, 0x5EED]
+        order = np.random.default_rng(split_seed).permutation(len(X))
+        val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+        return X[train], Y[train], (X[val], Y[val])
 
 
-def _progress_line(epoch: int, epochs: int, history: dict[str, list[float]]) -> str:
-    parts = [f"epoch {epoch + 1}/{epochs}", f"cost {history['cost'][-1]:.4f}"]
-    if "val_cost" in history:
-        parts.append(f"val_cost {history['val_cost'][-1]:.4f}")
-    if "val_accuracy" in history:
-        parts.append(f"val_accuracy {history['val_accuracy'][-1]:.4f}")
-    return "  ".join(parts)
+def _check_fraction(value: Any, argument: str) -> float:
+    value = _check_float(value, argument)
+    if value >= 1:
+        raise ValueError(f"{argument}: expected a value in [0, 1), got {value}")
+    return value
+
+
+def _check_callbacks(callbacks: Any) -> tuple:
+    if callable(callbacks):
+        callbacks = (callbacks,)
+    callbacks = tuple(callbacks)
+    for callback in callbacks:
+        if not callable(callback):
+            raise TypeError(f"callbacks: expected callables, got {callback!r}")
+    return callbacks
 
 
 def _sizes_from_params(weights: list[np.ndarray], biases: list[np.ndarray]) -> list[int]:

@@ -1,0 +1,105 @@
+// Parameter updates after a mini-batch: SGD, momentum, Nesterov momentum and
+// Adam, all one element-wise pass over a parameter segment, in place.
+// Semantics follow PyTorch's torch.optim (momentum buffers start at zero, so
+// the first momentum step is plain SGD; Adam corrects its moments' bias).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace deltaprop {
+
+enum class Method { sgd, momentum, nesterov, adam };
+
+inline Method parse_method(const std::string &name) {
+    if (name == "sgd") return Method::sgd;
+    if (name == "momentum") return Method::momentum;
+    if (name == "nesterov") return Method::nesterov;
+    if (name == "adam") return Method::adam;
+    throw std::invalid_argument("optimizer: unknown method '" + name + "'");
+}
+
+// Number of state arrays (each the size of the parameters) a method keeps.
+inline int state_arrays(Method method) {
+    switch (method) {
+        case Method::sgd: return 0;
+        case Method::momentum:
+        case Method::nesterov: return 1;
+        case Method::adam: return 2;
+    }
+    return 0;
+}
+
+// Hyper-parameters of an update, in double whatever the network's dtype.
+struct UpdateRule {
+    Method method = Method::sgd;
+    double lr = 0.1;
+    double momentum = 0;  // mu of momentum and Nesterov
+    double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+    // Regularisation of the weights (never the biases), added to their gradient:
+    // g + l2 w + l1 sign(w). With Nielsen's lambda this is l2 = lambda / n.
+    double l2 = 0;
+    double l1 = 0;
+    double decoupled_decay = 0;  // AdamW: w <- (1 - lr decay) w, outside the gradient
+};
+
+// The optimizer's memory: velocity (momentum, Nesterov) or Adam's first and
+// second moments, laid out like the parameters; step counts the updates made.
+template <class T> struct OptimizerState {
+    T *first = nullptr;
+    T *second = nullptr;
+    std::int64_t step = 0;
+};
+
+template <class T> inline T sign(T x) { return T((x > T(0)) - (x < T(0))); }
+
+// One update of `count` parameters w with gradient g (state pointers offset
+// to the same segment). `regularise` is false for biases.
+template <class T>
+void apply_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T *first,
+                  T *second, std::size_t count, bool regularise) {
+    const T l2 = regularise ? T(rule.l2) : T(0);
+    const T l1 = regularise ? T(rule.l1) : T(0);
+    const T lr = T(rule.lr), mu = T(rule.momentum);
+    switch (rule.method) {
+        case Method::sgd:
+            for (std::size_t i = 0; i < count; ++i) {
+                w[i] -= lr * (g[i] + l2 * w[i] + l1 * sign(w[i]));
+            }
+            return;
+        case Method::momentum:  // v <- mu v + g; w <- w - lr v
+            for (std::size_t i = 0; i < count; ++i) {
+                first[i] = mu * first[i] + (g[i] + l2 * w[i] + l1 * sign(w[i]));
+                w[i] -= lr * first[i];
+            }
+            return;
+        case Method::nesterov:  // v <- mu v + g; w <- w - lr (g + mu v)
+            for (std::size_t i = 0; i < count; ++i) {
+                const T gi = g[i] + l2 * w[i] + l1 * sign(w[i]);
+                first[i] = mu * first[i] + gi;
+                w[i] -= lr * (gi + mu * first[i]);
+            }
+            return;
+        case Method::adam: {
+            // m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;
+            // w <- w - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+            const T b1 = T(rule.beta1), b2 = T(rule.beta2), eps = T(rule.eps);
+            const T correction1 = T(1 - std::pow(rule.beta1, double(step)));
+            const T sqrt_correction2 = T(std::sqrt(1 - std::pow(rule.beta2, double(step))));
+            const T decay = regularise ? T(1 - rule.lr * rule.decoupled_decay) : T(1);
+            for (std::size_t i = 0; i < count; ++i) {
+                const T gi = g[i] + l2 * w[i] + l1 * sign(w[i]);
+                first[i] = b1 * first[i] + (T(1) - b1) * gi;
+                second[i] = b2 * second[i] + (T(1) - b2) * gi * gi;
+                const T denominator = std::sqrt(second[i]) / sqrt_correction2 + eps;
+                w[i] = decay * w[i] - (lr / correction1) * first[i] / denominator;
+            }
+            return;
+        }
+    }
+}
+
+}  // namespace deltaprop

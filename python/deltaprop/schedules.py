@@ -1,0 +1,105 @@
+"""Learning-rate schedules, applied between epochs.
+
+A schedule is called before each epoch as ``schedule(epoch, lr, history) -> lr``: ``epoch``
+counts from 0, ``lr`` is the rate of the previous epoch (the optimizer's own rate before the
+first) and ``history`` holds the metrics of the epochs done. A plain function of the epoch,
+``f(epoch) -> lr``, can be given too (see `get`).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["Adaptive", "Constant", "Schedule", "StepDecay", "get"]
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def _fraction(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ValueError(f"{name}: expected a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+class Schedule:
+    """Base class; the constant schedule."""
+
+    def __call__(self, epoch: int, lr: float, history: dict[str, list[float]]) -> float:
+        return lr
+
+
+class Constant(Schedule):
+    """The same rate every epoch."""
+
+
+class StepDecay(Schedule):
+    """Multiply the rate by ``gamma`` every ``step_size`` epochs (torch's StepLR)."""
+
+    def __init__(self, step_size: int = 10, gamma: float = 0.5) -> None:
+        self.step_size = _positive_int(step_size, "step_size")
+        self.gamma = _fraction(gamma, "gamma")
+
+    def __call__(self, epoch, lr, history):
+        return lr * self.gamma if epoch > 0 and epoch % self.step_size == 0 else lr
+
+
+class Adaptive(Schedule):
+    """Divide the rate by 5 when the monitored cost stops improving (scikit-learn's
+    ``learning_rate="adaptive"``): each time ``patience`` consecutive epochs fail to lower
+    it by at least ``tol``. It monitors ``"val_cost"`` when present, else ``"cost"``."""
+
+    def __init__(self, factor: float = 0.2, patience: int = 2, tol: float = 1e-4) -> None:
+        self.factor = _fraction(factor, "factor")
+        self.patience = _positive_int(patience, "patience")
+        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or tol < 0:
+            raise ValueError(f"tol: expected a number >= 0, got {tol!r}")
+        self.tol = float(tol)
+        self._best, self._stalled = np.inf, 0
+
+    def __call__(self, epoch, lr, history):
+        if epoch == 0:
+            self._best, self._stalled = np.inf, 0
+            return lr
+        monitored = history["val_cost"] if history.get("val_cost") else history["cost"]
+        latest = monitored[-1]
+        if latest < self._best - self.tol:
+            self._best, self._stalled = latest, 0
+            return lr
+        self._stalled += 1
+        if self._stalled >= self.patience:
+            self._stalled = 0
+            return lr * self.factor
+        return lr
+
+
+class _FunctionOfEpoch(Schedule):
+    def __init__(self, function: Callable[[int], float]) -> None:
+        self.function = function
+
+    def __call__(self, epoch, lr, history):
+        return self.function(epoch)
+
+
+def get(schedule: str | Schedule | Callable[[int], float]) -> Schedule:
+    """``"constant"``, ``"step"`` (StepDecay()), ``"adaptive"`` (Adaptive()), a Schedule,
+    or a function ``f(epoch) -> lr``."""
+    if isinstance(schedule, Schedule):
+        return schedule
+    if isinstance(schedule, str):
+        by_name = {"constant": Constant, "step": StepDecay, "adaptive": Adaptive}
+        if schedule not in by_name:
+            raise ValueError(
+                f"schedule: expected 'constant', 'step', 'adaptive', a Schedule or a function "
+                f"of the epoch, got {schedule!r}"
+            )
+        return by_name[schedule]()
+    if callable(schedule):
+        return _FunctionOfEpoch(schedule)
+    raise TypeError(f"schedule: expected a name, a Schedule or a callable, got {schedule!r}")

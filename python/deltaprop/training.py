@@ -1,0 +1,165 @@
+"""The epoch loop of `Network.fit`: schedules, validation, early stopping, callbacks and
+progress between epochs; each epoch itself runs in the core."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from . import optim, schedules
+
+if TYPE_CHECKING:
+    from .network import Network
+
+# With a progress bar an epoch runs in about this many core calls, so the bar can move.
+_PROGRESS_STEPS = 50
+
+
+@dataclass
+class EarlyStopping:
+    """Stop after `patience` epochs without the validation cost falling by `min_delta`."""
+
+    patience: int
+    min_delta: float
+    restore_best: bool
+    best_cost: float = np.inf
+    best_params: np.ndarray | None = None
+    epochs_without_improvement: int = 0
+
+    def should_stop(self, net: Network, val_cost: float) -> bool:
+        if val_cost < self.best_cost - self.min_delta:
+            self.best_cost, self.epochs_without_improvement = val_cost, 0
+            if self.restore_best:
+                self.best_params = net.params.copy()
+            return False
+        self.epochs_without_improvement += 1
+        return self.epochs_without_improvement >= self.patience
+
+    def restore(self, net: Network) -> None:
+        if self.restore_best and self.best_params is not None:
+            net.params[...] = self.best_params
+
+
+@dataclass
+class TrainingRun:
+    """Everything one call of `Network.fit` needs, validated."""
+
+    net: Network
+    X: np.ndarray
+    Y: np.ndarray
+    validation: tuple[np.ndarray, np.ndarray] | None
+    epochs: int
+    batch_size: int
+    optimizer: optim.Optimizer
+    lmbda: float
+    l1: float
+    dropout: float
+    schedule: schedules.Schedule
+    shuffle: bool
+    rng: np.random.Generator
+    early_stopping: EarlyStopping | None
+    callbacks: Sequence[Callable[[int, dict[str, float]], Any]]
+    train_accuracy: bool
+    verbose: bool
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def run(self) -> dict[str, list[float]]:
+        self.history = {key: [] for key in self._history_keys()}
+        for epoch in range(self.epochs):
+            self.optimizer.lr = float(self.schedule(epoch, self.optimizer.lr, self.history))
+            started = time.perf_counter()
+            cost = self._train_epoch(epoch)
+            self._record(cost, time.perf_counter() - started)
+            if self.verbose:
+                _print_progress(epoch, self.epochs, self.history)
+            if self._should_stop(epoch):
+                break
+        if self.early_stopping is not None:
+            self.early_stopping.restore(self.net)
+        return self.history
+
+    def _history_keys(self) -> list[str]:
+        keys = ["cost"]
+        if self.train_accuracy:
+            keys.append("accuracy")
+        if self.validation is not None:
+            keys.append("val_cost")
+            if self.net.output != "identity":
+                keys.append("val_accuracy")
+        return [*keys, "lr", "time"]
+
+    def _train_epoch(self, epoch: int) -> float:
+        n = len(self.X)
+        order = self.rng.permutation(n) if self.shuffle else None
+        dropout_seed = int(self.rng.integers(2**63))
+        rule = self.optimizer.rule(self.lmbda / n, self.l1 / n)
+        bar = _progress_bar(epoch, self.epochs, n) if self.verbose else None
+        # Chunks of whole batches: one core call without a bar, ~50 with one.
+        batches_per_call = -(-n // self.batch_size)
+        if bar is not None:
+            batches_per_call = max(1, batches_per_call // _PROGRESS_STEPS)
+        rows_per_call = batches_per_call * self.batch_size
+        total = 0.0
+        try:
+            for start in range(0, n, rows_per_call):
+                stop = min(n, start + rows_per_call)
+                cost = self.net._train_rows(
+                    self.X, self.Y, order, start, stop, self.batch_size, rule,
+                    self.dropout, dropout_seed,
+                )
+                total += cost * (stop - start)
+                if bar is not None:
+                    bar.update(stop - start)
+                    bar.set_postfix(cost=f"{total / stop:.4f}", refresh=False)
+        finally:
+            if bar is not None:
+                bar.close()
+        return total / n
+
+    def _record(self, cost: float, seconds: float) -> None:
+        history, net = self.history, self.net
+        history["cost"].append(cost)
+        if self.train_accuracy:
+            history["accuracy"].append(net._accuracy(self.X, self.Y))
+        if self.validation is not None:
+            X_val, Y_val = self.validation
+            history["val_cost"].append(net._core.cost(net.params, X_val, Y_val))
+            if "val_accuracy" in history:
+                history["val_accuracy"].append(net._accuracy(X_val, Y_val))
+        history["lr"].append(self.optimizer.lr)
+        history["time"].append(seconds)
+
+    def _should_stop(self, epoch: int) -> bool:
+        metrics = {key: values[-1] for key, values in self.history.items()}
+        stop = False
+        for callback in self.callbacks:
+            stop = bool(callback(epoch, metrics)) or stop
+        if self.early_stopping is not None:
+            stop = self.early_stopping.should_stop(self.net, metrics["val_cost"]) or stop
+        return stop
+
+
+def _progress_bar(epoch: int, epochs: int, n: int):
+    """A tqdm bar on a terminal; None elsewhere, so logs get one line per epoch only."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit=" samples", leave=False,
+               disable=None, file=sys.stderr)
+    if bar.disable:
+        bar.close()
+        return None
+    return bar
+
+
+def _print_progress(epoch: int, epochs: int, history: dict[str, list[float]]) -> None:
+    parts = [f"epoch {epoch + 1}/{epochs}"]
+    for key in ("cost", "accuracy", "val_cost", "val_accuracy"):
+        if key in history:
+            parts.append(f"{key} {history[key][-1]:.4f}")
+    parts.append(f"lr {history['lr'][-1]:.3g}")
+    parts.append(f"{history['time'][-1]:.2f} s")
+    print("  ".join(parts), flush=True)
