@@ -376,8 +376,17 @@ class Network:
         else:
             rows = order[start:stop]
         cost, optimizer.step = self._core.train(
-            self._params, optimizer.state, optimizer.step, X, Y, rows, batch_size, rule,
-            dropout, seed, start // batch_size,
+            self._params,
+            optimizer.state,
+            optimizer.step,
+            X,
+            Y,
+            rows,
+            batch_size,
+            rule,
+            dropout,
+            seed,
+            start // batch_size,
         )
         return cost
 
@@ -477,6 +486,11 @@ class Network:
         epochs = _check_int(epochs, "epochs", 0)
         batch_size = _check_int(batch_size, "batch_size", 1)
         rng = np.random.default_rng(seed)
+        stopping = EarlyStopping(
+            _check_int(patience, "patience", 1),
+            _check_float(min_delta, "min_delta"),
+            bool(restore_best_weights),
+        )
         X, Y, validation = self._split_validation(
             X, Y, validation_data, validation_fraction, early_stopping, seed
         )
@@ -494,10 +508,7 @@ class Network:
             schedule=schedules.get(schedule),
             shuffle=bool(shuffle),
             rng=rng,
-            early_stopping=EarlyStopping(
-                _check_int(patience, "patience", 1), _check_float(min_delta, "min_delta"),
-                bool(restore_best_weights),
-            ) if early_stopping else None,
+            early_stopping=stopping if early_stopping else None,
             callbacks=_check_callbacks(callbacks),
             train_accuracy=bool(train_accuracy),
             verbose=bool(verbose),

@@ -143,14 +143,20 @@ class Adam(Optimizer):
         super().__init__(lr, weight_decay=weight_decay)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
-        self.betas = (_check_real(betas[0], "betas[0]", 0.0, 1.0),
-                      _check_real(betas[1], "betas[1]", 0.0, 1.0))
+        self.betas = (
+            _check_real(betas[0], "betas[0]", 0.0, 1.0),
+            _check_real(betas[1], "betas[1]", 0.0, 1.0),
+        )
         self.eps = _check_real(eps, "eps", 0.0, open_low=True)
         self.decoupled = bool(decoupled)
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "betas": self.betas, "eps": self.eps,
-                "decoupled": self.decoupled}
+        return {
+            **super().hyperparameters(),
+            "betas": self.betas,
+            "eps": self.eps,
+            "decoupled": self.decoupled,
+        }
 
     def _coupled_decay(self) -> float:
         return 0.0 if self.decoupled else self.weight_decay
@@ -167,8 +173,9 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (torch.optim.AdamW defaults: weight_decay=0.01)."""
 
-    def __init__(self, lr=None, betas=(0.9, 0.999), eps=1e-8, *, weight_decay=0.01,
-                 decoupled=True) -> None:
+    def __init__(
+        self, lr=None, betas=(0.9, 0.999), eps=1e-8, *, weight_decay=0.01, decoupled=True
+    ) -> None:
         if decoupled is not True:
             raise ValueError("decoupled: AdamW always decouples its weight decay")
         super().__init__(lr, betas, eps, weight_decay=weight_decay, decoupled=True)

@@ -108,8 +108,15 @@ class TrainingRun:
             for start in range(0, n, rows_per_call):
                 stop = min(n, start + rows_per_call)
                 cost = self.net._train_rows(
-                    self.X, self.Y, order, start, stop, self.batch_size, rule,
-                    self.dropout, dropout_seed,
+                    self.X,
+                    self.Y,
+                    order,
+                    start,
+                    stop,
+                    self.batch_size,
+                    rule,
+                    self.dropout,
+                    dropout_seed,
                 )
                 total += cost * (stop - start)
                 if bar is not None:
@@ -147,8 +154,14 @@ def _progress_bar(epoch: int, epochs: int, n: int):
     """A tqdm bar on a terminal; None elsewhere, so logs get one line per epoch only."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{epochs}", unit=" samples", leave=False,
-               disable=None, file=sys.stderr)
+    bar = tqdm(
+        total=n,
+        desc=f"epoch {epoch + 1}/{epochs}",
+        unit=" samples",
+        leave=False,
+        disable=None,
+        file=sys.stderr,
+    )
     if bar.disable:
         bar.close()
         return None
