@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close
 
 import deltaprop as dp
+from conftest import assert_close
 from deltaprop import optim, schedules
 
 

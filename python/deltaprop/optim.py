@@ -49,7 +49,8 @@ def _check_real(value: Any, name: str, low: float, high: float = np.inf, *, open
 class Optimizer:
     """Base class: a learning rate, an L2 ``weight_decay`` and the state of the update."""
 
-    method = "sgd"
+    name = "sgd"  # the name optim.get() and saved model files know it by
+    method = "sgd"  # the core's update
     n_state = 0  # state arrays, each shaped like the network's parameters
     default_lr = 0.1
 
@@ -103,7 +104,7 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """Heavy-ball momentum (torch.optim.SGD with momentum): v <- mu v + g; w <- w - lr v."""
 
-    method = "momentum"
+    name = method = "momentum"
     n_state = 1
     default_lr = 0.01
 
@@ -121,13 +122,13 @@ class Momentum(Optimizer):
 class Nesterov(Momentum):
     """Nesterov momentum (torch.optim.SGD with nesterov=True): w <- w - lr (g + mu v)."""
 
-    method = "nesterov"
+    name = method = "nesterov"
 
 
 class Adam(Optimizer):
     """Adam (torch.optim.Adam defaults); ``decoupled=True`` gives AdamW's weight decay."""
 
-    method = "adam"
+    name = method = "adam"
     n_state = 2
     default_lr = 1e-3
 
@@ -173,6 +174,8 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (torch.optim.AdamW defaults: weight_decay=0.01)."""
 
+    name = "adamw"
+
     def __init__(
         self, lr=None, betas=(0.9, 0.999), eps=1e-8, *, weight_decay=0.01, decoupled=True
     ) -> None:
@@ -181,7 +184,7 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay=weight_decay, decoupled=True)
 
 
-_BY_NAME = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam, "adamw": AdamW}
+_BY_NAME = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, AdamW)}
 
 
 def get(optimizer: str | Optimizer, **hyperparameters: Any) -> Optimizer:
