@@ -1,7 +1,9 @@
-"""Tests for deltaprop.datasets: the bundled digits and the small data helpers."""
+"""Tests for deltaprop.datasets: the bundled digits, IDX files, Fashion-MNIST and the helpers."""
 
 import gzip
 import hashlib
+import struct
+import tracemalloc
 from importlib.resources import files
 
 import numpy as np
@@ -321,3 +323,382 @@ def test_split_rejects_scalars():
 def test_split_rejects_empty_sides(n, fraction):
     with pytest.raises(ValueError, match="non-empty"):
         datasets.train_test_split(np.zeros((n, 2)), np.zeros(n), test_fraction=fraction)
+
+
+# ------------------------------------------------------------------------------ read_idx
+
+# The IDX type codes, written down independently of the module under test.
+IDX_CODES = {
+    np.dtype(np.uint8): 0x08,
+    np.dtype(np.int8): 0x09,
+    np.dtype(np.int16): 0x0B,
+    np.dtype(np.int32): 0x0C,
+    np.dtype(np.float32): 0x0D,
+    np.dtype(np.float64): 0x0E,
+}
+
+
+def idx_bytes(array, code=None, shape=None):
+    """The bytes of an IDX file holding ``array`` (header fields overridable to corrupt it)."""
+    array = np.asarray(array)
+    code = IDX_CODES[array.dtype] if code is None else code
+    shape = array.shape if shape is None else shape
+    header = bytes([0, 0, code, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write(path, data, compress):
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+def sample_array(dtype, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    if dtype.kind == "f":
+        return (rng.standard_normal(shape) * 1e3).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "gzip"])
+def compress(request):
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", list(IDX_CODES), ids=[d.name for d in IDX_CODES])
+def test_read_idx_roundtrip_every_type(tmp_path, dtype, compress):
+    array = sample_array(dtype, (3, 4, 5))
+    result = datasets.read_idx(write(tmp_path / "a.idx", idx_bytes(array), compress))
+    assert result.dtype == dtype and result.dtype.isnative
+    assert result.flags.c_contiguous and result.flags.writeable
+    np.testing.assert_array_equal(result, array)
+
+
+@pytest.mark.parametrize("shape", [(7,), (2, 3), (4, 2, 3), (1, 2, 3, 2), (0,), (0, 28, 28)])
+def test_read_idx_roundtrip_shapes(tmp_path, shape, compress):
+    array = sample_array(np.dtype(np.uint8), shape)
+    result = datasets.read_idx(write(tmp_path / "a.idx", idx_bytes(array), compress))
+    assert result.shape == shape
+    np.testing.assert_array_equal(result, array)
+
+
+def test_read_idx_hand_written_bytes(tmp_path):
+    # int16 [1, -2, 258] and float32 [1.0, -2.5], big-endian, worked out by hand.
+    int16 = b"\x00\x00\x0b\x01" + b"\x00\x00\x00\x03" + b"\x00\x01\xff\xfe\x01\x02"
+    float32 = b"\x00\x00\x0d\x01" + b"\x00\x00\x00\x02" + b"\x3f\x80\x00\x00\xc0\x20\x00\x00"
+    np.testing.assert_array_equal(
+        datasets.read_idx(write(tmp_path / "i", int16, False)), [1, -2, 258]
+    )
+    np.testing.assert_array_equal(
+        datasets.read_idx(write(tmp_path / "f", float32, False)), [1, -2.5]
+    )
+
+
+def test_read_idx_detects_gzip_by_content_not_name(tmp_path):
+    array = np.arange(6, dtype=np.int32).reshape(2, 3)
+    compressed_no_suffix = write(tmp_path / "data-idx2-int", idx_bytes(array), True)
+    plain_with_suffix = write(tmp_path / "data-idx2-int.gz", idx_bytes(array), False)
+    np.testing.assert_array_equal(datasets.read_idx(compressed_no_suffix), array)
+    np.testing.assert_array_equal(datasets.read_idx(str(plain_with_suffix)), array)
+
+
+def test_idx_format_error_is_a_public_value_error():
+    assert issubclass(datasets.IDXFormatError, ValueError)
+    assert {"IDXFormatError", "read_idx", "load_fashion_mnist", "standardize"} <= set(
+        datasets.__all__
+    )
+
+
+VALID = idx_bytes(np.arange(24, dtype=np.int16).reshape(2, 3, 4))
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty"),
+        (b"\x00\x00\x08", "magic number"),
+        (b"\x00\x00\x08\x03\x00\x00\x00\x02\x00", "dimension sizes"),
+        (b"\x01" + VALID[1:], "magic number"),
+        (b"\x00\x08" + VALID[2:], "magic number"),
+        (b"\x00\x00\x0a" + VALID[3:], "type code 0x0A"),
+        (b"\x00\x00\x08\x00", "0 dimensions"),
+        (idx_bytes(np.zeros((1, 1, 1, 1, 1), np.uint8)), "5 dimensions"),
+        (VALID[:-1], "truncated"),
+        (VALID[:16], "truncated"),  # the header alone
+        (VALID + b"\x00", "trailing"),
+        (VALID + VALID, "trailing"),
+        (idx_bytes(np.zeros(0), shape=(65535, 65535, 65535)), "truncated"),
+    ],
+    ids=[
+        "empty",
+        "short-magic",
+        "short-dims",
+        "magic-byte-0",
+        "magic-byte-1",
+        "unknown-type",
+        "ndim-0",
+        "ndim-5",
+        "truncated-by-1",
+        "header-only",
+        "trailing-byte",
+        "file-twice",
+        "claims-2-PB",
+    ],
+)
+def test_read_idx_rejects_corrupt_files(tmp_path, data, message, compress):
+    path = write(tmp_path / "bad-idx", data, compress)
+    with pytest.raises(datasets.IDXFormatError, match=message) as excinfo:
+        datasets.read_idx(path)
+    assert str(path) in str(excinfo.value)
+
+
+def test_read_idx_huge_claim_allocates_nothing(tmp_path, compress):
+    # 1 GiB of float64 claimed, none present: np.empty would succeed lazily, so measure.
+    path = write(tmp_path / "huge", idx_bytes(np.zeros(3), shape=(1024, 1024, 128)), compress)
+    tracemalloc.start()
+    try:
+        with pytest.raises(datasets.IDXFormatError, match="truncated"):
+            datasets.read_idx(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 23  # a few read buffers, not the 1 GiB claimed
+
+
+@pytest.mark.parametrize("cut", [1, 8, 12, len(gzip.compress(VALID)) // 2])
+def test_read_idx_rejects_truncated_gzip_stream(tmp_path, cut):
+    path = tmp_path / "cut.gz"
+    path.write_bytes(gzip.compress(VALID)[:-cut])
+    with pytest.raises(datasets.IDXFormatError, match="gzip") as excinfo:
+        datasets.read_idx(path)
+    assert str(path) in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x1f\x8b", b"\x1f\x8b" + bytes(30), gzip.compress(VALID)[:-8] + b"\x00" * 8],
+    ids=["magic-only", "bad-header", "bad-crc"],
+)
+def test_read_idx_rejects_damaged_gzip(tmp_path, data):
+    path = tmp_path / "damaged.gz"
+    path.write_bytes(data)
+    with pytest.raises(datasets.IDXFormatError, match="gzip"):
+        datasets.read_idx(path)
+
+
+def test_read_idx_missing_file_is_not_a_format_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        datasets.read_idx(tmp_path / "absent")
+
+
+# ------------------------------------------------------------------ load_fashion_mnist
+
+
+def write_fashion(folder, n_train=5, n_test=3, seed=0, **override):
+    """Synthetic Fashion-MNIST files in ``folder``; gzip and plain mixed, like real copies.
+
+    ``override`` maps a file stem (with - replaced by _) to the bytes to write instead.
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for stem, n, compress in (("train", n_train, True), ("t10k", n_test, False)):
+        images = rng.integers(0, 255, size=(n, 28, 28), endpoint=True).astype(np.uint8)
+        images[0, 0, :2] = [0, 255]  # both ends of the pixel range
+        labels = rng.integers(0, 9, size=n, endpoint=True).astype(np.uint8)
+        arrays[stem] = (images, labels)
+        for kind, array in (("images-idx3-ubyte", images), ("labels-idx1-ubyte", labels)):
+            name = f"{stem}-{kind}"
+            data = override.get(name.replace("-", "_"), idx_bytes(array))
+            # images compressed in one split, labels in the other
+            gz = compress == (kind.startswith("images"))
+            write(folder / (name + ".gz" if gz else name), data, gz)
+    return arrays
+
+
+def test_load_fashion_mnist_synthetic(tmp_path):
+    arrays = write_fashion(tmp_path)
+    (X_train, y_train), (X_test, y_test) = datasets.load_fashion_mnist(directory=tmp_path)
+    for X, y, (images, labels) in (
+        (X_train, y_train, arrays["train"]),
+        (X_test, y_test, arrays["t10k"]),
+    ):
+        assert X.shape == (len(labels), 784) and y.shape == (len(labels),)
+        assert X.dtype == np.float32 and y.dtype == np.int64
+        assert X.flags.c_contiguous and X.flags.writeable
+        expected = images.reshape(len(labels), 784).astype(np.float32) / np.float32(255)
+        np.testing.assert_array_equal(X, expected)
+        np.testing.assert_array_equal(y, labels)
+        assert X.min() == 0.0 and X.max() == 1.0
+    assert len(y_train) == 5 and len(y_test) == 3
+
+
+def test_load_fashion_mnist_float64(tmp_path):
+    arrays = write_fashion(tmp_path)
+    (X_train, _), _ = datasets.load_fashion_mnist(str(tmp_path), dtype="float64")
+    assert X_train.dtype == np.float64
+    np.testing.assert_array_equal(X_train * 255, arrays["train"][0].reshape(5, 784))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float16", None])
+def test_load_fashion_mnist_rejects_bad_dtype(tmp_path, dtype):
+    write_fashion(tmp_path)
+    with pytest.raises(ValueError, match="dtype"):
+        datasets.load_fashion_mnist(tmp_path, dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    "remove", [None, "train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte"], ids=str
+)
+def test_load_fashion_mnist_missing_files(tmp_path, remove):
+    if remove is not None:
+        write_fashion(tmp_path)
+        (tmp_path / remove).unlink()
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist") as excinfo:
+        datasets.load_fashion_mnist(directory=tmp_path)
+    assert str(tmp_path) in str(excinfo.value) and "directory=" in str(excinfo.value)
+
+
+def test_load_fashion_mnist_search_order(tmp_path, monkeypatch):
+    write_fashion(tmp_path / "env", n_train=4)
+    write_fashion(tmp_path / "default", n_train=2)
+    absent = tmp_path / "absent"
+    monkeypatch.setattr(datasets, "FASHION_MNIST_DIRS", (str(absent), str(tmp_path / "default")))
+    monkeypatch.setenv("DELTAPROP_FASHION_MNIST", str(tmp_path / "env"))
+    assert len(datasets.load_fashion_mnist()[0][1]) == 4  # the environment comes first
+    monkeypatch.delenv("DELTAPROP_FASHION_MNIST")
+    assert len(datasets.load_fashion_mnist()[0][1]) == 2  # first complete directory
+    monkeypatch.setattr(datasets, "FASHION_MNIST_DIRS", (str(absent),))
+    with pytest.raises(FileNotFoundError, match="apt-get install") as excinfo:
+        datasets.load_fashion_mnist()
+    assert str(absent) in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"train_labels_idx1_ubyte": idx_bytes(np.zeros(4, np.uint8))}, "4 labels.*5 images"),
+        ({"t10k_labels_idx1_ubyte": idx_bytes(np.array([0, 10, 1], np.uint8))}, "0..9, found 10"),
+        ({"t10k_images_idx3_ubyte": idx_bytes(np.zeros((3, 28, 27), np.uint8))}, "28, 27"),
+        ({"t10k_images_idx3_ubyte": idx_bytes(np.zeros((3, 784), np.uint8))}, "images"),
+        ({"train_images_idx3_ubyte": idx_bytes(np.zeros((5, 28, 28), np.float32))}, "uint8"),
+        ({"train_labels_idx1_ubyte": idx_bytes(np.zeros(5, np.int32))}, "uint8 labels"),
+        ({"train_labels_idx1_ubyte": idx_bytes(np.zeros((5, 1), np.uint8))}, "labels"),
+        ({"t10k_labels_idx1_ubyte": idx_bytes(np.zeros(3, np.uint8))[:-1]}, "truncated"),
+    ],
+    ids=[
+        "count-mismatch",
+        "label-10",
+        "image-27-wide",
+        "images-2d",
+        "float-images",
+        "int32-labels",
+        "labels-2d",
+        "truncated-labels",
+    ],
+)
+def test_load_fashion_mnist_rejects_bad_content(tmp_path, override, message):
+    write_fashion(tmp_path, **override)
+    with pytest.raises(ValueError, match=message):
+        datasets.load_fashion_mnist(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def real_fashion_mnist():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("DELTAPROP_FASHION_MNIST", raising=False)
+        return datasets.load_fashion_mnist()
+
+
+def test_load_fashion_mnist_real_data(real_fashion_mnist):
+    # Needs Debian's dataset-fashion-mnist, which .ci/run installs.
+    (X_train, y_train), (X_test, y_test) = real_fashion_mnist
+    assert X_train.shape == (60000, 784) and X_test.shape == (10000, 784)
+    assert y_train.shape == (60000,) and y_test.shape == (10000,)
+    assert X_train.dtype == np.float32 and X_test.dtype == np.float32
+    assert y_train.dtype == np.int64 and X_train.flags.c_contiguous
+    for X in (X_train, X_test):
+        assert X.min() == 0.0 and X.max() == 1.0
+    np.testing.assert_array_equal(np.bincount(y_train, minlength=10), [6000] * 10)
+    np.testing.assert_array_equal(np.bincount(y_test, minlength=10), [1000] * 10)
+    # The first labels, read off the decompressed files with a hex dump.
+    np.testing.assert_array_equal(y_train[:4], [9, 0, 0, 3])
+    np.testing.assert_array_equal(y_test[:4], [9, 2, 1, 1])
+
+
+# --------------------------------------------------------------------------- standardize
+
+
+def test_standardize_hand_worked():
+    X_tr, X_te, (mean, std) = datasets.standardize([[0.0, 5.0], [2.0, 5.0]], [[4.0, 6.0]])
+    np.testing.assert_array_equal(X_tr, [[-1.0, 0.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(X_te, [[3.0, 1.0]])
+    np.testing.assert_array_equal(mean, [1.0, 5.0])
+    np.testing.assert_array_equal(std, [1.0, 1.0])  # the constant column gets std 1
+
+
+def test_standardize_statistics(rng, dtype):
+    scale, offset = np.array([1e-3, 1.0, 50.0]), np.array([-7.0, 0.0, 1e3])
+    X_train = (rng.standard_normal((500, 3)) * scale + offset).astype(dtype)
+    X_test = (rng.standard_normal((40, 3)) * scale + offset).astype(dtype)
+    train_std, test_std, (mean, std) = datasets.standardize(X_train, X_test)
+    for arr in (train_std, test_std, mean, std):
+        assert arr.dtype == np.dtype(dtype)
+    # Rounding the mean to the dtype costs eps * |mean| / std per column in the results.
+    tol = 8 * np.finfo(dtype).eps * (1 + np.abs(offset) / scale)
+    assert np.all(np.abs(train_std.mean(axis=0, dtype=np.float64)) <= tol)
+    assert np.all(np.abs(train_std.std(axis=0, dtype=np.float64) - 1) <= tol)
+    # the test set uses the training statistics, computed here in float64
+    X64 = X_train.astype(np.float64)
+    expected = (X_test.astype(np.float64) - X64.mean(axis=0)) / X64.std(axis=0)
+    assert np.all(np.abs(test_std - expected) <= tol * (1 + np.abs(expected)))
+    np.testing.assert_allclose(mean, X64.mean(axis=0), rtol=8 * np.finfo(dtype).eps)
+
+
+def test_standardize_constant_column_stays_finite(rng):
+    X_train = rng.standard_normal((30, 3))
+    X_train[:, 1] = 0.1  # not exactly representable: its float mean may be off by an ulp
+    X_test = np.full((4, 3), 1.1)
+    train_std, test_std, (mean, std) = datasets.standardize(X_train, X_test)
+    assert np.all(np.isfinite(train_std)) and np.all(np.isfinite(test_std))
+    np.testing.assert_array_equal(train_std[:, 1], 0.0)
+    assert std[1] == 1.0 and mean[1] == 0.1
+    np.testing.assert_allclose(test_std[:, 1], 1.0)
+
+
+def test_standardize_one_or_many_arrays_and_fresh_results():
+    X = np.arange(12.0).reshape(4, 3)
+    before = X.copy()
+    X_std, (mean, std) = datasets.standardize(X)
+    assert not np.shares_memory(X_std, X)
+    np.testing.assert_array_equal(mean, [4.5, 5.5, 6.5])
+    np.testing.assert_allclose(std, np.sqrt(11.25))  # population std of 0, 3, 6, 9
+    np.testing.assert_array_equal(X, before)
+    *parts, stats = datasets.standardize(X, X[:1], X[:0], X.astype(np.float32))
+    assert [p.shape for p in parts] == [(4, 3), (1, 3), (0, 3), (4, 3)]
+    assert parts[3].dtype == np.float32 and stats[0].dtype == np.float64
+    np.testing.assert_array_equal(parts[1], parts[0][:1])
+
+
+def test_standardize_integers_become_float64():
+    X_std, (mean, _) = datasets.standardize(np.array([[0, 1], [2, 3]], dtype=np.uint8))
+    assert X_std.dtype == np.float64 and mean.dtype == np.float64
+    np.testing.assert_array_equal(X_std, [[-1, -1], [1, 1]])
+
+
+@pytest.mark.parametrize(
+    "X_train, others, message",
+    [
+        (np.zeros(3), (), "X_train must be 2-D"),
+        (np.zeros((0, 3)), (), "at least one sample"),
+        (np.array([[0.0, np.nan]]), (), "finite"),
+        (np.array([[0.0, np.inf]]), (), "finite"),
+        (np.array([["a", "b"]]), (), "real numbers"),
+        (np.zeros((2, 3)), (np.zeros((2, 4)),), r"others\[0\] has 4 features"),
+        (np.zeros((2, 3)), (np.zeros((2, 3)), np.zeros(3)), r"others\[1\] must be 2-D"),
+    ],
+    ids=["1d", "no-samples", "nan", "inf", "strings", "features", "others-1d"],
+)
+def test_standardize_rejects_bad_input(X_train, others, message):
+    with pytest.raises(ValueError, match=message):
+        datasets.standardize(X_train, *others)

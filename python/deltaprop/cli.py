@@ -1,97 +1,199 @@
-"""Command line: ``deltaprop [train] [options]`` (also ``python -m deltaprop``).
+"""Command line: ``deltaprop train | evaluate | predict`` (also ``python -m deltaprop``).
 
-Trains a network on the digits data shipped with the package, printing per-epoch
-progress and the final accuracy on a held-out test split.
+``deltaprop`` alone trains on the digits shipped with the package. Errors are one line on
+stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from typing import NoReturn
 
-from . import datasets
+import numpy as np
+
+from . import datasets, optim, schedules
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network
+
+DATA_HELP = "'digits' (shipped), 'fashion-mnist' (installed data) or a directory of IDX files"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"deltaprop: error: {message}\n")
+
+
+class CommandError(Exception):
+    """A user error to report in one line."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deltaprop",
-        description="Train a multilayer perceptron by backpropagation on the shipped 8x8 digits.",
+        description="Train, evaluate and use multilayer perceptrons (backpropagation on BLAS).",
     )
-    commands = parser.add_subparsers(dest="command")
-    train = commands.add_parser("train", help="train on the shipped digits (the default)")
-    for p in (parser, train):
-        _add_train_options(p)
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    _add_train_options(commands.add_parser("train", help="train a network (the default)"))
+    evaluate = commands.add_parser("evaluate", help="accuracy and confusion matrix of a model")
+    evaluate.add_argument("model", help="a model file written by 'deltaprop train --save'")
+    evaluate.add_argument("--data", default="digits", help=DATA_HELP + "; its test split")
+    evaluate.add_argument("--test-fraction", type=float, default=0.2,
+                          help="test split of the digits (default 0.2)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the digits split")
+    predict = commands.add_parser("predict", help="write a model's predictions for an .npy file")
+    predict.add_argument("model")
+    predict.add_argument("input", help=".npy file of shape (n_samples, n_inputs)")
+    predict.add_argument("--output", "-o", help="output .npy (default: INPUT.predictions.npy)")
+    predict.add_argument("--classes", action="store_true",
+                         help="write class indices instead of output activations")
     return parser
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--hidden",
-        type=int,
-        nargs="*",
-        default=[30],
-        metavar="N",
-        help="hidden layer sizes (default: 30)",
-    )
-    parser.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid")
-    parser.add_argument("--output", choices=OUTPUTS, default="softmax")
-    parser.add_argument("--cost", choices=COSTS, default="log_likelihood")
-    parser.add_argument("--init", choices=INITS, default="normal_scaled")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=0.5, help="learning rate eta")
-    parser.add_argument("--lmbda", type=float, default=0.0, help="L2 regularisation lambda")
-    parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    parser.add_argument("--seed", type=int, default=0)
+    add = parser.add_argument
+    add("--data", default="digits", help=DATA_HELP)
+    add("--hidden", type=int, nargs="*", default=[30], metavar="N",
+        help="hidden layer sizes (default: 30)")
+    add("--activation", choices=ACTIVATIONS, default="sigmoid")
+    add("--output", choices=OUTPUTS, default="softmax")
+    add("--cost", choices=COSTS, default="log_likelihood")
+    add("--init", choices=INITS, default="normal_scaled")
+    add("--optimizer", choices=sorted(optim._BY_NAME), default="sgd")
+    add("--lr", type=float, default=None,
+        help="learning rate (default: 0.5 for sgd, else the optimizer's own)")
+    add("--momentum", type=float, default=None, help="for momentum and nesterov (default 0.9)")
+    add("--batch-size", type=int, default=10)
+    add("--epochs", type=int, default=30)
+    add("--lmbda", type=float, default=0.0, help="L2 regularisation lambda (Nielsen's form)")
+    add("--l1", type=float, default=0.0, help="L1 regularisation")
+    add("--dropout", type=float, default=0.0, help="dropout rate of the hidden layers")
+    add("--schedule", choices=("constant", "step", "adaptive"), default="constant")
+    add("--early-stopping", action="store_true")
+    add("--patience", type=int, default=5)
+    add("--validation-fraction", type=float, default=0.0,
+        help="hold out this fraction of the training data for validation")
+    add("--test-fraction", type=float, default=0.2, help="test split of the digits")
+    add("--dtype", choices=("float64", "float32"), default="float64")
+    add("--seed", type=int, default=0)
+    add("--save", metavar="MODEL", help="write the trained model to this file")
+    add("--plot", metavar="PNG", help="write learning curves to this PNG (needs matplotlib)")
+    add("--quiet", action="store_true", help="no per-epoch progress")
 
 
-def train(args: argparse.Namespace) -> float:
-    X, y = datasets.load_digits(dtype=args.dtype)
-    (X_train, y_train), (X_test, y_test) = datasets.train_test_split(
-        X, y, test_fraction=args.test_fraction, seed=args.seed
+def _load_data(source: str, dtype: str, test_fraction: float, seed: int):
+    """((X_train, y_train), (X_test, y_test)) for a --data value."""
+    if source == "digits":
+        X, y = datasets.load_digits(dtype=dtype)
+        return datasets.train_test_split(X, y, test_fraction=test_fraction, seed=seed)
+    if source == "fashion-mnist":
+        return datasets.load_fashion_mnist(dtype=dtype)
+    if os.path.isdir(source):
+        return datasets.load_fashion_mnist(directory=source, dtype=dtype)
+    raise CommandError(f"--data: expected {DATA_HELP}, got {source!r}")
+
+
+def train(args: argparse.Namespace) -> Network:
+    (X_train, y_train), (X_test, y_test) = _load_data(
+        args.data, args.dtype, args.test_fraction, args.seed
     )
-    sizes = [X.shape[1], *args.hidden, 10]
-    net = Network(
-        sizes,
-        activation=args.activation,
-        output=args.output,
-        cost=args.cost,
-        dtype=args.dtype,
-        init=args.init,
-        seed=args.seed,
-    )
-    print(f"{net}: {len(X_train)} training and {len(X_test)} test digits")
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    sizes = [X_train.shape[1], *args.hidden, n_classes]
+    net = Network(sizes, activation=args.activation, output=args.output, cost=args.cost,
+                  dtype=args.dtype, init=args.init, seed=args.seed)
+    lr = 0.5 if args.lr is None and args.optimizer == "sgd" else args.lr
+    print(f"{net}: {len(X_train)} training and {len(X_test)} test samples, "
+          f"optimizer {args.optimizer}")
     start = time.perf_counter()
-    net.fit(
-        X_train,
-        y_train,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lmbda=args.lmbda,
-        seed=args.seed,
-        validation_data=(X_test, y_test),
-        verbose=True,
+    history = net.fit(
+        X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+        optimizer=args.optimizer, lr=lr, momentum=args.momentum, lmbda=args.lmbda, l1=args.l1,
+        dropout=args.dropout, schedule=schedules.get(args.schedule),
+        validation_fraction=args.validation_fraction, early_stopping=args.early_stopping,
+        patience=args.patience, seed=args.seed, verbose=not args.quiet,
+        validation_data=None if args.validation_fraction or args.early_stopping
+        else (X_test, y_test),
     )
-    accuracy = net.evaluate(X_test, y_test)
-    print(
-        f"test accuracy {accuracy:.4f} after {args.epochs} epochs "
-        f"({time.perf_counter() - start:.2f} s)"
-    )
-    return accuracy
+    print(f"test accuracy {net.evaluate(X_test, y_test):.4f} after {len(history['cost'])} "
+          f"epochs ({time.perf_counter() - start:.2f} s)")
+    if args.save:
+        net.save(args.save)
+        print(f"model written to {args.save}")
+    if args.plot:
+        from .plot import learning_curves
+
+        learning_curves(history, args.plot, title=repr(net))
+        print(f"learning curves written to {args.plot}")
+    return net
+
+
+def _load_model(path: str) -> Network:
+    from .io import load
+
+    return load(path)
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    net = _load_model(args.model)
+    dtype = net.dtype.name
+    _, (X_test, y_test) = _load_data(args.data, dtype, args.test_fraction, args.seed)
+    predicted = net.predict_classes(X_test)
+    n_classes = max(net.sizes[-1], 2)
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (y_test, predicted), 1)
+    print(f"{net}: accuracy {np.mean(predicted == y_test):.4f} on {len(y_test)} samples")
+    print("confusion matrix (rows: true class, columns: predicted class)")
+    width = max(5, len(str(confusion.max())) + 1)
+    print("     " + "".join(f"{j:>{width}}" for j in range(n_classes)))
+    for i, row in enumerate(confusion):
+        print(f"{i:>5}" + "".join(f"{count:>{width}}" for count in row))
+
+
+def predict(args: argparse.Namespace) -> None:
+    net = _load_model(args.model)
+    try:
+        X = np.load(args.input, allow_pickle=False)
+    except ValueError as error:
+        raise CommandError(f"{args.input}: not a numeric .npy array ({error})") from error
+    result = net.predict_classes(X) if args.classes else net.predict(X)
+    path = args.output or os.path.splitext(args.input)[0] + ".predictions.npy"
+    _save_npy_atomically(path, result)
+    print(f"{len(result)} predictions written to {path}")
+
+
+def _save_npy_atomically(path: str, array: np.ndarray) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".deltaprop-", suffix=".npy")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            np.save(file, array, allow_pickle=False)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "train")
     args = _parser().parse_args(argv)
+    command = {"train": train, "evaluate": evaluate, "predict": predict}[args.command]
     try:
-        train(args)
-    except (ValueError, TypeError) as error:
+        command(args)
+    except (CommandError, ValueError, TypeError, OSError, ImportError) as error:
         print(f"deltaprop: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("deltaprop: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

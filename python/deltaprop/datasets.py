@@ -1,14 +1,19 @@
-"""Sample data shipped with deltaprop, and small helpers to prepare it.
+"""Data sets for deltaprop, and small helpers to prepare them.
 
-The only data set is the 8x8 handwritten digits of the UCI "Optical Recognition of
-Handwritten Digits" test set (E. Alpaydin, C. Kaynak, 1998), in the CSV form that
-scikit-learn ships; see ``deltaprop/data/README.md`` for provenance and licences.
+Two data sets are available:
+
+- the 8x8 handwritten digits of the UCI "Optical Recognition of Handwritten Digits"
+  test set (E. Alpaydin, C. Kaynak, 1998), shipped with deltaprop in the CSV form that
+  scikit-learn ships; see ``deltaprop/data/README.md`` for provenance and licences;
+- Fashion-MNIST (H. Xiao, K. Rasul, R. Vollgraf, 2017; MIT licence), read from IDX
+  files on disk, as Debian's ``dataset-fashion-mnist`` package installs them.
 
 Examples
 --------
->>> from deltaprop.datasets import load_digits, one_hot, train_test_split
+>>> from deltaprop.datasets import load_digits, one_hot, standardize, train_test_split
 >>> X, y = load_digits(dtype="float32")
 >>> (X_train, y_train), (X_test, y_test) = train_test_split(X, y, test_fraction=0.2)
+>>> X_train, X_test, (mean, std) = standardize(X_train, X_test)
 >>> Y_train = one_hot(y_train, 10, dtype="float32")
 >>> X_train.shape, Y_train.shape
 ((1438, 64), (1438, 10))
@@ -18,15 +23,30 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 import numbers
+import os
+import stat
+import struct
 import warnings
+import zlib
 from importlib.resources import files
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["load_digits", "one_hot", "train_test_split"]
+__all__ = [
+    "FASHION_MNIST_DIRS",
+    "IDXFormatError",
+    "load_digits",
+    "load_fashion_mnist",
+    "one_hot",
+    "read_idx",
+    "standardize",
+    "train_test_split",
+]
 
 _DIGITS_FILE = "digits.csv.gz"
 _DIGITS_SAMPLES = 1797
@@ -272,3 +292,359 @@ def train_test_split(
     order = np.random.default_rng(seed).permutation(n)
     test_idx, train_idx = order[:n_test], order[n_test:]
     return (X_arr[train_idx], y_arr[train_idx]), (X_arr[test_idx], y_arr[test_idx])
+
+
+# ------------------------------------------------------------------------------ IDX files
+
+
+class IDXFormatError(ValueError):
+    """An IDX file (the MNIST format) is malformed: a bad header, or data of the wrong length."""
+
+
+# Type code -> element type as stored; multi-byte types are big-endian (Y. LeCun's MNIST page).
+_IDX_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_IDX_MAX_NDIM = 4  # MNIST-like files have 1 (labels) or 3 (images) dimensions
+_GZIP_MAGIC = b"\x1f\x8b"
+# Data are read this much at a time, so memory grows with the data actually present,
+# never with what a (possibly corrupt) header claims; a read of n bytes reserves n bytes.
+_READ_CHUNK = 1 << 20
+
+
+def _idx_error(name: str, detail: str) -> IDXFormatError:
+    return IDXFormatError(f"{name} is not a valid IDX file: {detail}")
+
+
+def _read_idx_header(stream: IO[bytes], name: str) -> tuple[np.dtype, tuple[int, ...]]:
+    """Read the magic number and the dimension sizes; return (stored dtype, shape)."""
+    magic = stream.read(4)
+    if not magic:
+        raise _idx_error(name, "the file is empty")
+    if len(magic) < 4:
+        raise _idx_error(name, f"the file ends inside the 4-byte magic number ({len(magic)} bytes)")
+    if magic[0] or magic[1]:
+        raise _idx_error(name, f"bad magic number 0x{magic.hex()}: its first two bytes must be 0")
+    code, ndim = magic[2], magic[3]
+    if code not in _IDX_DTYPES:
+        known = ", ".join(f"0x{c:02X}" for c in _IDX_DTYPES)
+        raise _idx_error(name, f"unknown data type code 0x{code:02X} (known: {known})")
+    if not 1 <= ndim <= _IDX_MAX_NDIM:
+        raise _idx_error(name, f"{ndim} dimensions, expected 1 to {_IDX_MAX_NDIM}")
+    sizes = stream.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise _idx_error(name, f"the file ends inside the {ndim} dimension sizes of the header")
+    return _IDX_DTYPES[code], struct.unpack(f">{ndim}I", sizes)
+
+
+def _check_data_length(name: str, shape: tuple[int, ...], expected: int, found: int) -> None:
+    """Raise unless ``found`` (bytes after the header) equals ``expected``."""
+    if found < expected:
+        raise _idx_error(
+            name, f"truncated: shape {shape} needs {expected} data bytes, found {found}"
+        )
+    if found > expected:
+        extra = found - expected
+        raise _idx_error(
+            name, f"{extra} trailing bytes after {expected} data bytes of shape {shape}"
+        )
+
+
+def _read_exactly(stream: IO[bytes], nbytes: int, name: str, shape: tuple[int, ...]) -> bytearray:
+    """Read ``nbytes`` bytes in chunks, then check that the stream ends there."""
+    payload = bytearray()
+    while len(payload) < nbytes:
+        chunk = stream.read(min(_READ_CHUNK, nbytes - len(payload)))
+        if not chunk:
+            _check_data_length(name, shape, nbytes, len(payload))  # raises: too short
+        payload += chunk
+    if stream.read(1):
+        raise _idx_error(name, f"trailing bytes after {nbytes} data bytes of shape {shape}")
+    return payload
+
+
+def _read_idx_stream(stream: IO[bytes], name: str, size: int | None) -> np.ndarray:
+    """Parse an uncompressed IDX stream; ``size`` is its total length in bytes, if known."""
+    dtype, shape = _read_idx_header(stream, name)
+    nbytes = math.prod(shape) * dtype.itemsize  # Python int: no overflow for absurd headers
+    if size is not None:  # cheap exact check before reading or allocating anything
+        _check_data_length(name, shape, nbytes, size - 4 - 4 * len(shape))
+    payload = _read_exactly(stream, nbytes, name, shape)
+    data = np.frombuffer(payload, dtype=dtype).reshape(shape)
+    return data.astype(dtype.newbyteorder("="), copy=False)
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX file, the format of MNIST and Fashion-MNIST, plain or gzip-compressed.
+
+    An IDX file is a 4-byte magic number (two zero bytes, a type code, the number of
+    dimensions ``ndim``), then ``ndim`` big-endian uint32 dimension sizes, then the
+    data in C order, multi-byte types big-endian. Compression is detected from the
+    gzip magic bytes (1f 8b), not from the file name.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+
+    Returns
+    -------
+    numpy.ndarray, shape (d_1, ..., d_ndim)
+        New, writable, C-contiguous array in native byte order, of type uint8 (type
+        code 0x08), int8 (0x09), int16 (0x0B), int32 (0x0C), float32 (0x0D) or
+        float64 (0x0E). ``ndim`` is 1 to 4; sizes of 0 give an empty array.
+
+    Raises
+    ------
+    IDXFormatError
+        If the magic number, type code or number of dimensions is invalid, if the
+        file ends inside the header, if the data are shorter or longer than the
+        dimension sizes imply, or if the gzip stream is damaged or truncated. The
+        length is checked before any array is allocated, and compressed data are
+        read in chunks, so a corrupt header claiming a huge size fails quickly.
+    OSError
+        If the file cannot be opened or read (e.g. FileNotFoundError).
+
+    Examples
+    --------
+    >>> path = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+    >>> images = read_idx(path)  # doctest: +SKIP
+    >>> images.shape, images.dtype  # doctest: +SKIP
+    ((10000, 28, 28), dtype('uint8'))
+    """
+    name = os.fspath(path)
+    with open(name, "rb") as raw:
+        if raw.peek(2)[:2] != _GZIP_MAGIC:
+            info = os.fstat(raw.fileno())
+            size = info.st_size if stat.S_ISREG(info.st_mode) else None
+            return _read_idx_stream(raw, name, size)
+        try:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                return _read_idx_stream(stream, name, None)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise _idx_error(name, f"damaged gzip stream ({type(exc).__name__}: {exc})") from exc
+
+
+# -------------------------------------------------------------------------- Fashion-MNIST
+
+_DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+#: Directories searched for the Fashion-MNIST files when no directory is given, after the
+#: one named by the environment variable ``DELTAPROP_FASHION_MNIST``. Debian's package
+#: ``dataset-fashion-mnist`` installs the four ``.gz`` files directly in the first.
+FASHION_MNIST_DIRS = (_DEBIAN_FASHION_MNIST_DIR,)
+_FASHION_MNIST_ENV = "DELTAPROP_FASHION_MNIST"
+# (images, labels) file names of the training and the test split, each maybe with ".gz".
+_FASHION_MNIST_SPLITS = (
+    ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+)
+_FASHION_MNIST_SIDE = 28
+_FASHION_MNIST_CLASSES = 10
+_FASHION_MNIST_MAX_PIXEL = 255
+
+
+def _fashion_mnist_candidates(directory: str | os.PathLike[str] | None) -> list[Path]:
+    """The directories to search, in order."""
+    if directory is not None:
+        return [Path(directory)]
+    from_env = os.environ.get(_FASHION_MNIST_ENV)
+    return ([Path(from_env)] if from_env else []) + [Path(d) for d in FASHION_MNIST_DIRS]
+
+
+def _find_in(folder: Path, stem: str) -> Path | None:
+    """``folder/stem`` or ``folder/stem.gz``, whichever is a file (plain first), or None."""
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _find_fashion_mnist(directory: str | os.PathLike[str] | None) -> list[tuple[Path, Path]]:
+    """(images, labels) paths of the train and test splits from the first complete directory."""
+    candidates = _fashion_mnist_candidates(directory)
+    for folder in candidates:
+        splits = [(_find_in(folder, im), _find_in(folder, lb)) for im, lb in _FASHION_MNIST_SPLITS]
+        if all(path is not None for split in splits for path in split):
+            return splits  # type: ignore[return-value]
+    looked = ", ".join(str(folder) for folder in candidates) or "no directory"
+    wanted = ", ".join(stem for split in _FASHION_MNIST_SPLITS for stem in split)
+    raise FileNotFoundError(
+        f"Fashion-MNIST not found: looked in {looked} for {wanted} (each may end in .gz). "
+        "Install it with `apt-get install dataset-fashion-mnist` (Debian; it puts the files "
+        f"in {_DEBIAN_FASHION_MNIST_DIR}), or pass directory= (or set {_FASHION_MNIST_ENV}) "
+        "naming a directory that holds them."
+    )
+
+
+def _check_fashion_split(images: np.ndarray, labels: np.ndarray, paths: tuple[Path, Path]) -> None:
+    """Raise ValueError unless images are uint8 (n, 28, 28) and labels uint8 (n,) in 0..9."""
+    images_path, labels_path = paths
+    side = _FASHION_MNIST_SIDE
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (side, side):
+        raise ValueError(
+            f"{images_path}: expected uint8 images of shape (n, {side}, {side}), "
+            f"got {images.dtype} of shape {images.shape}"
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise ValueError(
+            f"{labels_path}: expected uint8 labels of shape (n,), "
+            f"got {labels.dtype} of shape {labels.shape}"
+        )
+    if labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{labels_path} holds {labels.shape[0]} labels but {images_path} holds "
+            f"{images.shape[0]} images"
+        )
+    if labels.size and labels.max() >= _FASHION_MNIST_CLASSES:
+        raise ValueError(
+            f"{labels_path}: labels must lie in 0..{_FASHION_MNIST_CLASSES - 1}, "
+            f"found {labels.max()}"
+        )
+
+
+def _load_fashion_split(paths: tuple[Path, Path], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Read, validate and convert one split: X (n, 784) of ``dtype`` in [0, 1], y int64 (n,)."""
+    images, labels = read_idx(paths[0]), read_idx(paths[1])
+    _check_fashion_split(images, labels, paths)
+    X = images.reshape(images.shape[0], -1).astype(dtype)  # a new C-contiguous array
+    X /= _FASHION_MNIST_MAX_PIXEL
+    return X, labels.astype(np.int64)
+
+
+def load_fashion_mnist(
+    directory: str | os.PathLike[str] | None = None,
+    dtype: npt.DTypeLike = "float32",
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Load Fashion-MNIST: 28x28 grey-scale images of clothing in 10 classes.
+
+    70000 images from Zalando's article pictures (H. Xiao, K. Rasul, R. Vollgraf,
+    "Fashion-MNIST", arXiv:1708.07747, 2017; MIT licence), 60000 for training and
+    10000 for testing, 6000 and 1000 per class; the classes are 0 T-shirt/top,
+    1 Trouser, 2 Pullover, 3 Dress, 4 Coat, 5 Sandal, 6 Shirt, 7 Sneaker, 8 Bag,
+    9 Ankle boot. deltaprop does not ship the data: on Debian, ``apt-get install
+    dataset-fashion-mnist`` puts the four files in /usr/share/datasets/fashion-mnist.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike, optional
+        Directory holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+        ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each plain or
+        gzip-compressed (named with or without ``.gz``). By default the directory
+        named by the environment variable ``DELTAPROP_FASHION_MNIST`` is tried, then
+        those in ``FASHION_MNIST_DIRS``; the first holding all four files is used.
+    dtype : {"float32", "float64"} or numpy.dtype, default "float32"
+        Floating-point type of ``X_train`` and ``X_test``.
+
+    Returns
+    -------
+    (X_train, y_train) : numpy.ndarray of shape (60000, 784), numpy.ndarray of int64, shape (60000,)
+    (X_test, y_test) : numpy.ndarray of shape (10000, 784), numpy.ndarray of int64, shape (10000,)
+        Pixel values divided by 255, so in [0, 1], each image flattened row by row
+        (reshape a row to (28, 28) to view it), C-contiguous, of type ``dtype``; the
+        labels 0..9. Rows are in the files' order. The sizes are those of the real
+        data; other files are read with their own sizes.
+
+    Raises
+    ------
+    ValueError
+        If ``dtype`` is not float32 or float64; if the images are not uint8 of shape
+        (n, 28, 28), the labels not uint8 of shape (n,) with the same n, or a label
+        is 10 or more. IDXFormatError (a ValueError) if a file is malformed.
+    FileNotFoundError
+        If no searched directory holds all four files; the message lists where it
+        looked and how to get the data.
+    """
+    float_dtype = _float_dtype(dtype)
+    train_paths, test_paths = _find_fashion_mnist(directory)
+    train = _load_fashion_split(train_paths, float_dtype)
+    return train, _load_fashion_split(test_paths, float_dtype)
+
+
+# ---------------------------------------------------------------------------- standardize
+
+
+def _feature_matrix(X: npt.ArrayLike, name: str) -> np.ndarray:
+    """``X`` as a 2-D float array: float32/float64 kept, other real types as float64."""
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    if any(arr.dtype == allowed for allowed in _FLOAT_DTYPES):
+        return arr
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _feature_stats(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and population std in float64; constant columns get std 1."""
+    constant = np.ptp(train, axis=0) == 0
+    # A constant column's computed mean can be off by an ulp; its own value is exact, so
+    # the column maps to exactly 0.
+    mean = np.where(constant, train[0], train.mean(axis=0, dtype=np.float64))
+    std = np.where(constant, 1.0, train.std(axis=0, dtype=np.float64))
+    std[std == 0] = 1.0  # deviations so small that their squares underflow
+    return mean, std
+
+
+def standardize(X_train: npt.ArrayLike, *others: npt.ArrayLike) -> tuple[Any, ...]:
+    """Scale every feature to zero mean and unit variance, with statistics of ``X_train``.
+
+    Each array ``A`` becomes ``(A - mean) / std``, where ``mean`` and ``std`` (the
+    population standard deviation, ``ddof=0``) are taken per column of ``X_train``
+    only, so test data are transformed exactly like the training data. A column
+    that is constant in ``X_train`` gets ``std = 1`` (so it stays finite, and is 0
+    in ``X_train``).
+
+    Parameters
+    ----------
+    X_train : array_like, shape (n_samples, n_features)
+        Data the statistics are fitted on; at least one sample, all values finite.
+    *others : array_like, shape (m, n_features)
+        Further arrays (test, validation) to transform with the same statistics.
+
+    Returns
+    -------
+    X_train_std : numpy.ndarray, shape (n_samples, n_features)
+    *others_std : numpy.ndarray, shape (m, n_features)
+        One per array in ``others``, in order. Every result is a new array of its
+        input's type if that is float32 or float64, else float64.
+    (mean, std) : tuple of numpy.ndarray, shape (n_features,)
+        The statistics used, of ``X_train_std``'s type; apply them to new data as
+        ``(X_new - mean) / std``.
+
+    Raises
+    ------
+    ValueError
+        If an array is not 2-D or not real-valued, if ``X_train`` has no samples or
+        a NaN or infinity, or if an array's number of features differs from
+        ``X_train``'s.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X_tr, X_te, (mean, std) = standardize([[0.0, 5.0], [2.0, 5.0]], [[4.0, 6.0]])
+    >>> X_tr
+    array([[-1.,  0.],
+           [ 1.,  0.]])
+    >>> X_te, mean, std
+    (array([[3., 1.]]), array([1., 5.]), array([1., 1.]))
+    """
+    train = _feature_matrix(X_train, "X_train")
+    if train.shape[0] == 0:
+        raise ValueError(f"X_train must hold at least one sample, got shape {train.shape}")
+    if not np.all(np.isfinite(train)):
+        raise ValueError("X_train must be finite; found NaN or infinity")
+    arrays = [train] + [_feature_matrix(X, f"others[{i}]") for i, X in enumerate(others)]
+    for i, arr in enumerate(arrays[1:]):
+        if arr.shape[1] != train.shape[1]:
+            raise ValueError(
+                f"others[{i}] has {arr.shape[1]} features but X_train has {train.shape[1]}"
+            )
+    mean, std = _feature_stats(train)
+    scaled = [(arr - mean.astype(arr.dtype)) / std.astype(arr.dtype) for arr in arrays]
+    return (*scaled, (mean.astype(train.dtype), std.astype(train.dtype)))

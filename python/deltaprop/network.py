@@ -390,6 +390,15 @@ class Network:
         )
         return cost
 
+    def predict_classes(self, X: Any) -> np.ndarray:
+        """Predicted class of each sample: argmax(a^L), or a^L >= 0.5 with one output unit.
+
+        Returns
+        -------
+        ndarray of int64, shape (n_samples,)
+        """
+        return self._classes(self.predict(X))
+
     def evaluate(self, X: Any, labels: Any) -> float:
         """Fraction of samples whose predicted class equals the label.
 
@@ -397,7 +406,7 @@ class Network:
         """
         X = self._inputs(X)
         labels = self._labels(labels, X.shape[0], "labels")
-        return float(np.mean(self._classes(self.predict(X)) == labels))
+        return float(np.mean(self.predict_classes(X) == labels))
 
     @staticmethod
     def _classes(outputs: np.ndarray) -> np.ndarray:
