@@ -20,6 +20,7 @@ except ImportError as error:  # pragma: no cover - only without a build
     ) from error
 
 from . import datasets, optim, reference, schedules
+from .io import ModelFormatError, load, save
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network
 
 __version__ = "0.1.0"
@@ -42,12 +43,15 @@ __all__ = [
     "COSTS",
     "INITS",
     "OUTPUTS",
+    "ModelFormatError",
     "Network",
     "__version__",
     "datasets",
     "get_num_threads",
+    "load",
     "optim",
     "reference",
+    "save",
     "schedules",
     "set_num_threads",
 ]

@@ -43,30 +43,42 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="accuracy and confusion matrix of a model")
     evaluate.add_argument("model", help="a model file written by 'deltaprop train --save'")
     evaluate.add_argument("--data", default="digits", help=DATA_HELP + "; its test split")
-    evaluate.add_argument("--test-fraction", type=float, default=0.2,
-                          help="test split of the digits (default 0.2)")
+    evaluate.add_argument(
+        "--test-fraction", type=float, default=0.2, help="test split of the digits (default 0.2)"
+    )
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the digits split")
     predict = commands.add_parser("predict", help="write a model's predictions for an .npy file")
     predict.add_argument("model")
     predict.add_argument("input", help=".npy file of shape (n_samples, n_inputs)")
     predict.add_argument("--output", "-o", help="output .npy (default: INPUT.predictions.npy)")
-    predict.add_argument("--classes", action="store_true",
-                         help="write class indices instead of output activations")
+    predict.add_argument(
+        "--classes", action="store_true", help="write class indices instead of output activations"
+    )
     return parser
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--data", default="digits", help=DATA_HELP)
-    add("--hidden", type=int, nargs="*", default=[30], metavar="N",
-        help="hidden layer sizes (default: 30)")
+    add(
+        "--hidden",
+        type=int,
+        nargs="*",
+        default=[30],
+        metavar="N",
+        help="hidden layer sizes (default: 30)",
+    )
     add("--activation", choices=ACTIVATIONS, default="sigmoid")
     add("--output", choices=OUTPUTS, default="softmax")
     add("--cost", choices=COSTS, default="log_likelihood")
     add("--init", choices=INITS, default="normal_scaled")
     add("--optimizer", choices=sorted(optim._BY_NAME), default="sgd")
-    add("--lr", type=float, default=None,
-        help="learning rate (default: 0.5 for sgd, else the optimizer's own)")
+    add(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate (default: 0.5 for sgd, else the optimizer's own)",
+    )
     add("--momentum", type=float, default=None, help="for momentum and nesterov (default 0.9)")
     add("--batch-size", type=int, default=10)
     add("--epochs", type=int, default=30)
@@ -76,8 +88,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     add("--schedule", choices=("constant", "step", "adaptive"), default="constant")
     add("--early-stopping", action="store_true")
     add("--patience", type=int, default=5)
-    add("--validation-fraction", type=float, default=0.0,
-        help="hold out this fraction of the training data for validation")
+    add(
+        "--validation-fraction",
+        type=float,
+        default=0.0,
+        help="hold out this fraction of the training data for validation",
+    )
     add("--test-fraction", type=float, default=0.2, help="test split of the digits")
     add("--dtype", choices=("float64", "float32"), default="float64")
     add("--seed", type=int, default=0)
@@ -104,23 +120,45 @@ def train(args: argparse.Namespace) -> Network:
     )
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     sizes = [X_train.shape[1], *args.hidden, n_classes]
-    net = Network(sizes, activation=args.activation, output=args.output, cost=args.cost,
-                  dtype=args.dtype, init=args.init, seed=args.seed)
+    net = Network(
+        sizes,
+        activation=args.activation,
+        output=args.output,
+        cost=args.cost,
+        dtype=args.dtype,
+        init=args.init,
+        seed=args.seed,
+    )
     lr = 0.5 if args.lr is None and args.optimizer == "sgd" else args.lr
-    print(f"{net}: {len(X_train)} training and {len(X_test)} test samples, "
-          f"optimizer {args.optimizer}")
+    print(
+        f"{net}: {len(X_train)} training and {len(X_test)} test samples, optimizer {args.optimizer}"
+    )
     start = time.perf_counter()
     history = net.fit(
-        X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-        optimizer=args.optimizer, lr=lr, momentum=args.momentum, lmbda=args.lmbda, l1=args.l1,
-        dropout=args.dropout, schedule=schedules.get(args.schedule),
-        validation_fraction=args.validation_fraction, early_stopping=args.early_stopping,
-        patience=args.patience, seed=args.seed, verbose=not args.quiet,
-        validation_data=None if args.validation_fraction or args.early_stopping
+        X_train,
+        y_train,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=lr,
+        momentum=args.momentum,
+        lmbda=args.lmbda,
+        l1=args.l1,
+        dropout=args.dropout,
+        schedule=schedules.get(args.schedule),
+        validation_fraction=args.validation_fraction,
+        early_stopping=args.early_stopping,
+        patience=args.patience,
+        seed=args.seed,
+        verbose=not args.quiet,
+        validation_data=None
+        if args.validation_fraction or args.early_stopping
         else (X_test, y_test),
     )
-    print(f"test accuracy {net.evaluate(X_test, y_test):.4f} after {len(history['cost'])} "
-          f"epochs ({time.perf_counter() - start:.2f} s)")
+    print(
+        f"test accuracy {net.evaluate(X_test, y_test):.4f} after {len(history['cost'])} "
+        f"epochs ({time.perf_counter() - start:.2f} s)"
+    )
     if args.save:
         net.save(args.save)
         print(f"model written to {args.save}")
@@ -182,7 +220,7 @@ def _save_npy_atomically(path: str, array: np.ndarray) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "train")
     args = _parser().parse_args(argv)
     command = {"train": train, "evaluate": evaluate, "predict": predict}[args.command]

@@ -244,6 +244,20 @@ class Network:
             f"output={self.output!r}, cost={self.cost_name!r}, dtype={self.dtype.name!r})"
         )
 
+    def save(self, path) -> None:
+        """Save the network, its optimizer and that optimizer's state to one file.
+
+        Same as ``deltaprop.save(self, path)``: the file is written atomically (a temporary
+        file renamed over ``path``); `deltaprop.load` reads it back and training resumes.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        """
+        from .io import save  # io imports this module
+
+        save(self, path)
+
     # ------------------------------------------------------------------ inputs
     def _inputs(self, X: Any, argument: str = "X") -> np.ndarray:
         X = _as_real_array(X, argument)

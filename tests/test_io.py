@@ -1,0 +1,580 @@
+"""Model files: round trips that resume training exactly, atomic saves, and refusal of every
+truncated, damaged, malformed or hostile file with ModelFormatError (and nothing else)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pathlib
+import pickle
+import shlex
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+import deltaprop as dp
+
+OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw"]
+
+
+# ---------------------------------------------------------------------------- helpers
+def _data(n_samples: int = 24):
+    rng = np.random.default_rng(7)
+    return rng.normal(size=(n_samples, 4)), rng.integers(0, 3, size=n_samples)
+
+
+def _network(dtype="float64", optimizer=None) -> dp.Network:
+    """A small network, trained two epochs with ``optimizer`` unless it is None."""
+    net = dp.Network(
+        [4, 5, 3],
+        activation="leaky_relu",
+        leaky_slope=0.05,
+        output="softmax",
+        cost="log_likelihood",
+        dtype=dtype,
+        seed=3,
+    )
+    if optimizer is not None:
+        X, y = _data()
+        net.fit(X, y, epochs=2, batch_size=5, optimizer=optimizer, lr=0.05)
+    return net
+
+
+def assert_same_model(actual: dp.Network, expected: dp.Network) -> None:
+    """Same architecture, dtype, parameters (bit for bit) and optimizer state."""
+    assert actual.sizes == expected.sizes
+    assert (actual.activation, actual.output, actual.cost_name) == (
+        expected.activation,
+        expected.output,
+        expected.cost_name,
+    )
+    assert actual.leaky_slope == expected.leaky_slope
+    assert actual.dtype == expected.dtype == actual.params.dtype
+    assert np.array_equal(actual.params, expected.params)
+    if expected.optimizer is None:
+        assert actual.optimizer is None
+        return
+    assert type(actual.optimizer) is type(expected.optimizer)
+    assert actual.optimizer.hyperparameters() == expected.optimizer.hyperparameters()
+    assert actual.optimizer.step == expected.optimizer.step
+    assert len(actual.optimizer.state) == len(expected.optimizer.state)
+    for got, want in zip(actual.optimizer.state, expected.optimizer.state):
+        assert got.dtype == want.dtype
+        assert np.array_equal(got, want)
+
+
+def _canonical(fields) -> bytes:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _checksum(fields, arrays) -> str:
+    """The format's checksum, computed independently of deltaprop.io."""
+    hasher = hashlib.sha256(_canonical({k: v for k, v in fields.items() if k != "sha256"}))
+    for array in arrays.values():
+        hasher.update(np.ascontiguousarray(array).tobytes())
+    return hasher.hexdigest()
+
+
+def _parts(path):
+    """(header fields, {name: array}) of a model file."""
+    with np.load(path, allow_pickle=False) as npz:
+        fields = json.loads(npz["header"].tobytes())
+        arrays = {name: npz[name] for name in npz.files if name != "header"}
+    return fields, arrays
+
+
+def _seal(archive: bytes) -> bytes:
+    """The format's seal, written independently of deltaprop.io: the zip comment (64 bytes)
+    is the hex SHA-256 of everything before it."""
+    archive = bytearray(archive)
+    assert archive[-22:-18] == b"PK\x05\x06" and archive[-2:] == b"\0\0"
+    archive[-2:] = (64).to_bytes(2, "little")
+    return bytes(archive) + hashlib.sha256(archive).hexdigest().encode()
+
+
+def _write_sealed(path, write) -> None:
+    buffer = io.BytesIO()
+    write(buffer)
+    pathlib.Path(path).write_bytes(_seal(buffer.getvalue()))
+
+
+def _write_model(path, fields, arrays, *, rehash=True, header=None, savez=np.savez) -> None:
+    """A sealed model file from parts, with a valid checksum unless ``rehash`` is false."""
+    fields = dict(fields)
+    if rehash:
+        fields["sha256"] = _checksum(fields, arrays)
+    if header is None:
+        header = np.frombuffer(_canonical(fields), dtype=np.uint8)
+    _write_sealed(path, lambda file: savez(file, header=header, **arrays))
+
+
+def _overwrite(path: pathlib.Path, data: bytes) -> None:
+    """Replace a file's content. In place: ext4 flushes a file that open(..., "w") truncates,
+    which makes thousands of write_bytes calls take seconds."""
+    with open(path, "r+b") as file:
+        file.write(data)
+        file.truncate()
+
+
+def _payload_ranges(data: bytes) -> list[range]:
+    """Byte ranges of the members' contents (npy header and data) in a model file."""
+    ranges = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            offset = info.header_offset
+            n_name, n_extra = struct.unpack("<HH", data[offset + 26 : offset + 30])
+            start = offset + 30 + n_name + n_extra
+            ranges.append(range(start, start + info.compress_size))
+    return ranges
+
+
+@pytest.fixture
+def model_file(tmp_path) -> pathlib.Path:
+    """A saved float64 network with Adam's two state arrays."""
+    path = tmp_path / "model.npz"
+    dp.save(_network(optimizer="adam"), path)
+    return path
+
+
+def _refused(path, match: str | None = None) -> None:
+    with pytest.raises(dp.ModelFormatError, match=match):
+        dp.load(path)
+
+
+# ---------------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("optimizer", [None, *OPTIMIZERS], ids=["untrained", *OPTIMIZERS])
+def test_round_trip_resumes_training_exactly(tmp_path, dtype, optimizer):
+    X, y = _data()
+    net = _network(dtype, optimizer)
+    net.save(tmp_path / "model.npz")
+    loaded = dp.load(tmp_path / "model.npz")
+    assert_same_model(loaded, net)
+    assert np.array_equal(loaded.predict(X), net.predict(X))
+    # Both continue with their own optimizer and state (optimizer=None).
+    net.fit(X, y, epochs=2, batch_size=5, shuffle=False)
+    loaded.fit(X, y, epochs=2, batch_size=5, shuffle=False)
+    assert_same_model(loaded, net)
+    assert optimizer is None or net.optimizer.step > 0
+
+
+def test_round_trip_of_an_optimizer_not_yet_used(tmp_path):
+    X, y = _data()
+    net = _network()
+    net.optimizer = dp.optim.AdamW(0.01, betas=(0.8, 0.99), weight_decay=0.1)
+    dp.save(net, tmp_path / "model.npz")
+    loaded = dp.load(tmp_path / "model.npz")
+    assert loaded.optimizer.state == [] and loaded.optimizer.betas == (0.8, 0.99)
+    assert_same_model(loaded, net)
+    net.fit(X, y, epochs=1, shuffle=False)
+    loaded.fit(X, y, epochs=1, shuffle=False)
+    assert_same_model(loaded, net)
+
+
+@pytest.mark.parametrize("kind", [str, pathlib.Path], ids=["str", "pathlib"])
+def test_save_and_load_take_str_and_pathlib_paths(tmp_path, kind):
+    net = _network(optimizer="momentum")
+    path = kind(tmp_path / "weights.bin")  # nothing is appended to the name
+    net.save(path)
+    assert_same_model(dp.load(path), net)
+    dp.save(net, path)
+    assert_same_model(dp.load(kind(path)), net)
+    assert os.listdir(tmp_path) == ["weights.bin"]
+
+
+def test_file_follows_the_documented_format(model_file):
+    net = dp.load(model_file)
+    with zipfile.ZipFile(model_file) as archive:
+        infos = archive.infolist()
+    assert [info.filename for info in infos] == [
+        "header.npy",
+        "params.npy",
+        "state_0.npy",
+        "state_1.npy",
+    ]
+    assert all(info.compress_type == zipfile.ZIP_STORED for info in infos)
+    with np.load(model_file, allow_pickle=False) as npz:
+        assert npz["header"].dtype == np.uint8 and npz["header"].ndim == 1
+        raw_header = npz["header"].tobytes()
+    fields, arrays = _parts(model_file)
+    assert raw_header == _canonical(fields)
+    assert fields == {
+        "format": "deltaprop-model",
+        "format_version": 1,
+        "deltaprop_version": dp.__version__,
+        "sizes": [4, 5, 3],
+        "activation": "leaky_relu",
+        "output": "softmax",
+        "cost": "log_likelihood",
+        "leaky_slope": 0.05,
+        "dtype": "float64",
+        "n_params": 4 * 5 + 5 + 5 * 3 + 3,
+        "optimizer": {
+            "name": "adam",
+            "hyperparameters": {
+                "lr": 0.05,
+                "weight_decay": 0.0,
+                "betas": [0.9, 0.999],
+                "eps": 1e-8,
+                "decoupled": False,
+            },
+            "step": net.optimizer.step,
+            "n_state": 2,
+        },
+        "sha256": _checksum(fields, arrays),
+    }
+    assert np.array_equal(arrays["params"], net.params)
+    assert arrays["params"].dtype == np.dtype("<f8")
+
+
+# ---------------------------------------------------------------------------- atomic saves
+def _fail_midway(file, *args, **kwargs):
+    file.write(b"PK\x03\x04 half a model")
+    raise OSError("disk full")
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        (np, "savez", _fail_midway),
+        (os, "fsync", lambda fd: _raise(OSError("I/O error"))),
+        (os, "replace", lambda src, dst: _raise(OSError("read-only directory"))),
+        (np, "savez", lambda *args, **kwargs: _raise(KeyboardInterrupt())),
+    ],
+    ids=["write", "fsync", "rename", "interrupt"],
+)
+def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch, patch):
+    path = tmp_path / "model.npz"
+    old = _network(optimizer="sgd")
+    old.save(path)
+    before = path.read_bytes()
+    monkeypatch.setattr(*patch)
+    with pytest.raises((OSError, KeyboardInterrupt)):
+        _network(optimizer="adam").save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.npz"]
+    assert_same_model(dp.load(path), old)
+
+
+def _raise(error):
+    raise error
+
+
+def test_successful_save_is_complete_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "model.npz"
+    for optimizer in OPTIMIZERS:  # each save replaces the last
+        net = _network(optimizer=optimizer)
+        net.save(path)
+        assert os.listdir(tmp_path) == ["model.npz"]
+        assert_same_model(dp.load(path), net)
+
+
+def test_saved_file_permissions_are_those_of_an_ordinary_file(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = tmp_path / "model.npz"
+    _network().save(path)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0o600
+    path.chmod(0o640)
+    _network().save(path)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_save_refuses_what_it_could_not_load(tmp_path):
+    net = _network(optimizer="momentum")
+    with pytest.raises(TypeError, match="Network"):
+        dp.save("not a network", tmp_path / "a.npz")
+    net.optimizer.state = [np.zeros(3)]
+    with pytest.raises(ValueError, match="another network"):
+        net.save(tmp_path / "b.npz")
+    net.optimizer = None
+    net.params[0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        net.save(tmp_path / "c.npz")
+    assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- damaged files
+def test_missing_file_is_not_a_format_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        dp.load(tmp_path / "absent.npz")
+
+
+def test_error_names_the_file(model_file):
+    model_file.write_bytes(model_file.read_bytes()[:-1])
+    with pytest.raises(dp.ModelFormatError, match=str(model_file)) as caught:
+        dp.load(str(model_file))
+    assert isinstance(caught.value, ValueError)
+
+
+def test_every_truncation_is_refused(model_file, tmp_path):
+    data = model_file.read_bytes()
+    assert len(data) > 1000
+    damaged = tmp_path / "damaged.npz"
+    damaged.touch()
+    for length in range(len(data)):
+        _overwrite(damaged, data[:length])
+        _refused(damaged)
+
+
+def test_every_bit_flip_in_the_members_is_refused(model_file, tmp_path):
+    """One flipped bit in each byte of every member (npy headers, JSON header, arrays)."""
+    data = model_file.read_bytes()
+    damaged = tmp_path / "damaged.npz"
+    damaged.touch()
+    positions = [i for block in _payload_ranges(data) for i in block]
+    assert len(positions) > 1500
+    for position in positions:
+        flipped = bytearray(data)
+        flipped[position] ^= 1 << (position % 8)
+        _overwrite(damaged, flipped)
+        _refused(damaged)
+
+
+def test_every_single_bit_flip_anywhere_is_refused(model_file, tmp_path):
+    """Zip bookkeeping (timestamps, attributes, the local headers' copies of sizes) and the
+    seal itself included: the seal covers every byte."""
+    data = model_file.read_bytes()
+    damaged = tmp_path / "damaged.npz"
+    damaged.touch()
+    rng = np.random.default_rng(2024)
+    for position in range(len(data)):
+        flipped = bytearray(data)
+        flipped[position] ^= 1 << int(rng.integers(8))
+        _overwrite(damaged, flipped)
+        _refused(damaged)
+
+
+def test_random_multi_bit_flips_are_refused(model_file, tmp_path):
+    data = model_file.read_bytes()
+    damaged = tmp_path / "damaged.npz"
+    damaged.touch()
+    rng = np.random.default_rng(7)
+    for _ in range(1000):
+        flipped = np.frombuffer(data, dtype=np.uint8).copy()
+        positions = rng.integers(0, len(data), size=rng.integers(2, 6))
+        flipped[positions] ^= (1 << rng.integers(0, 8, size=len(positions))).astype(np.uint8)
+        if flipped.tobytes() == data:  # flips that cancelled out
+            continue
+        _overwrite(damaged, flipped.tobytes())
+        _refused(damaged)
+
+
+# ---------------------------------------------------------------------------- malformed files
+def _set(**changes):
+    return lambda fields, arrays: fields.update(changes)
+
+
+def _set_optimizer(**changes):
+    return lambda fields, arrays: fields["optimizer"].update(changes)
+
+
+def _set_array(name, make):
+    return lambda fields, arrays: arrays.__setitem__(name, make(arrays[name]))
+
+
+def _delete(key, where="fields"):
+    return lambda fields, arrays: (fields if where == "fields" else arrays).pop(key)
+
+
+def _sizes(sizes, consistent=True):
+    n_params = sum(a * b + b for a, b in zip(sizes, sizes[1:])) if consistent else None
+    changes = {"sizes": sizes} if n_params is None else {"sizes": sizes, "n_params": n_params}
+    return _set(**changes)
+
+
+MALFORMED = {
+    "sizes-huge": (_sizes([10**9, 10**9], consistent=False), "parameters, over"),
+    "sizes-huge-consistent": (_sizes([10**9, 10**9]), "parameters, over"),
+    "sizes-just-under-cap": (_sizes([40_000, 50_000]), r"\(2000050000,\)"),
+    "sizes-over-blasint": (_sizes([2**31, 1]), "sizes"),
+    "sizes-negative": (_sizes([4, -5, 3]), "sizes"),
+    "sizes-zero": (_sizes([4, 0, 3]), "sizes"),
+    "sizes-float": (_set(sizes=[4, 5.0, 3]), "sizes"),
+    "sizes-str": (_set(sizes=["4", 5, 3]), "sizes"),
+    "sizes-bool": (_set(sizes=[4, 5, True]), "sizes"),
+    "sizes-one-layer": (_sizes([4]), "sizes"),
+    "sizes-not-a-list": (_set(sizes="4,5,3"), "sizes"),
+    "sizes-too-deep": (_sizes([1] * 1001), "sizes"),
+    "n_params-off-by-one": (lambda f, a: f.update(n_params=f["n_params"] + 1), "n_params"),
+    "n_params-str": (_set(n_params="43"), "n_params"),
+    "n_params-float": (_set(n_params=43.0), "n_params"),
+    "activation-unknown": (_set(activation="swish"), "activation"),
+    "activation-softmax": (_set(activation="softmax"), "activation"),
+    "activation-not-str": (_set(activation=["tanh"]), "activation"),
+    "output-unknown": (_set(output="tanh"), "output"),
+    "cost-unknown": (_set(cost="hinge"), "cost"),
+    "cost-null": (_set(cost=None), "cost"),
+    "invalid-pairing": (_set(output="sigmoid"), "network it describes is invalid"),
+    "dtype-float16": (_set(dtype="float16"), "dtype"),
+    "dtype-descr": (_set(dtype="<f8"), "dtype"),
+    "dtype-mismatch": (_set(dtype="float32"), "<f4"),
+    "leaky_slope-str": (_set(leaky_slope="0.05"), "leaky_slope"),
+    "leaky_slope-null": (_set(leaky_slope=None), "leaky_slope"),
+    "leaky_slope-huge-int": (_set(leaky_slope=10**400), "leaky_slope"),
+    "format-other": (_set(format="keras"), "not a deltaprop model"),
+    "format-missing": (_delete("format"), "not a deltaprop model"),
+    "format_version-2": (_set(format_version=2), "version 2"),
+    "format_version-str": (_set(format_version="1"), "version"),
+    "format_version-true": (_set(format_version=True), "version"),
+    "field-missing": (_delete("deltaprop_version"), "missing"),
+    "field-extra": (_set(code="__import__('os').system('true')"), "unexpected"),
+    "deltaprop_version-int": (_set(deltaprop_version=1), "deltaprop_version"),
+    "optimizer-str": (_set(optimizer="adam"), "optimizer"),
+    "optimizer-unknown": (_set_optimizer(name="rmsprop"), "name"),
+    "optimizer-key-missing": (lambda f, a: f["optimizer"].pop("step"), "optimizer"),
+    "n_state-wrong": (_set_optimizer(n_state=1), "n_state"),
+    "n_state-true": (_set_optimizer(n_state=True), "n_state"),
+    "step-negative": (_set_optimizer(step=-1), "step"),
+    "step-float": (_set_optimizer(step=1.5), "step"),
+    "step-huge": (_set_optimizer(step=2**63), "step"),
+    "lr-negative": (_set_optimizer(hyperparameters={"lr": -1.0}), "lr"),
+    "lr-str": (_set_optimizer(hyperparameters={"lr": "big"}), "lr"),
+    "lr-huge-int": (_set_optimizer(hyperparameters={"lr": 10**400}), "hyper-parameters"),
+    "hyperparameter-unknown": (_set_optimizer(hyperparameters={"bogus": 1}), "bogus"),
+    "hyperparameters-list": (_set_optimizer(hyperparameters=[0.1]), "hyperparameters"),
+    "params-nan": (_set_array("params", lambda p: np.where(p == p[0], np.nan, p)), "NaN"),
+    "state-inf": (_set_array("state_0", lambda s: np.full_like(s, np.inf)), "NaN or infinity"),
+    "adam-negative-v": (_set_array("state_1", lambda s: -1 - s), "negative"),
+    "params-float32": (_set_array("params", lambda p: p.astype(np.float32)), "<f8"),
+    "params-short": (_set_array("params", lambda p: p[:-1]), r"\(43,\)"),
+    "params-2d": (_set_array("params", lambda p: p.reshape(1, -1)), r"\(43,\)"),
+    "params-big-endian": (_set_array("params", lambda p: p.astype(">f8")), "<f8"),
+    "params-object": (_set_array("params", lambda p: p.astype(object)), "<f8"),
+    "params-missing": (_delete("params", "arrays"), "missing"),
+    "state-missing": (_delete("state_1", "arrays"), "missing"),
+    "member-extra": (lambda f, a: a.update(extra=np.zeros(3)), "unexpected member"),
+}
+
+
+@pytest.mark.parametrize("damage, match", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_header_or_member_is_refused(model_file, damage, match):
+    """Each file carries a valid checksum, so the check aimed at the defect must catch it."""
+    fields, arrays = _parts(model_file)
+    damage(fields, arrays)
+    _write_model(model_file, fields, arrays)
+    _refused(model_file, match)
+
+
+def test_checksum_catches_an_edited_value(model_file):
+    fields, arrays = _parts(model_file)
+    arrays["params"][0] += 1.0
+    _write_model(model_file, fields, arrays, rehash=False)
+    _refused(model_file, "checksum")
+    fields["sha256"] = fields["sha256"].upper()
+    _write_model(model_file, fields, arrays, rehash=False)
+    _refused(model_file, "sha256")
+
+
+def _replace(old: bytes, new: bytes):
+    return lambda header: header.replace(old, new)
+
+
+RAW_HEADERS = {
+    "not-json": (lambda header: b"model = " + header, "JSON"),
+    "not-utf8": (_replace(b"leaky_relu", b"leaky_\xff\xfe"), "JSON"),
+    "nan": (_replace(b'"leaky_slope":0.05', b'"leaky_slope":NaN'), "NaN"),
+    "infinity": (_replace(b'"leaky_slope":0.05', b'"leaky_slope":1e999'), "leaky_slope"),
+    "list": (lambda header: b"[" + header + b"]", "not a deltaprop model"),
+    "deep": (lambda header: b"[" * 100_000 + b"]" * 100_000, "JSON"),
+    "too-large": (lambda header: header + b" " * (2 << 20), "too large"),
+}
+
+
+@pytest.mark.parametrize("edit, match", RAW_HEADERS.values(), ids=RAW_HEADERS.keys())
+def test_unreadable_header_is_refused(model_file, edit, match):
+    fields, arrays = _parts(model_file)
+    raw = edit(_canonical(fields))
+    assert raw != _canonical(fields)
+    _write_model(model_file, fields, arrays, header=np.frombuffer(raw, dtype=np.uint8))
+    _refused(model_file, match)
+
+
+def test_header_must_be_canonical(model_file):
+    """Valid JSON with the right checksum, but not the one encoding: it was edited."""
+    fields, arrays = _parts(model_file)
+    text = json.dumps(fields, indent=1).encode()
+    _write_model(model_file, fields, arrays, header=np.frombuffer(text, dtype=np.uint8))
+    _refused(model_file, "canonical")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [np.zeros(4), np.zeros((2, 3), dtype=np.uint8), np.array(["{}"])],
+    ids=["float64", "2d", "unicode"],
+)
+def test_header_member_must_be_uint8_bytes(model_file, header):
+    fields, arrays = _parts(model_file)
+    _write_model(model_file, fields, arrays, header=header)
+    _refused(model_file, "header")
+
+
+class _Exploit:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: pathlib.Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, ("touch " + shlex.quote(str(self.marker)),)
+
+
+def test_pickles_are_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Exploit(marker))
+    pickle.loads(payload)  # the payload is live: unpickling it does create the marker
+    assert marker.exists()
+    marker.unlink()
+
+    plain = tmp_path / "model.pkl"
+    plain.write_bytes(payload)
+    _refused(plain, "not a deltaprop model file")
+    plain.write_bytes(payload + hashlib.sha256(payload).hexdigest().encode())  # a valid seal
+    _refused(plain, "not a zip")
+
+    fields, arrays = _parts(_saved(tmp_path))
+    in_npz = tmp_path / "object.npz"
+    arrays["params"] = np.array([_Exploit(marker)], dtype=object)
+    _write_model(in_npz, fields, arrays)
+    _refused(in_npz, "params")
+
+    header = np.array([_Exploit(marker)], dtype=object)
+    _write_model(in_npz, fields, arrays, header=header)
+    _refused(in_npz, "header")
+    assert not marker.exists()
+
+
+def _saved(tmp_path) -> pathlib.Path:
+    path = tmp_path / "saved.npz"
+    _network(optimizer="adam").save(path)
+    return path
+
+
+def test_other_kinds_of_file_are_refused(tmp_path):
+    net = _network(optimizer="adam")
+    files = {
+        "empty": b"",
+        "text": b"sizes: [4, 5, 3]\nactivation: tanh\n",
+        "random": np.random.default_rng(0).bytes(4096),
+        "zip-signature-only": b"PK\x05\x06" + b"\0" * 18,
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    np.save(tmp_path / "plain.npy", net.params)
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("README.txt", "not a model")
+    with zipfile.ZipFile(tmp_path / "params-only.npz", "w") as archive:
+        archive.writestr("params.npy", (tmp_path / "plain.npy").read_bytes())
+    for path in sorted(tmp_path.iterdir()):
+        _refused(path)
+    # Sealed, so that the checks behind the seal are what refuses them.
+    params_only = (tmp_path / "params-only.npz").read_bytes()
+    _write_sealed(tmp_path / "params-only.npz", lambda file: file.write(params_only))
+    _refused(tmp_path / "params-only.npz", "header")
+    fields, arrays = _parts(_saved(tmp_path))
+    _write_model(tmp_path / "compressed.npz", fields, arrays, savez=np.savez_compressed)
+    _refused(tmp_path / "compressed.npz", "compressed")
