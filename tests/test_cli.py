@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
+import deltaprop as dp
 from deltaprop import cli
 
 
@@ -53,3 +57,104 @@ def test_python_dash_m_runs():
     )
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
+
+
+def test_train_save_plot_then_evaluate_and_predict(tmp_path, capsys):
+    model, curves = tmp_path / "model.npz", tmp_path / "curves.png"
+    argv = [
+        "train",
+        "--epochs",
+        "3",
+        "--optimizer",
+        "adam",
+        "--hidden",
+        "32",
+        "--activation",
+        "relu",
+        "--dropout",
+        "0.1",
+        "--schedule",
+        "step",
+        "--save",
+        str(model),
+        "--plot",
+        str(curves),
+        "--quiet",
+    ]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/3" not in out  # --quiet
+    assert model.exists() and curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert cli.main(["evaluate", str(model)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    accuracy = float(lines[0].split("accuracy ")[1].split()[0])
+    assert accuracy > 0.8
+    confusion = np.array([[int(v) for v in line.split()[1:]] for line in lines[3:13]])
+    assert confusion.shape == (10, 10) and confusion.sum() == 359
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(accuracy, abs=1e-4)
+
+    X = dp.datasets.load_digits()[0][:7]
+    np.save(tmp_path / "input.npy", X)
+    assert cli.main(["predict", str(model), str(tmp_path / "input.npy")]) == 0
+    outputs = np.load(tmp_path / "input.predictions.npy")
+    np.testing.assert_allclose(outputs, dp.load(model).predict(X), rtol=1e-12)
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(model),
+                str(tmp_path / "input.npy"),
+                "--classes",
+                "-o",
+                str(tmp_path / "classes.npy"),
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_array_equal(np.load(tmp_path / "classes.npy"), outputs.argmax(axis=1))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "missing.npz"], "No such file"),
+        (["train", "--data", "nowhere"], "--data: expected"),
+        (["train", "--epochs", "x"], "invalid int value"),
+        (["train", "--dropout", "1.5", "--epochs", "1"], "dropout"),
+        (["predict"], "the following arguments are required"),
+    ],
+)
+def test_errors_are_one_line(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("deltaprop: error: ") and message in err
+
+
+def test_predict_refuses_wrong_input(tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0).save(model)
+    np.save(tmp_path / "bad.npy", np.zeros((3, 5)))
+    assert cli.main(["predict", str(model), str(tmp_path / "bad.npy")]) == 2
+    assert "X: expected shape (n_samples, 64)" in capsys.readouterr().err
+    (tmp_path / "corrupt.npz").write_bytes(b"junk")
+    assert cli.main(["evaluate", str(tmp_path / "corrupt.npz")]) == 2
+    assert "not a deltaprop model file" in capsys.readouterr().err
+
+
+def test_fashion_mnist_directory_as_data(tmp_path, capsys):
+    """A directory of IDX files (here, tiny ones written for the test) is a data source."""
+    rng = np.random.default_rng(0)
+
+    def write_idx(name, array):
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(
+            int(n).to_bytes(4, "big") for n in array.shape
+        )
+        (tmp_path / name).write_bytes(header + array.astype(np.uint8).tobytes())
+
+    write_idx("train-images-idx3-ubyte", rng.integers(0, 256, (40, 28, 28)))
+    write_idx("train-labels-idx1-ubyte", np.arange(40) % 10)
+    write_idx("t10k-images-idx3-ubyte", rng.integers(0, 256, (20, 28, 28)))
+    write_idx("t10k-labels-idx1-ubyte", np.arange(20) % 10)
+    assert cli.main(["train", "--data", str(tmp_path), "--epochs", "1", "--quiet"]) == 0
+    assert "Network([784, 30, 10]" in capsys.readouterr().out

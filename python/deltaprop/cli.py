@@ -222,7 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "train")
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already reported in one line
+        return int(done.code or 0)
     command = {"train": train, "evaluate": evaluate, "predict": predict}[args.command]
     try:
         command(args)
