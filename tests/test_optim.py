@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import numpy as np
 import pytest
 
@@ -298,3 +301,28 @@ def test_verbose_prints_one_line_per_epoch_off_a_terminal(capsys):
     lines = captured.out.strip().splitlines()
     assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
     assert "val_accuracy" in lines[0] and captured.err == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_does_not_change_training(monkeypatch, capsys):
+    net_quiet, X, y = problem(n_samples=200)
+    net_bar = dp.Network.from_params(
+        net_quiet.weights,
+        net_quiet.biases,
+        activation="tanh",
+        output="softmax",
+        cost="log_likelihood",
+    )
+    options = {"epochs": 2, "batch_size": 3, "optimizer": "adam", "dropout": 0.2, "seed": 4}
+    net_quiet.fit(X, y, **options)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    net_bar.fit(X, y, verbose=True, **options)
+    np.testing.assert_array_equal(net_bar.params, net_quiet.params)
+    bar = terminal.getvalue()
+    assert "epoch 1/2" in bar and "cost=" in bar and "200/200" in bar
+    assert capsys.readouterr().out.count("\n") == 2  # one summary line per epoch

@@ -123,6 +123,8 @@ class TrainingRun:
                 if bar is not None:
                     bar.update(stop - start)
                     bar.set_postfix(cost=f"{total / stop:.4f}", refresh=False)
+            if bar is not None:
+                bar.refresh()  # tqdm skips redraws within 0.1 s: show the epoch's end
         finally:
             if bar is not None:
                 bar.close()
