@@ -183,7 +183,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
         .def(
             "train",
             [](Mlp<T> &mlp, Array<T> &params, std::vector<Array<T>> &state, std::int64_t step,
-               const Array<T> &X, const Array<T> &Y, const std::optional<Array<std::int64_t>> &order,
+               const Array<T> &X, const Array<T> &Y, const std::optional<Array<T>> &sample_weight,
+               const std::optional<Array<std::int64_t>> &order,
                std::size_t batch_size, const deltaprop::UpdateRule &rule, double dropout,
                std::uint64_t seed, std::uint64_t first_batch) {
                 check_params(mlp, params, "params");
@@ -192,6 +193,14 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 const std::size_t n_rows = check_matrix(X, "X", 0, mlp.n_inputs());
                 check_matrix(Y, "Y", n_rows, mlp.n_outputs());
                 const std::size_t n_order = order ? check_order(*order) : n_rows;
+                if (sample_weight) {
+                    check_aligned<T>(*sample_weight, "sample_weight");
+                    if (sample_weight->ndim() != 1 || std::size_t(sample_weight->shape(0)) != n_rows) {
+                        throw std::invalid_argument("sample_weight: expected shape (" +
+                                                    std::to_string(n_rows) + ",), got " +
+                                                    shape_of(*sample_weight));
+                    }
+                }
                 if (batch_size < 1) throw std::invalid_argument("batch_size: must be at least 1");
                 if (!(dropout >= 0 && dropout < 1)) {
                     throw std::invalid_argument("dropout: must lie in [0, 1)");
@@ -199,16 +208,18 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 T *p = params.mutable_data();
                 const T *x = X.data(), *y = Y.data();
                 const std::int64_t *o = order ? order->data() : nullptr;
+                const T *w = sample_weight ? sample_weight->data() : nullptr;
                 double cost;
                 {
                     py::gil_scoped_release nogil;
-                    cost = mlp.train(p, memory, rule, x, y, n_rows, o, n_order, batch_size,
+                    cost = mlp.train(p, memory, rule, x, y, w, n_rows, o, n_order, batch_size,
                                      dropout, seed, first_batch);
                 }
                 return py::make_tuple(cost, memory.step);
             },
             py::arg("params").noconvert(), py::arg("state").noconvert(), py::arg("step"),
-            py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("order").noconvert(),
+            py::arg("X").noconvert(), py::arg("Y").noconvert(),
+            py::arg("sample_weight").noconvert(), py::arg("order").noconvert(),
             py::arg("batch_size"), py::arg("rule"), py::arg("dropout") = 0.0,
             py::arg("seed") = 0, py::arg("first_batch") = 0,
             "Mini-batch training over the rows order (None: all rows in storage order), "

@@ -52,8 +52,22 @@ struct Dropout {
     SplitMix64 rng;
 };
 
+// The cost summed over a batch's samples (weighted when they are) and their total weight.
+struct CostAndWeight {
+    double cost;
+    double weight;
+};
+
 template <class T> class Mlp {
   public:
+    // A mini-batch: B rows of X (B, n_0), Y (B, n_L) and optional sample weights (B,).
+    struct Batch {
+        const T *X;
+        const T *Y;
+        const T *weights;  // nullptr: every sample weighs 1
+        std::size_t rows;
+    };
+
     explicit Mlp(Architecture arch) : arch_(std::move(arch)) {
         validate();
         std::size_t offset = 0;
@@ -116,26 +130,25 @@ template <class T> class Mlp {
     // trained in several calls draws the same masks as in one.
     // Returns the mean cost of the batches as seen.
     double train(T *params, OptimizerState<T> &state, const UpdateRule &rule, const T *X,
-                 const T *Y, std::size_t n_rows, const std::int64_t *order, std::size_t n_order,
-                 std::size_t batch_size, double dropout, std::uint64_t seed,
-                 std::uint64_t first_batch) {
+                 const T *Y, const T *row_weights, std::size_t n_rows,
+                 const std::int64_t *order, std::size_t n_order, std::size_t batch_size,
+                 double dropout, std::uint64_t seed, std::uint64_t first_batch) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (order != nullptr) check_order(order, n_order, n_rows);
-        double total = 0;
+        double total_cost = 0, total_weight = 0;
         for (std::size_t start = 0; start < n_order; start += batch_size) {
             const std::size_t B = std::min(batch_size, n_order - start);
-            const std::uint64_t batch = first_batch + start / batch_size;
-            Dropout drop{dropout, SplitMix64{mix64(seed ^ mix64(batch))}};
-            const T *X_batch = X + start * n_inputs();
-            const T *Y_batch = Y + start * n_outputs();
-            if (order != nullptr) {
-                gather_batch(X, Y, order + start, B);
-                X_batch = batch_x_.data();
-                Y_batch = batch_y_.data();
-            }
-            total += train_batch(params, state, rule, X_batch, Y_batch, B, drop) * double(B);
+            const std::uint64_t batch_number = first_batch + start / batch_size;
+            Dropout drop{dropout, SplitMix64{mix64(seed ^ mix64(batch_number))}};
+            const Batch batch = order != nullptr
+                                    ? gather_batch(X, Y, row_weights, order + start, B)
+                                    : Batch{X + start * n_inputs(), Y + start * n_outputs(),
+                                            row_weights ? row_weights + start : nullptr, B};
+            const CostAndWeight seen = train_batch(params, state, rule, batch, drop);
+            total_cost += seen.cost;
+            total_weight += seen.weight;
         }
-        return total / double(n_order);
+        return total_weight > 0 ? total_cost / total_weight : 0.0;
     }
 
   private:
@@ -263,24 +276,49 @@ template <class T> class Mlp {
         }
     }
 
-    // Forward, BP1, then the update; returns the batch's mean cost.
-    double train_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                       const T *X, const T *Y, std::size_t B, Dropout &dropout) {
-        forward(params, X, B, &dropout);
-        const double total = output_error(Y, B);
+    // Forward, BP1, then the update; returns the batch's summed (weighted) cost.
+    CostAndWeight train_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                              const Batch &batch, Dropout &dropout) {
+        const std::size_t B = batch.rows;
+        forward(params, batch.X, B, &dropout);
+        const CostAndWeight seen = batch.weights ? weighted_output_error(batch)
+                                                 : CostAndWeight{output_error(batch.Y, B), double(B)};
         ++state.step;
         if (rule.method == Method::sgd && rule.l1 == 0) {
-            sgd_update(params, X, B, rule);
+            sgd_update(params, batch.X, B, rule);
         } else {
             if (grads_.size() < n_params_) grads_.resize(n_params_);
-            backward_into(params, X, B, grads_.data());
+            backward_into(params, batch.X, B, grads_.data());
             for (std::size_t l = 0; l < n_layers(); ++l) {
                 update_segment(params, state, rule, weight_offsets_[l], bias_offsets_[l], true);
                 const std::size_t bias_end = bias_offsets_[l] + arch_.sizes[l + 1];
                 update_segment(params, state, rule, bias_offsets_[l], bias_end, false);
             }
         }
-        return total / double(B);
+        return seen;
+    }
+
+    // BP1 for a batch with sample weights w_i: the cost is sum_i w_i C_i, and delta^L's
+    // rows are scaled by w_i B / sum(w), so that the 1/B of BP3 and BP4 gives the
+    // gradient of the weighted mean cost sum_i w_i C_i / sum(w).
+    CostAndWeight weighted_output_error(const Batch &batch) {
+        const std::size_t L = n_layers(), n = n_outputs();
+        CostAndWeight seen{0, 0};
+        for (std::size_t i = 0; i < batch.rows; ++i) {
+            const double row_cost = output_cost_and_delta(
+                arch_.output, arch_.cost, z_[L].data() + i * n, a_[L].data() + i * n,
+                batch.Y + i * n, delta_[L].data() + i * n, std::size_t(1), n);
+            seen.cost += double(batch.weights[i]) * row_cost;
+            seen.weight += double(batch.weights[i]);
+        }
+        for (std::size_t i = 0; i < batch.rows; ++i) {
+            const T scale = seen.weight > 0
+                                ? T(double(batch.weights[i]) * double(batch.rows) / seen.weight)
+                                : T(0);
+            T *delta_row = delta_[L].data() + i * n;
+            for (std::size_t j = 0; j < n; ++j) delta_row[j] *= scale;
+        }
+        return seen;
     }
 
     void update_segment(T *params, OptimizerState<T> &state, const UpdateRule &rule,
@@ -315,16 +353,20 @@ template <class T> class Mlp {
         }
     }
 
-    // Copies the rows order[0..B) of X and Y into the reused batch buffers.
-    void gather_batch(const T *X, const T *Y, const std::int64_t *order, std::size_t B) {
+    // Copies the rows order[0..B) of X, Y (and the weights) into reused buffers.
+    Batch gather_batch(const T *X, const T *Y, const T *row_weights, const std::int64_t *order,
+                       std::size_t B) {
         const std::size_t n_in = n_inputs(), n_out = n_outputs();
         if (batch_x_.size() < B * n_in) batch_x_.resize(B * n_in);
         if (batch_y_.size() < B * n_out) batch_y_.resize(B * n_out);
+        if (row_weights && batch_w_.size() < B) batch_w_.resize(B);
         for (std::size_t i = 0; i < B; ++i) {
             const std::size_t row = std::size_t(order[i]);
             std::memcpy(batch_x_.data() + i * n_in, X + row * n_in, n_in * sizeof(T));
             std::memcpy(batch_y_.data() + i * n_out, Y + row * n_out, n_out * sizeof(T));
+            if (row_weights) batch_w_[i] = row_weights[row];
         }
+        return Batch{batch_x_.data(), batch_y_.data(), row_weights ? batch_w_.data() : nullptr, B};
     }
 
     Architecture arch_;
@@ -332,7 +374,7 @@ template <class T> class Mlp {
     std::vector<std::size_t> weight_offsets_, bias_offsets_;  // per layer l = 1..L, at l-1
     std::size_t capacity_ = 0;                                // rows the workspaces hold
     std::vector<std::vector<T>> z_, a_, delta_;               // index l = 1..L; (B, n_l)
-    std::vector<T> batch_x_, batch_y_;                        // gathered rows of a batch
+    std::vector<T> batch_x_, batch_y_, batch_w_;              // gathered rows of a batch
     std::vector<T> grads_;                                    // for the non-fused updates
     std::vector<std::vector<T>> mask_;                        // dropout masks, (B, n_l)
     bool dropout_active_ = false;                             // did forward() drop units?

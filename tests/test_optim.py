@@ -209,7 +209,7 @@ def test_an_epoch_split_over_calls_equals_one_call():
         order = np.random.default_rng(0).permutation(12)
         rule = net.optimizer.rule(0.1, 0.0)
         for start, stop in pieces:
-            net._train_rows(X, Y, order, start, stop, 4, rule, 0.5, 99)
+            net._train_rows((X, Y, None), order, start, stop, 4, rule, 0.5, 99)
         results.append(net.params.copy())
     np.testing.assert_array_equal(results[0], results[1])
 
@@ -326,3 +326,55 @@ def test_progress_bar_on_a_terminal_does_not_change_training(monkeypatch, capsys
     bar = terminal.getvalue()
     assert "epoch 1/2" in bar and "cost=" in bar and "200/200" in bar
     assert capsys.readouterr().out.count("\n") == 2  # one summary line per epoch
+
+
+# ------------------------------------------------------------------ sample weights
+def twin_networks():
+    net, X, y = problem()
+    twin = dp.Network.from_params(
+        net.weights, net.biases, activation="tanh", output="softmax", cost="log_likelihood"
+    )
+    return net, twin, X, y
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_integer_weights_equal_repeated_samples(optimizer):
+    net, twin, X, y = twin_networks()
+    weights = np.array([2, 1, 0, 3, 1, 1, 1, 0, 2, 1, 1, 1])
+    options = {
+        "epochs": 3,
+        "batch_size": 100,
+        "shuffle": False,
+        "optimizer": optimizer,
+        "lr": 0.05,
+        "lmbda": 1.0,
+    }
+    history = net.fit(X, y, sample_weight=weights, **options)
+    repeated = np.repeat(np.arange(12), weights)
+    # L2's n is the number of rows given, so scale lmbda to keep (lmbda / n) equal.
+    options["lmbda"] = len(repeated) / 12
+    twin_history = twin.fit(X[repeated], y[repeated], **options)
+    assert_close(net.params, twin.params, 1e-12)
+    assert history["cost"] == pytest.approx(twin_history["cost"], rel=1e-12)
+
+
+def test_uniform_weights_change_nothing():
+    net, twin, X, y = twin_networks()
+    net.fit(X, y, epochs=2, batch_size=5, sample_weight=np.full(12, 3.0), optimizer="momentum")
+    twin.fit(X, y, epochs=2, batch_size=5, optimizer="momentum")
+    assert_close(net.params, twin.params, 1e-12)
+
+
+@pytest.mark.parametrize(
+    ("weights", "match"),
+    [
+        (-np.ones(12), ">= 0"),
+        (np.zeros(12), "positive sum"),
+        (np.ones(11), r"shape \(12,\)"),
+        (np.full(12, np.nan), "NaN"),
+    ],
+)
+def test_invalid_sample_weights(weights, match):
+    net, X, y = problem()
+    with pytest.raises(ValueError, match=f"sample_weight: .*{match}"):
+        net.fit(X, y, sample_weight=weights)

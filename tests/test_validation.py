@@ -247,21 +247,23 @@ def test_core_takes_arrays_strictly(net, data):
     sgd = dp._core.UpdateRule("sgd", 0.1)
     adam = dp._core.UpdateRule("adam", 0.1)
     with pytest.raises(ValueError, match="params: array is read-only"):
-        core.train(readonly, [], 0, X, Y, None, 2, sgd)
+        core.train(readonly, [], 0, X, Y, None, None, 2, sgd)
     with pytest.raises(ValueError, match="order: index 6"):
-        core.train(params.copy(), [], 0, X, Y, np.array([0, 1, 2, 3, 4, 6]), 2, sgd)
+        core.train(params.copy(), [], 0, X, Y, None, np.array([0, 1, 2, 3, 4, 6]), 2, sgd)
     with pytest.raises(ValueError, match="order: expected a non-empty 1-D array"):
-        core.train(params.copy(), [], 0, X, Y, np.arange(6).reshape(2, 3), 2, sgd)
+        core.train(params.copy(), [], 0, X, Y, None, np.arange(6).reshape(2, 3), 2, sgd)
     with pytest.raises(ValueError, match="batch_size"):
-        core.train(params.copy(), [], 0, X, Y, None, 0, sgd)
+        core.train(params.copy(), [], 0, X, Y, None, None, 0, sgd)
     with pytest.raises(ValueError, match="dropout"):
-        core.train(params.copy(), [], 0, X, Y, None, 2, sgd, 1.0)
+        core.train(params.copy(), [], 0, X, Y, None, None, 2, sgd, 1.0)
     with pytest.raises(ValueError, match="state: this optimizer keeps 2 arrays, got 1"):
-        core.train(params.copy(), [np.zeros(43)], 0, X, Y, None, 2, adam)
+        core.train(params.copy(), [np.zeros(43)], 0, X, Y, None, None, 2, adam)
     with pytest.raises(ValueError, match=r"state: expected shape \(43,\)"):
-        core.train(params.copy(), [np.zeros(43), np.zeros(42)], 0, X, Y, None, 2, adam)
+        core.train(params.copy(), [np.zeros(43), np.zeros(42)], 0, X, Y, None, None, 2, adam)
     with pytest.raises(TypeError):
-        core.train(params.copy(), [np.zeros(43), np.zeros(43, np.float32)], 0, X, Y, None, 2, adam)
+        core.train(
+            params.copy(), [np.zeros(43), np.zeros(43, np.float32)], 0, X, Y, None, None, 2, adam
+        )
     with pytest.raises(ValueError, match="optimizer: unknown method"):
         dp._core.UpdateRule("rmsprop", 0.1)
 

@@ -379,22 +379,29 @@ class Network:
         sgd = optim.SGD(_check_float(lr, "lr", positive=True))
         n = X.shape[0] if n is None else _check_int(n, "n", 1)
         rule = sgd.rule(_check_float(lmbda, "lmbda") / n, 0.0)
-        cost, _ = self._core.train(self._params, [], 0, X, Y, None, X.shape[0], rule)
+        cost, _ = self._core.train(self._params, [], 0, X, Y, None, None, X.shape[0], rule)
         return cost
 
-    def _train_rows(self, X, Y, order, start, stop, batch_size, rule, dropout, seed) -> float:
-        """Train on rows start:stop of the epoch (of `order`, or of X in storage order)."""
-        optimizer = self.optimizer
+    def _train_rows(self, data, order, start, stop, batch_size, rule, dropout, seed):
+        """Train on rows start:stop of the epoch (of `order`, or of the data in storage
+        order); data is (X, Y, sample_weight or None). Returns (mean cost, total weight)."""
+        X, Y, weights = data
         if order is None:
-            X, Y, rows = X[start:stop], Y[start:stop], None
+            rows = None
+            X, Y = X[start:stop], Y[start:stop]
+            weights = None if weights is None else weights[start:stop]
+            weight = stop - start if weights is None else float(weights.sum())
         else:
             rows = order[start:stop]
+            weight = stop - start if weights is None else float(weights[rows].sum())
+        optimizer = self.optimizer
         cost, optimizer.step = self._core.train(
             self._params,
             optimizer.state,
             optimizer.step,
             X,
             Y,
+            weights,
             rows,
             batch_size,
             rule,
@@ -402,7 +409,7 @@ class Network:
             seed,
             start // batch_size,
         )
-        return cost
+        return cost, weight
 
     def predict_classes(self, X: Any) -> np.ndarray:
         """Predicted class of each sample: argmax(a^L), or a^L >= 0.5 with one output unit.
@@ -439,6 +446,7 @@ class Network:
         X: Any,
         Y: Any,
         *,
+        sample_weight: Any = None,
         epochs: int = 30,
         batch_size: int = 10,
         optimizer: str | optim.Optimizer | None = None,
@@ -471,6 +479,8 @@ class Network:
         ----------
         X : array_like of shape (n_samples, n_0)
         Y : array_like of shape (n_samples,) (class indices) or (n_samples, n_L) (targets)
+        sample_weight : array_like of shape (n_samples,), optional
+            Non-negative weights: each batch minimises sum_i w_i C_i / sum_i w_i.
         optimizer : {"sgd", "momentum", "nesterov", "adam", "adamw"}, Optimizer or None
             A name makes a new optimizer (with ``lr`` and ``momentum``); an `optim.Optimizer`
             is used with its state; None continues with the network's current optimizer
@@ -506,6 +516,7 @@ class Network:
             no accuracy for an identity output), ``"lr"`` and ``"time"`` (seconds).
         """
         X, Y = self._data(X, Y)
+        weights = self._sample_weight(sample_weight, len(X))
         epochs = _check_int(epochs, "epochs", 0)
         batch_size = _check_int(batch_size, "batch_size", 1)
         rng = np.random.default_rng(seed)
@@ -514,13 +525,12 @@ class Network:
             _check_float(min_delta, "min_delta"),
             bool(restore_best_weights),
         )
-        X, Y, validation = self._split_validation(
-            X, Y, validation_data, validation_fraction, early_stopping, seed
+        train, validation = self._split_validation(
+            (X, Y, weights), validation_data, validation_fraction, early_stopping, seed
         )
         run = TrainingRun(
             net=self,
-            X=X,
-            Y=Y,
+            data=train,
             validation=validation,
             epochs=epochs,
             batch_size=batch_size,
@@ -551,18 +561,31 @@ class Network:
         self.optimizer = chosen
         return chosen
 
-    def _split_validation(self, X, Y, validation_data, fraction, early_stopping, seed):
-        """(X_train, Y_train, validation or None) from the fit arguments."""
+    def _sample_weight(self, sample_weight: Any, n_samples: int) -> np.ndarray | None:
+        if sample_weight is None:
+            return None
+        weights = _as_real_array(sample_weight, "sample_weight")
+        if weights.shape != (n_samples,):
+            raise ValueError(f"sample_weight: expected shape ({n_samples},), got {weights.shape}")
+        weights = _to_core_layout(weights, self.dtype, "sample_weight")
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError("sample_weight: weights must be >= 0 with a positive sum")
+        return weights
+
+    def _split_validation(self, data, validation_data, fraction, early_stopping, seed):
+        """(training data, validation (X, Y) or None) from the fit arguments; data is
+        (X, Y, sample_weight or None)."""
         fraction = _check_fraction(fraction, "validation_fraction")
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data: expected a pair (X_val, Y_val)")
             validation = self._data(*validation_data, "validation_data[0]", "validation_data[1]")
-            return X, Y, validation
+            return data, validation
         if fraction == 0 and early_stopping:
             fraction = 0.1
         if fraction == 0:
-            return X, Y, None
+            return data, None
+        X, Y, weights = data
         n_val = round(fraction * len(X))
         if n_val < 1 or n_val >= len(X):
             raise ValueError(
@@ -571,7 +594,8 @@ class Network:
         split_seed = None if seed is None else [seed, 0x5EED]
         order = np.random.default_rng(split_seed).permutation(len(X))
         val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-        return X[train], Y[train], (X[val], Y[val])
+        train_weights = None if weights is None else weights[train]
+        return (X[train], Y[train], train_weights), (X[val], Y[val])
 
 
 def _check_fraction(value: Any, argument: str) -> float:

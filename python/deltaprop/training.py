@@ -50,8 +50,7 @@ class TrainingRun:
     """Everything one call of `Network.fit` needs, validated."""
 
     net: Network
-    X: np.ndarray
-    Y: np.ndarray
+    data: tuple[np.ndarray, np.ndarray, np.ndarray | None]  # X, Y, sample weights
     validation: tuple[np.ndarray, np.ndarray] | None
     epochs: int
     batch_size: int
@@ -94,7 +93,7 @@ class TrainingRun:
         return [*keys, "lr", "time"]
 
     def _train_epoch(self, epoch: int) -> float:
-        n = len(self.X)
+        n = len(self.data[0])
         order = self.rng.permutation(n) if self.shuffle else None
         dropout_seed = int(self.rng.integers(2**63))
         rule = self.optimizer.rule(self.lmbda / n, self.l1 / n)
@@ -104,13 +103,12 @@ class TrainingRun:
         if bar is not None:
             batches_per_call = max(1, batches_per_call // _PROGRESS_STEPS)
         rows_per_call = batches_per_call * self.batch_size
-        total = 0.0
+        total_cost = total_weight = 0.0
         try:
             for start in range(0, n, rows_per_call):
                 stop = min(n, start + rows_per_call)
-                cost = self.net._train_rows(
-                    self.X,
-                    self.Y,
+                cost, weight = self.net._train_rows(
+                    self.data,
                     order,
                     start,
                     stop,
@@ -119,22 +117,23 @@ class TrainingRun:
                     self.dropout,
                     dropout_seed,
                 )
-                total += cost * (stop - start)
+                total_cost, total_weight = total_cost + cost * weight, total_weight + weight
                 if bar is not None:
                     bar.update(stop - start)
-                    bar.set_postfix(cost=f"{total / stop:.4f}", refresh=False)
+                    running = total_cost / total_weight if total_weight else 0.0
+                    bar.set_postfix(cost=f"{running:.4f}", refresh=False)
             if bar is not None:
                 bar.refresh()  # tqdm skips redraws within 0.1 s: show the epoch's end
         finally:
             if bar is not None:
                 bar.close()
-        return total / n
+        return total_cost / total_weight if total_weight else 0.0
 
     def _record(self, cost: float, seconds: float) -> None:
         history, net = self.history, self.net
         history["cost"].append(cost)
         if self.train_accuracy:
-            history["accuracy"].append(net._accuracy(self.X, self.Y))
+            history["accuracy"].append(net._accuracy(*self.data[:2]))
         if self.validation is not None:
             X_val, Y_val = self.validation
             history["val_cost"].append(net._core.cost(net.params, X_val, Y_val))
