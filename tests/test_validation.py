@@ -261,9 +261,8 @@ def test_core_takes_arrays_strictly(net, data):
     with pytest.raises(ValueError, match=r"state: expected shape \(43,\)"):
         core.train(params.copy(), [np.zeros(43), np.zeros(42)], 0, X, Y, None, None, 2, adam)
     with pytest.raises(TypeError):
-        core.train(
-            params.copy(), [np.zeros(43), np.zeros(43, np.float32)], 0, X, Y, None, None, 2, adam
-        )
+        mixed_state = [np.zeros(43), np.zeros(43, np.float32)]
+        core.train(params.copy(), mixed_state, 0, X, Y, None, None, 2, adam)
     with pytest.raises(ValueError, match="optimizer: unknown method"):
         dp._core.UpdateRule("rmsprop", 0.1)
 
