@@ -67,15 +67,20 @@ template <class T> void check_params(const Mlp<T> &mlp, const Array<T> &params, 
 // The optimizer's state arrays, as many as the method keeps, each shaped like params.
 template <class T>
 deltaprop::OptimizerState<T> optimizer_state(const Mlp<T> &mlp, const deltaprop::UpdateRule &rule,
-                                             std::vector<Array<T>> &state, std::int64_t step) {
+                                             std::vector<Array<T>> &state,
+                                             Array<std::int64_t> &step) {
     const std::size_t needed = std::size_t(deltaprop::state_arrays(rule.method));
     if (state.size() != needed) {
         throw std::invalid_argument("state: this optimizer keeps " + std::to_string(needed) +
                                     " arrays, got " + std::to_string(state.size()));
     }
-    if (step < 0) throw std::invalid_argument("step: must be >= 0");
+    check_aligned<std::int64_t>(step, "step");
+    check_writeable<std::int64_t>(step, "step");
+    if (step.ndim() != 1 || step.shape(0) != 1 || step.data()[0] < 0) {
+        throw std::invalid_argument("step: expected one non-negative count, shape (1,)");
+    }
     deltaprop::OptimizerState<T> memory;
-    memory.step = step;
+    memory.step = step.mutable_data();
     for (std::size_t i = 0; i < needed; ++i) {
         check_params(mlp, state[i], "state");
         check_writeable<T>(state[i], "state");
@@ -182,7 +187,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "grads <- batch-averaged dC/dparams; returns the batch's mean cost.")
         .def(
             "train",
-            [](Mlp<T> &mlp, Array<T> &params, std::vector<Array<T>> &state, std::int64_t step,
+            [](Mlp<T> &mlp, Array<T> &params, std::vector<Array<T>> &state,
+               Array<std::int64_t> &step,
                const Array<T> &X, const Array<T> &Y, const std::optional<Array<T>> &sample_weight,
                const std::optional<Array<std::int64_t>> &order,
                std::size_t batch_size, const deltaprop::UpdateRule &rule, double dropout,
@@ -209,21 +215,24 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 const T *x = X.data(), *y = Y.data();
                 const std::int64_t *o = order ? order->data() : nullptr;
                 const T *w = sample_weight ? sample_weight->data() : nullptr;
-                double cost;
+                const deltaprop::Epoch<T> rows{x, y, w, n_rows, o, n_order, batch_size,
+                                               dropout, seed, first_batch};
+                deltaprop::TrainOutcome outcome;
                 {
                     py::gil_scoped_release nogil;
-                    cost = mlp.train(p, memory, rule, x, y, w, n_rows, o, n_order, batch_size,
-                                     dropout, seed, first_batch);
+                    outcome = mlp.train(p, memory, rule, rows);
                 }
-                return py::make_tuple(cost, memory.step);
+                return py::make_tuple(outcome.cost, outcome.diverged_batch);
             },
-            py::arg("params").noconvert(), py::arg("state").noconvert(), py::arg("step"),
+            py::arg("params").noconvert(), py::arg("state").noconvert(),
+            py::arg("step").noconvert(),
             py::arg("X").noconvert(), py::arg("Y").noconvert(),
             py::arg("sample_weight").noconvert(), py::arg("order").noconvert(),
             py::arg("batch_size"), py::arg("rule"), py::arg("dropout") = 0.0,
             py::arg("seed") = 0, py::arg("first_batch") = 0,
             "Mini-batch training over the rows order (None: all rows in storage order), "
-            "updating params and the optimizer state in place; returns (mean cost, step).");
+            "updating params, the optimizer state and its step count in place; returns "
+            "(mean cost, diverged batch or -1).");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -57,6 +58,44 @@ struct CostAndWeight {
     double cost;
     double weight;
 };
+
+enum class BatchStatus { ok, parameters_not_finite, error_not_finite };
+
+struct BatchOutcome {
+    double cost;
+    double weight;
+    BatchStatus status;
+};
+
+// Mean cost of the batches trained, or the batch that made training diverge.
+struct TrainOutcome {
+    double cost;
+    std::int64_t diverged_batch;  // -1: none; else the index of the batch within the call
+};
+
+// The rows to train on and how: rows order[0..n_order) of X (n_rows, n_0), Y
+// (n_rows, n_L) and optional weights (n_rows,) (order == nullptr: rows
+// 0..n_order in storage order), in batches of batch_size, the last one possibly
+// smaller. Dropout masks of batch k come from (seed, first_batch + k) alone, so
+// an epoch trained in several calls draws the same masks as in one.
+template <class T> struct Epoch {
+    const T *X;
+    const T *Y;
+    const T *weights;
+    std::size_t n_rows;
+    const std::int64_t *order;
+    std::size_t n_order;
+    std::size_t batch_size;
+    double dropout;
+    std::uint64_t seed;
+    std::uint64_t first_batch;
+};
+
+template <class T> bool all_finite(const T *values, std::size_t count) {
+    bool finite = true;
+    for (std::size_t k = 0; k < count; ++k) finite &= std::isfinite(values[k]);
+    return finite;
+}
 
 template <class T> class Mlp {
   public:
@@ -122,33 +161,36 @@ template <class T> class Mlp {
         return total / double(B);
     }
 
-    // Mini-batch training: the n_order rows order[0..n_order) of X, Y (order ==
-    // nullptr: rows 0..n_order in storage order) in batches of batch_size, the
-    // last one possibly smaller, each followed by an update of params and state.
-    // `dropout` is the rate of hidden units dropped (inverted dropout); the
-    // masks of batch k come from (seed, first_batch + k) alone, so an epoch
-    // trained in several calls draws the same masks as in one.
-    // Returns the mean cost of the batches as seen.
-    double train(T *params, OptimizerState<T> &state, const UpdateRule &rule, const T *X,
-                 const T *Y, const T *row_weights, std::size_t n_rows,
-                 const std::int64_t *order, std::size_t n_order, std::size_t batch_size,
-                 double dropout, std::uint64_t seed, std::uint64_t first_batch) {
+    // Mini-batch training over the rows of `rows` (see Epoch), each batch
+    // followed by an update of params and state. Returns the mean cost of the
+    // batches as seen, or, when training diverges, the batch to blame: either
+    // its cost or error was not finite, or its update made a parameter
+    // non-finite. params and state are then left as they were before that
+    // batch: the last finite weights.
+    TrainOutcome train(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                       const Epoch<T> &rows) {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (order != nullptr) check_order(order, n_order, n_rows);
+        if (rows.order != nullptr) check_order(rows.order, rows.n_order, rows.n_rows);
+        const std::size_t n_batches = (rows.n_order + rows.batch_size - 1) / rows.batch_size;
+        take_snapshot(params, state);
         double total_cost = 0, total_weight = 0;
-        for (std::size_t start = 0; start < n_order; start += batch_size) {
-            const std::size_t B = std::min(batch_size, n_order - start);
-            const std::uint64_t batch_number = first_batch + start / batch_size;
-            Dropout drop{dropout, SplitMix64{mix64(seed ^ mix64(batch_number))}};
-            const Batch batch = order != nullptr
-                                    ? gather_batch(X, Y, row_weights, order + start, B)
-                                    : Batch{X + start * n_inputs(), Y + start * n_outputs(),
-                                            row_weights ? row_weights + start : nullptr, B};
-            const CostAndWeight seen = train_batch(params, state, rule, batch, drop);
+        for (std::size_t k = 0; k < n_batches; ++k) {
+            const BatchOutcome seen = train_batch(params, state, rule, rows, k);
+            if (seen.status == BatchStatus::parameters_not_finite) {
+                // The previous batch's update overflowed: redo the batches before it.
+                if (k == 0) return {0, 0};
+                replay(params, state, rule, rows, k - 1);
+                return {0, std::int64_t(k - 1)};
+            }
+            if (seen.status == BatchStatus::error_not_finite) return {0, std::int64_t(k)};
             total_cost += seen.cost;
             total_weight += seen.weight;
         }
-        return total_weight > 0 ? total_cost / total_weight : 0.0;
+        if (!all_finite(params, n_params_) || !state_is_finite(state)) {
+            replay(params, state, rule, rows, n_batches - 1);
+            return {0, std::int64_t(n_batches - 1)};
+        }
+        return {total_weight > 0 ? total_cost / total_weight : 0.0, -1};
     }
 
   private:
@@ -189,10 +231,12 @@ template <class T> class Mlp {
     // z^l = a^{l-1} (W^l)^T + b^l, a^l = σ(z^l) for l = 1..L, one GEMM each.
     // a^{l-1} is (B, n_{l-1}), W^l is (n_l, n_{l-1}), z^l and a^l are (B, n_l).
     // With dropout (training only), hidden a^l is multiplied by a fresh mask.
-    void forward(const T *params, const T *X, std::size_t B, Dropout *dropout) {
+    // Returns whether every z was finite.
+    bool forward(const T *params, const T *X, std::size_t B, Dropout *dropout) {
         reserve_rows(B);
         dropout_active_ = dropout != nullptr && dropout->rate > 0;
         const T *a_prev = X;
+        bool finite = true;
         for (std::size_t l = 1; l <= n_layers(); ++l) {
             const blasint n_out = blasint(arch_.sizes[l]), n_in = blasint(arch_.sizes[l - 1]);
             blas::gemm(false, true, blasint(B), n_out, n_in, T(1), a_prev, n_in,
@@ -200,9 +244,11 @@ template <class T> class Mlp {
             add_bias_and_activate(activation_of(l), T(arch_.leaky_slope),
                                   params + bias_offsets_[l - 1], z_[l].data(), a_[l].data(), B,
                                   arch_.sizes[l]);
+            finite = finite && all_finite(z_[l].data(), B * arch_.sizes[l]);
             if (dropout_active_ && l < n_layers()) drop_units(*dropout, l, B);
             a_prev = a_[l].data();
         }
+        return finite;
     }
 
     // Inverted dropout: each unit is kept with probability 1 - rate and then
@@ -276,14 +322,34 @@ template <class T> class Mlp {
         }
     }
 
-    // Forward, BP1, then the update; returns the batch's summed (weighted) cost.
-    CostAndWeight train_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                              const Batch &batch, Dropout &dropout) {
+    // Batch k of the rows: gathered through the order, or a slice of the data.
+    Batch batch_at(const Epoch<T> &rows, std::size_t k) {
+        const std::size_t start = k * rows.batch_size;
+        const std::size_t B = std::min(rows.batch_size, rows.n_order - start);
+        if (rows.order != nullptr) {
+            return gather_batch(rows.X, rows.Y, rows.weights, rows.order + start, B);
+        }
+        return Batch{rows.X + start * n_inputs(), rows.Y + start * n_outputs(),
+                     rows.weights ? rows.weights + start : nullptr, B};
+    }
+
+    // Forward, BP1, then the update of batch k, unless something is not finite:
+    // a z (a parameter is not: the forward pass carries any non-finite weight or
+    // bias into z) or the cost or output error (the update would not be).
+    BatchOutcome train_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                             const Epoch<T> &rows, std::size_t k) {
+        const Batch batch = batch_at(rows, k);
         const std::size_t B = batch.rows;
-        forward(params, batch.X, B, &dropout);
+        Dropout dropout{rows.dropout, SplitMix64{mix64(rows.seed ^ mix64(rows.first_batch + k))}};
+        if (!forward(params, batch.X, B, &dropout)) {
+            return {0, 0, BatchStatus::parameters_not_finite};
+        }
         const CostAndWeight seen = batch.weights ? weighted_output_error(batch)
                                                  : CostAndWeight{output_error(batch.Y, B), double(B)};
-        ++state.step;
+        if (!std::isfinite(seen.cost) || !all_finite(delta_[n_layers()].data(), B * n_outputs())) {
+            return {0, 0, BatchStatus::error_not_finite};
+        }
+        ++*state.step;
         if (rule.method == Method::sgd && rule.l1 == 0) {
             sgd_update(params, batch.X, B, rule);
         } else {
@@ -295,7 +361,37 @@ template <class T> class Mlp {
                 update_segment(params, state, rule, bias_offsets_[l], bias_end, false);
             }
         }
-        return seen;
+        return {seen.cost, seen.weight, BatchStatus::ok};
+    }
+
+    // The parameters and optimizer state at the start of train(), to go back to.
+    void take_snapshot(const T *params, const OptimizerState<T> &state) {
+        const int arrays = 1 + (state.first != nullptr) + (state.second != nullptr);
+        snapshot_.resize(std::size_t(arrays) * n_params_);
+        std::copy(params, params + n_params_, snapshot_.begin());
+        if (state.first) std::copy(state.first, state.first + n_params_, &snapshot_[n_params_]);
+        if (state.second) {
+            std::copy(state.second, state.second + n_params_, &snapshot_[2 * n_params_]);
+        }
+        snapshot_step_ = *state.step;
+    }
+
+    // Back to the snapshot, then batches 0..n_batches-1 again: the same rows,
+    // dropout masks and arithmetic give the same parameters as the first time.
+    void replay(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                const Epoch<T> &rows, std::size_t n_batches) {
+        std::copy(snapshot_.begin(), snapshot_.begin() + n_params_, params);
+        if (state.first) std::copy(&snapshot_[n_params_], &snapshot_[2 * n_params_], state.first);
+        if (state.second) {
+            std::copy(&snapshot_[2 * n_params_], &snapshot_[3 * n_params_], state.second);
+        }
+        *state.step = snapshot_step_;
+        for (std::size_t k = 0; k < n_batches; ++k) train_batch(params, state, rule, rows, k);
+    }
+
+    bool state_is_finite(const OptimizerState<T> &state) const {
+        return (state.first == nullptr || all_finite(state.first, n_params_)) &&
+               (state.second == nullptr || all_finite(state.second, n_params_));
     }
 
     // BP1 for a batch with sample weights w_i: the cost is sum_i w_i C_i, and delta^L's
@@ -325,7 +421,7 @@ template <class T> class Mlp {
                         std::size_t begin, std::size_t end, bool regularise) {
         T *first = state.first ? state.first + begin : nullptr;
         T *second = state.second ? state.second + begin : nullptr;
-        apply_update(rule, state.step, params + begin, grads_.data() + begin, first, second,
+        apply_update(rule, *state.step, params + begin, grads_.data() + begin, first, second,
                      end - begin, regularise);
     }
 
@@ -376,6 +472,8 @@ template <class T> class Mlp {
     std::vector<std::vector<T>> z_, a_, delta_;               // index l = 1..L; (B, n_l)
     std::vector<T> batch_x_, batch_y_, batch_w_;              // gathered rows of a batch
     std::vector<T> grads_;                                    // for the non-fused updates
+    std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
+    std::int64_t snapshot_step_ = 0;
     std::vector<std::vector<T>> mask_;                        // dropout masks, (B, n_l)
     bool dropout_active_ = false;                             // did forward() drop units?
     std::mutex mutex_;  // one computation at a time: the workspaces are shared

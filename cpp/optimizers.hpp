@@ -47,11 +47,12 @@ struct UpdateRule {
 };
 
 // The optimizer's memory: velocity (momentum, Nesterov) or Adam's first and
-// second moments, laid out like the parameters; step counts the updates made.
+// second moments, laid out like the parameters; *step counts the updates made
+// (kept in the caller's memory, so that it always matches the parameters).
 template <class T> struct OptimizerState {
     T *first = nullptr;
     T *second = nullptr;
-    std::int64_t step = 0;
+    std::int64_t *step = nullptr;
 };
 
 template <class T> inline T sign(T x) { return T((x > T(0)) - (x < T(0))); }

@@ -209,7 +209,8 @@ def test_an_epoch_split_over_calls_equals_one_call():
         order = np.random.default_rng(0).permutation(12)
         rule = net.optimizer.rule(0.1, 0.0)
         for start, stop in pieces:
-            net._train_rows((X, Y, None), order, start, stop, 4, rule, 0.5, 99)
+            _, _, diverged = net._train_rows((X, Y, None), order, start, stop, 4, rule, 0.5, 99)
+            assert diverged is None
         results.append(net.params.copy())
     np.testing.assert_array_equal(results[0], results[1])
 

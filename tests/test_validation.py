@@ -245,24 +245,25 @@ def test_core_takes_arrays_strictly(net, data):
     readonly = params.copy()
     readonly.flags.writeable = False
     sgd = dp._core.UpdateRule("sgd", 0.1)
+    step = np.zeros(1, dtype=np.int64)
     adam = dp._core.UpdateRule("adam", 0.1)
     with pytest.raises(ValueError, match="params: array is read-only"):
-        core.train(readonly, [], 0, X, Y, None, None, 2, sgd)
+        core.train(readonly, [], step, X, Y, None, None, 2, sgd)
     with pytest.raises(ValueError, match="order: index 6"):
-        core.train(params.copy(), [], 0, X, Y, None, np.array([0, 1, 2, 3, 4, 6]), 2, sgd)
+        core.train(params.copy(), [], step, X, Y, None, np.array([0, 1, 2, 3, 4, 6]), 2, sgd)
     with pytest.raises(ValueError, match="order: expected a non-empty 1-D array"):
-        core.train(params.copy(), [], 0, X, Y, None, np.arange(6).reshape(2, 3), 2, sgd)
+        core.train(params.copy(), [], step, X, Y, None, np.arange(6).reshape(2, 3), 2, sgd)
     with pytest.raises(ValueError, match="batch_size"):
-        core.train(params.copy(), [], 0, X, Y, None, None, 0, sgd)
+        core.train(params.copy(), [], step, X, Y, None, None, 0, sgd)
     with pytest.raises(ValueError, match="dropout"):
-        core.train(params.copy(), [], 0, X, Y, None, None, 2, sgd, 1.0)
+        core.train(params.copy(), [], step, X, Y, None, None, 2, sgd, 1.0)
     with pytest.raises(ValueError, match="state: this optimizer keeps 2 arrays, got 1"):
-        core.train(params.copy(), [np.zeros(43)], 0, X, Y, None, None, 2, adam)
+        core.train(params.copy(), [np.zeros(43)], step, X, Y, None, None, 2, adam)
     with pytest.raises(ValueError, match=r"state: expected shape \(43,\)"):
-        core.train(params.copy(), [np.zeros(43), np.zeros(42)], 0, X, Y, None, None, 2, adam)
+        core.train(params.copy(), [np.zeros(43), np.zeros(42)], step, X, Y, None, None, 2, adam)
     with pytest.raises(TypeError):
         mixed_state = [np.zeros(43), np.zeros(43, np.float32)]
-        core.train(params.copy(), mixed_state, 0, X, Y, None, None, 2, adam)
+        core.train(params.copy(), mixed_state, step, X, Y, None, None, 2, adam)
     with pytest.raises(ValueError, match="optimizer: unknown method"):
         dp._core.UpdateRule("rmsprop", 0.1)
 

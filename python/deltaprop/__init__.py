@@ -22,6 +22,7 @@ except ImportError as error:  # pragma: no cover - only without a build
 from . import datasets, optim, reference, schedules
 from .io import ModelFormatError, load, save
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network
+from .training import DivergenceError
 
 __version__ = "0.1.0"
 
@@ -41,6 +42,7 @@ def get_num_threads() -> int:
 __all__ = [
     "ACTIVATIONS",
     "COSTS",
+    "DivergenceError",
     "INITS",
     "OUTPUTS",
     "ModelFormatError",

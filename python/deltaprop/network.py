@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _core, optim, schedules
-from .training import EarlyStopping, TrainingRun
+from .training import DivergenceError, EarlyStopping, TrainingRun
 
 __all__ = ["ACTIVATIONS", "COSTS", "INITS", "OUTPUTS", "Network"]
 
@@ -185,6 +185,7 @@ class Network:
         self._params = np.zeros(self._core.n_params, dtype=self.dtype)
         self._weights, self._biases = self._layer_views(self._params)
         self.optimizer: optim.Optimizer | None = None
+        self.history: dict[str, list[float]] = {}  # of the last fit, epoch by epoch
 
     def _initialise(self, init: str, rng: np.random.Generator) -> None:
         for W, b in zip(self._weights, self._biases):
@@ -379,12 +380,18 @@ class Network:
         sgd = optim.SGD(_check_float(lr, "lr", positive=True))
         n = X.shape[0] if n is None else _check_int(n, "n", 1)
         rule = sgd.rule(_check_float(lmbda, "lmbda") / n, 0.0)
-        cost, _ = self._core.train(self._params, [], 0, X, Y, None, None, X.shape[0], rule)
+        cost, diverged = self._core.train(
+            self._params, [], sgd._step, X, Y, None, None, X.shape[0], rule
+        )
+        if diverged >= 0:
+            raise DivergenceError("sgd_step: the cost or gradient is not finite", batch=0)
         return cost
 
     def _train_rows(self, data, order, start, stop, batch_size, rule, dropout, seed):
         """Train on rows start:stop of the epoch (of `order`, or of the data in storage
-        order); data is (X, Y, sample_weight or None). Returns (mean cost, total weight)."""
+        order); data is (X, Y, sample_weight or None).
+
+        Returns (mean cost, total weight, diverged batch of the epoch or None)."""
         X, Y, weights = data
         if order is None:
             rows = None
@@ -395,10 +402,11 @@ class Network:
             rows = order[start:stop]
             weight = stop - start if weights is None else float(weights[rows].sum())
         optimizer = self.optimizer
-        cost, optimizer.step = self._core.train(
+        first_batch = start // batch_size
+        cost, diverged = self._core.train(
             self._params,
             optimizer.state,
-            optimizer.step,
+            optimizer._step,
             X,
             Y,
             weights,
@@ -407,9 +415,9 @@ class Network:
             rule,
             dropout,
             seed,
-            start // batch_size,
+            first_batch,
         )
-        return cost, weight
+        return cost, weight, None if diverged < 0 else first_batch + diverged
 
     def predict_classes(self, X: Any) -> np.ndarray:
         """Predicted class of each sample: argmax(a^L), or a^L >= 0.5 with one output unit.
@@ -517,6 +525,8 @@ class Network:
         """
         X, Y = self._data(X, Y)
         weights = self._sample_weight(sample_weight, len(X))
+        if not np.isfinite(self._params).all():
+            raise ValueError("the network's parameters contain NaN or infinity")
         epochs = _check_int(epochs, "epochs", 0)
         batch_size = _check_int(batch_size, "batch_size", 1)
         rng = np.random.default_rng(seed)

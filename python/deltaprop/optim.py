@@ -58,7 +58,17 @@ class Optimizer:
         self.lr = _check_real(self.default_lr if lr is None else lr, "lr", 0.0, open_low=True)
         self.weight_decay = _check_real(weight_decay, "weight_decay", 0.0)
         self.state: list[np.ndarray] = []
-        self.step = 0
+        # Updated in place by the core, with the parameters: always their true count.
+        self._step = np.zeros(1, dtype=np.int64)
+
+    @property
+    def step(self) -> int:
+        """Number of updates made (Adam's t)."""
+        return int(self._step[0])
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self._step[0] = value
 
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor arguments, e.g. for saving: ``type(opt)(**opt.hyperparameters())``."""

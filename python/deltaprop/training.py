@@ -18,6 +18,29 @@ if TYPE_CHECKING:
 
 # With a progress bar an epoch runs in about this many core calls, so the bar can move.
 _PROGRESS_STEPS = 50
+# Without one, an epoch runs in calls of about this many rows: Python sees Ctrl-C (and
+# KeyboardInterrupt leaves the weights of the last batch done) between calls.
+_ROWS_PER_CALL = 4096
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite cost, gradient or parameter.
+
+    The network keeps the parameters (and optimizer state) it had before the batch to blame;
+    ``epoch`` and ``batch`` (both from 0) name that batch, and ``history`` holds the metrics
+    of the epochs completed before it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        epoch: int | None = None,
+        batch: int,
+        history: dict[str, list[float]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.epoch, self.batch, self.history = epoch, batch, history
 
 
 @dataclass
@@ -68,7 +91,9 @@ class TrainingRun:
     history: dict[str, list[float]] = field(default_factory=dict)
 
     def run(self) -> dict[str, list[float]]:
-        self.history = {key: [] for key in self._history_keys()}
+        # The network's own history grows epoch by epoch, so that an interrupted fit
+        # leaves the metrics of the epochs it completed in net.history.
+        self.history = self.net.history = {key: [] for key in self._history_keys()}
         for epoch in range(self.epochs):
             self.optimizer.lr = float(self.schedule(epoch, self.optimizer.lr, self.history))
             started = time.perf_counter()
@@ -98,16 +123,12 @@ class TrainingRun:
         dropout_seed = int(self.rng.integers(2**63))
         rule = self.optimizer.rule(self.lmbda / n, self.l1 / n)
         bar = _progress_bar(epoch, self.epochs, n) if self.verbose else None
-        # Chunks of whole batches: one core call without a bar, ~50 with one.
-        batches_per_call = -(-n // self.batch_size)
-        if bar is not None:
-            batches_per_call = max(1, batches_per_call // _PROGRESS_STEPS)
-        rows_per_call = batches_per_call * self.batch_size
+        rows_per_call = self._rows_per_call(n, bar is not None)
         total_cost = total_weight = 0.0
         try:
             for start in range(0, n, rows_per_call):
                 stop = min(n, start + rows_per_call)
-                cost, weight = self.net._train_rows(
+                cost, weight, diverged = self.net._train_rows(
                     self.data,
                     order,
                     start,
@@ -117,6 +138,15 @@ class TrainingRun:
                     self.dropout,
                     dropout_seed,
                 )
+                if diverged is not None:
+                    raise DivergenceError(
+                        f"training diverged in epoch {epoch}, batch {diverged}: a non-finite "
+                        "cost, gradient or parameter; the network keeps the weights it had "
+                        "before that batch",
+                        epoch=epoch,
+                        batch=diverged,
+                        history=self.history,
+                    )
                 total_cost, total_weight = total_cost + cost * weight, total_weight + weight
                 if bar is not None:
                     bar.update(stop - start)
@@ -128,6 +158,16 @@ class TrainingRun:
             if bar is not None:
                 bar.close()
         return total_cost / total_weight if total_weight else 0.0
+
+    def _rows_per_call(self, n: int, progress: bool) -> int:
+        """Whole batches per core call: about _ROWS_PER_CALL rows, or 1/50 of the epoch
+        when a progress bar shows."""
+        n_batches = -(-n // self.batch_size)
+        if progress:
+            batches = max(1, n_batches // _PROGRESS_STEPS)
+        else:
+            batches = max(1, _ROWS_PER_CALL // self.batch_size)
+        return batches * self.batch_size
 
     def _record(self, cost: float, seconds: float) -> None:
         history, net = self.history, self.net

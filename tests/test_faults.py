@@ -1,0 +1,147 @@
+"""Training that goes wrong: divergence, interruption, exceptions from callbacks."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import deltaprop as dp
+
+
+def exploding_problem(dtype="float64"):
+    """Identity output, quadratic cost, a learning rate far too large: the weights grow
+    geometrically until something overflows."""
+    rng = np.random.default_rng(0)
+    net = dp.Network([6, 8, 2], activation="identity", output="identity", dtype=dtype, seed=0)
+    return net, rng.normal(size=(60, 6)) * 10, rng.normal(size=(60, 2))
+
+
+def fresh_twin(net: dp.Network) -> dp.Network:
+    return dp.Network.from_params(
+        net.weights, net.biases, activation=net.activation, output=net.output, cost=net.cost_name
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_divergence_stops_with_the_last_finite_weights(dtype, optimizer):
+    net, X, Y = exploding_problem(dtype)
+    twin = fresh_twin(net)
+    with pytest.raises(dp.DivergenceError, match=r"epoch \d+, batch \d+") as caught:
+        net.fit(X, Y, epochs=50, batch_size=4, lr=0.5, optimizer=optimizer, shuffle=False)
+    error = caught.value
+    assert np.isfinite(net.params).all()
+    assert all(np.isfinite(s).all() for s in net.optimizer.state)
+    assert len(error.history["cost"]) == error.epoch == len(net.history["cost"])
+    # Replaying the batches before the one to blame gives the same weights, bit for bit.
+    batches_per_epoch = 15
+    done = error.epoch * batches_per_epoch + error.batch
+    assert net.optimizer.step == done
+    if error.epoch:
+        twin.fit(X, Y, epochs=error.epoch, batch_size=4, lr=0.5, optimizer=optimizer, shuffle=False)
+    if error.batch:
+        rows = 4 * error.batch
+        twin.fit(
+            X[:rows],
+            Y[:rows],
+            epochs=1,
+            batch_size=4,
+            lr=0.5,
+            shuffle=False,
+            optimizer=None if error.epoch else optimizer,
+        )
+    np.testing.assert_array_equal(net.params, twin.params)
+
+
+def test_non_finite_parameters_are_refused_before_training():
+    net, X, Y = exploding_problem()
+    net.params[3] = np.nan
+    with pytest.raises(ValueError, match="parameters contain NaN"):
+        net.fit(X, Y, epochs=1)
+
+
+def test_sgd_step_reports_divergence():
+    net, X, Y = exploding_problem()
+    net.params[...] = 1e200
+    before = net.params.copy()
+    with pytest.raises(dp.DivergenceError):
+        net.sgd_step(X, Y, lr=1.0)
+    np.testing.assert_array_equal(net.params, before)
+
+
+def test_callback_that_raises_keeps_completed_epochs():
+    net, X, Y = exploding_problem()
+    twin = fresh_twin(net)
+
+    def fail_in_third_epoch(epoch, metrics):
+        if epoch == 2:
+            raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        net.fit(X, Y, epochs=5, lr=1e-4, callbacks=[fail_in_third_epoch], seed=3)
+    assert len(net.history["cost"]) == 3  # the epoch whose callback raised was completed
+    twin.fit(X, Y, epochs=3, lr=1e-4, seed=3)
+    np.testing.assert_array_equal(net.params, twin.params)
+
+
+INTERRUPTED_RUN = textwrap.dedent(
+    """
+    import sys, numpy as np, deltaprop as dp
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20000, 50)), rng.integers(0, 5, 20000)
+    net = dp.Network([50, 64, 5], activation="relu", output="softmax",
+                     cost="log_likelihood", seed=0)
+    print("started", flush=True)
+    try:
+        net.fit(X, y, epochs=100000, batch_size=10, optimizer="momentum", lr=1e-3,
+                shuffle=False)
+    except KeyboardInterrupt:
+        np.savez(sys.argv[1], params=net.params, step=net.optimizer.step,
+                 epochs=len(net.history["cost"]))
+        print("interrupted", flush=True)
+    """
+)
+
+
+def test_ctrl_c_leaves_the_weights_of_the_last_batch_done(tmp_path):
+    script, result = tmp_path / "run.py", tmp_path / "state.npz"
+    script.write_text(INTERRUPTED_RUN)
+    with subprocess.Popen(
+        [sys.executable, str(script), str(result)], stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout.readline().strip() == "started"
+        time.sleep(1.5)  # into the middle of some epoch
+        child.send_signal(signal.SIGINT)
+        assert child.stdout.read().strip() == "interrupted"
+        assert child.wait(timeout=60) == 0
+    saved = np.load(result)
+    step, recorded = int(saved["step"]), int(saved["epochs"])
+    epochs = step // 2000
+    # An interrupt between an epoch's last batch and its metrics leaves it unrecorded.
+    assert step > 0 and recorded in (epochs, epochs - (step % 2000 == 0))
+    # The same number of batches, replayed without interruption, gives the same weights.
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20000, 50)), rng.integers(0, 5, 20000)
+    net = dp.Network(
+        [50, 64, 5], activation="relu", output="softmax", cost="log_likelihood", seed=0
+    )
+    if epochs:
+        net.fit(X, y, epochs=epochs, batch_size=10, optimizer="momentum", lr=1e-3, shuffle=False)
+    rows = 10 * (step % 2000)
+    if rows:
+        net.fit(
+            X[:rows],
+            y[:rows],
+            epochs=1,
+            batch_size=10,
+            shuffle=False,
+            optimizer=None if epochs else "momentum",
+            lr=1e-3,
+        )
+    np.testing.assert_array_equal(saved["params"], net.params)
