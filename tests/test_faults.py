@@ -145,3 +145,127 @@ def test_ctrl_c_leaves_the_weights_of_the_last_batch_done(tmp_path):
             lr=1e-3,
         )
     np.testing.assert_array_equal(saved["params"], net.params)
+
+
+# ------------------------------------------------------------------ checkpoints
+def checkpoint_problem():
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(300, 12)), rng.integers(0, 4, 300)
+    net = dp.Network(
+        [12, 16, 4], activation="relu", output="softmax", cost="log_likelihood", seed=5
+    )
+    return net, X, y
+
+
+FIT_OPTIONS = {
+    "epochs": 8,
+    "batch_size": 16,
+    "optimizer": "adam",
+    "lr": 0.01,
+    "dropout": 0.2,
+    "schedule": "adaptive",
+    "validation_fraction": 0.2,
+    "early_stopping": True,
+    "patience": 50,
+    "seed": 9,
+    "checkpoint_every": 2,
+}
+
+
+def test_resumed_training_ends_with_the_uninterrupted_weights(tmp_path):
+    reference, X, y = checkpoint_problem()
+    full_history = reference.fit(X, y, checkpoint=tmp_path / "full.npz", **FIT_OPTIONS)
+
+    first, _, _ = checkpoint_problem()
+    partial = dict(FIT_OPTIONS, epochs=5)  # "killed" after epoch 5; last checkpoint at 4
+    first.fit(X, y, checkpoint=tmp_path / "run.npz", **partial)
+    # The checkpoint written at epoch 5 (the last one) is replaced by the one of epoch 4
+    # to mimic a crash between checkpoints.
+    fourth, _, _ = checkpoint_problem()
+    fourth.fit(X, y, checkpoint=tmp_path / "run.npz", **dict(FIT_OPTIONS, epochs=4))
+
+    resumed, _, _ = checkpoint_problem()
+    history = resumed.fit(X, y, checkpoint=tmp_path / "run.npz", resume=True, **FIT_OPTIONS)
+    np.testing.assert_array_equal(resumed.params, reference.params)
+    assert history["val_cost"] == full_history["val_cost"]
+    assert resumed.optimizer.step == reference.optimizer.step
+    assert dp.load(tmp_path / "run.npz").sizes == (12, 16, 4)  # also a model file
+
+
+def test_resume_checks_network_and_data(tmp_path):
+    net, X, y = checkpoint_problem()
+    net.fit(X, y, epochs=1, checkpoint=tmp_path / "ck.npz")
+    other = dp.Network([12, 8, 4], output="softmax", cost="log_likelihood", seed=0)
+    with pytest.raises(ValueError, match="checkpoint: .* holds Network"):
+        other.fit(X, y, epochs=2, checkpoint=tmp_path / "ck.npz", resume=True)
+    with pytest.raises(ValueError, match="trained on 300 samples, not 200"):
+        net.fit(X[:200], y[:200], epochs=2, checkpoint=tmp_path / "ck.npz", resume=True)
+    dp.save(net, tmp_path / "model.npz")
+    with pytest.raises(dp.ModelFormatError, match="not a training checkpoint"):
+        net.fit(X, y, epochs=2, checkpoint=tmp_path / "model.npz", resume=True)
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import sys, numpy as np, deltaprop as dp
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(3000, 40)), rng.integers(0, 4, 3000)
+    net = dp.Network([40, 64, 4], activation="relu", output="softmax",
+                     cost="log_likelihood", seed=5)
+    net.fit(X, y, epochs=int(sys.argv[2]), batch_size=8, optimizer="momentum", lr=0.01,
+            dropout=0.1, seed=1, checkpoint=sys.argv[1], resume=True,
+            callbacks=[lambda epoch, m: print(epoch, flush=True)])
+    np.save(sys.argv[1] + ".params.npy", net.params)
+    """
+)
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(KILLED_RUN)
+    epochs = "12"
+
+    def command(name):
+        return [sys.executable, str(script), str(tmp_path / name), epochs]
+
+    subprocess.run(command("clean.npz"), check=True, capture_output=True)
+    with subprocess.Popen(command("killed.npz"), stdout=subprocess.PIPE, text=True) as child:
+        while int(child.stdout.readline()) < 3:  # at least one checkpoint exists
+            pass
+        child.kill()
+        child.wait()
+    assert not (tmp_path / "killed.npz.params.npy").exists()
+    subprocess.run(command("killed.npz"), check=True, capture_output=True)
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "killed.npz.params.npy"), np.load(tmp_path / "clean.npz.params.npy")
+    )
+
+
+SAVING_LOOP = textwrap.dedent(
+    """
+    import sys, numpy as np, deltaprop as dp
+    nets = [dp.Network([300, 400, 10], seed=s) for s in (0, 1)]
+    print("ready", flush=True)
+    i = 0
+    while True:
+        nets[i % 2].save(sys.argv[1])
+        i += 1
+    """
+)
+
+
+def test_a_save_killed_at_a_random_moment_leaves_a_whole_file(tmp_path):
+    script, path = tmp_path / "save.py", tmp_path / "model.npz"
+    script.write_text(SAVING_LOOP)
+    candidates = [dp.Network([300, 400, 10], seed=s).params for s in (0, 1)]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        with subprocess.Popen(
+            [sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True
+        ) as child:
+            assert child.stdout.readline().strip() == "ready"
+            time.sleep(0.2 + rng.random() * 0.3)
+            child.kill()
+            child.wait()
+        loaded = dp.load(path).params
+        assert any(np.array_equal(loaded, c) for c in candidates)

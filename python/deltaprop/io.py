@@ -38,7 +38,15 @@ import numpy as np
 from . import optim
 from .network import ACTIVATIONS, COSTS, OUTPUTS, Network
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFormatError", "load", "save"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ModelFormatError",
+    "load",
+    "load_checkpoint",
+    "save",
+    "save_checkpoint",
+]
 
 FORMAT = "deltaprop-model"
 FORMAT_VERSION = 1
@@ -64,6 +72,10 @@ _FIELDS = {
     "optimizer",
     "sha256",
 }
+# A checkpoint (see `save_checkpoint`) adds the training progress, and with it possibly
+# the early-stopping best parameters as one more member.
+_TRAINING_FIELD = "training"
+_BEST_PARAMS = "best_params"
 _OPTIMIZER_FIELDS = {"name", "hyperparameters", "step", "n_state"}
 # What zipfile, the npy header parser and the JSON decoder raise on damaged input.
 _READ_ERRORS = (
@@ -120,8 +132,46 @@ def save(net: Network, path: str | os.PathLike) -> None:
     _write_atomically(os.fspath(path), lambda file: _write_npz(file, header, arrays))
 
 
-def _serialise(net: Network) -> tuple[bytes, dict[str, np.ndarray]]:
-    """(header bytes, {member name: little-endian array}) for a network."""
+def save_checkpoint(
+    net: Network,
+    path: str | os.PathLike,
+    training: dict[str, Any],
+    best_params: np.ndarray | None = None,
+) -> None:
+    """Save a network as `save` does, with the progress of a training run (a JSON-able
+    dict) and optionally the early-stopping best parameters, for `load_checkpoint`."""
+    header, arrays = _serialise(net, training, best_params)
+    _write_atomically(os.fspath(path), lambda file: _write_npz(file, header, arrays))
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+) -> tuple[Network, dict[str, Any], np.ndarray | None]:
+    """(network, training progress, best parameters or None) of a checkpoint; the same
+    checks as `load`, and ModelFormatError for a model file that is not a checkpoint."""
+    name = os.fspath(path)
+    with open(name, "rb") as file:
+        try:
+            fields, arrays = _read(file)
+            if _TRAINING_FIELD not in fields:
+                raise ModelFormatError("a model file, not a training checkpoint")
+            training = dict(fields[_TRAINING_FIELD])
+            has_best = training.pop(_BEST_PARAMS)
+            best = arrays.pop() if has_best else None
+            return _build(fields, arrays), training, best
+        except ModelFormatError as error:
+            raise ModelFormatError(f"{name}: {error}") from error.__cause__
+        except _READ_ERRORS as error:
+            raise ModelFormatError(
+                f"{name}: not a readable deltaprop model file ({type(error).__name__}: {error})"
+            ) from error
+
+
+def _serialise(
+    net: Network, training: dict[str, Any] | None = None, best_params: np.ndarray | None = None
+) -> tuple[bytes, dict[str, np.ndarray]]:
+    """(header bytes, {member name: little-endian array}) for a network, and for a
+    checkpoint its training progress and early-stopping best parameters."""
     from . import __version__
 
     if not isinstance(net, Network):
@@ -142,6 +192,10 @@ def _serialise(net: Network) -> tuple[bytes, dict[str, np.ndarray]]:
         "optimizer": optimizer,
     }
     arrays = {"params": params, **{f"state_{i}": s for i, s in enumerate(state)}}
+    if training is not None:
+        fields[_TRAINING_FIELD] = {**training, _BEST_PARAMS: best_params is not None}
+        if best_params is not None:
+            arrays[_BEST_PARAMS] = _finite_array(best_params, _BEST_PARAMS)
     fields["sha256"] = _digest(fields, arrays.values())
     return _canonical(fields), arrays
 
@@ -327,6 +381,8 @@ def load(path: str | os.PathLike) -> Network:
     with open(name, "rb") as file:
         try:
             fields, arrays = _read(file)
+            if fields.get(_TRAINING_FIELD, {}).get(_BEST_PARAMS, False):
+                arrays.pop()  # a checkpoint's early-stopping best parameters
             return _build(fields, arrays)
         except ModelFormatError as error:
             raise ModelFormatError(f"{name}: {error}") from error.__cause__
@@ -348,6 +404,8 @@ def _read(file: BinaryIO) -> tuple[dict[str, Any], list[np.ndarray]]:
         fields = _read_header(archive, members)
         dtype, n_params = _DTYPES[fields["dtype"]], fields["n_params"]
         names = ["params"] + [f"state_{i}" for i in range(_n_state(fields))]
+        if fields.get(_TRAINING_FIELD, {}).get(_BEST_PARAMS, False):
+            names.append(_BEST_PARAMS)
         unexpected = set(members) - {"header"} - set(names)
         if unexpected:
             raise ModelFormatError(f"unexpected members {sorted(unexpected)}")
@@ -470,9 +528,19 @@ def _check_fields(fields: Any) -> None:
         raise ModelFormatError(
             f"format version {reprlib.repr(version)}: this deltaprop reads version {FORMAT_VERSION}"
         )
-    if fields.keys() != _FIELDS:
-        missing, extra = sorted(_FIELDS - fields.keys()), sorted(fields.keys() - _FIELDS)
+    if fields.keys() - {_TRAINING_FIELD} != _FIELDS:
+        present = fields.keys() - {_TRAINING_FIELD}
+        missing, extra = sorted(_FIELDS - present), sorted(present - _FIELDS)
         raise ModelFormatError(f"header fields: missing {missing}, unexpected {extra}")
+    if _TRAINING_FIELD in fields:
+        training = fields[_TRAINING_FIELD]
+        _check(isinstance(training, dict), _TRAINING_FIELD, fields, "an object")
+        _check(
+            isinstance(training.get(_BEST_PARAMS, False), bool),
+            _TRAINING_FIELD,
+            fields,
+            f"an object whose {_BEST_PARAMS!r} is true or false",
+        )
     _check(isinstance(fields["deltaprop_version"], str), "deltaprop_version", fields)
     _check_sizes(fields)
     for key, allowed in (

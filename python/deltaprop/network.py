@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -475,6 +476,9 @@ class Network:
         shuffle: bool = True,
         seed: int | None = 0,
         verbose: bool = False,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
     ) -> dict[str, list[float]]:
         """Train by mini-batch gradient descent, in place.
 
@@ -515,6 +519,13 @@ class Network:
             Also record the training accuracy (one more pass over the data each epoch).
         verbose : bool
             Print one line per epoch, with a progress bar on a terminal.
+        checkpoint : path, optional
+            Save a training checkpoint there (atomically) every ``checkpoint_every`` epochs
+            and after the last: the model, its optimizer, the random state and the history.
+        resume : bool
+            If ``checkpoint`` exists, continue from it (it must come from the same network
+            and data): a run killed and resumed with the same arguments ends with the same
+            weights as one that was never interrupted.
 
         Returns
         -------
@@ -555,6 +566,9 @@ class Network:
             callbacks=_check_callbacks(callbacks),
             train_accuracy=bool(train_accuracy),
             verbose=bool(verbose),
+            checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+            checkpoint_every=_check_int(checkpoint_every, "checkpoint_every", 1),
+            resume=bool(resume),
         )
         return run.run()
 

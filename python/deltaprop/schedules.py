@@ -34,6 +34,13 @@ class Schedule:
     def __call__(self, epoch: int, lr: float, history: dict[str, list[float]]) -> float:
         return lr
 
+    def state(self) -> dict[str, Any]:
+        """What a training checkpoint must keep of the schedule (JSON-able)."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore `state` on resuming."""
+
 
 class Constant(Schedule):
     """The same rate every epoch."""
@@ -62,6 +69,13 @@ class Adaptive(Schedule):
             raise ValueError(f"tol: expected a number >= 0, got {tol!r}")
         self.tol = float(tol)
         self._best, self._stalled = np.inf, 0
+
+    def state(self):
+        return {"best": None if np.isinf(self._best) else self._best, "stalled": self._stalled}
+
+    def set_state(self, state):
+        self._best = np.inf if state["best"] is None else float(state["best"])
+        self._stalled = int(state["stalled"])
 
     def __call__(self, epoch, lr, history):
         if epoch == 0:

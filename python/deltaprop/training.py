@@ -3,6 +3,7 @@ progress between epochs; each epoch itself runs in the core."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -67,6 +68,15 @@ class EarlyStopping:
         if self.restore_best and self.best_params is not None:
             net.params[...] = self.best_params
 
+    def state(self) -> dict[str, Any]:
+        best = None if np.isinf(self.best_cost) else self.best_cost
+        return {"best_cost": best, "epochs_without_improvement": self.epochs_without_improvement}
+
+    def set_state(self, state: dict[str, Any], best_params: np.ndarray | None) -> None:
+        self.best_cost = np.inf if state["best_cost"] is None else float(state["best_cost"])
+        self.epochs_without_improvement = int(state["epochs_without_improvement"])
+        self.best_params = best_params
+
 
 @dataclass
 class TrainingRun:
@@ -88,24 +98,87 @@ class TrainingRun:
     callbacks: Sequence[Callable[[int, dict[str, float]], Any]]
     train_accuracy: bool
     verbose: bool
+    checkpoint: str | None = None
+    checkpoint_every: int = 1
+    resume: bool = False
     history: dict[str, list[float]] = field(default_factory=dict)
 
     def run(self) -> dict[str, list[float]]:
         # The network's own history grows epoch by epoch, so that an interrupted fit
         # leaves the metrics of the epochs it completed in net.history.
         self.history = self.net.history = {key: [] for key in self._history_keys()}
-        for epoch in range(self.epochs):
+        start, stopped = 0, False
+        if self.resume and self.checkpoint and os.path.exists(self.checkpoint):
+            start, stopped = self._resume()
+        for epoch in range(start, self.epochs):
+            if stopped:
+                break
             self.optimizer.lr = float(self.schedule(epoch, self.optimizer.lr, self.history))
             started = time.perf_counter()
             cost = self._train_epoch(epoch)
             self._record(cost, time.perf_counter() - started)
             if self.verbose:
                 _print_progress(epoch, self.epochs, self.history)
-            if self._should_stop(epoch):
-                break
+            stopped = self._should_stop(epoch)
+            if self.checkpoint and (
+                stopped or (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
+            ):
+                self._save_checkpoint(epoch + 1, stopped)
         if self.early_stopping is not None:
             self.early_stopping.restore(self.net)
         return self.history
+
+    # ------------------------------------------------------------- checkpoints
+    def _save_checkpoint(self, epochs_done: int, stopped: bool) -> None:
+        """Everything a resumed run needs to continue exactly as this one would."""
+        from .io import save_checkpoint
+
+        stopping = self.early_stopping
+        progress = {
+            "epochs_done": epochs_done,
+            "stopped": stopped,
+            "n_samples": len(self.data[0]),
+            "rng": self.rng.bit_generator.state,
+            "history": self.history,
+            "schedule": self.schedule.state(),
+            "early_stopping": None if stopping is None else stopping.state(),
+        }
+        best = None if stopping is None else stopping.best_params
+        save_checkpoint(self.net, self.checkpoint, progress, best)
+
+    def _resume(self) -> tuple[int, bool]:
+        """Continue from the checkpoint: parameters, optimizer, random state, history."""
+        from .io import ModelFormatError, load_checkpoint
+
+        saved, progress, best = load_checkpoint(self.checkpoint)
+        net = self.net
+        described = (net.sizes, net.activation, net.output, net.cost_name, net.dtype)
+        if (saved.sizes, saved.activation, saved.output, saved.cost_name, saved.dtype) != (
+            described
+        ):
+            raise ValueError(f"checkpoint: {self.checkpoint} holds {saved!r}, not {net!r}")
+        try:
+            if progress["n_samples"] != len(self.data[0]):
+                raise ValueError(
+                    f"checkpoint: {self.checkpoint} was trained on {progress['n_samples']} "
+                    f"samples, not {len(self.data[0])}"
+                )
+            self.rng.bit_generator.state = progress["rng"]
+            self.history.clear()
+            self.history.update(progress["history"])
+            self.schedule.set_state(progress["schedule"])
+            if self.early_stopping is not None:
+                self.early_stopping.set_state(progress["early_stopping"], best)
+            epochs_done, stopped = int(progress["epochs_done"]), bool(progress["stopped"])
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, ValueError) and str(error).startswith("checkpoint:"):
+                raise
+            raise ModelFormatError(
+                f"{self.checkpoint}: its training progress is malformed ({error!r})"
+            ) from error
+        net.params[...] = saved.params
+        net.optimizer = self.optimizer = saved.optimizer or self.optimizer
+        return epochs_done, stopped
 
     def _history_keys(self) -> list[str]:
         keys = ["cost"]
