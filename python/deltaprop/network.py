@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 import operator
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -187,6 +188,29 @@ class Network:
         self._weights, self._biases = self._layer_views(self._params)
         self.optimizer: optim.Optimizer | None = None
         self.history: dict[str, list[float]] = {}  # of the last fit, epoch by epoch
+        self._training = threading.Lock()  # held by fit: one training run at a time
+
+    # Pickling (copy, multiprocessing, scikit-learn's joblib): the compiled core is rebuilt
+    # from the architecture; parameters, optimizer and history travel as they are.
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "architecture": (
+                list(self.sizes),
+                self.activation,
+                self.output,
+                self.cost_name,
+                self.dtype.name,
+                self.leaky_slope,
+            ),
+            "params": self._params.copy(),
+            "optimizer": self.optimizer,
+            "history": self.history,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._build(*state["architecture"])
+        self._params[...] = state["params"]
+        self.optimizer, self.history = state["optimizer"], state["history"]
 
     def _initialise(self, init: str, rng: np.random.Generator) -> None:
         for W, b in zip(self._weights, self._biases):
@@ -570,7 +594,13 @@ class Network:
             checkpoint_every=_check_int(checkpoint_every, "checkpoint_every", 1),
             resume=bool(resume),
         )
-        return run.run()
+        # Two fits of one network at once would interleave their batches: refuse.
+        if not self._training.acquire(blocking=False):
+            raise RuntimeError("this network is already being trained (in another thread)")
+        try:
+            return run.run()
+        finally:
+            self._training.release()
 
     def _optimizer_for(self, optimizer, lr, momentum) -> optim.Optimizer:
         if optimizer is None:

@@ -1,0 +1,137 @@
+"""The GIL is released in the core; threads, BLAS thread counts and reproducibility."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+
+import numpy as np
+import pytest
+import threadpoolctl
+
+import deltaprop as dp
+
+
+def big_problem(seed=0, n=20000):
+    rng = np.random.default_rng(seed)
+    net = dp.Network(
+        [200, 256, 10], activation="relu", output="softmax", cost="log_likelihood", seed=seed
+    )
+    return net, rng.normal(size=(n, 200)), rng.integers(0, 10, n)
+
+
+def test_another_python_thread_runs_during_a_core_call():
+    net, X, y = big_problem()
+    Y = np.eye(10)[y]
+    ticks, running = [], threading.Event()
+
+    def count():
+        running.set()
+        while len(ticks) < 10**7 and not stop.is_set():
+            ticks.append(time.perf_counter())
+
+    stop = threading.Event()
+    counter = threading.Thread(target=count)
+    counter.start()
+    running.wait()
+    rule = dp._core.UpdateRule("sgd", 0.01)
+    step = np.zeros(1, dtype=np.int64)
+    start = time.perf_counter()
+    net._core.train(net.params, [], step, X, Y, None, None, 10, rule)  # one long call
+    end = time.perf_counter()
+    stop.set()
+    counter.join()
+    inside = sum(start < t < end for t in ticks)
+    assert end - start > 0.05
+    # Holding the GIL for the whole call would leave the counter at a standstill.
+    assert inside > 1000
+
+
+def train(seed):
+    net, X, y = big_problem(seed, n=3000)
+    net.fit(X, y, epochs=2, batch_size=32, optimizer="adam", dropout=0.1, seed=seed)
+    return net.params
+
+
+def test_two_networks_in_two_threads_match_sequential_runs():
+    sequential = [train(1), train(2)]
+    results = {}
+    threads = [threading.Thread(target=lambda s=s: results.update({s: train(s)})) for s in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    np.testing.assert_array_equal(results[1], sequential[0])
+    np.testing.assert_array_equal(results[2], sequential[1])
+
+
+def test_one_network_refuses_a_second_concurrent_fit_but_serves_predictions():
+    net, X, y = big_problem(n=20000)
+    errors, predictions = [], []
+    started = threading.Event()
+
+    def long_fit():
+        started.set()
+        net.fit(X, y, epochs=3, batch_size=10, lr=0.01)
+
+    trainer = threading.Thread(target=long_fit)
+    trainer.start()
+    started.wait()
+    time.sleep(0.05)
+    try:
+        net.fit(X[:100], y[:100], epochs=1)
+    except RuntimeError as error:
+        errors.append(str(error))
+    predictions.append(net.predict(X[:50]))  # between the trainer's core calls
+    trainer.join()
+    assert errors == ["this network is already being trained (in another thread)"]
+    assert np.isfinite(predictions[0]).all()
+    net.fit(X[:100], y[:100], epochs=1)  # free again once the first fit is done
+
+
+def test_networks_pickle_with_their_optimizer_state():
+    net, X, y = big_problem(n=500)
+    net.fit(X, y, epochs=1, optimizer="adam")
+    copy = pickle.loads(pickle.dumps(net))
+    np.testing.assert_array_equal(copy.params, net.params)
+    net.fit(X, y, epochs=1)
+    copy.fit(X, y, epochs=1)
+    np.testing.assert_array_equal(copy.params, net.params)
+
+
+@pytest.fixture
+def restore_threads():
+    before = dp.get_num_threads()
+    yield
+    dp.set_num_threads(before)
+
+
+def fit_with_threads(n_threads):
+    dp.set_num_threads(n_threads)
+    net, X, y = big_problem(3, n=4000)
+    net.fit(X, y, epochs=2, batch_size=256, optimizer="momentum", lr=0.01, seed=3)
+    return net.params.copy()
+
+
+def test_thread_counts_agree_to_rounding_and_each_is_reproducible(restore_threads):
+    one, one_again = fit_with_threads(1), fit_with_threads(1)
+    two, two_again = fit_with_threads(2), fit_with_threads(2)
+    np.testing.assert_array_equal(one, one_again)
+    np.testing.assert_array_equal(two, two_again)
+    np.testing.assert_allclose(one, two, rtol=1e-9, atol=1e-12)
+
+
+def test_threadpoolctl_controls_the_core_pool(restore_threads):
+    dp.set_num_threads(2)
+    libraries = [info["filepath"] for info in threadpoolctl.threadpool_info()]
+    assert any("deltaprop" in path and "openblas" in path for path in libraries)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert dp.get_num_threads() == 1
+    assert dp.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_set_num_threads_validates(bad):
+    with pytest.raises(ValueError, match="n: expected a positive integer"):
+        dp.set_num_threads(bad)
