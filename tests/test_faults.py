@@ -196,7 +196,7 @@ def test_resume_checks_network_and_data(tmp_path):
     net, X, y = checkpoint_problem()
     net.fit(X, y, epochs=1, checkpoint=tmp_path / "ck.npz")
     other = dp.Network([12, 8, 4], output="softmax", cost="log_likelihood", seed=0)
-    with pytest.raises(ValueError, match="checkpoint: .* holds Network"):
+    with pytest.raises(ValueError, match=r"checkpoint: .* holds Network"):
         other.fit(X, y, epochs=2, checkpoint=tmp_path / "ck.npz", resume=True)
     with pytest.raises(ValueError, match="trained on 300 samples, not 200"):
         net.fit(X[:200], y[:200], epochs=2, checkpoint=tmp_path / "ck.npz", resume=True)
