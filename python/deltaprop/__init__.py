@@ -42,9 +42,9 @@ def get_num_threads() -> int:
 __all__ = [
     "ACTIVATIONS",
     "COSTS",
-    "DivergenceError",
     "INITS",
     "OUTPUTS",
+    "DivergenceError",
     "ModelFormatError",
     "Network",
     "__version__",

@@ -1,0 +1,760 @@
+"""scikit-learn estimators: `DeltapropClassifier` and `DeltapropRegressor`.
+
+They follow `sklearn.neural_network.MLPClassifier` and `MLPRegressor` (same parameter names
+where the meaning is the same, the same fitted attributes, ``partial_fit``, ``warm_start``,
+early stopping on a held-out validation score) and train a `deltaprop.Network` underneath,
+exposed as ``network_``. scikit-learn is an optional dependency::
+
+    pip install 'deltaprop[sklearn]'
+
+How scikit-learn's conventions map onto deltaprop's:
+
+- ``alpha`` is MLP's L2 strength. MLP adds ``alpha * W / B_w`` to each mini-batch's gradient,
+  where ``B_w`` is the batch's total sample weight (its size without weights), and adds
+  ``0.5 * alpha * ||W||^2 / B_w`` to the batch's loss. Here the gradient gains
+  ``(alpha / (B * w_mean)) W``, with ``B`` the batch size and ``w_mean`` the mean training
+  weight (1 without weights), given to `Network.fit` as Nielsen's ``lmbda = n * alpha /
+  (B * w_mean)`` (it adds ``(lmbda / n) W``, n = training samples). This is MLP's term
+  exactly for every full batch without weights, and for full-batch training with weights;
+  only the smaller last batch of an epoch (and the weight sum of individual batches) can
+  differ. It is a coupled L2 term for every ``optimizer``, "adamw" included, whose own
+  decoupled decay (AdamW's default 0.01) comes on top.
+- ``loss_curve_`` is, per epoch, the mean training cost of the mini-batches (log-loss for the
+  classifier, half the squared error summed over the outputs for the regressor) plus the L2
+  penalty ``0.5 * alpha / (B * w_mean) * ||W||^2`` at the end of the epoch: the objective
+  the updates minimise, as MLP's curve includes its penalty. (For several regression outputs
+  MLP averages the squared error over the outputs in its curve while its gradients sum them;
+  here both sum.)
+- Training stops once ``n_iter_no_change`` consecutive epochs fail to lower the training loss
+  by ``tol`` (with ``early_stopping``: to raise the validation score by ``tol``; MLP waits
+  one epoch more). ``max_iter`` epochs without that raise a `ConvergenceWarning`, as MLP does.
+- ``warm_start`` and ``partial_fit`` continue the fitted network *and its optimizer state*
+  (Adam's moments, the step count) when ``optimizer`` is unchanged; MLP restarts its
+  optimizer on each warm-started ``fit``. ``n_iter_`` counts every epoch the network has been
+  trained for (the length of ``loss_curve_``), across ``partial_fit`` and warm-started calls.
+- The classifier always uses a softmax output over the classes, two units for a binary
+  problem (MLP uses one logistic unit), so ``coefs_[-1]`` has one column per class;
+  multilabel targets (a 0/1 indicator matrix) get sigmoid outputs with the cross-entropy.
+- ``batch_size`` larger than the training set means full-batch training, without MLP's
+  warning.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import (
+        check_classification_targets,
+        type_of_target,
+        unique_labels,
+    )
+    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+except ImportError as error:  # pragma: no cover - only without scikit-learn
+    raise ImportError(
+        "deltaprop.sklearn needs scikit-learn (>= 1.6): pip install 'deltaprop[sklearn]'. "
+        f"The error was: {error}"
+    ) from error
+
+from . import optim
+from .network import ACTIVATIONS, INITS, Network
+
+__all__ = ["DeltapropClassifier", "DeltapropRegressor"]
+
+# scikit-learn's name for the sigmoid, next to deltaprop's own names.
+_ACTIVATIONS = {"logistic": "sigmoid", **{name: name for name in ACTIVATIONS}}
+_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+# scikit-learn's names for the output activations, for out_activation_.
+_OUT_ACTIVATION_NAMES = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
+_MAX_SEED = np.iinfo(np.int32).max
+
+
+_PARAMETERS_DOC = """\
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(100,)
+        Units of each hidden layer; ``()`` gives a network without hidden layers.
+    activation : {"relu", "tanh", "logistic", "sigmoid", "leaky_relu", "identity"}, \
+default="relu"
+        Hidden-layer activation ("logistic" is scikit-learn's name for "sigmoid").
+    optimizer : {"adam", "sgd", "momentum", "nesterov", "adamw"}, default="adam"
+        The update rule (see `deltaprop.optim`); MLP's ``solver``, without "lbfgs".
+    learning_rate_init : float, default=0.001
+        Learning rate, constant during training.
+    batch_size : int or "auto", default="auto"
+        Mini-batch size; "auto" is ``min(200, n_samples)``.
+    max_iter : int, default=200
+        Maximum number of epochs of one ``fit``.
+    alpha : float, default=0.0001
+        L2 strength with MLP's meaning (see the module documentation for the mapping).
+    momentum : float, default=0.9
+        Momentum of "momentum" and "nesterov", in [0, 1).
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Decay rates of Adam's moment estimates ("adam", "adamw"), in [0, 1).
+    epsilon : float, default=1e-8
+        Adam's denominator offset, > 0.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified for single-label
+        classification), stop when its score (accuracy or R^2) has not risen by ``tol`` for
+        ``n_iter_no_change`` epochs, and keep the weights of the best score.
+    validation_fraction : float, default=0.1
+        Fraction held out by ``early_stopping``, in (0, 1).
+    n_iter_no_change : int or numpy.inf, default=10
+        Epochs without an improvement of ``tol`` after which training stops.
+    tol : float, default=1e-4
+        Smallest improvement of the loss (or validation score) that counts.
+    dropout : float, default=0.0
+        Rate of inverted dropout on the hidden layers during training, in [0, 1).
+    init : {"auto", "he", "glorot", "normal_scaled", "normal"}, default="auto"
+        Weight initialiser (see `deltaprop.Network`); "auto" is "he" for "relu" and
+        "leaky_relu", "glorot" otherwise.
+    shuffle : bool, default=True
+        Visit the training samples in a new random order each epoch.
+    random_state : int, numpy.random.RandomState or None, default=None
+        Seeds the initial weights, the validation split, the shuffling and dropout. An int
+        makes ``fit`` reproducible.
+    warm_start : bool, default=False
+        Let ``fit`` continue from the fitted network (and its optimizer state) rather than
+        start again.
+    dtype : {"float64", "float32"}, default="float64"
+        Precision of the network and of all its computation.
+    verbose : bool, default=False
+        Print one line per epoch.
+"""
+
+_ATTRIBUTES_DOC = """\
+    network_ : deltaprop.Network
+        The trained network (with its optimizer in ``network_.optimizer``).
+    coefs_ : list of ndarray, the i-th of shape (n_units_i, n_units_{i+1})
+        Weight matrices in scikit-learn's layout: ``coefs_[i]`` is ``network_.weights[i].T``,
+        a live view into the network. Assigning a list of arrays of these shapes copies them
+        into the network (so does assigning ``intercepts_``).
+    intercepts_ : list of ndarray, the i-th of shape (n_units_{i+1},)
+        Bias vectors, live views of ``network_.biases``.
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during ``fit``, when ``X`` had string column names.
+    n_iter_ : int
+        Epochs the network has been trained for.
+    t_ : int
+        Training samples seen (summed over the epochs).
+    loss_ : float
+        Loss of the last epoch.
+    loss_curve_ : list of float
+        Loss of each epoch, L2 penalty included.
+    best_loss_ : float or None
+        Lowest loss reached; None with ``early_stopping``.
+    validation_scores_ : list of float or None
+        Score on the validation split after each epoch with ``early_stopping``, else None.
+    best_validation_score_ : float or None
+        Best validation score with ``early_stopping``, else None.
+    n_layers_ : int
+        Number of layers, input and output included.
+    n_outputs_ : int
+        Number of output units.
+    out_activation_ : str
+        Output activation, in scikit-learn's names: "softmax", "logistic" or "identity".
+"""
+
+
+def _check_real(value: Any, name: str, low: float, high: float = np.inf, *, open_low=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {value!r}")
+    value = float(value)
+    too_low = value <= low if open_low else value < low
+    if not np.isfinite(value) or too_low or value >= high:
+        interval = f"{'(' if open_low else '['}{low:g}, {high:g})"
+        raise ValueError(f"{name}: expected a value in {interval}, got {value!r}")
+    return value
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype):
+    """sample_weight as a (n_samples,) array of `dtype`, or None."""
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight)
+    if weights.dtype.kind not in "biuf":
+        raise ValueError(f"sample_weight: expected real numbers, got dtype {weights.dtype}")
+    if weights.ndim == 0:
+        weights = np.full(n_samples, weights)
+    if weights.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight: expected shape ({n_samples},) to match X, got {weights.shape}"
+        )
+    weights = weights.astype(dtype)  # a copy: the caller's array is never touched
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError("sample_weight: expected finite, non-negative weights")
+    if weights.sum() == 0:
+        raise ValueError("sample_weight: all the weights are zero; at least one must be positive")
+    return weights
+
+
+class _BaseDeltaprop(BaseEstimator):
+    """What the classifier and the regressor share: parameters and the training loop."""
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        *,
+        activation="relu",
+        optimizer="adam",
+        learning_rate_init=0.001,
+        batch_size="auto",
+        max_iter=200,
+        alpha=0.0001,
+        momentum=0.9,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        dropout=0.0,
+        init="auto",
+        shuffle=True,
+        random_state=None,
+        warm_start=False,
+        dtype="float64",
+        verbose=False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.optimizer = optimizer
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.alpha = alpha
+        self.momentum = momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.dropout = dropout
+        self.init = init
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.dtype = dtype
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ subclasses
+    def _validate_targets(self, X, y, *, first_pass, incremental, classes, dtype):
+        """(X, targets for the network, output activation, cost, classes_ or None) from the
+        caller's data; validate_data sets n_features_in_ when first_pass."""
+        raise NotImplementedError
+
+    def _score_outputs(self, outputs, targets, sample_weight) -> float:
+        """The validation score of network outputs against network targets."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ parameters
+    def _hidden_sizes(self) -> tuple[int, ...]:
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
+            sizes = (sizes,)
+        if isinstance(sizes, (str, bytes)) or not np.iterable(sizes):
+            raise TypeError(
+                f"hidden_layer_sizes: expected an int or a sequence of ints, got {sizes!r}"
+            )
+        return tuple(_check_int(n, "hidden_layer_sizes", 1) for n in sizes)
+
+    def _check_params(self) -> None:
+        """Validate the hyper-parameters that `Network` and `optim` do not see as given."""
+        self._hidden_sizes()
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"activation: expected one of {', '.join(_ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(
+                f"optimizer: expected one of {', '.join(_OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.init != "auto" and self.init not in INITS:
+            raise ValueError(
+                f"init: expected 'auto' or one of {', '.join(INITS)}, got {self.init!r}"
+            )
+        if self.dtype not in ("float64", "float32", np.float64, np.float32):
+            raise ValueError(f"dtype: expected 'float64' or 'float32', got {self.dtype!r}")
+        if self.batch_size != "auto":
+            _check_int(self.batch_size, "batch_size", 1)
+        _check_int(self.max_iter, "max_iter", 1)
+        if self.n_iter_no_change != np.inf:
+            _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        _check_real(self.learning_rate_init, "learning_rate_init", 0.0, open_low=True)
+        _check_real(self.alpha, "alpha", 0.0)
+        _check_real(self.tol, "tol", 0.0)
+        _check_real(self.momentum, "momentum", 0.0, 1.0)
+        _check_real(self.beta_1, "beta_1", 0.0, 1.0)
+        _check_real(self.beta_2, "beta_2", 0.0, 1.0)
+        _check_real(self.epsilon, "epsilon", 0.0, open_low=True)
+        _check_real(self.dropout, "dropout", 0.0, 1.0)
+        if self.early_stopping:
+            _check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0, open_low=True)
+
+    def _new_optimizer(self) -> optim.Optimizer:
+        lr = self.learning_rate_init
+        if self.optimizer in ("momentum", "nesterov"):
+            return optim.get(self.optimizer, lr=lr, momentum=self.momentum)
+        if self.optimizer in ("adam", "adamw"):
+            return optim.get(
+                self.optimizer, lr=lr, betas=(self.beta_1, self.beta_2), eps=self.epsilon
+            )
+        return optim.SGD(lr)
+
+    def _optimizer_for_fit(self, first_pass: bool) -> optim.Optimizer:
+        """A new optimizer with the current hyper-parameters; when training continues with
+        the same kind of optimizer, it takes over the previous one's state."""
+        new = self._new_optimizer()
+        previous = self.network_.optimizer
+        if not first_pass and previous is not None and previous.name == new.name:
+            new.state, new.step = previous.state, previous.step
+        return new
+
+    # ------------------------------------------------------------------ fitting
+    def _initialize(self, sizes: list[int], output: str, cost: str, seed: int, dtype) -> None:
+        activation = _ACTIVATIONS[self.activation]
+        init = self.init
+        if init == "auto":
+            init = "he" if activation in ("relu", "leaky_relu") else "glorot"
+        self.network_ = Network(
+            sizes,
+            activation=activation,
+            output=output,
+            cost=cost,
+            dtype=dtype,
+            init=init,
+            seed=seed,
+        )
+        self.n_layers_ = len(sizes)
+        self.n_outputs_ = sizes[-1]
+        self.out_activation_ = _OUT_ACTIVATION_NAMES[output]
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self.best_loss_ = None
+        self.validation_scores_ = None
+        self.best_validation_score_ = None
+        self._best_params = None
+        self._no_improvement_count = 0
+
+    def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
+        self._check_params()
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = not hasattr(self, "network_") or (not self.warm_start and not incremental)
+        dtype = np.dtype(self.dtype) if first_pass else self.network_.dtype
+        X, targets, output, cost, classes = self._validate_targets(
+            X, y, first_pass=first_pass, incremental=incremental, classes=classes, dtype=dtype
+        )
+        n_outputs = classes.size if targets.ndim == 1 else targets.shape[1]
+        sample_weight = _check_sample_weight(sample_weight, X.shape[0], dtype)
+
+        # With an int random_state every call draws the same seeds, as MLP does; the epoch
+        # seed is mixed with n_iter_ below so that continued training does not repeat itself.
+        init_seed, split_seed, epoch_seed = check_random_state(self.random_state).randint(
+            _MAX_SEED, size=3
+        )
+        if first_pass:
+            if classes is not None:
+                self.classes_ = classes
+            sizes = [X.shape[1], *self._hidden_sizes(), n_outputs]
+            self._initialize(sizes, output, cost, int(init_seed), dtype)
+        elif (n_outputs, output) != (self.n_outputs_, self.network_.output):
+            raise ValueError(
+                f"y: the fitted network has {self.n_outputs_} {self.network_.output} outputs, "
+                f"y needs {n_outputs} {output} outputs; fit without warm_start to start again"
+            )
+        if self.early_stopping:
+            if self.validation_scores_ is None:
+                self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            self.best_loss_ = None
+        elif self.best_loss_ is None:
+            self.best_loss_ = min(self.loss_curve_, default=np.inf)
+            self.validation_scores_ = self.best_validation_score_ = None
+        if not incremental:
+            self._no_improvement_count = 0
+
+        train, validation = self._split(X, targets, sample_weight, split_seed)
+        X_train, targets_train, weight_train = train
+        n_train = X_train.shape[0]
+        batch_size = min(200 if self.batch_size == "auto" else self.batch_size, n_train)
+        mean_weight = 1.0 if weight_train is None else float(weight_train.mean())
+        l2 = self.alpha / (batch_size * mean_weight) if mean_weight > 0 else 0.0
+
+        converged = False
+
+        def end_of_epoch(epoch: int, metrics: dict[str, float]) -> bool:
+            nonlocal converged
+            converged = self._record_epoch(metrics["cost"], l2, n_train, validation)
+            return converged and not incremental
+
+        self.network_.fit(
+            X_train,
+            targets_train,
+            sample_weight=weight_train,
+            epochs=1 if incremental else self.max_iter,
+            batch_size=batch_size,
+            optimizer=self._optimizer_for_fit(first_pass),
+            lmbda=l2 * n_train,
+            dropout=self.dropout,
+            callbacks=[end_of_epoch],
+            shuffle=bool(self.shuffle),
+            seed=int(np.random.SeedSequence([int(epoch_seed), self.n_iter_]).generate_state(1)[0]),
+            verbose=bool(self.verbose),
+        )
+        if self.early_stopping and self._best_params is not None:
+            self.network_.params[...] = self._best_params
+        if not incremental and not converged:
+            warnings.warn(
+                f"{type(self).__name__}: max_iter={self.max_iter} epochs reached and the "
+                f"optimization hasn't converged yet (tol={self.tol}, "
+                f"n_iter_no_change={self.n_iter_no_change}).",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _split(self, X, targets, sample_weight, seed):
+        """((X, targets, weights) to train on, (X, targets, weights) to validate on or None)."""
+        if not self.early_stopping:
+            return (X, targets, sample_weight), None
+        stratify = targets if isinstance(self, ClassifierMixin) and targets.ndim == 1 else None
+        arrays = [X, targets] + ([] if sample_weight is None else [sample_weight])
+        parts = train_test_split(
+            *arrays, test_size=self.validation_fraction, random_state=int(seed), stratify=stratify
+        )
+        train, validation = parts[0::2], parts[1::2]
+        if sample_weight is None:
+            train, validation = train + [None], validation + [None]
+        if validation[0].shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small: increase validation_fraction or the number "
+                "of samples."
+            )
+        return tuple(train), tuple(validation)
+
+    def _record_epoch(self, cost: float, l2: float, n_train: int, validation) -> bool:
+        """Book-keeping after an epoch; True once training has stopped improving."""
+        net = self.network_
+        penalty = 0.5 * l2 * sum(float(np.dot(W.ravel(), W.ravel())) for W in net.weights)
+        self.loss_ = float(cost) + penalty
+        self.loss_curve_.append(self.loss_)
+        self.n_iter_ += 1
+        self.t_ += n_train
+        if validation is not None:
+            X_val, targets_val, weight_val = validation
+            score = self._score_outputs(net.predict(X_val), targets_val, weight_val)
+            self.validation_scores_.append(score)
+            improved = score >= self.best_validation_score_ + self.tol  # False for NaN
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = net.params.copy()
+        else:
+            improved = self.loss_ <= self.best_loss_ - self.tol  # False for NaN
+            self.best_loss_ = min(self.best_loss_, self.loss_)
+        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
+        return self._no_improvement_count >= self.n_iter_no_change
+
+    # ------------------------------------------------------------------ prediction
+    def _outputs(self, X) -> np.ndarray:
+        """The network's output activations for X, of shape (n_samples, n_outputs_)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=self.network_.dtype)
+        return self.network_.predict(X)
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        return [W.T for W in self._fitted_network("coefs_").weights]
+
+    @coefs_.setter
+    def coefs_(self, coefs) -> None:
+        self._assign("coefs_", [W.T for W in self._fitted_network("coefs_").weights], coefs)
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        return self._fitted_network("intercepts_").biases
+
+    @intercepts_.setter
+    def intercepts_(self, intercepts) -> None:
+        self._assign("intercepts_", self._fitted_network("intercepts_").biases, intercepts)
+
+    def _fitted_network(self, attribute: str) -> Network:
+        if "network_" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__} has no {attribute} before it is fitted")
+        return self.network_
+
+    @staticmethod
+    def _assign(attribute: str, targets: list[np.ndarray], values) -> None:
+        """Copy `values` into the network's parameter views, all shapes checked first."""
+        values = [np.asarray(value) for value in values]
+        shapes = [target.shape for target in targets]
+        if [value.shape for value in values] != shapes:
+            raise ValueError(
+                f"{attribute}: expected arrays of shapes {shapes}, "
+                f"got {[value.shape for value in values]}"
+            )
+        for target, value in zip(targets, values):
+            target[...] = value
+
+
+class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
+    __doc__ = f"""A multilayer-perceptron classifier trained by deltaprop's core.
+
+    scikit-learn's `MLPClassifier` interface (see the module documentation for the
+    differences). The output is a softmax over the classes with the log-likelihood cost
+    (two units for a binary problem); a multilabel target (a 0/1 indicator matrix of shape
+    (n_samples, n_labels)) gets one sigmoid unit per label with the cross-entropy.
+
+{_PARAMETERS_DOC}
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels (``arange(n_labels)`` for a multilabel target).
+{_ATTRIBUTES_DOC}
+    Examples
+    --------
+    >>> import deltaprop
+    >>> from deltaprop.sklearn import DeltapropClassifier
+    >>> from sklearn.model_selection import train_test_split
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> X, y = deltaprop.datasets.load_digits()
+    >>> X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    >>> model = make_pipeline(StandardScaler(), DeltapropClassifier(random_state=0))
+    >>> model.fit(X_train, y_train).score(X_test, y_test) > 0.95
+    True
+    """
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on (X, y) for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Class labels of any type, or a 0/1 indicator matrix for a multilabel target.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights of the samples in the loss.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train for one epoch on (X, y), continuing from the current network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        classes : array-like of shape (n_classes,), optional
+            Every class of all the calls; required on the first call, after which ``y``
+            may hold only some of them.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        first_call = not hasattr(self, "network_")
+        if first_call and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if not first_call and classes is not None:
+            if not np.array_equal(self.classes_, unique_labels(classes)):
+                raise ValueError(
+                    f"classes={classes!r} is not the same as on the first call to partial_fit, "
+                    f"which was {self.classes_!r}"
+                )
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _validate_targets(self, X, y, *, first_pass, incremental, classes, dtype):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, reset=first_pass)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        target_type = type_of_target(y)
+        if target_type not in ("binary", "multiclass", "multilabel-indicator"):
+            raise ValueError(f"y: {target_type} targets are not supported")
+        if target_type == "multilabel-indicator":
+            classes = np.arange(y.shape[1]) if first_pass else self.classes_
+            return X, y.astype(dtype), "sigmoid", "cross_entropy", classes
+
+        seen = unique_labels(y)
+        if first_pass:
+            classes = seen if classes is None else unique_labels(classes)
+            if classes.size < 2:
+                raise ValueError(
+                    f"y: a classifier needs samples of at least 2 classes; got 1 class "
+                    f"({classes[0]!r})"
+                )
+        else:
+            classes = self.classes_
+            if self.warm_start and not incremental and not np.array_equal(seen, classes):
+                raise ValueError(
+                    f"y: warm_start needs the classes of the previous fit, {classes!r}; "
+                    f"y has {seen!r}"
+                )
+        unknown = np.setdiff1d(seen, classes)
+        if unknown.size:
+            raise ValueError(f"y: has classes {unknown!r} not among the classes {classes!r}")
+        return X, np.searchsorted(classes, y), "softmax", "log_likelihood", classes
+
+    def _score_outputs(self, outputs, targets, sample_weight) -> float:
+        if not np.isfinite(outputs).all():
+            return np.nan
+        if targets.ndim == 2:
+            return accuracy_score(targets > 0.5, outputs > 0.5, sample_weight=sample_weight)
+        return accuracy_score(targets, outputs.argmax(axis=1), sample_weight=sample_weight)
+
+    def predict(self, X):
+        """Predicted class of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) holding labels from ``classes_``, or of shape
+        (n_samples, n_labels) holding 0/1 for a multilabel target
+        """
+        proba = self._outputs(X)
+        if self.out_activation_ == "logistic":
+            return (proba > 0.5).astype(np.int64)
+        return self.classes_[proba.argmax(axis=1)]
+
+    def predict_proba(self, X):
+        """Class probabilities: the network's softmax (or, multilabel, sigmoid) outputs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), columns in the order of ``classes_``
+        """
+        return self._outputs(X)
+
+    def predict_log_proba(self, X):
+        """Logarithm of `predict_proba` (-inf where a probability underflowed to 0).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(proba, out=proba)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class DeltapropRegressor(RegressorMixin, _BaseDeltaprop):
+    __doc__ = f"""A multilayer-perceptron regressor trained by deltaprop's core.
+
+    scikit-learn's `MLPRegressor` interface (see the module documentation for the
+    differences): identity outputs and the quadratic cost 1/2 ||a - y||^2, one output unit
+    per target column.
+
+{_PARAMETERS_DOC}
+    Attributes
+    ----------
+{_ATTRIBUTES_DOC}
+    """
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on (X, y) for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights of the samples in the loss.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """Train for one epoch on (X, y), continuing from the current network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _validate_targets(self, X, y, *, first_pass, incremental, classes, dtype):
+        X, y = validate_data(
+            self, X, y, multi_output=True, y_numeric=True, dtype=dtype, reset=first_pass
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        # Always 2-D: to the network a 1-D array with several outputs means class indices.
+        targets = np.asarray(y, dtype=dtype).reshape(y.shape[0], -1)
+        return X, targets, "identity", "quadratic", None
+
+    def _score_outputs(self, outputs, targets, sample_weight) -> float:
+        if not np.isfinite(outputs).all():
+            return np.nan
+        return r2_score(targets, outputs, sample_weight=sample_weight)
+
+    def predict(self, X):
+        """Predicted targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) for a single target, else (n_samples, n_targets)
+        """
+        outputs = self._outputs(X)
+        return outputs[:, 0] if self.n_outputs_ == 1 else outputs
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

@@ -1,0 +1,434 @@
+"""The scikit-learn estimators: scikit-learn's own estimator checks, then their use in
+pipelines and searches, pickling, partial_fit, warm_start, sample weights and attributes."""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import deltaprop as dp
+from deltaprop.sklearn import DeltapropClassifier, DeltapropRegressor
+
+# Small networks, seeded, so that the checks are quick and reproducible. lr 0.01: the checks'
+# accuracy and R^2 thresholds must be met within max_iter epochs.
+SMALL = dict(hidden_layer_sizes=(10,), max_iter=100, learning_rate_init=0.01, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = dp.datasets.load_digits()
+    return train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    """Three well-separated classes in 4 dimensions."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0, 0, 0], [4, 0, 4, 0], [0, 4, 0, 4]], dtype=float)
+    y = np.repeat(np.arange(3), 40)
+    X = centres[y] + rng.normal(size=(len(y), 4))
+    return X, y
+
+
+# MLP's own checks raise ConvergenceWarning too: the checks fit for a fixed, small max_iter.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks([DeltapropClassifier(**SMALL), DeltapropRegressor(**SMALL)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_pipeline_on_digits_is_accurate(digits):
+    X_train, X_test, y_train, y_test = digits
+    model = make_pipeline(StandardScaler(), DeltapropClassifier(max_iter=50, random_state=0))
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X_train, y_train)
+    assert model.score(X_test, y_test) > 0.9
+    proba = model.predict_proba(X_test)
+    assert proba.shape == (len(X_test), 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-12)
+    np.testing.assert_allclose(model.predict_log_proba(X_test), np.log(proba))
+
+
+def test_grid_search_in_two_processes(blobs):
+    X, y = blobs
+    search = GridSearchCV(
+        DeltapropClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0),
+        {"learning_rate_init": [1e-4, 3e-2]},
+        cv=3,
+        n_jobs=2,
+        error_score="raise",
+    )
+    # The workers' ConvergenceWarnings stay in the workers; the refit in this process warns.
+    with pytest.warns(ConvergenceWarning):
+        search.fit(X, y)
+    assert search.best_params_ == {"learning_rate_init": 3e-2}
+    assert search.best_score_ > 0.9
+    assert search.best_estimator_.score(X, y) > 0.9
+
+
+@pytest.mark.parametrize("fitted", [False, True], ids=["unfitted", "fitted"])
+def test_pickle_round_trip(blobs, fitted):
+    X, y = blobs
+    model = DeltapropClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0)
+    if fitted:
+        with pytest.warns(ConvergenceWarning):
+            model.fit(X, y)
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.get_params() == model.get_params()
+    if not fitted:
+        assert not hasattr(restored, "network_")
+        return
+    np.testing.assert_array_equal(restored.predict_proba(X), model.predict_proba(X))
+    assert restored.network_ is not model.network_
+    assert restored.network_.optimizer.step == model.network_.optimizer.step
+    # Training resumes from the pickled optimizer state exactly as from the original.
+    for estimator in (model, restored):
+        estimator.partial_fit(X, y)
+    np.testing.assert_array_equal(restored.network_.params, model.network_.params)
+
+
+def test_clone_is_unfitted_with_the_same_params(blobs):
+    X, y = blobs
+    model = DeltapropRegressor(hidden_layer_sizes=(3, 2), alpha=0.5, max_iter=2, random_state=1)
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, y)
+    copy = clone(model)
+    assert copy.get_params() == model.get_params()
+    assert not hasattr(copy, "network_") and not hasattr(copy, "coefs_")
+
+
+def test_partial_fit_needs_classes_first_then_trains_one_epoch_per_call(blobs):
+    X, y = blobs
+    model = DeltapropClassifier(hidden_layer_sizes=(8,), learning_rate_init=0.05, random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        model.partial_fit(X, y)
+    # The first batch holds classes 0 and 1 only; class 2 arrives later.
+    first = y < 2
+    model.partial_fit(X[first], y[first], classes=[0, 1, 2])
+    assert model.n_iter_ == 1 and model.t_ == first.sum()
+    assert model.predict_proba(X).shape == (len(X), 3)
+    for _ in range(20):
+        model.partial_fit(X, y)
+    assert model.n_iter_ == 21 and len(model.loss_curve_) == 21
+    assert model.t_ == first.sum() + 20 * len(X)
+    assert model.score(X, y) > 0.9
+    with pytest.raises(ValueError, match="not among the classes"):
+        model.partial_fit(X, np.where(y == 2, 7, y))
+    with pytest.raises(ValueError, match="not the same"):
+        model.partial_fit(X, y, classes=[0, 1])
+
+
+def test_partial_fit_refuses_early_stopping(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="early_stopping"):
+        DeltapropClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+
+
+def test_warm_start_continues_training(blobs):
+    X, y = blobs
+    model = DeltapropClassifier(
+        hidden_layer_sizes=(8,), max_iter=5, warm_start=True, random_state=0
+    )
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, y)
+    weights, curve, step = (
+        model.coefs_[0].copy(),
+        list(model.loss_curve_),
+        model.network_.optimizer.step,
+    )
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, y)
+    assert model.n_iter_ == 10 and model.loss_curve_[:5] == curve
+    assert len(model.loss_curve_) == 10 and model.t_ == 10 * len(X)
+    assert model.network_.optimizer.step == 2 * step  # Adam's state carried on
+    assert not np.array_equal(model.coefs_[0], weights)
+    # Without warm_start a second fit starts again from the same initial weights.
+    cold = DeltapropClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    for _ in range(2):
+        with pytest.warns(ConvergenceWarning):
+            cold.fit(X, y)
+    assert cold.n_iter_ == 5 and cold.loss_curve_ == curve
+
+
+def test_stops_when_the_loss_stops_improving(blobs):
+    X, y = blobs
+    model = DeltapropClassifier(
+        hidden_layer_sizes=(8,),
+        learning_rate_init=0.05,
+        tol=0.5,
+        n_iter_no_change=3,
+        random_state=0,
+    )
+    model.fit(X, y)  # no ConvergenceWarning: it converged
+    assert model.n_iter_ < model.max_iter
+    # The last n_iter_no_change epochs did not beat the best of the earlier ones by tol.
+    assert min(model.loss_curve_[-3:]) > min(model.loss_curve_[:-3]) - 0.5
+    assert model.best_loss_ == min(model.loss_curve_)
+    assert model.validation_scores_ is None and model.best_validation_score_ is None
+
+
+def test_early_stopping_keeps_the_best_validation_weights(blobs):
+    X, y = blobs
+    model = DeltapropClassifier(
+        hidden_layer_sizes=(8,),
+        learning_rate_init=0.02,
+        early_stopping=True,
+        n_iter_no_change=4,
+        random_state=0,
+    )
+    model.fit(X, y)
+    assert model.n_iter_ < model.max_iter
+    assert len(model.validation_scores_) == model.n_iter_
+    assert model.best_validation_score_ == max(model.validation_scores_)
+    assert model.best_loss_ is None
+    # The held-out split: seeded by the second of the seeds drawn from random_state.
+    split_seed = np.random.RandomState(0).randint(2**31 - 1, size=2)[1]
+    _, X_val, _, y_val = train_test_split(X, y, test_size=0.1, random_state=split_seed, stratify=y)
+    assert model.score(X_val, y_val) == model.best_validation_score_
+
+
+def test_zero_weights_on_a_class_change_predictions(blobs):
+    X, y = blobs
+    model = DeltapropClassifier(
+        hidden_layer_sizes=(8,), learning_rate_init=0.05, max_iter=60, random_state=0
+    )
+    with pytest.warns(ConvergenceWarning):
+        plain = model.fit(X, y).predict(X)
+    assert (plain == 2).mean() > 0.3
+    weights = np.where(y == 2, 0.0, 1.0)
+    with pytest.warns(ConvergenceWarning):
+        weighted = clone(model).fit(X, y, sample_weight=weights).predict(X)
+    assert not (weighted == 2).any()
+
+
+def test_integer_weights_are_repeated_rows(blobs):
+    X, y = blobs
+    rng = np.random.default_rng(1)
+    weights = rng.integers(0, 4, size=len(y))
+    # Full batches: the weighted epoch and the epoch on repeated rows are the same sums.
+    model = DeltapropRegressor(
+        hidden_layer_sizes=(5,), max_iter=20, batch_size=1000, random_state=0
+    )
+    target = X[:, 0] - 2 * X[:, 1]
+    with pytest.warns(ConvergenceWarning):
+        weighted = clone(model).fit(X, target, sample_weight=weights)
+    with pytest.warns(ConvergenceWarning):
+        repeated = clone(model).fit(np.repeat(X, weights, axis=0), np.repeat(target, weights))
+    np.testing.assert_allclose(weighted.predict(X), repeated.predict(X), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(weighted.loss_curve_, repeated.loss_curve_, rtol=1e-9)
+
+
+def test_string_labels(blobs):
+    X, y = blobs
+    names = np.array(["setosa", "versicolor", "virginica"], dtype=object)[y]
+    model = DeltapropClassifier(
+        hidden_layer_sizes=(8,), learning_rate_init=0.05, max_iter=40, random_state=0
+    )
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, names)
+    assert list(model.classes_) == ["setosa", "versicolor", "virginica"]
+    assert set(model.predict(X)) == set(names)
+    assert model.score(X, names) > 0.95
+
+
+def test_binary_classification_has_two_probability_columns(blobs):
+    X, y = blobs
+    labels = np.where(y == 0, -1, 1)
+    model = DeltapropClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, labels)
+    assert list(model.classes_) == [-1, 1]
+    assert model.predict_proba(X).shape == (len(X), 2)
+    assert model.n_outputs_ == 2 and model.out_activation_ == "softmax"
+
+
+def test_multilabel_targets_get_sigmoid_outputs(blobs):
+    X, y = blobs
+    Y = np.stack([y == 1, y >= 1, X[:, 0] > 2], axis=1).astype(int)
+    model = DeltapropClassifier(
+        hidden_layer_sizes=(8,), learning_rate_init=0.05, max_iter=80, random_state=0
+    )
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, Y)
+    assert model.out_activation_ == "logistic" and model.network_.cost_name == "cross_entropy"
+    assert list(model.classes_) == [0, 1, 2]
+    assert model.predict(X).shape == Y.shape and model.predict_proba(X).shape == Y.shape
+    assert model.score(X, Y) > 0.85  # subset accuracy
+
+
+def test_regressor_fits_a_smooth_function():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, size=(400, 2))
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1] ** 2
+    model = DeltapropRegressor(
+        hidden_layer_sizes=(32,), learning_rate_init=0.01, max_iter=300, random_state=0
+    )
+    model.fit(X[:300], y[:300])
+    assert model.n_iter_ < 300  # converged
+    assert model.predict(X).shape == (400,)
+    assert model.score(X[300:], y[300:]) > 0.9
+    # Two targets at once: 2-D predictions, one output unit each.
+    Y = np.stack([y, -y], axis=1)
+    with pytest.warns(ConvergenceWarning):
+        two = clone(model).set_params(max_iter=5).fit(X, Y)
+    assert two.predict(X).shape == (400, 2) and two.n_outputs_ == 2
+
+
+def test_coefs_are_the_transposed_network_weights(blobs):
+    X, y = blobs
+    model = DeltapropClassifier(hidden_layer_sizes=(7, 5), max_iter=2, random_state=0)
+    assert not hasattr(model, "coefs_")
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, y)
+    net = model.network_
+    assert net.sizes == (4, 7, 5, 3) and model.n_layers_ == 4 and model.n_features_in_ == 4
+    assert [c.shape for c in model.coefs_] == [(4, 7), (7, 5), (5, 3)]
+    assert [b.shape for b in model.intercepts_] == [(7,), (5,), (3,)]
+    for coef, W, intercept, b in zip(model.coefs_, net.weights, model.intercepts_, net.biases):
+        np.testing.assert_array_equal(coef, W.T)
+        np.testing.assert_array_equal(intercept, b)
+    # The forward pass in scikit-learn's layout gives predict_proba.
+    a = X
+    for coef, intercept in zip(model.coefs_[:-1], model.intercepts_[:-1]):
+        a = np.maximum(a @ coef + intercept, 0)
+    z = a @ model.coefs_[-1] + model.intercepts_[-1]
+    softmax = np.exp(z - z.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict_proba(X), softmax, rtol=1e-12)
+    # Assigning coefs_ / intercepts_ copies into the network, shapes checked.
+    model.coefs_ = [np.zeros_like(coef) for coef in model.coefs_]
+    model.intercepts_ = [np.zeros_like(b) for b in model.intercepts_[:-1]] + [np.arange(3.0)]
+    assert not net.params[:-3].any() and list(net.biases[-1]) == [0, 1, 2]
+    np.testing.assert_allclose(
+        model.predict_proba(X[:1]), [np.exp([0, 1, 2]) / np.exp([0, 1, 2]).sum()]
+    )
+    with pytest.raises(ValueError, match="shapes"):
+        model.coefs_ = [coef.T for coef in model.coefs_]
+
+
+def test_alpha_is_l2_on_the_loss_curve(blobs):
+    """alpha / batch_size on the gradient, and 0.5 alpha / batch_size ||W||^2 on the loss."""
+    X, y = blobs
+    options = dict(
+        hidden_layer_sizes=(4,), max_iter=1, batch_size=40, shuffle=False, random_state=0
+    )
+    with pytest.warns(ConvergenceWarning):
+        model = DeltapropClassifier(alpha=2.0, **options).fit(X, y)
+    # The same epoch by hand with Network.fit and Adam's weight_decay = alpha / batch_size.
+    net = dp.Network(
+        [4, 4, 3],
+        activation="relu",
+        output="softmax",
+        cost="log_likelihood",
+        init="he",
+        seed=np.random.RandomState(0).randint(2**31 - 1),
+    )
+    history = net.fit(
+        X,
+        y,
+        epochs=1,
+        batch_size=40,
+        shuffle=False,
+        optimizer=dp.optim.Adam(1e-3, weight_decay=2.0 / 40),
+    )
+    np.testing.assert_allclose(model.network_.params, net.params, rtol=1e-12)
+    penalty = 0.5 * 2.0 / 40 * sum((W**2).sum() for W in net.weights)
+    assert model.loss_curve_ == pytest.approx([history["cost"][0] + penalty], rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    ("batch_size", "weighted"), [(20, False), (60, True)], ids=["minibatch", "weighted-full"]
+)
+def test_sgd_epochs_match_mlp_regressor(batch_size, weighted):
+    """The oracle for alpha and the layout: MLPRegressor's plain SGD from the same weights.
+
+    The two agree exactly when every batch has the same size (or, with weights, when the
+    batch is the whole training set); see the module documentation."""
+    from sklearn.neural_network import MLPRegressor
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 3))
+    y = np.tanh(X[:, 0]) + X[:, 1] * X[:, 2]
+    weights = rng.integers(0, 4, size=60).astype(float) if weighted else None
+    common = dict(batch_size=batch_size, alpha=0.3, shuffle=False, warm_start=True)
+    mlp = MLPRegressor(
+        hidden_layer_sizes=(5,),
+        solver="sgd",
+        momentum=0.0,
+        learning_rate_init=0.05,
+        max_iter=1,
+        **common,
+    )
+    ours = DeltapropRegressor(
+        hidden_layer_sizes=(5,),
+        optimizer="sgd",
+        learning_rate_init=0.05,
+        max_iter=1,
+        random_state=0,
+        **common,
+    )
+    # One epoch each to create the networks, then both continue from MLP's weights.
+    mlp.fit(X, y)
+    ours.fit(X, y)
+    ours.coefs_, ours.intercepts_ = mlp.coefs_, mlp.intercepts_
+    mlp.set_params(max_iter=5).fit(X, y, sample_weight=weights)
+    ours.set_params(max_iter=5).fit(X, y, sample_weight=weights)
+    for actual, expected in zip(ours.coefs_ + ours.intercepts_, mlp.coefs_ + mlp.intercepts_):
+        np.testing.assert_allclose(actual, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.predict(X), mlp.predict(X), rtol=1e-10)
+    # Both loss curves hold the data loss plus the L2 penalty, so they agree too: within the
+    # epoch MLP adds each batch's penalty before its update, here the epoch's end counts.
+    np.testing.assert_allclose(ours.loss_curve_[-5:], mlp.loss_curve_[-5:], rtol=2e-3)
+
+
+def test_invalid_hyperparameters_are_reported_at_fit(blobs):
+    X, y = blobs
+    model = DeltapropClassifier(activation="softplus")  # accepted until fit
+    with pytest.raises(ValueError, match="activation"):
+        model.fit(X, y)
+    with pytest.raises(ValueError, match="learning_rate_init"):
+        DeltapropRegressor(learning_rate_init=0).fit(X, y)
+    with pytest.raises(ValueError, match="optimizer"):
+        DeltapropRegressor(optimizer="lbfgs").fit(X, y)
+    with pytest.raises(ValueError, match="2 classes"):
+        DeltapropClassifier().fit(X, np.zeros(len(X)))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "adamw"])
+@pytest.mark.parametrize("activation", ["logistic", "tanh", "identity"])
+def test_every_optimizer_and_activation_trains(blobs, optimizer, activation):
+    X, y = blobs
+    model = DeltapropClassifier(
+        hidden_layer_sizes=(8,),
+        activation=activation,
+        optimizer=optimizer,
+        learning_rate_init=0.05 if optimizer in ("adam", "adamw") else 0.2,
+        max_iter=40,
+        dtype="float32",
+        random_state=0,
+    )
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, y)
+    assert model.network_.dtype == np.float32 and model.network_.optimizer.name == optimizer
+    assert model.score(X, y) > 0.9
+
+
+def test_import_without_scikit_learn_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.base", None)  # "import sklearn.base" fails
+    monkeypatch.delitem(sys.modules, "deltaprop.sklearn")
+    with pytest.raises(ImportError, match=r"pip install 'deltaprop\[sklearn\]'"):
+        importlib.import_module("deltaprop.sklearn")
