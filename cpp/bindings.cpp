@@ -40,6 +40,33 @@ template <class T> void check_writeable(const py::array &array, const char *name
     if (!array.writeable()) throw std::invalid_argument(std::string(name) + ": array is read-only");
 }
 
+// The bytes an array's elements occupy (all arrays here are contiguous).
+struct Span {
+    const char *name;
+    const py::array *array;
+    bool written;
+};
+
+// A written argument must not share memory with any other argument: the core would
+// read values it has already overwritten.
+void check_disjoint(std::initializer_list<Span> spans, const std::vector<Span> &more = {}) {
+    std::vector<Span> all(spans);
+    all.insert(all.end(), more.begin(), more.end());
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        for (std::size_t j = 0; j < all.size(); ++j) {
+            if (i == j || !all[i].written || all[j].array == nullptr) continue;
+            const char *a = static_cast<const char *>(all[i].array->data());
+            const char *b = static_cast<const char *>(all[j].array->data());
+            const auto a_bytes = std::size_t(all[i].array->nbytes());
+            const auto b_bytes = std::size_t(all[j].array->nbytes());
+            if (a_bytes && b_bytes && a < b + b_bytes && b < a + a_bytes) {
+                throw std::invalid_argument(std::string(all[i].name) + ": shares memory with " +
+                                            all[j].name);
+            }
+        }
+    }
+}
+
 // A (rows, cols) matrix; rows == 0 means "any number of rows (at least one)".
 template <class T>
 std::size_t check_matrix(const Array<T> &array, const char *name, std::size_t rows,
@@ -149,6 +176,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 const std::size_t n = check_matrix(X, "X", 0, mlp.n_inputs());
                 check_matrix(out, "out", n, mlp.n_outputs());
                 check_writeable<T>(out, "out");
+                check_disjoint({{"out", &out, true}, {"params", &params, false}, {"X", &X, false}});
                 const T *p = params.data(), *x = X.data();
                 T *o = out.mutable_data();
                 py::gil_scoped_release nogil;
@@ -177,6 +205,10 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 check_writeable<T>(grads, "grads");
                 const std::size_t B = check_matrix(X, "X", 0, mlp.n_inputs());
                 check_matrix(Y, "Y", B, mlp.n_outputs());
+                check_disjoint({{"grads", &grads, true},
+                                {"params", &params, false},
+                                {"X", &X, false},
+                                {"Y", &Y, false}});
                 const T *p = params.data(), *x = X.data(), *y = Y.data();
                 T *g = grads.mutable_data();
                 py::gil_scoped_release nogil;
@@ -211,6 +243,15 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 if (!(dropout >= 0 && dropout < 1)) {
                     throw std::invalid_argument("dropout: must lie in [0, 1)");
                 }
+                std::vector<Span> state_spans;
+                for (const auto &array : state) state_spans.push_back({"state", &array, true});
+                check_disjoint({{"params", &params, true},
+                                {"step", &step, true},
+                                {"X", &X, false},
+                                {"Y", &Y, false},
+                                {"sample_weight", sample_weight ? &*sample_weight : nullptr, false},
+                                {"order", order ? &*order : nullptr, false}},
+                               state_spans);
                 T *p = params.mutable_data();
                 const T *x = X.data(), *y = Y.data();
                 const std::int64_t *o = order ? order->data() : nullptr;
@@ -242,8 +283,10 @@ PYBIND11_MODULE(_core, m) {
     py::class_<deltaprop::UpdateRule>(m, "UpdateRule", "Hyper-parameters of a parameter update.")
         .def(py::init([](const std::string &method, double lr, double momentum, double beta1,
                          double beta2, double eps, double l2, double l1, double decoupled_decay) {
-                 return deltaprop::UpdateRule{deltaprop::parse_method(method), lr, momentum, beta1,
-                                              beta2, eps, l2, l1, decoupled_decay};
+                 const deltaprop::UpdateRule rule{deltaprop::parse_method(method), lr, momentum,
+                                                  beta1, beta2, eps, l2, l1, decoupled_decay};
+                 deltaprop::check_rule(rule);
+                 return rule;
              }),
              py::arg("method"), py::arg("lr"), py::arg("momentum") = 0.0, py::arg("beta1") = 0.9,
              py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("l2") = 0.0,
@@ -253,8 +296,13 @@ PYBIND11_MODULE(_core, m) {
         .def_readonly("l1", &deltaprop::UpdateRule::l1);
     bind_mlp<float>(m, "Mlp32");
     bind_mlp<double>(m, "Mlp64");
-    m.def("set_num_threads", &deltaprop::blas::set_num_threads, py::arg("n"),
-          "Set the number of OpenBLAS threads deltaprop uses.");
+    m.def(
+        "set_num_threads",
+        [](int n) {
+            if (n < 1) throw std::invalid_argument("n: expected a positive integer");
+            deltaprop::blas::set_num_threads(n);
+        },
+        py::arg("n"), "Set the number of OpenBLAS threads deltaprop uses.");
     m.def("get_num_threads", &deltaprop::blas::get_num_threads,
           "Number of OpenBLAS threads deltaprop uses.");
 }

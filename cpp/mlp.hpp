@@ -33,6 +33,8 @@ struct Architecture {
 
 // Rows per forward pass when predicting or evaluating many samples.
 constexpr std::size_t kChunkRows = 1024;
+// More parameters than any machine holds, and few enough for every size computation.
+constexpr std::size_t kMaxParams = std::size_t(1) << 48;
 
 // SplitMix64's output function (Steele, Lea and Flood): a 64-bit mixer.
 inline std::uint64_t mix64(std::uint64_t z) {
@@ -111,10 +113,14 @@ template <class T> class Mlp {
         validate();
         std::size_t offset = 0;
         for (std::size_t l = 1; l < arch_.sizes.size(); ++l) {
+            // Layer sizes are below 2^31, so one layer's count cannot overflow; the sum can.
+            const std::size_t count = arch_.sizes[l] * arch_.sizes[l - 1] + arch_.sizes[l];
+            if (count > kMaxParams - offset) {
+                throw std::invalid_argument("sizes: more than 2^48 parameters");
+            }
             weight_offsets_.push_back(offset);
-            offset += arch_.sizes[l] * arch_.sizes[l - 1];
-            bias_offsets_.push_back(offset);
-            offset += arch_.sizes[l];
+            bias_offsets_.push_back(offset + arch_.sizes[l] * arch_.sizes[l - 1]);
+            offset += count;
         }
         n_params_ = offset;
         z_.resize(n_layers() + 1);
@@ -133,7 +139,7 @@ template <class T> class Mlp {
         std::lock_guard<std::mutex> lock(mutex_);
         for (std::size_t start = 0; start < n; start += kChunkRows) {
             const std::size_t B = std::min(kChunkRows, n - start);
-            forward(params, X + start * n_inputs(), B, nullptr);
+            require_finite(forward(params, X + start * n_inputs(), B, nullptr));
             std::memcpy(out + start * n_outputs(), a_[n_layers()].data(),
                         B * n_outputs() * sizeof(T));
         }
@@ -145,7 +151,7 @@ template <class T> class Mlp {
         double total = 0;
         for (std::size_t start = 0; start < n; start += kChunkRows) {
             const std::size_t B = std::min(kChunkRows, n - start);
-            forward(params, X + start * n_inputs(), B, nullptr);
+            require_finite(forward(params, X + start * n_inputs(), B, nullptr));
             total += output_error(Y + start * n_outputs(), B);
         }
         return total / double(n);
@@ -155,7 +161,7 @@ template <class T> class Mlp {
     // returns the mean cost of the batch.
     double gradients(const T *params, const T *X, const T *Y, std::size_t B, T *grads) {
         std::lock_guard<std::mutex> lock(mutex_);
-        forward(params, X, B, nullptr);
+        require_finite(forward(params, X, B, nullptr));
         const double total = output_error(Y, B);
         backward_into(params, X, B, grads);
         return total / double(B);
@@ -171,7 +177,7 @@ template <class T> class Mlp {
                        const Epoch<T> &rows) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (rows.order != nullptr) check_order(rows.order, rows.n_order, rows.n_rows);
-        const std::size_t n_batches = (rows.n_order + rows.batch_size - 1) / rows.batch_size;
+        const std::size_t n_batches = (rows.n_order - 1) / rows.batch_size + 1;
         take_snapshot(params, state);
         double total_cost = 0, total_weight = 0;
         for (std::size_t k = 0; k < n_batches; ++k) {
@@ -194,6 +200,16 @@ template <class T> class Mlp {
     }
 
   private:
+    // Finite inputs and parameters can still overflow z (3e38 in float32); softmax
+    // and the costs would then answer NaN.
+    static void require_finite(bool forward_was_finite) {
+        if (!forward_was_finite) {
+            throw std::domain_error(
+                "X: the forward pass overflowed (a z is not finite): the inputs or the "
+                "parameters are too large");
+        }
+    }
+
     void validate() const {
         if (arch_.sizes.size() < 2) {
             throw std::invalid_argument("sizes: need at least 2 layers (input and output), got " +

@@ -46,6 +46,20 @@ struct UpdateRule {
     double decoupled_decay = 0;  // AdamW: w <- (1 - lr decay) w, outside the gradient
 };
 
+inline void check_rule(const UpdateRule &rule) {
+    const auto finite = [](double x) { return std::isfinite(x); };
+    const bool ok = finite(rule.lr) && rule.lr > 0 && finite(rule.momentum) &&
+                    rule.momentum >= 0 && rule.momentum < 1 && rule.beta1 >= 0 &&
+                    rule.beta1 < 1 && rule.beta2 >= 0 && rule.beta2 < 1 && finite(rule.eps) &&
+                    rule.eps > 0 && finite(rule.l2) && rule.l2 >= 0 && finite(rule.l1) &&
+                    rule.l1 >= 0 && finite(rule.decoupled_decay) && rule.decoupled_decay >= 0;
+    if (!ok) {
+        throw std::invalid_argument(
+            "rule: needs a finite lr > 0, momentum and betas in [0, 1), eps > 0 and "
+            "finite non-negative regularisation");
+    }
+}
+
 // The optimizer's memory: velocity (momentum, Nesterov) or Adam's first and
 // second moments, laid out like the parameters; *step counts the updates made
 // (kept in the caller's memory, so that it always matches the parameters).

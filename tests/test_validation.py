@@ -198,9 +198,20 @@ def test_awkward_layouts_give_the_same_answers(net, data):
         np.testing.assert_array_equal(np.asarray(variant), snapshot, err_msg=name)
 
 
-def test_huge_finite_inputs_whose_sum_overflows_are_accepted(net):
-    X = np.full((2, 4), 1e308)
-    assert np.isfinite(net.predict(X)).all()
+def test_huge_finite_inputs_whose_sum_overflows_are_accepted():
+    # X's sum overflows (the cheap finiteness test fails), but every z is finite.
+    net = dp.Network.from_params(
+        [np.full((3, 4), 1e-10)], [np.zeros(3)], output="softmax", cost="log_likelihood"
+    )
+    np.testing.assert_allclose(net.predict(np.full((2, 4), 1e308)), 1 / 3)
+
+
+@pytest.mark.parametrize("method", ["predict", "cost", "gradients"])
+def test_a_forward_pass_that_overflows_is_refused(method):
+    net = dp.Network([1, 2], output="softmax", cost="log_likelihood", dtype="float32", seed=1904)
+    X, call = np.array([[3e38]]), getattr(net, method)
+    with pytest.raises(ValueError, match="the forward pass overflowed"):
+        call(X) if method == "predict" else call(X, [0])
 
 
 def test_integer_and_bool_inputs_are_converted(net):

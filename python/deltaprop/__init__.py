@@ -10,6 +10,8 @@ A C++ core runs the batched forward pass and the backward delta propagation
     history = net.fit(X, y, epochs=10, batch_size=10, lr=0.5)
 """
 
+import numbers
+
 try:
     from . import _core
 except ImportError as error:  # pragma: no cover - only without a build
@@ -28,10 +30,11 @@ __version__ = "0.1.0"
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of OpenBLAS threads deltaprop's core uses (numpy's own pool is separate)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    """Set the number of OpenBLAS threads deltaprop's core uses (numpy's own pool is
+    separate); OpenBLAS caps it at the number it was built for."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n: expected a positive integer, got {n!r}")
-    _core.set_num_threads(n)
+    _core.set_num_threads(min(int(n), 2**31 - 1))
 
 
 def get_num_threads() -> int:

@@ -27,6 +27,7 @@ OUTPUTS = ("sigmoid", "softmax", "identity")
 COSTS = ("quadratic", "cross_entropy", "log_likelihood")
 INITS = ("normal_scaled", "normal", "glorot", "he")
 
+_MAX_UNITS = 2**31 - 1  # BLAS's 32-bit integer
 _CORE_CLASSES = {np.dtype(np.float32): _core.Mlp32, np.dtype(np.float64): _core.Mlp64}
 # Costs that take the log of the targets' probabilities: targets must lie in [0, 1].
 _PROBABILITY_COSTS = ("cross_entropy", "log_likelihood")
@@ -67,6 +68,8 @@ def _check_float(value: Any, argument: str, *, positive: bool = False) -> float:
 
 
 def _as_real_array(data: Any, argument: str) -> np.ndarray:
+    if isinstance(data, np.ma.MaskedArray):
+        raise TypeError(f"{argument}: masked arrays are not supported; fill or compress them")
     array = np.asarray(data)
     if array.dtype.kind not in "biuf":
         raise TypeError(
@@ -155,7 +158,9 @@ class Network:
         biases = [_as_real_array(b, f"biases[{l}]") for l, b in enumerate(biases)]
         sizes = _sizes_from_params(weights, biases)
         if dtype is None:
-            all_float32 = all(p.dtype == np.float32 for p in weights + biases)
+            all_float32 = all(
+                p.dtype.kind == "f" and p.dtype.itemsize == 4 for p in weights + biases
+            )
             dtype = np.float32 if all_float32 else np.float64
         net = cls.__new__(cls)
         net._build(sizes, activation, output, cost, dtype, leaky_slope)
@@ -168,6 +173,8 @@ class Network:
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
             raise TypeError(f"sizes: expected a sequence of layer sizes, got {sizes!r}")
         sizes = tuple(_check_int(n, "sizes", 1) for n in sizes)
+        if max(sizes, default=0) > _MAX_UNITS:
+            raise ValueError(f"sizes: a layer can have at most {_MAX_UNITS} units (BLAS's int)")
         if len(sizes) < 2:
             raise ValueError(f"sizes: need an input and an output layer, got {list(sizes)}")
         _check_name(activation, ACTIVATIONS, "activation")
@@ -176,7 +183,7 @@ class Network:
         if (
             isinstance(leaky_slope, bool)
             or not isinstance(leaky_slope, numbers.Real)
-            or not (np.isfinite(leaky_slope))
+            or not np.isfinite(float(leaky_slope))
         ):
             raise ValueError(f"leaky_slope: expected a finite number, got {leaky_slope!r}")
         self.dtype = _float_dtype(dtype)
@@ -563,7 +570,8 @@ class Network:
         if not np.isfinite(self._params).all():
             raise ValueError("the network's parameters contain NaN or infinity")
         epochs = _check_int(epochs, "epochs", 0)
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        # A batch larger than the data is the whole data (and fits the core's integers).
+        batch_size = min(_check_int(batch_size, "batch_size", 1), len(X))
         rng = np.random.default_rng(seed)
         stopping = EarlyStopping(
             _check_int(patience, "patience", 1),
@@ -622,9 +630,11 @@ class Network:
         if weights.shape != (n_samples,):
             raise ValueError(f"sample_weight: expected shape ({n_samples},), got {weights.shape}")
         weights = _to_core_layout(weights, self.dtype, "sample_weight")
-        if (weights < 0).any() or weights.sum() <= 0:
+        largest = weights.max()
+        if (weights < 0).any() or largest <= 0:
             raise ValueError("sample_weight: weights must be >= 0 with a positive sum")
-        return weights
+        # Only relative weights matter; scaled to at most 1, no sum of them overflows.
+        return weights / largest
 
     def _split_validation(self, data, validation_data, fraction, early_stopping, seed):
         """(training data, validation (X, Y) or None) from the fit arguments; data is
