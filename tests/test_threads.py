@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 import threading
 import time
 
@@ -135,3 +137,25 @@ def test_threadpoolctl_controls_the_core_pool(restore_threads):
 def test_set_num_threads_validates(bad):
     with pytest.raises(ValueError, match="n: expected a positive integer"):
         dp.set_num_threads(bad)
+
+
+IDLE_AFTER_TRAINING = """
+import time, numpy as np, deltaprop as dp
+dp.set_num_threads(2)
+rng = np.random.default_rng(0)
+X, y = rng.random((4096, 784)), rng.integers(0, 10, 4096)
+net = dp.Network([784, 256, 10], activation="relu", output="softmax", cost="log_likelihood")
+net.fit(X, y, epochs=1, batch_size=256, lr=0.01)
+start = time.process_time()
+time.sleep(0.5)
+print(time.process_time() - start)
+"""
+
+
+def test_core_threads_do_not_spin_after_training():
+    """Idle OpenBLAS threads would otherwise spin for ~0.1 s after every call, taking a
+    core from whatever the user's numpy does next (CPU time of this process, not speed)."""
+    result = subprocess.run(
+        [sys.executable, "-c", IDLE_AFTER_TRAINING], capture_output=True, text=True, check=True
+    )
+    assert float(result.stdout) < 0.03
