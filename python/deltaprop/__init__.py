@@ -11,34 +11,12 @@ A C++ core runs the batched forward pass and the backward delta propagation
 """
 
 import numbers
-import os
 
+# First: the compiled module must be loaded by _loader (see there), before any other
+# module of the package imports it.
+from ._loader import _core
 
-def _import_core():
-    """Import the compiled module. Its OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when
-    it is loaded: by default idle OpenBLAS threads spin for ~2^28 cycles (0.1 s) after each
-    call, stealing cores from the user's numpy between deltaprop's calls. 2^20 cycles keep
-    them spinning between the GEMMs of a training run only. A value the user set wins;
-    the environment is left as it was."""
-    user_value = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
-    if user_value is None:
-        os.environ["OPENBLAS_THREAD_TIMEOUT"] = "20"
-    try:
-        from . import _core
-    except ImportError as error:  # pragma: no cover - only without a build
-        raise ImportError(
-            "deltaprop's compiled module _core could not be imported. Install the package "
-            "(`pip install .` from the source tree builds it with CMake and OpenBLAS) rather "
-            f"than importing it from the source folder. The error was: {error}"
-        ) from error
-    finally:
-        if user_value is None:
-            del os.environ["OPENBLAS_THREAD_TIMEOUT"]
-    return _core
-
-
-_core = _import_core()
-
+# isort: split
 from . import datasets, optim, reference, schedules
 from .io import ModelFormatError, load, save
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network
