@@ -45,6 +45,14 @@ template <class T> inline T sigmoid_prime(T z) {
     return e / (one_plus_e * one_plus_e);
 }
 
+// a = σ(z) and σ'(z) = e / (1 + e)^2 from one exp, e = exp(-|z|).
+template <class T> inline void sigmoid_and_prime(T z, T &a, T &derivative) {
+    const T e = std::exp(-std::abs(z));
+    const T s = T(1) / (T(1) + e);
+    a = z >= T(0) ? s : e * s;
+    derivative = e * s * s;
+}
+
 // tanh'(z) = 1 / cosh(z)^2, exact where 1 - tanh(z)^2 would cancel; cosh
 // overflowing to inf gives the right limit 0.
 template <class T> inline T tanh_prime(T z) {
@@ -84,10 +92,11 @@ template <class T> inline T derivative(Activation f, T z, T slope) {
 // The loops below take the activation out of the inner loop so that each
 // branch is a simple, vectorisable pass.
 
-// z[i, j] += b[j]; a[i, j] = f(z[i, j]).  z and a are (B, n), b is (n,).
+// z[i, j] += b[j]; a[i, j] = f(z[i, j]).  z and a are (B, n), b is (n,). For a sigmoid,
+// a non-null `derivative` (B, n) also receives σ'(z), from the same exp.
 template <class T>
 void add_bias_and_activate(Activation f, T slope, const T *b, T *z, T *a, std::size_t B,
-                           std::size_t n) {
+                           std::size_t n, T *derivative = nullptr) {
     for (std::size_t i = 0; i < B; ++i) {
         T *z_row = z + i * n;
         T *a_row = a + i * n;
@@ -101,7 +110,12 @@ void add_bias_and_activate(Activation f, T slope, const T *b, T *z, T *a, std::s
         }
         switch (f) {
             case Activation::sigmoid:
-                for (std::size_t j = 0; j < n; ++j) a_row[j] = sigmoid(z_row[j]);
+                if (derivative != nullptr) {
+                    T *d_row = derivative + i * n;
+                    for (std::size_t j = 0; j < n; ++j) sigmoid_and_prime(z_row[j], a_row[j], d_row[j]);
+                } else {
+                    for (std::size_t j = 0; j < n; ++j) a_row[j] = sigmoid(z_row[j]);
+                }
                 break;
             case Activation::relu:
                 for (std::size_t j = 0; j < n; ++j) a_row[j] = z_row[j] > T(0) ? z_row[j] : T(0);
@@ -110,6 +124,11 @@ void add_bias_and_activate(Activation f, T slope, const T *b, T *z, T *a, std::s
                 for (std::size_t j = 0; j < n; ++j) a_row[j] = activate(f, z_row[j], slope);
         }
     }
+}
+
+// delta[k] *= derivative[k]: "⊙ σ'(z)" with σ'(z) kept from the forward pass.
+template <class T> void multiply(T *delta, const T *derivative, std::size_t count) {
+    for (std::size_t k = 0; k < count; ++k) delta[k] *= derivative[k];
 }
 
 // delta[k] *= f'(z[k]) for the `count` entries: the "⊙ σ'(z)" of BP1 and BP2.

@@ -126,6 +126,7 @@ template <class T> class Mlp {
         z_.resize(n_layers() + 1);
         a_.resize(n_layers() + 1);
         delta_.resize(n_layers() + 1);
+        derivative_.resize(n_layers() + 1);
     }
 
     const Architecture &architecture() const { return arch_; }
@@ -139,7 +140,7 @@ template <class T> class Mlp {
         std::lock_guard<std::mutex> lock(mutex_);
         for (std::size_t start = 0; start < n; start += kChunkRows) {
             const std::size_t B = std::min(kChunkRows, n - start);
-            require_finite(forward(params, X + start * n_inputs(), B, nullptr));
+            require_finite(forward(params, X + start * n_inputs(), B, nullptr, false));
             std::memcpy(out + start * n_outputs(), a_[n_layers()].data(),
                         B * n_outputs() * sizeof(T));
         }
@@ -151,7 +152,7 @@ template <class T> class Mlp {
         double total = 0;
         for (std::size_t start = 0; start < n; start += kChunkRows) {
             const std::size_t B = std::min(kChunkRows, n - start);
-            require_finite(forward(params, X + start * n_inputs(), B, nullptr));
+            require_finite(forward(params, X + start * n_inputs(), B, nullptr, false));
             total += output_error(Y + start * n_outputs(), B);
         }
         return total / double(n);
@@ -161,7 +162,7 @@ template <class T> class Mlp {
     // returns the mean cost of the batch.
     double gradients(const T *params, const T *X, const T *Y, std::size_t B, T *grads) {
         std::lock_guard<std::mutex> lock(mutex_);
-        require_finite(forward(params, X, B, nullptr));
+        require_finite(forward(params, X, B, nullptr, true));
         const double total = output_error(Y, B);
         backward_into(params, X, B, grads);
         return total / double(B);
@@ -240,6 +241,7 @@ template <class T> class Mlp {
             z_[l].resize(count);
             a_[l].resize(count);
             delta_[l].resize(count);
+            if (activation_of(l) == Activation::sigmoid) derivative_[l].resize(count);
         }
         capacity_ = B;
     }
@@ -247,10 +249,13 @@ template <class T> class Mlp {
     // z^l = a^{l-1} (W^l)^T + b^l, a^l = σ(z^l) for l = 1..L, one GEMM each.
     // a^{l-1} is (B, n_{l-1}), W^l is (n_l, n_{l-1}), z^l and a^l are (B, n_l).
     // With dropout (training only), hidden a^l is multiplied by a fresh mask.
-    // Returns whether every z was finite.
-    bool forward(const T *params, const T *X, std::size_t B, Dropout *dropout) {
+    // Returns whether every z was finite. With `for_training`, sigmoid layers also keep
+    // σ'(z) for the backward pass (one exp for both).
+    bool forward(const T *params, const T *X, std::size_t B, Dropout *dropout,
+                 bool for_training) {
         reserve_rows(B);
         dropout_active_ = dropout != nullptr && dropout->rate > 0;
+        derivatives_kept_ = for_training;
         const T *a_prev = X;
         bool finite = true;
         for (std::size_t l = 1; l <= n_layers(); ++l) {
@@ -259,7 +264,7 @@ template <class T> class Mlp {
                        params + weight_offsets_[l - 1], n_in, T(0), z_[l].data(), n_out);
             add_bias_and_activate(activation_of(l), T(arch_.leaky_slope),
                                   params + bias_offsets_[l - 1], z_[l].data(), a_[l].data(), B,
-                                  arch_.sizes[l]);
+                                  arch_.sizes[l], kept_derivative(l));
             finite = finite && all_finite(z_[l].data(), B * arch_.sizes[l]);
             if (dropout_active_ && l < n_layers()) drop_units(*dropout, l, B);
             a_prev = a_[l].data();
@@ -281,11 +286,17 @@ template <class T> class Mlp {
         }
     }
 
+    // Where the forward pass keeps σ'(z^l) (sigmoid layers, training), else nullptr.
+    T *kept_derivative(std::size_t l) {
+        if (!derivatives_kept_ || activation_of(l) != Activation::sigmoid) return nullptr;
+        return derivative_[l].data();
+    }
+
     // BP1 into delta^L; returns the summed cost of the batch.
     double output_error(const T *Y, std::size_t B) {
         const std::size_t L = n_layers();
         return output_cost_and_delta(arch_.output, arch_.cost, z_[L].data(), a_[L].data(), Y,
-                                     delta_[L].data(), B, n_outputs());
+                                     delta_[L].data(), B, n_outputs(), kept_derivative(L));
     }
 
     // BP2: delta^{l-1} = (delta^l W^l) ⊙ σ'(z^{l-1}); delta^l is (B, n_l),
@@ -297,7 +308,12 @@ template <class T> class Mlp {
         T *delta = delta_[l - 1].data();
         blas::gemm(false, false, blasint(B), n_in, n_out, T(1), delta_[l].data(), n_out,
                    params + weight_offsets_[l - 1], n_in, T(0), delta, n_in);
-        multiply_by_derivative(arch_.hidden, T(arch_.leaky_slope), z_[l - 1].data(), delta, count);
+        if (const T *derivative = kept_derivative(l - 1)) {
+            multiply(delta, derivative, count);
+        } else {
+            multiply_by_derivative(arch_.hidden, T(arch_.leaky_slope), z_[l - 1].data(), delta,
+                                   count);
+        }
         if (dropout_active_) {
             const T *mask = mask_[l - 1].data();
             for (std::size_t k = 0; k < count; ++k) delta[k] *= mask[k];
@@ -357,7 +373,7 @@ template <class T> class Mlp {
         const Batch batch = batch_at(rows, k);
         const std::size_t B = batch.rows;
         Dropout dropout{rows.dropout, SplitMix64{mix64(rows.seed ^ mix64(rows.first_batch + k))}};
-        if (!forward(params, batch.X, B, &dropout)) {
+        if (!forward(params, batch.X, B, &dropout, true)) {
             return {0, 0, BatchStatus::parameters_not_finite};
         }
         const CostAndWeight seen = batch.weights ? weighted_output_error(batch)
@@ -416,10 +432,12 @@ template <class T> class Mlp {
     CostAndWeight weighted_output_error(const Batch &batch) {
         const std::size_t L = n_layers(), n = n_outputs();
         CostAndWeight seen{0, 0};
+        const T *derivative = kept_derivative(L);
         for (std::size_t i = 0; i < batch.rows; ++i) {
             const double row_cost = output_cost_and_delta(
                 arch_.output, arch_.cost, z_[L].data() + i * n, a_[L].data() + i * n,
-                batch.Y + i * n, delta_[L].data() + i * n, std::size_t(1), n);
+                batch.Y + i * n, delta_[L].data() + i * n, std::size_t(1), n,
+                derivative ? derivative + i * n : nullptr);
             seen.cost += double(batch.weights[i]) * row_cost;
             seen.weight += double(batch.weights[i]);
         }
@@ -486,6 +504,8 @@ template <class T> class Mlp {
     std::vector<std::size_t> weight_offsets_, bias_offsets_;  // per layer l = 1..L, at l-1
     std::size_t capacity_ = 0;                                // rows the workspaces hold
     std::vector<std::vector<T>> z_, a_, delta_;               // index l = 1..L; (B, n_l)
+    std::vector<std::vector<T>> derivative_;  // σ'(z^l) of sigmoid layers, (B, n_l)
+    bool derivatives_kept_ = false;           // did forward() fill derivative_?
     std::vector<T> batch_x_, batch_y_, batch_w_;              // gathered rows of a batch
     std::vector<T> grads_;                                    // for the non-fused updates
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()

@@ -62,14 +62,18 @@ template <class T> void softmax_chain_rule(const T *a, T *g, std::size_t n) {
 // through its Jacobian, delta_j = a_j (g_j - sum_k g_k a_k) with g = a - y.
 template <class T>
 double quadratic_cost_and_delta(Activation output, const T *z, const T *a, const T *y, T *delta,
-                                std::size_t B, std::size_t n) {
+                                std::size_t B, std::size_t n, const T *derivative) {
     double cost = 0;
     for (std::size_t k = 0; k < B * n; ++k) {
         delta[k] = a[k] - y[k];
         cost += 0.5 * double(delta[k]) * double(delta[k]);
     }
     if (output != Activation::softmax) {
-        multiply_by_derivative(output, T(0), z, delta, B * n);
+        if (derivative != nullptr) {
+            multiply(delta, derivative, B * n);
+        } else {
+            multiply_by_derivative(output, T(0), z, delta, B * n);
+        }
         return cost;
     }
     for (std::size_t i = 0; i < B; ++i) softmax_chain_rule(a + i * n, delta + i * n, n);
@@ -111,12 +115,15 @@ double log_likelihood_cost_and_delta(const T *z, const T *a, const T *y, T *delt
     return cost;
 }
 
-// Returns the summed (not averaged) cost of the B samples and writes delta^L.
+// Returns the summed (not averaged) cost of the B samples and writes delta^L;
+// `derivative` is σ'(z^L) when the forward pass kept it, else nullptr.
 template <class T>
 double output_cost_and_delta(Activation output, Cost cost, const T *z, const T *a, const T *y,
-                             T *delta, std::size_t B, std::size_t n) {
+                             T *delta, std::size_t B, std::size_t n,
+                             const T *derivative = nullptr) {
     switch (cost) {
-        case Cost::quadratic: return quadratic_cost_and_delta(output, z, a, y, delta, B, n);
+        case Cost::quadratic:
+            return quadratic_cost_and_delta(output, z, a, y, delta, B, n, derivative);
         case Cost::cross_entropy: return cross_entropy_cost_and_delta(z, a, y, delta, B * n);
         case Cost::log_likelihood: return log_likelihood_cost_and_delta(z, a, y, delta, B, n);
     }
