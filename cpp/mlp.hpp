@@ -384,6 +384,8 @@ template <class T> class Mlp {
         ++*state.step;
         if (rule.method == Method::sgd && rule.l1 == 0) {
             sgd_update(params, batch.X, B, rule);
+        } else if (rule.method == Method::momentum) {
+            momentum_update(params, state.first, batch.X, B, rule);
         } else {
             if (grads_.size() < n_params_) grads_.resize(n_params_);
             backward_into(params, batch.X, B, grads_.data());
@@ -470,6 +472,27 @@ template <class T> class Mlp {
             const T *a_prev = l == 1 ? X : a_[l - 1].data();
             weight_update(l, a_prev, B, -step, decay, params + weight_offsets_[l - 1]);
             bias_update(l, B, -step, T(1), params + bias_offsets_[l - 1]);
+        }
+    }
+
+    // Momentum with BP4 folded into the velocity's GEMM: V <- mu V + delta^T a_prev / B
+    // (beta = mu), then one pass W <- W - lr (V + l2 W + l1 sign(W)) with V updated to
+    // match. Saves materialising the gradient: the update is memory-bound.
+    void momentum_update(T *params, T *velocity, const T *X, std::size_t B,
+                         const UpdateRule &rule) {
+        const T mu = T(rule.momentum), lr = T(rule.lr), l2 = T(rule.l2), l1 = T(rule.l1);
+        for (std::size_t l = n_layers(); l >= 1; --l) {
+            if (l > 1) backpropagate_error(params, l, B);  // with W^l before its update
+            const T *a_prev = l == 1 ? X : a_[l - 1].data();
+            const std::size_t w = weight_offsets_[l - 1], b = bias_offsets_[l - 1];
+            weight_update(l, a_prev, B, T(1) / T(B), mu, velocity + w);
+            bias_update(l, B, T(1) / T(B), mu, velocity + b);
+            T *W = params + w, *V = velocity + w;
+            for (std::size_t k = 0; k < b - w; ++k) {
+                V[k] += l2 * W[k] + l1 * sign(W[k]);
+                W[k] -= lr * V[k];
+            }
+            for (std::size_t j = 0; j < arch_.sizes[l]; ++j) params[b + j] -= lr * velocity[b + j];
         }
     }
 
