@@ -20,6 +20,7 @@ finite; nothing in the file is ever executed (no pickles).
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import io
 import json
@@ -150,21 +151,27 @@ def load_checkpoint(
     """(network, training progress, best parameters or None) of a checkpoint; the same
     checks as `load`, and ModelFormatError for a model file that is not a checkpoint."""
     name = os.fspath(path)
-    with open(name, "rb") as file:
-        try:
-            fields, arrays = _read(file)
-            if _TRAINING_FIELD not in fields:
-                raise ModelFormatError("a model file, not a training checkpoint")
-            training = dict(fields[_TRAINING_FIELD])
-            has_best = training.pop(_BEST_PARAMS)
-            best = arrays.pop() if has_best else None
-            return _build(fields, arrays), training, best
-        except ModelFormatError as error:
-            raise ModelFormatError(f"{name}: {error}") from error.__cause__
-        except _READ_ERRORS as error:
-            raise ModelFormatError(
-                f"{name}: not a readable deltaprop model file ({type(error).__name__}: {error})"
-            ) from error
+    with open(name, "rb") as file, _errors_naming(name):
+        fields, arrays = _read(file)
+        if _TRAINING_FIELD not in fields:
+            raise ModelFormatError("a model file, not a training checkpoint")
+        training = dict(fields[_TRAINING_FIELD])
+        best = arrays.pop() if training.pop(_BEST_PARAMS) else None
+        return _build(fields, arrays), training, best
+
+
+@contextlib.contextmanager
+def _errors_naming(name: str):
+    """Every failure to read a model file as one ModelFormatError naming the file (the
+    file is open already: failing to open it is no format error)."""
+    try:
+        yield
+    except ModelFormatError as error:
+        raise ModelFormatError(f"{name}: {error}") from error.__cause__
+    except _READ_ERRORS as error:
+        raise ModelFormatError(
+            f"{name}: not a readable deltaprop model file ({type(error).__name__}: {error})"
+        ) from error
 
 
 def _serialise(
@@ -378,18 +385,11 @@ def load(path: str | os.PathLike) -> Network:
         The file is not a valid deltaprop model file (see its message).
     """
     name = os.fspath(path)
-    with open(name, "rb") as file:
-        try:
-            fields, arrays = _read(file)
-            if fields.get(_TRAINING_FIELD, {}).get(_BEST_PARAMS, False):
-                arrays.pop()  # a checkpoint's early-stopping best parameters
-            return _build(fields, arrays)
-        except ModelFormatError as error:
-            raise ModelFormatError(f"{name}: {error}") from error.__cause__
-        except _READ_ERRORS as error:
-            raise ModelFormatError(
-                f"{name}: not a readable deltaprop model file ({type(error).__name__}: {error})"
-            ) from error
+    with open(name, "rb") as file, _errors_naming(name):
+        fields, arrays = _read(file)
+        if fields.get(_TRAINING_FIELD, {}).get(_BEST_PARAMS, False):
+            arrays.pop()  # a checkpoint's early-stopping best parameters
+        return _build(fields, arrays)
 
 
 def _read(file: BinaryIO) -> tuple[dict[str, Any], list[np.ndarray]]:
