@@ -31,8 +31,9 @@ struct Architecture {
     double leaky_slope;
 };
 
-// Rows per forward pass when predicting or evaluating many samples.
-constexpr std::size_t kChunkRows = 1024;
+// Predicting or evaluating many samples runs chunks of rows whose workspace takes
+// about this many bytes: large GEMMs, bounded memory.
+constexpr std::size_t kChunkBytes = std::size_t(16) << 20;
 // More parameters than any machine holds, and few enough for every size computation.
 constexpr std::size_t kMaxParams = std::size_t(1) << 48;
 
@@ -138,8 +139,9 @@ template <class T> class Mlp {
     // out (n, n_L) = a^L for the n rows of X.
     void predict(const T *params, const T *X, std::size_t n, T *out) {
         std::lock_guard<std::mutex> lock(mutex_);
-        for (std::size_t start = 0; start < n; start += kChunkRows) {
-            const std::size_t B = std::min(kChunkRows, n - start);
+        const std::size_t chunk = chunk_rows();
+        for (std::size_t start = 0; start < n; start += chunk) {
+            const std::size_t B = std::min(chunk, n - start);
             require_finite(forward(params, X + start * n_inputs(), B, nullptr, false));
             std::memcpy(out + start * n_outputs(), a_[n_layers()].data(),
                         B * n_outputs() * sizeof(T));
@@ -150,8 +152,9 @@ template <class T> class Mlp {
     double cost(const T *params, const T *X, const T *Y, std::size_t n) {
         std::lock_guard<std::mutex> lock(mutex_);
         double total = 0;
-        for (std::size_t start = 0; start < n; start += kChunkRows) {
-            const std::size_t B = std::min(kChunkRows, n - start);
+        const std::size_t chunk = chunk_rows();
+        for (std::size_t start = 0; start < n; start += chunk) {
+            const std::size_t B = std::min(chunk, n - start);
             require_finite(forward(params, X + start * n_inputs(), B, nullptr, false));
             total += output_error(Y + start * n_outputs(), B);
         }
@@ -228,6 +231,15 @@ template <class T> class Mlp {
 
     Activation activation_of(std::size_t l) const {
         return l == n_layers() ? arch_.output : arch_.hidden;
+    }
+
+    // Rows per chunk of predict() and cost(): z, a and delta of every layer within
+    // kChunkBytes, between 64 and 8192 rows.
+    std::size_t chunk_rows() const {
+        std::size_t units = 0;
+        for (std::size_t l = 1; l <= n_layers(); ++l) units += arch_.sizes[l];
+        const std::size_t rows = kChunkBytes / (3 * sizeof(T) * units);
+        return std::min<std::size_t>(8192, std::max<std::size_t>(64, rows));
     }
 
     // Workspaces grow to the largest batch seen and are then reused, so the
