@@ -190,18 +190,24 @@ def sgd_epoch(
     output: str,
     cost: str,
     leaky_slope: float = 0.01,
+    momentum: float = 0.0,
+    velocity: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
 ) -> float:
     """One epoch of mini-batch SGD with L2 weight decay, updating weights and biases in place.
 
     Rows are visited in ``order`` (None: storage order) in mini-batches of ``batch_size`` (the
     last may be smaller). Per batch, with gradients averaged over it (network2.py's rule):
     W <- (1 - lr*lmbda/n) W - lr dC/dW,  b <- b - lr dC/db.
+    With ``momentum`` mu > 0, heavy-ball momentum as torch.optim.SGD and deltaprop's
+    ``"momentum"`` optimizer: g = dC/dW + (lmbda/n) W (dC/db for b), v <- mu v + g, w <- w - lr v.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_0)
     Y : ndarray of shape (n_samples, n_L)
     order : ndarray of int of shape (n_samples,) or None
+    velocity : (vW, vb), lists shaped like weights and biases, optional
+        The momentum state, updated in place; None starts from zeros (and loses it).
 
     Returns
     -------
@@ -210,6 +216,8 @@ def sgd_epoch(
     """
     n_samples = X.shape[0]
     decay = 1.0 - lr * lmbda / n
+    if momentum > 0 and velocity is None:
+        velocity = [np.zeros_like(W) for W in weights], [np.zeros_like(b) for b in biases]
     total = 0.0
     for start in range(0, n_samples, batch_size):
         if order is None:
@@ -221,6 +229,17 @@ def sgd_epoch(
             weights, biases, X_batch, Y_batch, activation, output, cost, leaky_slope
         )
         total += batch_cost * X_batch.shape[0]
+        if momentum > 0:
+            for W, b, dW_l, db_l, vW, vb in zip(weights, biases, dW, db, *velocity):
+                if lmbda != 0.0:
+                    dW_l += (lmbda / n) * W
+                vW *= momentum
+                vW += dW_l
+                vb *= momentum
+                vb += db_l
+                W -= lr * vW
+                b -= lr * vb
+            continue
         for W, b, dW_l, db_l in zip(weights, biases, dW, db):
             if decay != 1.0:
                 W *= decay
