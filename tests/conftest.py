@@ -59,9 +59,10 @@ def random_targets(rng: np.random.Generator, cost: str, n_samples: int, n_out: i
     return rng.normal(size=(n_samples, n_out))
 
 
-def reference_gradients(net: dp.Network, X, Y):
-    """The pure-Python oracle on the network's parameters, in float64."""
-    return dp.reference.gradients(
+def reference_call(function, net: dp.Network, X, Y, **options):
+    """A pure-Python reference function on the network's parameters and the data, as
+    float64 lists."""
+    return function(
         [W.astype(np.float64).tolist() for W in net.weights],
         [b.astype(np.float64).tolist() for b in net.biases],
         np.asarray(X, dtype=np.float64).tolist(),
@@ -70,4 +71,10 @@ def reference_gradients(net: dp.Network, X, Y):
         output=net.output,
         cost=net.cost_name,
         leaky_slope=net.leaky_slope,
+        **options,
     )
+
+
+def reference_gradients(net: dp.Network, X, Y):
+    """The pure-Python oracle's (cost, dW, db), in float64."""
+    return reference_call(dp.reference.gradients, net, X, Y)

@@ -6,22 +6,11 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
-from conftest import VALID_OUTPUT_COSTS, assert_close, random_targets
+from conftest import VALID_OUTPUT_COSTS, assert_close, random_targets, reference_call
 
 
 def reference_epoch(net: dp.Network, X, Y, **options):
-    weights, biases = dp.reference.sgd_epoch(
-        [W.tolist() for W in net.weights],
-        [b.tolist() for b in net.biases],
-        np.asarray(X, dtype=np.float64).tolist(),
-        np.asarray(Y, dtype=np.float64).tolist(),
-        activation=net.activation,
-        output=net.output,
-        cost=net.cost_name,
-        leaky_slope=net.leaky_slope,
-        **options,
-    )
-    return weights, biases
+    return reference_call(dp.reference.sgd_epoch, net, X, Y, **options)
 
 
 def small_problem(output: str, cost: str, hidden: str = "sigmoid", n_samples: int = 23):
