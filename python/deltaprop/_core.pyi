@@ -1,7 +1,8 @@
 """Type stub of the private compiled module (cpp/bindings.cpp).
 
 Every array must already be C-contiguous, aligned and of the class's dtype
-(float32 for Mlp32, float64 for Mlp64); nothing is converted.
+(float32 for Mlp32, float64 for Mlp64); nothing is converted. Written arrays
+must not share memory with any other argument.
 """
 
 from collections.abc import Sequence
@@ -35,26 +36,42 @@ class _Mlp:
     def gradients(
         self, params: npt.NDArray, X: npt.NDArray, Y: npt.NDArray, grads: npt.NDArray
     ) -> float: ...
-    def sgd_step(
+    def train(
         self,
         params: npt.NDArray,
+        state: list[npt.NDArray],
+        step: npt.NDArray[np.int64],
         X: npt.NDArray,
         Y: npt.NDArray,
-        lr: float,
-        lmbda: float,
-        n_total: int,
-    ) -> float: ...
-    def sgd_epoch(
-        self,
-        params: npt.NDArray,
-        X: npt.NDArray,
-        Y: npt.NDArray,
+        sample_weight: npt.NDArray | None,
         order: npt.NDArray[np.int64] | None,
         batch_size: int,
+        rule: UpdateRule,
+        dropout: float = 0.0,
+        seed: int = 0,
+        first_batch: int = 0,
+    ) -> tuple[float, int]:
+        """(mean cost, diverged batch or -1); params, state and step updated in place."""
+
+class UpdateRule:
+    def __init__(
+        self,
+        method: str,
         lr: float,
-        lmbda: float,
-        n_total: int,
-    ) -> float: ...
+        momentum: float = 0.0,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        l2: float = 0.0,
+        l1: float = 0.0,
+        decoupled_decay: float = 0.0,
+    ) -> None: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def l2(self) -> float: ...
+    @property
+    def l1(self) -> float: ...
 
 class Mlp32(_Mlp): ...
 class Mlp64(_Mlp): ...
