@@ -27,6 +27,9 @@ SYNTHETIC_SEED = 20_240_601
 # DELTAPROP_BENCH_QUICK=1: a smoke run of the whole comparison in about a minute (few rows,
 # one round); the table it prints is not a measurement.
 QUICK = os.environ.get("DELTAPROP_BENCH_QUICK", "") not in ("", "0")
+# DELTAPROP_BENCH_WAIT_IDLE=S: before each timing, wait up to S seconds for a moment in which
+# other processes leave the CPUs alone (for shared machines); 0 or unset: do not wait.
+WAIT_IDLE = float(os.environ.get("DELTAPROP_BENCH_WAIT_IDLE", "0") or 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,3 +309,15 @@ class CpuMonitor:
             "others_cpu_fraction": others / available if available else 0.0,
             "steal_fraction": (end[2] - self.start[2]) / available if available else 0.0,
         }
+
+
+def wait_for_idle(max_seconds: float = WAIT_IDLE, window: float = 0.5, busy: float = 0.05) -> float:
+    """Wait until other processes use less than `busy` of the CPU time over `window` seconds,
+    for at most `max_seconds`; return the seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < max_seconds:
+        monitor = CpuMonitor()
+        time.sleep(window)
+        if monitor.result().get("others_cpu_fraction", 0.0) < busy:
+            break
+    return time.perf_counter() - started

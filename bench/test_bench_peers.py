@@ -75,6 +75,8 @@ def timed(benchmark, function, setup=None, args=(), max_rounds=MAX_ROUNDS):
     Also records how much CPU other processes used meanwhile (see _common.CpuMonitor)."""
     if benchmark.disabled:
         return benchmark.pedantic(function, args=args, setup=setup)
+    if _common.WAIT_IDLE > 0:
+        benchmark.extra_info["waited_for_idle_s"] = _common.wait_for_idle()
     monitor = _common.CpuMonitor()
     if setup is not None:
         setup()
@@ -144,6 +146,47 @@ def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(outputs.argmax(axis=1) == labels))
 
 
+class InterleavedLimit:
+    """The GEMM limit timed again before each of deltaprop's rounds (in the benchmark's untimed
+    setup), so that deltaprop's fraction of it compares rates measured seconds apart: on a
+    shared or virtual machine the throughput of the same GEMMs drifts by tens of percent
+    within minutes, which the separate test_gemm_limit cannot see."""
+
+    # numpy's OpenBLAS threads keep spinning ~0.1 s after its last call (its default
+    # OPENBLAS_THREAD_TIMEOUT): let them go to sleep before deltaprop's round starts.
+    SETTLE_S = 0.15
+
+    def __init__(self, config: Config, enabled: bool) -> None:
+        self.limit = _common.GemmLimit(config) if enabled else None
+        self.seconds: list[float] = []
+        if self.limit is not None:
+            with threadpool_limits(threads(), user_api="blas"):
+                self.batches = self.limit.batches_for(0.2)
+
+    def then(self, setup):
+        """`setup`, preceded by one timing of the limit."""
+
+        def both():
+            if self.limit is not None:
+                with threadpool_limits(threads(), user_api="blas"):
+                    started = time.perf_counter()
+                    self.limit.run(self.batches)
+                    self.seconds.append(time.perf_counter() - started)
+                time.sleep(self.SETTLE_S)
+            return setup() if setup is not None else None
+
+        return both
+
+    def record(self, benchmark) -> None:
+        if self.limit is None or not self.seconds:
+            return
+        rate = self.batches * self.limit.batch / float(np.median(self.seconds))
+        benchmark.extra_info.update(
+            interleaved_limit_samples_per_s=rate,
+            interleaved_limit_rounds=len(self.seconds),
+        )
+
+
 # ------------------------------------------------------------------------------- training epochs
 # A module-scoped parametrized fixture makes pytest run everything of one configuration
 # together (its epochs, then its GEMM limit), so that the figures compared with each other are
@@ -175,7 +218,12 @@ def test_train(benchmark, config, implementation):
 
     # The reference's rounds only estimate a rate 1e3-1e4 times lower: three are plenty.
     max_rounds = MIN_ROUNDS if implementation == "reference" else MAX_ROUNDS
-    cost = timed(benchmark, peer.epoch, setup=peer.reset, args=(SEED,), max_rounds=max_rounds)
+    interleaved = InterleavedLimit(config, implementation == "deltaprop" and benchmark.enabled)
+    cost = timed(
+        benchmark, peer.epoch, setup=interleaved.then(peer.reset), args=(SEED,),
+        max_rounds=max_rounds,
+    )  # fmt: skip
+    interleaved.record(benchmark)
 
     weights, biases = peer.parameters()
     assert all(np.isfinite(p).all() for p in weights + biases)
@@ -221,7 +269,11 @@ def test_predict(benchmark, config, implementation):
     peer = peers.make(implementation, config, train_X, train_Y, train_labels, start)
 
     max_rounds = MIN_ROUNDS if implementation == "reference" else MAX_ROUNDS
-    outputs = timed(benchmark, peer.predict, args=(X,), max_rounds=max_rounds)
+    interleaved = InterleavedLimit(config, implementation == "deltaprop" and benchmark.enabled)
+    outputs = timed(
+        benchmark, peer.predict, args=(X,), setup=interleaved.then(None), max_rounds=max_rounds
+    )
+    interleaved.record(benchmark)
 
     assert outputs.shape == (rows, config.sizes[-1])
     expected = start.predict(X)
