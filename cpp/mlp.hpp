@@ -14,6 +14,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "activations.hpp"
@@ -94,10 +95,18 @@ template <class T> struct Epoch {
     std::uint64_t first_batch;
 };
 
+// On the bit patterns, so that the loop vectorises: a value is not finite when all
+// the bits of its exponent are set.
 template <class T> bool all_finite(const T *values, std::size_t count) {
-    bool finite = true;
-    for (std::size_t k = 0; k < count; ++k) finite &= std::isfinite(values[k]);
-    return finite;
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr Bits exponent = sizeof(T) == 4 ? Bits(0x7F800000u) : Bits(0x7FF0000000000000ull);
+    Bits not_finite = 0;
+    for (std::size_t k = 0; k < count; ++k) {
+        Bits bits;
+        std::memcpy(&bits, values + k, sizeof(T));
+        not_finite |= Bits((bits & exponent) == exponent);
+    }
+    return not_finite == 0;
 }
 
 template <class T> class Mlp {
@@ -500,10 +509,10 @@ template <class T> class Mlp {
             weight_update(l, a_prev, B, T(1) / T(B), mu, velocity + w);
             bias_update(l, B, T(1) / T(B), mu, velocity + b);
             T *W = params + w, *V = velocity + w;
-            for (std::size_t k = 0; k < b - w; ++k) {
-                V[k] += l2 * W[k] + l1 * sign(W[k]);
-                W[k] -= lr * V[k];
+            if (l2 != T(0) || l1 != T(0)) {
+                for (std::size_t k = 0; k < b - w; ++k) V[k] += l2 * W[k] + l1 * sign(W[k]);
             }
+            for (std::size_t k = 0; k < b - w; ++k) W[k] -= lr * V[k];
             for (std::size_t j = 0; j < arch_.sizes[l]; ++j) params[b + j] -= lr * velocity[b + j];
         }
     }
