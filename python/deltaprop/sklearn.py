@@ -66,7 +66,8 @@ except ImportError as error:  # pragma: no cover - only without scikit-learn
     ) from error
 
 from . import optim
-from .network import ACTIVATIONS, INITS, Network
+from .network import ACTIVATIONS, INITS, Network, _check_int
+from .optim import _check_real
 
 __all__ = ["DeltapropClassifier", "DeltapropRegressor"]
 
@@ -165,25 +166,6 @@ _ATTRIBUTES_DOC = """\
     out_activation_ : str
         Output activation, in scikit-learn's names: "softmax", "logistic" or "identity".
 """
-
-
-def _check_real(value: Any, name: str, low: float, high: float = np.inf, *, open_low=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {value!r}")
-    value = float(value)
-    too_low = value <= low if open_low else value < low
-    if not np.isfinite(value) or too_low or value >= high:
-        interval = f"{'(' if open_low else '['}{low:g}, {high:g})"
-        raise ValueError(f"{name}: expected a value in {interval}, got {value!r}")
-    return value
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype):
