@@ -512,8 +512,14 @@ template <class T> class Mlp {
             if (l2 != T(0) || l1 != T(0)) {
                 for (std::size_t k = 0; k < b - w; ++k) V[k] += l2 * W[k] + l1 * sign(W[k]);
             }
-            for (std::size_t k = 0; k < b - w; ++k) W[k] -= lr * V[k];
-            for (std::size_t j = 0; j < arch_.sizes[l]; ++j) params[b + j] -= lr * velocity[b + j];
+            for (std::size_t k = 0; k < b - w; ++k) {
+                V[k] = flush_subnormal(V[k]);
+                W[k] -= lr * V[k];
+            }
+            for (std::size_t j = 0; j < arch_.sizes[l]; ++j) {
+                velocity[b + j] = flush_subnormal(velocity[b + j]);
+                params[b + j] -= lr * velocity[b + j];
+            }
         }
     }
 

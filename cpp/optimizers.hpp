@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -71,6 +72,16 @@ template <class T> struct OptimizerState {
 
 template <class T> inline T sign(T x) { return T((x > T(0)) - (x < T(0))); }
 
+// Optimizer state decays geometrically where the gradient stays zero (a dead ReLU
+// unit: v <- mu v) and soon reaches subnormal numbers, on which x86 CPUs spend about a
+// hundred cycles per operation, in these loops and in the GEMM that scales the
+// velocity (an epoch of a [784, 256, 128, 10] network ran 2x slower after four
+// epochs). State below the smallest normal number (1.2e-38 in float32) is set to
+// zero; its share of a step is below that.
+template <class T> inline T flush_subnormal(T x) {
+    return std::abs(x) < std::numeric_limits<T>::min() ? T(0) : x;
+}
+
 // One update of `count` parameters w with gradient g (state pointers offset
 // to the same segment). `regularise` is false for biases.
 template <class T>
@@ -87,14 +98,14 @@ void apply_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T
             return;
         case Method::momentum:  // v <- mu v + g; w <- w - lr v
             for (std::size_t i = 0; i < count; ++i) {
-                first[i] = mu * first[i] + (g[i] + l2 * w[i] + l1 * sign(w[i]));
+                first[i] = flush_subnormal(mu * first[i] + (g[i] + l2 * w[i] + l1 * sign(w[i])));
                 w[i] -= lr * first[i];
             }
             return;
         case Method::nesterov:  // v <- mu v + g; w <- w - lr (g + mu v)
             for (std::size_t i = 0; i < count; ++i) {
                 const T gi = g[i] + l2 * w[i] + l1 * sign(w[i]);
-                first[i] = mu * first[i] + gi;
+                first[i] = flush_subnormal(mu * first[i] + gi);
                 w[i] -= lr * (gi + mu * first[i]);
             }
             return;
@@ -107,8 +118,8 @@ void apply_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T
             const T decay = regularise ? T(1 - rule.lr * rule.decoupled_decay) : T(1);
             for (std::size_t i = 0; i < count; ++i) {
                 const T gi = g[i] + l2 * w[i] + l1 * sign(w[i]);
-                first[i] = b1 * first[i] + (T(1) - b1) * gi;
-                second[i] = b2 * second[i] + (T(1) - b2) * gi * gi;
+                first[i] = flush_subnormal(b1 * first[i] + (T(1) - b1) * gi);
+                second[i] = flush_subnormal(b2 * second[i] + (T(1) - b2) * gi * gi);
                 const T denominator = std::sqrt(second[i]) / sqrt_correction2 + eps;
                 w[i] = decay * w[i] - (lr / correction1) * first[i] / denominator;
             }

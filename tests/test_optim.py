@@ -125,6 +125,37 @@ def test_optimizer_state_must_fit_the_network():
         other.fit(X, y, epochs=1, optimizer=adam)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["momentum", "nesterov", "adam"])
+def test_state_of_dead_units_decays_to_zero_not_to_subnormals(name, dtype):
+    # Hidden unit 0 is a dead ReLU (z < 0 for every sample): its incoming and outgoing
+    # weights get zero gradients, so their state only decays (v <- mu v). Started just
+    # above the smallest normal number, it must end at exactly zero, never subnormal
+    # (a 2x slower epoch on x86), while every live parameter still trains.
+    rng = np.random.default_rng(5)
+    weights = [rng.normal(size=(4, 5)), rng.normal(size=(3, 4))]
+    biases = [np.array([-1e3, 0.0, 0.0, 0.0]), np.zeros(3)]
+    net = dp.Network.from_params(
+        weights, biases, activation="relu", output="softmax", cost="log_likelihood", dtype=dtype
+    )
+    X, y = rng.normal(size=(8, 5)), rng.integers(0, 3, size=8)
+    tiny = np.finfo(dtype).tiny
+    optimizer = optim.get(name, lr=0.01)
+    optimizer.bind(net.params.size, np.dtype(dtype))
+    optimizer.state = [np.full(net.params.size, 16 * tiny, dtype=dtype)]
+    if name == "adam":  # beta2 = 0.999: start the second moment within one step of tiny
+        optimizer.state.append(np.full(net.params.size, 1.0005 * tiny, dtype=dtype))
+    before = net.params.copy()
+    net.fit(X, y, epochs=60, batch_size=8, optimizer=optimizer, shuffle=False)
+    (W1, W2), (b1, _) = net._layer_views(np.arange(net.params.size))
+    dead = np.zeros(net.params.size, dtype=bool)
+    dead[np.concatenate([W1[0], [b1[0]], W2[:, 0]])] = True
+    for state in optimizer.state:
+        assert not ((state != 0) & (np.abs(state) < tiny)).any()
+        assert (state[dead] == 0).all()
+    assert (net.params[~dead] != before[~dead]).all()
+
+
 @pytest.mark.parametrize(
     ("factory", "error", "match"),
     [
