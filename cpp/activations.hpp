@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace deltaprop {
 
@@ -89,18 +92,42 @@ template <class T> inline T derivative(Activation f, T z, T slope) {
     return T(1);
 }
 
+// 1 when x is NaN or infinite, else 0: on the bit pattern (all exponent bits set), so
+// that loops accumulating it with | vectorise.
+template <class T> inline auto not_finite_bit(T x) {
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr Bits exponent = sizeof(T) == 4 ? Bits(0x7F800000u) : Bits(0x7FF0000000000000ull);
+    Bits bits;
+    std::memcpy(&bits, &x, sizeof(T));
+    return Bits((bits & exponent) == exponent);
+}
+
 // The loops below take the activation out of the inner loop so that each
 // branch is a simple, vectorisable pass.
 
 // z[i, j] += b[j]; a[i, j] = f(z[i, j]).  z and a are (B, n), b is (n,). For a sigmoid,
-// a non-null `derivative` (B, n) also receives σ'(z), from the same exp.
+// a non-null `derivative` (B, n) also receives σ'(z), from the same exp. Returns
+// whether every z was finite (checked in the same pass).
 template <class T>
-void add_bias_and_activate(Activation f, T slope, const T *b, T *z, T *a, std::size_t B,
+bool add_bias_and_activate(Activation f, T slope, const T *b, T *z, T *a, std::size_t B,
                            std::size_t n, T *derivative = nullptr) {
+    decltype(not_finite_bit(T(0))) not_finite = 0;
     for (std::size_t i = 0; i < B; ++i) {
         T *z_row = z + i * n;
         T *a_row = a + i * n;
-        for (std::size_t j = 0; j < n; ++j) z_row[j] += b[j];
+        if (f == Activation::relu) {  // the hidden layers of most networks: one pass
+            for (std::size_t j = 0; j < n; ++j) {
+                const T zj = z_row[j] + b[j];
+                z_row[j] = zj;
+                not_finite |= not_finite_bit(zj);
+                a_row[j] = zj > T(0) ? zj : T(0);
+            }
+            continue;
+        }
+        for (std::size_t j = 0; j < n; ++j) {
+            z_row[j] += b[j];
+            not_finite |= not_finite_bit(z_row[j]);
+        }
         if (f == Activation::softmax) {
             const T m = *std::max_element(z_row, z_row + n);
             T sum = 0;
@@ -108,22 +135,16 @@ void add_bias_and_activate(Activation f, T slope, const T *b, T *z, T *a, std::s
             for (std::size_t j = 0; j < n; ++j) a_row[j] /= sum;
             continue;
         }
-        switch (f) {
-            case Activation::sigmoid:
-                if (derivative != nullptr) {
-                    T *d_row = derivative + i * n;
-                    for (std::size_t j = 0; j < n; ++j) sigmoid_and_prime(z_row[j], a_row[j], d_row[j]);
-                } else {
-                    for (std::size_t j = 0; j < n; ++j) a_row[j] = sigmoid(z_row[j]);
-                }
-                break;
-            case Activation::relu:
-                for (std::size_t j = 0; j < n; ++j) a_row[j] = z_row[j] > T(0) ? z_row[j] : T(0);
-                break;
-            default:
-                for (std::size_t j = 0; j < n; ++j) a_row[j] = activate(f, z_row[j], slope);
+        if (f == Activation::sigmoid && derivative != nullptr) {
+            T *d_row = derivative + i * n;
+            for (std::size_t j = 0; j < n; ++j) sigmoid_and_prime(z_row[j], a_row[j], d_row[j]);
+        } else if (f == Activation::sigmoid) {
+            for (std::size_t j = 0; j < n; ++j) a_row[j] = sigmoid(z_row[j]);
+        } else {
+            for (std::size_t j = 0; j < n; ++j) a_row[j] = activate(f, z_row[j], slope);
         }
     }
+    return not_finite == 0;
 }
 
 // delta[k] *= derivative[k]: "⊙ σ'(z)" with σ'(z) kept from the forward pass.

@@ -95,17 +95,9 @@ template <class T> struct Epoch {
     std::uint64_t first_batch;
 };
 
-// On the bit patterns, so that the loop vectorises: a value is not finite when all
-// the bits of its exponent are set.
 template <class T> bool all_finite(const T *values, std::size_t count) {
-    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-    constexpr Bits exponent = sizeof(T) == 4 ? Bits(0x7F800000u) : Bits(0x7FF0000000000000ull);
-    Bits not_finite = 0;
-    for (std::size_t k = 0; k < count; ++k) {
-        Bits bits;
-        std::memcpy(&bits, values + k, sizeof(T));
-        not_finite |= Bits((bits & exponent) == exponent);
-    }
+    decltype(not_finite_bit(T(0))) not_finite = 0;
+    for (std::size_t k = 0; k < count; ++k) not_finite |= not_finite_bit(values[k]);
     return not_finite == 0;
 }
 
@@ -283,10 +275,9 @@ template <class T> class Mlp {
             const blasint n_out = blasint(arch_.sizes[l]), n_in = blasint(arch_.sizes[l - 1]);
             blas::gemm(false, true, blasint(B), n_out, n_in, T(1), a_prev, n_in,
                        params + weight_offsets_[l - 1], n_in, T(0), z_[l].data(), n_out);
-            add_bias_and_activate(activation_of(l), T(arch_.leaky_slope),
-                                  params + bias_offsets_[l - 1], z_[l].data(), a_[l].data(), B,
-                                  arch_.sizes[l], kept_derivative(l));
-            finite = finite && all_finite(z_[l].data(), B * arch_.sizes[l]);
+            finite &= add_bias_and_activate(activation_of(l), T(arch_.leaky_slope),
+                                            params + bias_offsets_[l - 1], z_[l].data(),
+                                            a_[l].data(), B, arch_.sizes[l], kept_derivative(l));
             if (dropout_active_ && l < n_layers()) drop_units(*dropout, l, B);
             a_prev = a_[l].data();
         }

@@ -113,6 +113,17 @@ def test_non_finite_inputs(net, data, method, bad):
         call(X) if method == "predict" else call(X, y)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_in_the_last_chunk_of_a_long_predict(bad):
+    # predict leaves X's check to the core (a non-finite x makes every z^1 non-finite),
+    # which works through X in chunks of at most 8192 rows.
+    net = dp.Network([4, 3], output="sigmoid", seed=0)
+    X = np.zeros((20_000, 4))
+    X[-1, 3] = bad
+    with pytest.raises(ValueError, match="X: contains NaN or infinity"):
+        net.predict(X)
+
+
 def test_values_that_overflow_float32_are_refused(data):
     net32 = dp.Network([4, 3], output="sigmoid", dtype="float32", seed=0)
     X = data[0].copy()

@@ -8,6 +8,7 @@ and `Network.biases` are views into it. Inputs are checked and converted
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import operator
 import os
@@ -78,17 +79,37 @@ def _as_real_array(data: Any, argument: str) -> np.ndarray:
     return array
 
 
-def _to_core_layout(array: np.ndarray, dtype: np.dtype, argument: str) -> np.ndarray:
+def _to_core_layout(
+    array: np.ndarray, dtype: np.dtype, argument: str, *, check_finite: bool = True
+) -> np.ndarray:
     """C-contiguous, aligned, native-order `dtype`: copies only when `array` is not already."""
     # An overflow in the cast (1e300 to float32) becomes inf and is reported below.
     with np.errstate(over="ignore", invalid="ignore"):
         converted = np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
-        # A finite sum proves every entry finite (NaN and inf propagate) at a fraction of
-        # the cost of isfinite; only a non-finite (or overflowing) sum needs the full check.
-        sum_is_finite = np.isfinite(converted.sum())
-    if not sum_is_finite and not np.isfinite(converted).all():
-        raise ValueError(f"{argument}: contains NaN or infinity (in {dtype})")
+    if check_finite:
+        _require_finite(converted, argument)
     return converted
+
+
+def _require_finite(array: np.ndarray, argument: str) -> None:
+    # A finite sum proves every entry finite (NaN and inf propagate) at a fraction of
+    # the cost of isfinite; only a non-finite (or overflowing) sum needs the full check.
+    with np.errstate(over="ignore", invalid="ignore"):
+        sum_is_finite = np.isfinite(array.sum())
+    if not sum_is_finite and not np.isfinite(array).all():
+        raise ValueError(f"{argument}: contains NaN or infinity (in {array.dtype})")
+
+
+@contextlib.contextmanager
+def _inputs_blamed_for_overflow(X: np.ndarray, argument: str = "X"):
+    """For core calls given an X not checked for NaN and infinity: any such entry makes
+    every z of the first layer non-finite (NaN * w and inf * w are never finite), which
+    the core reports. Only then is X itself examined, to say which of the two it was."""
+    try:
+        yield
+    except ValueError:
+        _require_finite(X, argument)
+        raise
 
 
 class Network:
@@ -292,7 +313,7 @@ class Network:
         save(self, path)
 
     # ------------------------------------------------------------------ inputs
-    def _inputs(self, X: Any, argument: str = "X") -> np.ndarray:
+    def _inputs(self, X: Any, argument: str = "X", *, check_finite: bool = True) -> np.ndarray:
         X = _as_real_array(X, argument)
         n_in = self.sizes[0]
         if X.ndim != 2 or X.shape[1] != n_in:
@@ -302,7 +323,7 @@ class Network:
             )
         if X.shape[0] == 0:
             raise ValueError(f"{argument}: empty batch (0 samples)")
-        return _to_core_layout(X, self.dtype, argument)
+        return _to_core_layout(X, self.dtype, argument, check_finite=check_finite)
 
     def _labels(self, labels: Any, n_samples: int, argument: str) -> np.ndarray:
         labels = _as_real_array(labels, argument)
@@ -359,9 +380,10 @@ class Network:
         -------
         ndarray of shape (n_samples, n_L)
         """
-        X = self._inputs(X)
+        X = self._inputs(X, check_finite=False)  # the core's check of z covers X
         out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        self._core.predict(self._params, X, out)
+        with _inputs_blamed_for_overflow(X):
+            self._core.predict(self._params, X, out)
         return out
 
     forward = predict
