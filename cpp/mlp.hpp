@@ -184,16 +184,18 @@ template <class T> class Mlp {
         if (rows.order != nullptr) check_order(rows.order, rows.n_order, rows.n_rows);
         const std::size_t n_batches = (rows.n_order - 1) / rows.batch_size + 1;
         take_snapshot(params, state);
+        begin_sequence(state, rule);
         double total_cost = 0, total_weight = 0;
         for (std::size_t k = 0; k < n_batches; ++k) {
-            const BatchOutcome seen = train_batch(params, state, rule, rows, k);
-            if (seen.status == BatchStatus::parameters_not_finite) {
-                // The previous batch's update overflowed: redo the batches before it.
-                if (k == 0) return {0, 0};
-                replay(params, state, rule, rows, k - 1);
-                return {0, std::int64_t(k - 1)};
+            const BatchOutcome seen = train_batch(params, state, rule, rows, k, k + 1 < n_batches);
+            if (seen.status != BatchStatus::ok) {
+                // Back to the parameters before the batch to blame: the previous one when
+                // its update overflowed, else this one (which made no update).
+                const std::size_t blamed =
+                    seen.status == BatchStatus::parameters_not_finite && k > 0 ? k - 1 : k;
+                replay(params, state, rule, rows, blamed);
+                return {0, std::int64_t(blamed)};
             }
-            if (seen.status == BatchStatus::error_not_finite) return {0, std::int64_t(k)};
             total_cost += seen.cost;
             total_weight += seen.weight;
         }
@@ -380,8 +382,9 @@ template <class T> class Mlp {
     // Forward, BP1, then the update of batch k, unless something is not finite:
     // a z (a parameter is not: the forward pass carries any non-finite weight or
     // bias into z) or the cost or output error (the update would not be).
+    // `more_follow`: another batch of the same sequence comes next (see begin_sequence).
     BatchOutcome train_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                             const Epoch<T> &rows, std::size_t k) {
+                             const Epoch<T> &rows, std::size_t k, bool more_follow) {
         const Batch batch = batch_at(rows, k);
         const std::size_t B = batch.rows;
         Dropout dropout{rows.dropout, SplitMix64{mix64(rows.seed ^ mix64(rows.first_batch + k))}};
@@ -397,7 +400,7 @@ template <class T> class Mlp {
         if (rule.method == Method::sgd && rule.l1 == 0) {
             sgd_update(params, batch.X, B, rule);
         } else if (rule.method == Method::momentum) {
-            momentum_update(params, state.first, batch.X, B, rule);
+            momentum_update(params, state.first, batch.X, B, rule, more_follow);
         } else {
             if (grads_.size() < n_params_) grads_.resize(n_params_);
             backward_into(params, batch.X, B, grads_.data());
@@ -432,7 +435,23 @@ template <class T> class Mlp {
             std::copy(&snapshot_[2 * n_params_], &snapshot_[3 * n_params_], state.second);
         }
         *state.step = snapshot_step_;
-        for (std::size_t k = 0; k < n_batches; ++k) train_batch(params, state, rule, rows, k);
+        if (n_batches == 0) return;
+        begin_sequence(state, rule);
+        for (std::size_t k = 0; k < n_batches; ++k) {
+            train_batch(params, state, rule, rows, k, k + 1 < n_batches);
+        }
+    }
+
+    // Momentum keeps mu V, not V, between the batches of one call (the velocity GEMM
+    // then adds the gradient with beta = 1, which spares OpenBLAS a scaling pass over
+    // V); the last batch stores V itself. mu V is rounded (and flushed) exactly as a
+    // GEMM with beta = mu would, so results do not depend on how batches are split
+    // into calls.
+    void begin_sequence(OptimizerState<T> &state, const UpdateRule &rule) const {
+        if (rule.method != Method::momentum) return;
+        const T mu = T(rule.momentum);
+        T *velocity = state.first;
+        for (std::size_t k = 0; k < n_params_; ++k) velocity[k] = flush_subnormal(mu * velocity[k]);
     }
 
     bool state_is_finite(const OptimizerState<T> &state) const {
@@ -488,29 +507,35 @@ template <class T> class Mlp {
     }
 
     // Momentum with BP4 folded into the velocity's GEMM: V <- mu V + delta^T a_prev / B
-    // (beta = mu), then one pass W <- W - lr (V + l2 W + l1 sign(W)) with V updated to
-    // match. Saves materialising the gradient: the update is memory-bound.
+    // (mu V is stored already, see begin_sequence: beta = 1), then one pass
+    // W <- W - lr (V + l2 W + l1 sign(W)) with V updated to match, which also stores
+    // mu V for the next batch when `more_follow`. Saves materialising the gradient:
+    // the update is memory-bound.
     void momentum_update(T *params, T *velocity, const T *X, std::size_t B,
-                         const UpdateRule &rule) {
-        const T mu = T(rule.momentum), lr = T(rule.lr), l2 = T(rule.l2), l1 = T(rule.l1);
+                         const UpdateRule &rule, bool more_follow) {
+        const T lr = T(rule.lr), l2 = T(rule.l2), l1 = T(rule.l1);
+        const T decay = more_follow ? T(rule.momentum) : T(1);
         for (std::size_t l = n_layers(); l >= 1; --l) {
             if (l > 1) backpropagate_error(params, l, B);  // with W^l before its update
             const T *a_prev = l == 1 ? X : a_[l - 1].data();
             const std::size_t w = weight_offsets_[l - 1], b = bias_offsets_[l - 1];
-            weight_update(l, a_prev, B, T(1) / T(B), mu, velocity + w);
-            bias_update(l, B, T(1) / T(B), mu, velocity + b);
+            weight_update(l, a_prev, B, T(1) / T(B), T(1), velocity + w);
+            bias_update(l, B, T(1) / T(B), T(1), velocity + b);
             T *W = params + w, *V = velocity + w;
             if (l2 != T(0) || l1 != T(0)) {
                 for (std::size_t k = 0; k < b - w; ++k) V[k] += l2 * W[k] + l1 * sign(W[k]);
             }
-            for (std::size_t k = 0; k < b - w; ++k) {
-                V[k] = flush_subnormal(V[k]);
-                W[k] -= lr * V[k];
-            }
-            for (std::size_t j = 0; j < arch_.sizes[l]; ++j) {
-                velocity[b + j] = flush_subnormal(velocity[b + j]);
-                params[b + j] -= lr * velocity[b + j];
-            }
+            step_with_velocity(W, V, b - w, lr, decay);
+            step_with_velocity(params + b, velocity + b, arch_.sizes[l], lr, decay);
+        }
+    }
+
+    // w <- w - lr v, then v <- decay v (both flushed, see flush_subnormal).
+    static void step_with_velocity(T *w, T *v, std::size_t count, T lr, T decay) {
+        for (std::size_t k = 0; k < count; ++k) {
+            const T velocity = flush_subnormal(v[k]);
+            w[k] -= lr * velocity;
+            v[k] = flush_subnormal(decay * velocity);
         }
     }
 
