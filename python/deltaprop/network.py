@@ -359,7 +359,7 @@ class Network:
                 f"shape ({n_samples}, {n_out}), got {Y.shape}"
             )
         Y = _to_core_layout(Y, self.dtype, argument)
-        if self.cost_name in _PROBABILITY_COSTS and ((Y < 0).any() or (Y > 1).any()):
+        if self.cost_name in _PROBABILITY_COSTS and (Y.min() < 0 or Y.max() > 1):
             raise ValueError(f"{argument}: {self.cost_name} needs targets in [0, 1]")
         return Y
 
