@@ -276,6 +276,22 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "(mean cost, diverged batch or -1).");
 }
 
+// all_finite(values): no NaN or infinity among the values of a C-contiguous, aligned
+// float32 or float64 array, checked with the core's BLAS thread count.
+template <class T> void bind_all_finite(py::module_ &m) {
+    m.def(
+        "all_finite",
+        [](const Array<T> &values) {
+            check_aligned<T>(values, "values");
+            const T *data = values.data();
+            const auto count = std::size_t(values.size());
+            py::gil_scoped_release release;
+            return deltaprop::all_finite(data, count, deltaprop::blas::get_num_threads());
+        },
+        py::arg("values").noconvert(),
+        "Whether every value is finite (no NaN or infinity).");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -296,6 +312,8 @@ PYBIND11_MODULE(_core, m) {
         .def_readonly("l1", &deltaprop::UpdateRule::l1);
     bind_mlp<float>(m, "Mlp32");
     bind_mlp<double>(m, "Mlp64");
+    bind_all_finite<float>(m);
+    bind_all_finite<double>(m);
     m.def(
         "set_num_threads",
         [](int n) {

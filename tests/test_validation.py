@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
+from deltaprop import _core
 
 
 @pytest.fixture
@@ -297,3 +298,31 @@ def test_core_gradients_ignore_the_output_buffer_contents(net, data):
     net._core.gradients(net.params, X, Y, clean)
     net._core.gradients(net.params, X, Y, garbage)
     np.testing.assert_array_equal(garbage, clean)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_core_finiteness_check_finds_every_position(dtype, threads):
+    # Above 2^20 values per thread the check is split over the BLAS thread count.
+    n = 2**21 + 3
+    values = np.zeros(n, dtype=dtype)
+    previous = dp.get_num_threads()
+    dp.set_num_threads(threads)
+    try:
+        assert _core.all_finite(values) and _core.all_finite(values[:0])
+        for position in [0, n // 2 - 1, n // 2, n // 2 + 1, n - 1]:
+            for bad in [np.nan, np.inf, -np.inf]:
+                values[position] = bad
+                assert not _core.all_finite(values)
+                values[position] = 0
+        values[-1] = np.finfo(dtype).max  # the largest finite value is finite
+        assert _core.all_finite(values)
+    finally:
+        dp.set_num_threads(previous)
+
+
+def test_core_finiteness_check_takes_only_contiguous_floats():
+    with pytest.raises(TypeError):
+        _core.all_finite(np.zeros(4, dtype=np.int64))
+    with pytest.raises(TypeError):
+        _core.all_finite(np.zeros(8)[::2])
