@@ -25,6 +25,8 @@ import json
 import sys
 from collections import defaultdict
 
+NAN = float("nan")
+
 IMPLEMENTATIONS = ("deltaprop", "torch", "sklearn", "numpy", "reference")
 PEER_LABELS = {
     "deltaprop": "deltaprop",
@@ -197,22 +199,31 @@ def _summary(summary: list[tuple]) -> None:
 def memory_table(measurements: list[dict]) -> None:
     """Print memory.py's measurements (dicts with a "config" key), one row each."""
     print(
-        "| config | rows | data | baseline RSS | peak increase | of which first BLAS call "
-        "| budget: params + optimizer state + one batch's workspace | within |"
+        "| config | rows | data | baseline RSS | peak increase | of which OpenBLAS buffers "
+        "| budget: params + optimizer state + one batch's workspace | within "
+        "| divergence snapshot + row order | rest over the budget |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
     for m in sorted(measurements, key=lambda m: m["config"]):
         parts = m["budget_parts"]
         excess = (m["peak_increase_bytes"] - parts["total"]) / MiB
         within = "yes" if m["within_budget"] else f"NO, by {excess:.2f} MiB"
+        blas = m.get("blas_first_call_bytes", float("nan"))
+        extras = m.get("known_extra_bytes", {})
+        snapshot, order = extras.get("divergence_snapshot", NAN), extras.get("row_order", NAN)
+        rest = (m["peak_increase_bytes"] - blas - snapshot - order - parts["total"]) / MiB
         print(
             f"| {m['config']} | {m['rows']:,} | {m['data_bytes'] / MiB:.1f} MiB "
             f"| {m['baseline_bytes'] / MiB:.1f} MiB | {m['peak_increase_bytes'] / MiB:.2f} MiB "
-            f"| {m.get('blas_first_call_bytes', float('nan')) / MiB:.2f} MiB "
+            f"| {blas / MiB:.2f} MiB "
             f"| {parts['total'] / MiB:.2f} MiB ({parts['parameters'] / MiB:.2f} + "
             f"{parts['optimizer_state'] / MiB:.2f} + {parts['batch_workspace'] / MiB:.2f}) "
-            f"| {within} |"
+            f"| {within} | {snapshot / MiB:.2f} + {order / MiB:.2f} MiB | {rest:+.2f} MiB |"
         )
+    print(
+        "\nrest over the budget = peak increase - OpenBLAS buffers - snapshot - row order - "
+        "budget (negative: within the budget once those are set apart)"
+    )
 
 
 def _memory(benches: list[dict]) -> None:
