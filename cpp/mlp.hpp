@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -121,6 +122,24 @@ template <class T> bool all_finite(const T *values, std::size_t count, int threa
     for (std::thread &helper : helpers) helper.join();
     return std::all_of(finite.begin(), finite.end(), [](char ok) { return ok != 0; });
 }
+
+// Workspaces start on a 64-byte boundary: OpenBLAS's kernels (and the GEMV that a
+// GEMM with one row or column is forwarded to) peel their loops by the operands'
+// alignment, which changes the order of a sum. With malloc's 16-byte alignment, two
+// networks with the same parameters and inputs could differ in the last bit.
+template <class T> struct CacheAligned {
+    using value_type = T;
+    static constexpr std::align_val_t kAlignment{64};
+    CacheAligned() = default;
+    template <class U> CacheAligned(const CacheAligned<U> &) {}
+    T *allocate(std::size_t n) {
+        return static_cast<T *>(::operator new(n * sizeof(T), kAlignment));
+    }
+    void deallocate(T *p, std::size_t) { ::operator delete(p, kAlignment); }
+    template <class U> bool operator==(const CacheAligned<U> &) const { return true; }
+    template <class U> bool operator!=(const CacheAligned<U> &) const { return false; }
+};
+template <class T> using Buffer = std::vector<T, CacheAligned<T>>;
 
 template <class T> class Mlp {
   public:
@@ -590,14 +609,14 @@ template <class T> class Mlp {
     std::size_t n_params_ = 0;
     std::vector<std::size_t> weight_offsets_, bias_offsets_;  // per layer l = 1..L, at l-1
     std::size_t capacity_ = 0;                                // rows the workspaces hold
-    std::vector<std::vector<T>> z_, a_, delta_;               // index l = 1..L; (B, n_l)
-    std::vector<std::vector<T>> derivative_;  // σ'(z^l) of sigmoid layers, (B, n_l)
+    std::vector<Buffer<T>> z_, a_, delta_;                    // index l = 1..L; (B, n_l)
+    std::vector<Buffer<T>> derivative_;       // σ'(z^l) of sigmoid layers, (B, n_l)
     bool derivatives_kept_ = false;           // did forward() fill derivative_?
-    std::vector<T> batch_x_, batch_y_, batch_w_;              // gathered rows of a batch
-    std::vector<T> grads_;                                    // for the non-fused updates
+    Buffer<T> batch_x_, batch_y_, batch_w_;                   // gathered rows of a batch
+    Buffer<T> grads_;                                         // for the non-fused updates
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
     std::int64_t snapshot_step_ = 0;
-    std::vector<std::vector<T>> mask_;                        // dropout masks, (B, n_l)
+    std::vector<Buffer<T>> mask_;                             // dropout masks, (B, n_l)
     bool dropout_active_ = false;                             // did forward() drop units?
     std::mutex mutex_;  // one computation at a time: the workspaces are shared
 };
