@@ -246,6 +246,11 @@ def _time_to_accuracy(benches: list[dict]) -> None:
         f"(momentum {first['momentum']}, lr {first['lr']}, batch {first['batch_size']}), "
         "same initial weights and row orders\n"
     )
+    time_to_accuracy_table(runs)
+
+
+def time_to_accuracy_table(runs: dict[str, dict]) -> None:
+    """Print time_to_accuracy.py's runs (implementation -> run), one row each."""
     print("| implementation | epochs | training time | accuracy after each epoch |")
     print("| --- | ---: | ---: | --- |")
     for implementation in ("deltaprop", "torch"):

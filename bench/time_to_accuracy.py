@@ -19,6 +19,7 @@ import time
 import numpy as np
 import peers
 from _common import CONFIGS, SEED, data, make_network
+from report import time_to_accuracy_table
 
 TARGET = 0.88
 MAX_EPOCHS = 20
@@ -75,18 +76,7 @@ def main() -> None:
     available = peers.available()
     implementations = [i for i in ("deltaprop", "torch") if available[i] is not None]
     runs = run(implementations, args.target, args.max_epochs)
-    print(f"| implementation | epochs to {args.target:.0%} | training time | accuracy by epoch |")
-    print("| --- | ---: | ---: | --- |")
-    for implementation in ("deltaprop", "torch"):
-        if implementation not in runs:
-            print(f"| {implementation} | absent (not installed) | | |")
-            continue
-        r = runs[implementation]
-        reached = r["reached"]
-        epochs = f"{reached['epochs']}" if reached else f"not in {args.max_epochs}"
-        seconds = f"{reached['seconds']:.2f} s" if reached else f"({r['training_seconds']:.2f} s)"
-        curve = " ".join(f"{a:.3f}" for a in r["accuracy"])
-        print(f"| {implementation} | {epochs} | {seconds} | {curve} |")
+    time_to_accuracy_table(runs)
 
 
 if __name__ == "__main__":
