@@ -371,6 +371,7 @@ def test_sgd_epochs_match_mlp_regressor(batch_size, weighted):
         momentum=0.0,
         learning_rate_init=0.05,
         max_iter=1,
+        random_state=0,  # its initial weights; both continue from them
         **common,
     )
     ours = DeltapropRegressor(
