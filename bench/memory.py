@@ -86,7 +86,7 @@ def _child(config: Config, folder: pathlib.Path) -> dict:
     warm_up.gradients(X[: config.batch_size], Y[: config.batch_size])
     del warm_up
     ctypes.CDLL("libc.so.6").malloc_trim(0)  # give back what the throw-away network freed
-    blas_first_call = _status_kib("VmRSS") * 1024 - baseline
+    openblas_buffers = _status_kib("VmRSS") * 1024 - baseline
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # the high-water mark starts again from the current RSS
     history = net.fit(
@@ -101,7 +101,7 @@ def _child(config: Config, folder: pathlib.Path) -> dict:
         "baseline_bytes": baseline,
         "peak_bytes": peak,
         "peak_increase_bytes": peak - baseline,
-        "blas_first_call_bytes": blas_first_call,
+        "openblas_buffer_bytes": openblas_buffers,
         "budget_bytes": parts["total"],
         "budget_parts": parts,
         "known_extra_bytes": known_extras(config, len(optimizer.state), len(X)),

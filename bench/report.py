@@ -208,7 +208,7 @@ def memory_table(measurements: list[dict]) -> None:
         parts = m["budget_parts"]
         excess = (m["peak_increase_bytes"] - parts["total"]) / MiB
         within = "yes" if m["within_budget"] else f"NO, by {excess:.2f} MiB"
-        blas = m.get("blas_first_call_bytes", float("nan"))
+        blas = m.get("openblas_buffer_bytes", NAN)
         extras = m.get("known_extra_bytes", {})
         snapshot, order = extras.get("divergence_snapshot", NAN), extras.get("row_order", NAN)
         rest = (m["peak_increase_bytes"] - blas - snapshot - order - parts["total"]) / MiB
