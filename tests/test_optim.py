@@ -238,9 +238,11 @@ def test_an_epoch_split_over_calls_equals_one_call():
         net.fit(X, y, epochs=0, optimizer="momentum")  # binds the optimizer
         Y = np.eye(3)[y]
         order = np.random.default_rng(0).permutation(12)
-        rule = net.optimizer.rule(0.1, 0.0)
         for start, stop in pieces:
-            _, _, diverged = net._train_rows((X, Y, None), order, start, stop, 4, rule, 0.5, 99)
+            _, _, diverged = net.train_rows(
+                X, Y, rows=order[start:stop], batch_size=4, l2=0.1, dropout=0.5, seed=99,
+                first_batch=start // 4,
+            )
             assert diverged is None
         results.append(np.concatenate([net.params, net.optimizer.state[0]]))
     np.testing.assert_array_equal(results[0], results[1])

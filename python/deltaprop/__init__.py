@@ -10,27 +10,23 @@ A C++ core runs the batched forward pass and the backward delta propagation
     history = net.fit(X, y, epochs=10, batch_size=10, lr=0.5)
 """
 
-import numbers
-
 # First: the compiled module must be loaded by _loader (see there), before any other
 # module of the package imports it.
 from ._loader import _core
 
 # isort: split
 from . import datasets, optim, reference, schedules
-from .io import ModelFormatError, load, save
-from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network
+from ._checks import check_int
+from ._container import ModelFormatError
+from ._version import __version__
+from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load, save
 from .training import DivergenceError
-
-__version__ = "0.1.0"
 
 
 def set_num_threads(n: int) -> None:
     """Set the number of OpenBLAS threads deltaprop's core uses (numpy's own pool is
     separate); OpenBLAS caps it at the number it was built for."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n: expected a positive integer, got {n!r}")
-    _core.set_num_threads(min(int(n), 2**31 - 1))
+    _core.set_num_threads(min(check_int(n, "n", 1), 2**31 - 1))
 
 
 def get_num_threads() -> int:

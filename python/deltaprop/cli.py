@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import NoReturn
 
 import numpy as np
 
-from . import datasets, optim, schedules
-from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network
+from . import datasets, optim, plot, schedules
+from ._files import write_atomically
+from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load
 
 DATA_HELP = "'digits' (shipped), 'fashion-mnist' (installed data) or a directory of IDX files"
 
@@ -72,7 +72,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     add("--output", choices=OUTPUTS, default="softmax")
     add("--cost", choices=COSTS, default="log_likelihood")
     add("--init", choices=INITS, default="normal_scaled")
-    add("--optimizer", choices=sorted(optim._BY_NAME), default="sgd")
+    add("--optimizer", choices=optim.NAMES, default="sgd")
     add(
         "--lr",
         type=float,
@@ -163,21 +163,13 @@ def train(args: argparse.Namespace) -> Network:
         net.save(args.save)
         print(f"model written to {args.save}")
     if args.plot:
-        from .plot import learning_curves
-
-        learning_curves(history, args.plot, title=repr(net))
+        plot.learning_curves(history, args.plot, title=repr(net))
         print(f"learning curves written to {args.plot}")
     return net
 
 
-def _load_model(path: str) -> Network:
-    from .io import load
-
-    return load(path)
-
-
 def evaluate(args: argparse.Namespace) -> None:
-    net = _load_model(args.model)
+    net = load(args.model)
     dtype = net.dtype.name
     _, (X_test, y_test) = _load_data(args.data, dtype, args.test_fraction, args.seed)
     predicted = net.predict_classes(X_test)
@@ -193,29 +185,15 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def predict(args: argparse.Namespace) -> None:
-    net = _load_model(args.model)
+    net = load(args.model)
     try:
         X = np.load(args.input, allow_pickle=False)
     except ValueError as error:
         raise CommandError(f"{args.input}: not a numeric .npy array ({error})") from error
     result = net.predict_classes(X) if args.classes else net.predict(X)
     path = args.output or os.path.splitext(args.input)[0] + ".predictions.npy"
-    _save_npy_atomically(path, result)
+    write_atomically(path, lambda file: np.save(file, result, allow_pickle=False))
     print(f"{len(result)} predictions written to {path}")
-
-
-def _save_npy_atomically(path: str, array: np.ndarray) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".deltaprop-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.save(file, array, allow_pickle=False)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,28 +22,25 @@ the step count) is part of the model: it is saved with it and training resumes f
 
 from __future__ import annotations
 
-import numbers
+import inspect
 from typing import Any
 
 import numpy as np
 
 from . import _core
+from ._checks import check_real
 
-__all__ = ["SGD", "Adam", "AdamW", "Momentum", "Nesterov", "Optimizer", "get"]
-
-
-def _check_real(value: Any, name: str, low: float, high: float = np.inf, *, open_low=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    value = float(value)
-    too_low = value <= low if open_low else value < low
-    if not np.isfinite(value) or too_low or value >= high:
-        if high == np.inf:
-            expected = f"a finite number {'>' if open_low else '>='} {low:g}"
-        else:
-            expected = f"a value in {'(' if open_low else '['}{low:g}, {high:g})"
-        raise ValueError(f"{name}: expected {expected}, got {value}")
-    return value
+__all__ = [
+    "NAMES",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Momentum",
+    "Nesterov",
+    "Optimizer",
+    "from_description",
+    "get",
+]
 
 
 class Optimizer:
@@ -55,8 +52,8 @@ class Optimizer:
     default_lr = 0.1
 
     def __init__(self, lr: float | None = None, *, weight_decay: float = 0.0) -> None:
-        self.lr = _check_real(self.default_lr if lr is None else lr, "lr", 0.0, open_low=True)
-        self.weight_decay = _check_real(weight_decay, "weight_decay", 0.0)
+        self.lr = check_real(self.default_lr if lr is None else lr, "lr", 0.0, low_open=True)
+        self.weight_decay = check_real(weight_decay, "weight_decay", 0.0)
         self.state: list[np.ndarray] = []
         # Updated in place by the core, with the parameters: always their true count.
         self._step = np.zeros(1, dtype=np.int64)
@@ -98,6 +95,30 @@ class Optimizer:
                 f"parameters, not {n_params} {np.dtype(dtype)}; use a new optimizer"
             )
 
+    def describe(self) -> dict[str, Any]:
+        """The JSON-able description a model file's header holds: ``name``,
+        ``hyperparameters``, ``step`` and ``n_state`` (the state arrays go beside it).
+
+        Raises
+        ------
+        ValueError
+            The optimizer is not one of the built-in ones (only those can be rebuilt).
+        """
+        if type(self) is not _BY_NAME.get(self.name):
+            raise ValueError(
+                f"optimizer: only the built-in optimizers ({', '.join(NAMES)}) can be saved, "
+                f"got {type(self).__name__}"
+            )
+        return {
+            "name": self.name,
+            "hyperparameters": {
+                key: list(value) if isinstance(value, tuple) else value
+                for key, value in self.hyperparameters().items()
+            },
+            "step": self.step,
+            "n_state": len(self.state),
+        }
+
     def reset(self) -> None:
         """Forget the state (velocity, moments, step count)."""
         self.state, self.step = [], 0
@@ -120,7 +141,7 @@ class Momentum(Optimizer):
 
     def __init__(self, lr=None, momentum: float = 0.9, *, weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay=weight_decay)
-        self.momentum = _check_real(momentum, "momentum", 0.0, 1.0)
+        self.momentum = check_real(momentum, "momentum", 0.0, 1.0)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {**super().hyperparameters(), "momentum": self.momentum}
@@ -155,10 +176,10 @@ class Adam(Optimizer):
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
         self.betas = (
-            _check_real(betas[0], "betas[0]", 0.0, 1.0),
-            _check_real(betas[1], "betas[1]", 0.0, 1.0),
+            check_real(betas[0], "betas[0]", 0.0, 1.0),
+            check_real(betas[1], "betas[1]", 0.0, 1.0),
         )
-        self.eps = _check_real(eps, "eps", 0.0, open_low=True)
+        self.eps = check_real(eps, "eps", 0.0, low_open=True)
         self.decoupled = bool(decoupled)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -195,20 +216,84 @@ class AdamW(Adam):
 
 
 _BY_NAME = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, AdamW)}
+NAMES = tuple(_BY_NAME)
+_DESCRIPTION_FIELDS = {"name", "hyperparameters", "step", "n_state"}
+_MAX_STEP = 2**63 - 1  # the core's int64 step count
 
 
 def get(optimizer: str | Optimizer, **hyperparameters: Any) -> Optimizer:
-    """An optimizer from its name (``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``,
-    ``"adamw"``) and hyper-parameters (None values are left at their defaults), or the
-    given optimizer object itself."""
+    """An optimizer from its name (one of `NAMES`) and hyper-parameters, or the given
+    optimizer object itself.
+
+    Hyper-parameters that are None, or that the named optimizer does not take (``momentum``
+    for ``"adam"``, say), are left out: one set of options can serve every name.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or an invalid hyper-parameter.
+    """
     if isinstance(optimizer, Optimizer):
         return optimizer
     if not isinstance(optimizer, str) or optimizer not in _BY_NAME:
         raise ValueError(
-            f"optimizer: expected one of {', '.join(_BY_NAME)} or an Optimizer, got {optimizer!r}"
+            f"optimizer: expected one of {', '.join(NAMES)} or an Optimizer, got {optimizer!r}"
         )
     cls = _BY_NAME[optimizer]
-    given = {k: v for k, v in hyperparameters.items() if v is not None}
-    if "momentum" in given and not issubclass(cls, Momentum):
-        del given["momentum"]
+    accepted = inspect.signature(cls).parameters
+    given = {k: v for k, v in hyperparameters.items() if v is not None and k in accepted}
     return cls(**given)
+
+
+def from_description(description: Any, state: list[np.ndarray]) -> Optimizer:
+    """The optimizer that `Optimizer.describe` described, with its state arrays.
+
+    Raises
+    ------
+    ValueError
+        The description is malformed or its values are invalid.
+    """
+    cls = _described_class(description)
+    if described_state_count(description) != len(state):
+        raise ValueError(f"optimizer: n_state is {description['n_state']}, got {len(state)} arrays")
+    hyperparameters = description["hyperparameters"]
+    if not isinstance(hyperparameters, dict):
+        raise ValueError("optimizer: hyperparameters must be an object")
+    step = description["step"]
+    if type(step) is not int or not 0 <= step <= _MAX_STEP:
+        raise ValueError(f"optimizer: step must be a non-negative integer, got {step!r}")
+    if isinstance(hyperparameters.get("betas"), list):
+        hyperparameters = {**hyperparameters, "betas": tuple(hyperparameters["betas"])}
+    try:
+        optimizer = cls(**hyperparameters)
+    except (TypeError, OverflowError) as error:
+        raise ValueError(f"optimizer hyper-parameters are invalid: {error}") from error
+    if isinstance(optimizer, Adam) and state and (state[1] < 0).any():
+        raise ValueError("optimizer: Adam's second moments must not be negative")
+    optimizer.state, optimizer.step = list(state), step
+    return optimizer
+
+
+def described_state_count(description: Any) -> int:
+    """The number of state arrays a description (or None) announces, checked against its
+    optimizer before they are read."""
+    if description is None:
+        return 0
+    cls = _described_class(description)
+    n_state = description["n_state"]
+    if type(n_state) is not int or n_state not in (0, cls.n_state):
+        raise ValueError(
+            f"optimizer: n_state of {cls.name} must be 0 or {cls.n_state}, got {n_state!r}"
+        )
+    return n_state
+
+
+def _described_class(description: Any) -> type[Optimizer]:
+    if not isinstance(description, dict) or description.keys() != _DESCRIPTION_FIELDS:
+        raise ValueError(
+            f"optimizer: expected null or an object with {sorted(_DESCRIPTION_FIELDS)}"
+        )
+    name = description["name"]
+    if not isinstance(name, str) or name not in _BY_NAME:
+        raise ValueError(f"optimizer: name must be one of {', '.join(NAMES)}, got {name!r}")
+    return _BY_NAME[name]

@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import stat
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ._files import write_atomically
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -128,7 +128,7 @@ def learning_curves(
         fig.suptitle(title)
 
     if path is not None:
-        _save_png_atomically(fig, path)
+        write_atomically(path, lambda file: fig.savefig(file, format="png"))
     return fig
 
 
@@ -177,43 +177,3 @@ def _as_series(values: Any, key: str) -> np.ndarray:
     out = np.array([float(value) for value in values], dtype=np.float64)
     out[~np.isfinite(out)] = math.nan  # inf would stretch or break the axis; draw a gap
     return out
-
-
-def _save_png_atomically(fig: Figure, path: str | os.PathLike[str]) -> None:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = _new_file_mode()
-    tmp = tempfile.NamedTemporaryFile(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".png", delete=False
-    )
-    try:
-        with tmp:
-            fig.savefig(tmp, format="png")
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        # NamedTemporaryFile creates the file 0600; the plot should be as readable as any
-        # other file the user writes (or as the one it replaces).
-        os.chmod(tmp.name, mode)
-        os.replace(tmp.name, path)
-    except BaseException:
-        try:
-            os.remove(tmp.name)
-        except OSError:
-            pass
-        raise
-
-
-def _new_file_mode() -> int:
-    """0o666 less the umask, as open() would give. The umask is read from /proc where there
-    is one, because os.umask can only read it by setting it, which races with other threads."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644

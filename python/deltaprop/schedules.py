@@ -8,24 +8,13 @@ first) and ``history`` holds the metrics of the epochs done. A plain function of
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable
 
 import numpy as np
 
+from ._checks import check_int, check_real
+
 __all__ = ["Adaptive", "Constant", "Schedule", "StepDecay", "get"]
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
-def _fraction(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-        raise ValueError(f"{name}: expected a number in (0, 1), got {value!r}")
-    return float(value)
 
 
 class Schedule:
@@ -50,8 +39,8 @@ class StepDecay(Schedule):
     """Multiply the rate by ``gamma`` every ``step_size`` epochs (torch's StepLR)."""
 
     def __init__(self, step_size: int = 10, gamma: float = 0.5) -> None:
-        self.step_size = _positive_int(step_size, "step_size")
-        self.gamma = _fraction(gamma, "gamma")
+        self.step_size = check_int(step_size, "step_size", 1)
+        self.gamma = check_real(gamma, "gamma", 0.0, 1.0, low_open=True)
 
     def __call__(self, epoch, lr, history):
         return lr * self.gamma if epoch > 0 and epoch % self.step_size == 0 else lr
@@ -63,11 +52,9 @@ class Adaptive(Schedule):
     it by at least ``tol``. It monitors ``"val_cost"`` when present, else ``"cost"``."""
 
     def __init__(self, factor: float = 0.2, patience: int = 2, tol: float = 1e-4) -> None:
-        self.factor = _fraction(factor, "factor")
-        self.patience = _positive_int(patience, "patience")
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or tol < 0:
-            raise ValueError(f"tol: expected a number >= 0, got {tol!r}")
-        self.tol = float(tol)
+        self.factor = check_real(factor, "factor", 0.0, 1.0, low_open=True)
+        self.patience = check_int(patience, "patience", 1)
+        self.tol = check_real(tol, "tol", 0.0)
         self._best, self._stalled = np.inf, 0
 
     def state(self):

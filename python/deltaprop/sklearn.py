@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Any
 
 import numpy as np
 
@@ -65,15 +64,15 @@ except ImportError as error:  # pragma: no cover - only without scikit-learn
         f"The error was: {error}"
     ) from error
 
-from . import optim
-from .network import ACTIVATIONS, INITS, Network, _check_int
-from .optim import _check_real
+from . import optim, training
+from ._architecture import ACTIVATIONS, INITS
+from ._checks import check_int, check_real
+from .network import Network
 
 __all__ = ["DeltapropClassifier", "DeltapropRegressor"]
 
 # scikit-learn's name for the sigmoid, next to deltaprop's own names.
 _ACTIVATIONS = {"logistic": "sigmoid", **{name: name for name in ACTIVATIONS}}
-_OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 # scikit-learn's names for the output activations, for out_activation_.
 _OUT_ACTIVATION_NAMES = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
 _MAX_SEED = np.iinfo(np.int32).max
@@ -168,27 +167,6 @@ _ATTRIBUTES_DOC = """\
 """
 
 
-def _check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype):
-    """sample_weight as a (n_samples,) array of `dtype`, or None."""
-    if sample_weight is None:
-        return None
-    weights = np.asarray(sample_weight)
-    if weights.dtype.kind not in "biuf":
-        raise ValueError(f"sample_weight: expected real numbers, got dtype {weights.dtype}")
-    if weights.ndim == 0:
-        weights = np.full(n_samples, weights)
-    if weights.shape != (n_samples,):
-        raise ValueError(
-            f"sample_weight: expected shape ({n_samples},) to match X, got {weights.shape}"
-        )
-    weights = weights.astype(dtype)  # a copy: the caller's array is never touched
-    if not np.isfinite(weights).all() or (weights < 0).any():
-        raise ValueError("sample_weight: expected finite, non-negative weights")
-    if weights.sum() == 0:
-        raise ValueError("sample_weight: all the weights are zero; at least one must be positive")
-    return weights
-
-
 class _BaseDeltaprop(BaseEstimator):
     """What the classifier and the regressor share: parameters and the training loop."""
 
@@ -260,7 +238,7 @@ class _BaseDeltaprop(BaseEstimator):
             raise TypeError(
                 f"hidden_layer_sizes: expected an int or a sequence of ints, got {sizes!r}"
             )
-        return tuple(_check_int(n, "hidden_layer_sizes", 1) for n in sizes)
+        return tuple(check_int(n, "hidden_layer_sizes", 1) for n in sizes)
 
     def _check_params(self) -> None:
         """Validate the hyper-parameters that `Network` and `optim` do not see as given."""
@@ -269,9 +247,9 @@ class _BaseDeltaprop(BaseEstimator):
             raise ValueError(
                 f"activation: expected one of {', '.join(_ACTIVATIONS)}, got {self.activation!r}"
             )
-        if self.optimizer not in _OPTIMIZERS:
+        if self.optimizer not in optim.NAMES:
             raise ValueError(
-                f"optimizer: expected one of {', '.join(_OPTIMIZERS)}, got {self.optimizer!r}"
+                f"optimizer: expected one of {', '.join(optim.NAMES)}, got {self.optimizer!r}"
             )
         if self.init != "auto" and self.init not in INITS:
             raise ValueError(
@@ -280,30 +258,29 @@ class _BaseDeltaprop(BaseEstimator):
         if self.dtype not in ("float64", "float32", np.float64, np.float32):
             raise ValueError(f"dtype: expected 'float64' or 'float32', got {self.dtype!r}")
         if self.batch_size != "auto":
-            _check_int(self.batch_size, "batch_size", 1)
-        _check_int(self.max_iter, "max_iter", 1)
+            check_int(self.batch_size, "batch_size", 1)
+        check_int(self.max_iter, "max_iter", 1)
         if self.n_iter_no_change != np.inf:
-            _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
-        _check_real(self.learning_rate_init, "learning_rate_init", 0.0, open_low=True)
-        _check_real(self.alpha, "alpha", 0.0)
-        _check_real(self.tol, "tol", 0.0)
-        _check_real(self.momentum, "momentum", 0.0, 1.0)
-        _check_real(self.beta_1, "beta_1", 0.0, 1.0)
-        _check_real(self.beta_2, "beta_2", 0.0, 1.0)
-        _check_real(self.epsilon, "epsilon", 0.0, open_low=True)
-        _check_real(self.dropout, "dropout", 0.0, 1.0)
+            check_int(self.n_iter_no_change, "n_iter_no_change", 1)
+        check_real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True)
+        check_real(self.alpha, "alpha", 0.0)
+        check_real(self.tol, "tol", 0.0)
+        check_real(self.momentum, "momentum", 0.0, 1.0)
+        check_real(self.beta_1, "beta_1", 0.0, 1.0)
+        check_real(self.beta_2, "beta_2", 0.0, 1.0)
+        check_real(self.epsilon, "epsilon", 0.0, low_open=True)
+        check_real(self.dropout, "dropout", 0.0, 1.0)
         if self.early_stopping:
-            _check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0, open_low=True)
+            check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0, low_open=True)
 
     def _new_optimizer(self) -> optim.Optimizer:
-        lr = self.learning_rate_init
-        if self.optimizer in ("momentum", "nesterov"):
-            return optim.get(self.optimizer, lr=lr, momentum=self.momentum)
-        if self.optimizer in ("adam", "adamw"):
-            return optim.get(
-                self.optimizer, lr=lr, betas=(self.beta_1, self.beta_2), eps=self.epsilon
-            )
-        return optim.SGD(lr)
+        return optim.get(
+            self.optimizer,
+            lr=self.learning_rate_init,
+            momentum=self.momentum,
+            betas=(self.beta_1, self.beta_2),
+            eps=self.epsilon,
+        )
 
     def _optimizer_for_fit(self, first_pass: bool) -> optim.Optimizer:
         """A new optimizer with the current hyper-parameters; when training continues with
@@ -338,8 +315,7 @@ class _BaseDeltaprop(BaseEstimator):
         self.best_loss_ = None
         self.validation_scores_ = None
         self.best_validation_score_ = None
-        self._best_params = None
-        self._no_improvement_count = 0
+        self._stopping = None
 
     def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
         self._check_params()
@@ -351,7 +327,7 @@ class _BaseDeltaprop(BaseEstimator):
             X, y, first_pass=first_pass, incremental=incremental, classes=classes, dtype=dtype
         )
         n_outputs = classes.size if targets.ndim == 1 else targets.shape[1]
-        sample_weight = _check_sample_weight(sample_weight, X.shape[0], dtype)
+        sample_weight = training.check_sample_weight(sample_weight, X.shape[0], dtype)
 
         # With an int random_state every call draws the same seeds, as MLP does; the epoch
         # seed is mixed with n_iter_ below so that continued training does not repeat itself.
@@ -368,29 +344,23 @@ class _BaseDeltaprop(BaseEstimator):
                 f"y: the fitted network has {self.n_outputs_} {self.network_.output} outputs, "
                 f"y needs {n_outputs} {output} outputs; fit without warm_start to start again"
             )
-        if self.early_stopping:
-            if self.validation_scores_ is None:
-                self.validation_scores_, self.best_validation_score_ = [], -np.inf
-            self.best_loss_ = None
-        elif self.best_loss_ is None:
-            self.best_loss_ = min(self.loss_curve_, default=np.inf)
-            self.validation_scores_ = self.best_validation_score_ = None
-        if not incremental:
-            self._no_improvement_count = 0
-
+        stopping = self._stopping_for_fit(incremental)
         train, validation = self._split(X, targets, sample_weight, split_seed)
         X_train, targets_train, weight_train = train
         n_train = X_train.shape[0]
         batch_size = min(200 if self.batch_size == "auto" else self.batch_size, n_train)
         mean_weight = 1.0 if weight_train is None else float(weight_train.mean())
-        l2 = self.alpha / (batch_size * mean_weight) if mean_weight > 0 else 0.0
+        l2 = training.l2_coefficient(
+            "alpha", self.alpha, batch_size=batch_size, mean_weight=mean_weight
+        )
 
-        converged = False
-
-        def end_of_epoch(epoch: int, metrics: dict[str, float]) -> bool:
-            nonlocal converged
-            converged = self._record_epoch(metrics["cost"], l2, n_train, validation)
-            return converged and not incremental
+        def record_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            self.loss_ = metrics["loss"]
+            self.loss_curve_.append(self.loss_)
+            self.n_iter_ += 1
+            self.t_ += n_train
+            if validation is not None:
+                self.validation_scores_.append(metrics["val_score"])
 
         self.network_.fit(
             X_train,
@@ -401,14 +371,18 @@ class _BaseDeltaprop(BaseEstimator):
             optimizer=self._optimizer_for_fit(first_pass),
             lmbda=l2 * n_train,
             dropout=self.dropout,
-            callbacks=[end_of_epoch],
+            early_stopping=stopping,
+            metrics=self._epoch_metrics(l2, validation),
+            callbacks=[record_epoch],
             shuffle=bool(self.shuffle),
             seed=int(np.random.SeedSequence([int(epoch_seed), self.n_iter_]).generate_state(1)[0]),
             verbose=bool(self.verbose),
         )
-        if self.early_stopping and self._best_params is not None:
-            self.network_.params[...] = self._best_params
-        if not incremental and not converged:
+        if self.early_stopping:
+            self.best_validation_score_ = stopping.best
+        else:
+            self.best_loss_ = stopping.best
+        if not incremental and stopping.stopped_epoch is None:
             warnings.warn(
                 f"{type(self).__name__}: max_iter={self.max_iter} epochs reached and the "
                 f"optimization hasn't converged yet (tol={self.tol}, "
@@ -417,6 +391,48 @@ class _BaseDeltaprop(BaseEstimator):
                 stacklevel=3,
             )
         return self
+
+    def _stopping_for_fit(self, incremental: bool) -> training.EarlyStopping:
+        """MLP's stopping rule as an `EarlyStopping`: on the training loss, or with
+        ``early_stopping`` on the validation score (then keeping the best weights). It
+        carries its count over ``partial_fit`` calls and its best over warm starts."""
+        monitor = "val_score" if self.early_stopping else "loss"
+        stopping = self._stopping
+        if stopping is None or stopping.monitor != monitor:
+            stopping = training.EarlyStopping(
+                monitor=monitor,
+                mode="max" if self.early_stopping else "min",
+                restore_best=bool(self.early_stopping),
+                running_best=True,
+            )
+            if self.early_stopping:
+                self.validation_scores_, self.best_validation_score_ = [], -np.inf
+                self.best_loss_ = None
+            else:
+                stopping.best_cost = min(self.loss_curve_, default=np.inf)
+                self.validation_scores_ = self.best_validation_score_ = None
+        stopping.patience, stopping.min_delta = self.n_iter_no_change, float(self.tol)
+        if not incremental:
+            stopping.epochs_without_improvement, stopping.stopped_epoch = 0, None
+        self._stopping = stopping
+        return stopping
+
+    def _epoch_metrics(self, l2: float, validation) -> dict:
+        """MLP's per-epoch loss (the batches' mean cost plus the L2 penalty at the end of
+        the epoch) and, with a validation split, its score."""
+
+        def loss(net: Network, metrics: dict[str, float]) -> float:
+            return metrics["cost"] + 0.5 * l2 * sum(
+                float(np.dot(W.ravel(), W.ravel())) for W in net.weights
+            )
+
+        def validation_score(net: Network, metrics: dict[str, float]) -> float:
+            X_val, targets_val, weight_val = validation
+            return self._score_outputs(net.predict(X_val), targets_val, weight_val)
+
+        return (
+            {"loss": loss} if validation is None else {"loss": loss, "val_score": validation_score}
+        )
 
     def _split(self, X, targets, sample_weight, seed):
         """((X, targets, weights) to train on, (X, targets, weights) to validate on or None)."""
@@ -436,28 +452,6 @@ class _BaseDeltaprop(BaseEstimator):
                 "of samples."
             )
         return tuple(train), tuple(validation)
-
-    def _record_epoch(self, cost: float, l2: float, n_train: int, validation) -> bool:
-        """Book-keeping after an epoch; True once training has stopped improving."""
-        net = self.network_
-        penalty = 0.5 * l2 * sum(float(np.dot(W.ravel(), W.ravel())) for W in net.weights)
-        self.loss_ = float(cost) + penalty
-        self.loss_curve_.append(self.loss_)
-        self.n_iter_ += 1
-        self.t_ += n_train
-        if validation is not None:
-            X_val, targets_val, weight_val = validation
-            score = self._score_outputs(net.predict(X_val), targets_val, weight_val)
-            self.validation_scores_.append(score)
-            improved = score >= self.best_validation_score_ + self.tol  # False for NaN
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                self._best_params = net.params.copy()
-        else:
-            improved = self.loss_ <= self.best_loss_ - self.tol  # False for NaN
-            self.best_loss_ = min(self.best_loss_, self.loss_)
-        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-        return self._no_improvement_count >= self.n_iter_no_change
 
     # ------------------------------------------------------------------ prediction
     def _outputs(self, X) -> np.ndarray:

@@ -1,27 +1,64 @@
-"""The epoch loop of `Network.fit`: schedules, validation, early stopping, callbacks and
-progress between epochs; each epoch itself runs in the core."""
+"""Training runs: `fit`'s arguments, the validation split and the optimizer, then the
+epoch loop (schedules, validation, early stopping, callbacks, checkpoints, progress). Each
+epoch itself runs in the core, through `Network.train_rows`."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
-from . import optim, schedules
+from . import io, optim, schedules
+from ._checks import (
+    as_real_array,
+    check_callables,
+    check_fraction,
+    check_int,
+    check_real,
+)
+from ._container import ModelFormatError
 
-if TYPE_CHECKING:
-    from .network import Network
+__all__ = ["DivergenceError", "EarlyStopping", "fit", "l2_coefficient"]
 
 # With a progress bar an epoch runs in about this many core calls, so the bar can move.
 _PROGRESS_STEPS = 50
 # Without one, an epoch runs in calls of about this many rows: Python sees Ctrl-C (and
 # KeyboardInterrupt leaves the weights of the last batch done) between calls.
 _ROWS_PER_CALL = 4096
+
+
+def l2_coefficient(
+    name: str,
+    strength: float,
+    *,
+    n_samples: int = 1,
+    batch_size: int = 1,
+    mean_weight: float = 1.0,
+) -> float:
+    """The coefficient c of the L2 term ``c w`` added to the gradient of the weights, from
+    a strength under each of its names:
+
+    ============== ============================ ==============================
+    name           where                        c
+    ============== ============================ ==============================
+    ``lmbda``      `Network.fit` (Nielsen)      lmbda / n_samples
+    ``alpha``      scikit-learn's MLP            alpha / (batch_size mean_weight)
+    ``weight_decay`` `deltaprop.optim`, torch.optim weight_decay
+    ============== ============================ ==============================
+    """
+    if name == "lmbda":
+        return strength / n_samples
+    if name == "alpha":
+        return strength / (batch_size * mean_weight) if mean_weight > 0 else 0.0
+    if name == "weight_decay":
+        return strength
+    raise ValueError(f"name: expected 'lmbda', 'alpha' or 'weight_decay', got {name!r}")
 
 
 class DivergenceError(FloatingPointError):
@@ -46,43 +83,339 @@ class DivergenceError(FloatingPointError):
 
 @dataclass
 class EarlyStopping:
-    """Stop after `patience` epochs without the validation cost falling by `min_delta`."""
+    """Stop when a metric of the history has not improved for ``patience`` epochs.
 
-    patience: int
-    min_delta: float
-    restore_best: bool
-    best_cost: float = np.inf
+    Parameters
+    ----------
+    patience : int or math.inf, default=5
+        Epochs without improvement after which training stops.
+    min_delta : float, default=0.0
+        How much the metric must improve to count.
+    restore_best : bool, default=True
+        Give the network back the parameters of the best epoch when training ends.
+    monitor : str, default="val_cost"
+        The history's key to watch.
+    mode : {"min", "max"}, default="min"
+        Whether lower or higher values are better.
+    running_best : bool, default=False
+        False (Keras's rule): the best value moves only on an improvement by more than
+        ``min_delta``. True (scikit-learn MLP's rule): the best value is the best seen so
+        far, and an improvement by at least ``min_delta`` (ties included) counts.
+    """
+
+    patience: float = 5
+    min_delta: float = 0.0
+    restore_best: bool = True
+    monitor: str = "val_cost"
+    mode: str = "min"
+    running_best: bool = False
+    best_cost: float = math.inf  # the best value, negated for mode "max"
     best_params: np.ndarray | None = None
     epochs_without_improvement: int = 0
+    stopped_epoch: int | None = None
 
-    def should_stop(self, net: Network, val_cost: float) -> bool:
-        if val_cost < self.best_cost - self.min_delta:
-            self.best_cost, self.epochs_without_improvement = val_cost, 0
+    def __post_init__(self) -> None:
+        if self.patience != math.inf:
+            self.patience = check_int(self.patience, "patience", 1)
+        self.min_delta = check_real(self.min_delta, "min_delta", 0.0)
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode: expected 'min' or 'max', got {self.mode!r}")
+
+    @property
+    def best(self) -> float:
+        """The best value of the monitored metric so far (inf or -inf before any)."""
+        return self.best_cost if self.mode == "min" else -self.best_cost
+
+    def should_stop(self, epoch: int, params: np.ndarray, metrics: dict[str, float]) -> bool:
+        """Take an epoch's metrics (and its parameters, kept when they are the best)."""
+        value = metrics[self.monitor] if self.mode == "min" else -metrics[self.monitor]
+        if self.running_best:
+            improved = value <= self.best_cost - self.min_delta  # False for NaN
+            better = value < self.best_cost
+        else:
+            improved = better = value < self.best_cost - self.min_delta
+        if better:
+            self.best_cost = value
             if self.restore_best:
-                self.best_params = net.params.copy()
-            return False
-        self.epochs_without_improvement += 1
-        return self.epochs_without_improvement >= self.patience
+                self.best_params = params.copy()
+        self.epochs_without_improvement = 0 if improved else self.epochs_without_improvement + 1
+        if self.epochs_without_improvement >= self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
 
-    def restore(self, net: Network) -> None:
+    def restore(self, params: np.ndarray) -> None:
+        """Put the best epoch's parameters back, if kept."""
         if self.restore_best and self.best_params is not None:
-            net.params[...] = self.best_params
+            params[...] = self.best_params
 
     def state(self) -> dict[str, Any]:
-        best = None if np.isinf(self.best_cost) else self.best_cost
+        """What a checkpoint keeps (JSON-able; the best parameters go beside it)."""
+        best = None if math.isinf(self.best_cost) else self.best_cost
         return {"best_cost": best, "epochs_without_improvement": self.epochs_without_improvement}
 
     def set_state(self, state: dict[str, Any], best_params: np.ndarray | None) -> None:
-        self.best_cost = np.inf if state["best_cost"] is None else float(state["best_cost"])
+        """Continue from a checkpoint's `state`."""
+        self.best_cost = math.inf if state["best_cost"] is None else float(state["best_cost"])
         self.epochs_without_improvement = int(state["epochs_without_improvement"])
         self.best_params = best_params
 
 
+def fit(
+    net,
+    X: Any,
+    Y: Any,
+    *,
+    sample_weight: Any = None,
+    epochs: int = 30,
+    batch_size: int = 10,
+    optimizer: str | optim.Optimizer | None = None,
+    lr: float | None = None,
+    momentum: float | None = None,
+    lmbda: float = 0.0,
+    l1: float = 0.0,
+    dropout: float = 0.0,
+    schedule: Any = "constant",
+    validation_data: tuple[Any, Any] | None = None,
+    validation_fraction: float = 0.0,
+    early_stopping: bool | EarlyStopping = False,
+    patience: int = 5,
+    min_delta: float = 0.0,
+    restore_best_weights: bool = True,
+    callbacks: Sequence[Callable[[int, dict[str, float]], Any]] = (),
+    metrics: dict[str, Callable[[Any, dict[str, float]], float]] | None = None,
+    train_accuracy: bool = False,
+    shuffle: bool = True,
+    seed: int | None = 0,
+    verbose: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
+) -> dict[str, list[float]]:
+    """Train by mini-batch gradient descent, in place.
+
+    Each epoch runs in the core: the rows are visited in a permutation drawn from
+    ``np.random.default_rng(seed)`` (``shuffle=False``: in order), in mini-batches of
+    ``batch_size`` (the last may be smaller), each followed by an optimizer update.
+    X and Y are checked and converted to the network's dtype and C order once per call.
+
+    Parameters
+    ----------
+    net : Network
+        The network to train (``self`` when called as ``net.fit``).
+    X : array_like of shape (n_samples, n_0)
+        Inputs.
+    Y : array_like of shape (n_samples,) or (n_samples, n_L)
+        Class indices or targets; with one output unit a 1-D Y holds the targets.
+    sample_weight : array_like of shape (n_samples,) or scalar, optional
+        Non-negative weights: each batch minimises sum_i w_i C_i / sum_i w_i.
+    epochs : int, default=30
+        Number of passes over the data (0 trains nothing).
+    batch_size : int, default=10
+        Rows per mini-batch; larger than the data means the whole data.
+    optimizer : {"sgd", "momentum", "nesterov", "adam", "adamw"}, Optimizer or None
+        A name makes a new optimizer (with ``lr`` and ``momentum``); an `optim.Optimizer`
+        is used with its state; None (the default) continues with the network's optimizer
+        (`Network.optimizer`, e.g. after `load`), or plain SGD if it has none.
+    lr : float, optional
+        Learning rate; None keeps the optimizer's (SGD 0.1, momentum 0.01, Adam 1e-3).
+    momentum : float, optional
+        Momentum of "momentum" and "nesterov" (default 0.9).
+    lmbda, l1 : float, default=0.0
+        L2 and L1 regularisation of the weights (not the biases), Nielsen's form: the
+        gradient gains (lmbda/n) w + (l1/n) sign(w), n = number of training samples.
+        With plain SGD this is network2.py's w <- (1 - lr*lmbda/n) w - lr dC/dw.
+    dropout : float in [0, 1), default=0.0
+        Rate of inverted dropout on the hidden layers during training.
+    schedule : "constant", "step", "adaptive", a `schedules.Schedule` or f(epoch) -> lr
+        The learning rate of each epoch.
+    validation_data : pair (X_val, Y_val), optional
+        Data whose cost (and accuracy) is recorded after each epoch.
+    validation_fraction : float in [0, 1), default=0.0
+        Hold out this fraction of (X, Y), chosen by ``seed``, as validation data.
+    early_stopping : bool or EarlyStopping, default=False
+        True: stop after ``patience`` epochs whose validation cost does not fall by more
+        than ``min_delta``, then restore the best weights (``restore_best_weights``).
+        Without validation data it holds out ``validation_fraction``, or else 10%. An
+        `EarlyStopping` object monitors any metric, and keeps its state between calls.
+    patience : int, default=5
+        See ``early_stopping``.
+    min_delta : float, default=0.0
+        See ``early_stopping``.
+    restore_best_weights : bool, default=True
+        See ``early_stopping``.
+    callbacks : sequence of callables ``f(epoch, metrics) -> bool``, default=()
+        Called after each epoch with that epoch's metrics; a true result stops training.
+    metrics : dict of name to ``f(net, metrics) -> float``, optional
+        More metrics to record after each epoch (after the built-in ones, which
+        ``metrics`` holds), in the history and for callbacks and early stopping.
+    train_accuracy : bool, default=False
+        Also record the training accuracy (one more pass over the data each epoch).
+    shuffle : bool, default=True
+        Visit the rows in a new random order each epoch.
+    seed : int or None, default=0
+        Seed of the row orders, the validation split and the dropout masks.
+    verbose : bool, default=False
+        Print one line per epoch, with a progress bar on a terminal.
+    checkpoint : path, optional
+        Save a training checkpoint there (atomically) every ``checkpoint_every`` epochs
+        and after the last: the model, its optimizer, the random state and the history.
+    checkpoint_every : int, default=1
+        See ``checkpoint``.
+    resume : bool, default=False
+        If ``checkpoint`` exists, continue from it (it must come from the same network
+        and data): a run killed and resumed with the same arguments ends with the same
+        weights as one that was never interrupted.
+
+    Returns
+    -------
+    history : dict of per-epoch lists
+        ``"cost"`` (mean cost of the batches during the epoch), ``"accuracy"`` (with
+        ``train_accuracy``), ``"val_cost"`` and ``"val_accuracy"`` (with validation data;
+        no accuracy for an identity output), those of ``metrics``, ``"lr"`` and ``"time"``
+        (seconds). The same lists are in ``net.history``, also after an interruption.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid data or options; nothing has been trained.
+    DivergenceError
+        A non-finite cost, gradient or parameter; the network keeps the parameters of
+        before the batch to blame.
+    RuntimeError
+        The network is being trained in another thread.
+    """
+    X, Y = net.validate(X, Y)
+    weights = check_sample_weight(sample_weight, len(X), net.dtype)
+    if weights is not None:
+        # Only relative weights matter; scaled to at most 1, no sum of them overflows.
+        weights /= weights.max()
+    if not np.isfinite(net.params).all():
+        raise ValueError("the network's parameters contain NaN or infinity")
+    stopping = _early_stopping(early_stopping, patience, min_delta, restore_best_weights)
+    holds_out = stopping is not None and stopping.monitor in ("val_cost", "val_accuracy")
+    train, validation = split_validation(
+        net, (X, Y, weights), validation_data, validation_fraction, holds_out, seed
+    )
+    run = TrainingRun(
+        net=net,
+        data=train,
+        validation=validation,
+        epochs=check_int(epochs, "epochs", 0),
+        # A batch larger than the data is the whole data (and fits the core's integers).
+        batch_size=min(check_int(batch_size, "batch_size", 1), len(train[0])),
+        optimizer=choose_optimizer(net, optimizer, lr, momentum),
+        lmbda=check_real(lmbda, "lmbda", 0.0),
+        l1=check_real(l1, "l1", 0.0),
+        dropout=check_fraction(dropout, "dropout"),
+        schedule=schedules.get(schedule),
+        shuffle=bool(shuffle),
+        rng=np.random.default_rng(seed),
+        early_stopping=stopping,
+        callbacks=check_callables(callbacks, "callbacks"),
+        metrics=_check_metrics(metrics),
+        train_accuracy=bool(train_accuracy),
+        verbose=bool(verbose),
+        checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+        checkpoint_every=check_int(checkpoint_every, "checkpoint_every", 1),
+        resume=bool(resume),
+    )
+    run.check_monitor()
+    with net.exclusive():
+        net.optimizer = run.optimizer
+        return run.run()
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> np.ndarray | None:
+    """Sample weights as a new (n_samples,) array of ``dtype`` (a scalar applies to every
+    sample), or None.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Not real numbers, a wrong shape, NaN, infinity, a negative weight or no positive one.
+    """
+    if sample_weight is None:
+        return None
+    weights = as_real_array(sample_weight, "sample_weight")
+    if weights.ndim == 0:
+        weights = np.full(n_samples, weights)
+    if weights.shape != (n_samples,):
+        raise ValueError(f"sample_weight: expected shape ({n_samples},), got {weights.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        weights = weights.astype(dtype)  # a copy: the caller's array is never touched
+    if not np.isfinite(weights).all():
+        raise ValueError("sample_weight: contains NaN or infinity")
+    if (weights < 0).any():
+        raise ValueError("sample_weight: expected weights >= 0")
+    if not weights.any():
+        raise ValueError("sample_weight: all the weights are zero; expected a positive sum")
+    return weights
+
+
+def choose_optimizer(net, optimizer: Any, lr: float | None, momentum: float | None):
+    """The optimizer a run uses: a new one for a name, the given object, or the network's
+    own (or plain SGD) for None; ``lr`` overrides its rate."""
+    if optimizer is None:
+        chosen = net.optimizer if net.optimizer is not None else optim.SGD(lr)
+    else:
+        chosen = optim.get(optimizer, lr=lr, momentum=momentum)
+    if lr is not None:
+        chosen.lr = check_real(lr, "lr", 0.0, low_open=True)
+    chosen.bind(net.params.size, net.dtype)
+    return chosen
+
+
+def split_validation(net, data, validation_data, fraction, holds_out: bool, seed):
+    """(training data, validation (X, Y) or None) from fit's arguments; data is
+    (X, Y, sample_weight or None). ``holds_out``: early stopping needs validation data,
+    so that 10% is held out when no other is given."""
+    fraction = check_fraction(fraction, "validation_fraction")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data: expected a pair (X_val, Y_val)")
+        validation = net.validate(*validation_data, "validation_data[0]", "validation_data[1]")
+        return data, validation
+    if fraction == 0 and holds_out:
+        fraction = 0.1
+    if fraction == 0:
+        return data, None
+    X, Y, weights = data
+    n_val = round(fraction * len(X))
+    if n_val < 1 or n_val >= len(X):
+        raise ValueError(
+            f"validation_fraction: {fraction} of {len(X)} samples leaves an empty split"
+        )
+    split_seed = None if seed is None else [seed, 0x5EED]
+    order = np.random.default_rng(split_seed).permutation(len(X))
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    train_weights = None if weights is None else weights[train]
+    return (X[train], Y[train], train_weights), (X[val], Y[val])
+
+
+def _early_stopping(early_stopping, patience, min_delta, restore_best) -> EarlyStopping | None:
+    patience = check_int(patience, "patience", 1)
+    min_delta = check_real(min_delta, "min_delta", 0.0)
+    if isinstance(early_stopping, EarlyStopping):
+        return early_stopping
+    return EarlyStopping(patience, min_delta, bool(restore_best)) if early_stopping else None
+
+
+def _check_metrics(metrics: Any) -> dict[str, Callable]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, dict) or not all(
+        isinstance(name, str) and callable(f) for name, f in metrics.items()
+    ):
+        raise TypeError(f"metrics: expected a dict of names to callables, got {metrics!r}")
+    return dict(metrics)
+
+
 @dataclass
 class TrainingRun:
-    """Everything one call of `Network.fit` needs, validated."""
+    """Everything one call of `fit` needs, validated."""
 
-    net: Network
+    net: Any
     data: tuple[np.ndarray, np.ndarray, np.ndarray | None]  # X, Y, sample weights
     validation: tuple[np.ndarray, np.ndarray] | None
     epochs: int
@@ -96,6 +429,7 @@ class TrainingRun:
     rng: np.random.Generator
     early_stopping: EarlyStopping | None
     callbacks: Sequence[Callable[[int, dict[str, float]], Any]]
+    metrics: dict[str, Callable[[Any, dict[str, float]], float]]
     train_accuracy: bool
     verbose: bool
     checkpoint: str | None = None
@@ -103,7 +437,21 @@ class TrainingRun:
     resume: bool = False
     history: dict[str, list[float]] = field(default_factory=dict)
 
+    def check_monitor(self) -> None:
+        """Early stopping must watch a metric this run records."""
+        keys = self._history_keys()
+        stopping = self.early_stopping
+        if stopping is not None and stopping.monitor not in keys:
+            raise ValueError(
+                f"early_stopping: monitors {stopping.monitor!r}, which this run does not "
+                f"record (it records {', '.join(keys)})"
+            )
+        clashes = set(self.metrics) & set(self._history_keys(extra=False))
+        if clashes:
+            raise ValueError(f"metrics: {sorted(clashes)} are built-in metrics")
+
     def run(self) -> dict[str, list[float]]:
+        """Train every epoch; returns the history (also in the network's ``history``)."""
         # The network's own history grows epoch by epoch, so that an interrupted fit
         # leaves the metrics of the epochs it completed in net.history.
         self.history = self.net.history = {key: [] for key in self._history_keys()}
@@ -125,14 +473,12 @@ class TrainingRun:
             ):
                 self._save_checkpoint(epoch + 1, stopped)
         if self.early_stopping is not None:
-            self.early_stopping.restore(self.net)
+            self.early_stopping.restore(self.net.params)
         return self.history
 
     # ------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, epochs_done: int, stopped: bool) -> None:
         """Everything a resumed run needs to continue exactly as this one would."""
-        from .io import save_checkpoint
-
         stopping = self.early_stopping
         progress = {
             "epochs_done": epochs_done,
@@ -143,20 +489,21 @@ class TrainingRun:
             "schedule": self.schedule.state(),
             "early_stopping": None if stopping is None else stopping.state(),
         }
+        net = self.net
         best = None if stopping is None else stopping.best_params
-        save_checkpoint(self.net, self.checkpoint, progress, best)
+        record = io.ModelRecord(net.architecture, net.params, net.optimizer, progress, best)
+        io.write(self.checkpoint, record)
 
     def _resume(self) -> tuple[int, bool]:
         """Continue from the checkpoint: parameters, optimizer, random state, history."""
-        from .io import ModelFormatError, load_checkpoint
-
-        saved, progress, best = load_checkpoint(self.checkpoint)
-        net = self.net
-        described = (net.sizes, net.activation, net.output, net.cost_name, net.dtype)
-        if (saved.sizes, saved.activation, saved.output, saved.cost_name, saved.dtype) != (
-            described
-        ):
-            raise ValueError(f"checkpoint: {self.checkpoint} holds {saved!r}, not {net!r}")
+        record = io.read(self.checkpoint)
+        if record.training is None:
+            raise ModelFormatError(f"{self.checkpoint}: a model file, not a training checkpoint")
+        net, progress = self.net, record.training
+        if record.architecture != net.architecture:
+            raise ValueError(
+                f"checkpoint: {self.checkpoint} holds {record.architecture}, not {net!r}"
+            )
         try:
             if progress["n_samples"] != len(self.data[0]):
                 raise ValueError(
@@ -168,7 +515,7 @@ class TrainingRun:
             self.history.update(progress["history"])
             self.schedule.set_state(progress["schedule"])
             if self.early_stopping is not None:
-                self.early_stopping.set_state(progress["early_stopping"], best)
+                self.early_stopping.set_state(progress["early_stopping"], record.best_params)
             epochs_done, stopped = int(progress["epochs_done"]), bool(progress["stopped"])
         except (KeyError, TypeError, ValueError) as error:
             if isinstance(error, ValueError) and str(error).startswith("checkpoint:"):
@@ -176,11 +523,11 @@ class TrainingRun:
             raise ModelFormatError(
                 f"{self.checkpoint}: its training progress is malformed ({error!r})"
             ) from error
-        net.params[...] = saved.params
-        net.optimizer = self.optimizer = saved.optimizer or self.optimizer
+        net.params[...] = record.params
+        net.optimizer = self.optimizer = record.optimizer or self.optimizer
         return epochs_done, stopped
 
-    def _history_keys(self) -> list[str]:
+    def _history_keys(self, extra: bool = True) -> list[str]:
         keys = ["cost"]
         if self.train_accuracy:
             keys.append("accuracy")
@@ -188,29 +535,23 @@ class TrainingRun:
             keys.append("val_cost")
             if self.net.output != "identity":
                 keys.append("val_accuracy")
+        if extra:
+            keys.extend(self.metrics)
         return [*keys, "lr", "time"]
 
     def _train_epoch(self, epoch: int) -> float:
         n = len(self.data[0])
         order = self.rng.permutation(n) if self.shuffle else None
         dropout_seed = int(self.rng.integers(2**63))
-        rule = self.optimizer.rule(self.lmbda / n, self.l1 / n)
+        l2 = l2_coefficient("lmbda", self.lmbda, n_samples=n)
+        l1 = self.l1 / n  # Nielsen's form, as for L2
         bar = _progress_bar(epoch, self.epochs, n) if self.verbose else None
         rows_per_call = self._rows_per_call(n, bar is not None)
         total_cost = total_weight = 0.0
         try:
             for start in range(0, n, rows_per_call):
                 stop = min(n, start + rows_per_call)
-                cost, weight, diverged = self.net._train_rows(
-                    self.data,
-                    order,
-                    start,
-                    stop,
-                    self.batch_size,
-                    rule,
-                    self.dropout,
-                    dropout_seed,
-                )
+                cost, weight, diverged = self._train_rows(order, start, stop, l2, l1, dropout_seed)
                 if diverged is not None:
                     raise DivergenceError(
                         f"training diverged in epoch {epoch}, batch {diverged}: a non-finite "
@@ -232,6 +573,28 @@ class TrainingRun:
                 bar.close()
         return total_cost / total_weight if total_weight else 0.0
 
+    def _train_rows(self, order, start: int, stop: int, l2: float, l1: float, seed: int):
+        """Rows start:stop of the epoch (of ``order``, or of the data in storage order) in
+        one core call."""
+        X, Y, weights = self.data
+        options = dict(
+            batch_size=self.batch_size,
+            l2=l2,
+            l1=l1,
+            dropout=self.dropout,
+            seed=seed,
+            first_batch=start // self.batch_size,
+        )
+        if order is None:
+            part = slice(start, stop)
+            return self.net.train_rows(
+                X[part],
+                Y[part],
+                sample_weight=None if weights is None else weights[part],
+                **options,
+            )
+        return self.net.train_rows(X, Y, rows=order[start:stop], sample_weight=weights, **options)
+
     def _rows_per_call(self, n: int, progress: bool) -> int:
         """Whole batches per core call: about _ROWS_PER_CALL rows, or 1/50 of the epoch
         when a progress bar shows."""
@@ -246,12 +609,15 @@ class TrainingRun:
         history, net = self.history, self.net
         history["cost"].append(cost)
         if self.train_accuracy:
-            history["accuracy"].append(net._accuracy(*self.data[:2]))
+            history["accuracy"].append(net.evaluate(*self.data[:2]))
         if self.validation is not None:
             X_val, Y_val = self.validation
-            history["val_cost"].append(net._core.cost(net.params, X_val, Y_val))
+            history["val_cost"].append(net.cost(X_val, Y_val))
             if "val_accuracy" in history:
-                history["val_accuracy"].append(net._accuracy(X_val, Y_val))
+                history["val_accuracy"].append(net.evaluate(X_val, Y_val))
+        for name, metric in self.metrics.items():
+            latest = {key: values[-1] for key, values in history.items() if values}
+            history[name].append(float(metric(net, latest)))
         history["lr"].append(self.optimizer.lr)
         history["time"].append(seconds)
 
@@ -261,7 +627,7 @@ class TrainingRun:
         for callback in self.callbacks:
             stop = bool(callback(epoch, metrics)) or stop
         if self.early_stopping is not None:
-            stop = self.early_stopping.should_stop(self.net, metrics["val_cost"]) or stop
+            stop = self.early_stopping.should_stop(epoch, self.net.params, metrics) or stop
         return stop
 
 

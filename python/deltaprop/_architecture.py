@@ -1,0 +1,104 @@
+"""What a network is, apart from its numbers: layer sizes, activations, cost and dtype,
+checked in one place for `Network` and for the model files that describe one."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._checks import check_int, check_name, check_real, float_dtype
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
+OUTPUTS = ("sigmoid", "softmax", "identity")
+COSTS = ("quadratic", "cross_entropy", "log_likelihood")
+INITS = ("normal_scaled", "normal", "glorot", "he")
+
+MAX_UNITS = 2**31 - 1  # BLAS's 32-bit integer
+MAX_LAYERS = 1000
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Layer sizes ``[n_0, ..., n_L]``, hidden and output activations, cost, dtype and the
+    slope of ``leaky_relu``; the constructor checks each (pairings are the core's to
+    refuse)."""
+
+    sizes: tuple[int, ...]
+    activation: str
+    output: str
+    cost: str
+    dtype: np.dtype
+    leaky_slope: float = 0.01
+
+    def __post_init__(self) -> None:
+        sizes = self.sizes
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+            raise TypeError(f"sizes: expected a sequence of layer sizes, got {sizes!r}")
+        sizes = tuple(check_int(n, "sizes", 1) for n in sizes)
+        if max(sizes, default=0) > MAX_UNITS:
+            raise ValueError(f"sizes: expected at most {MAX_UNITS} units a layer (BLAS's int)")
+        if not 2 <= len(sizes) <= MAX_LAYERS:
+            raise ValueError(
+                f"sizes: expected an input, an output and at most {MAX_LAYERS - 2} hidden "
+                f"layers, got {list(sizes)}"
+            )
+        object.__setattr__(self, "sizes", sizes)
+        check_name(self.activation, ACTIVATIONS, "activation")
+        check_name(self.output, OUTPUTS, "output")
+        check_name(self.cost, COSTS, "cost")
+        object.__setattr__(self, "dtype", float_dtype(self.dtype))
+        object.__setattr__(self, "leaky_slope", check_real(self.leaky_slope, "leaky_slope"))
+
+    def __str__(self) -> str:
+        return (
+            f"Network({list(self.sizes)}, activation={self.activation!r}, "
+            f"output={self.output!r}, cost={self.cost!r}, dtype={self.dtype.name!r})"
+        )
+
+    @property
+    def n_params(self) -> int:
+        """Number of parameters: every W^l and b^l."""
+        return sum(n_in * n_out + n_out for n_in, n_out in zip(self.sizes, self.sizes[1:]))
+
+    def fields(self) -> dict[str, Any]:
+        """The JSON-able description a model file's header holds."""
+        return {
+            "sizes": list(self.sizes),
+            "activation": self.activation,
+            "output": self.output,
+            "cost": self.cost,
+            "dtype": self.dtype.name,
+            "leaky_slope": self.leaky_slope,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> Architecture:
+        """The architecture a model file's header describes (ValueError or TypeError when
+        a field is invalid); JSON numbers must be JSON's own types."""
+        sizes = fields["sizes"]
+        if not isinstance(sizes, list) or not all(type(n) is int for n in sizes):
+            raise ValueError(f"sizes: expected a list of integers, got {sizes!r}")
+        if fields["dtype"] not in ("float32", "float64"):
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {fields['dtype']!r}")
+        slope = fields["leaky_slope"]
+        if type(slope) not in (int, float) or not _finite(slope):
+            raise ValueError(f"leaky_slope: expected a finite number, got {slope!r}")
+        return cls(
+            tuple(sizes),
+            fields["activation"],
+            fields["output"],
+            fields["cost"],
+            fields["dtype"],
+            slope,
+        )
+
+
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int beyond float's range
+        return False

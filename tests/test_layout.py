@@ -1,0 +1,78 @@
+"""The package's structure: its modules import each other without a circle, and import
+optional dependencies only where they are used."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import deltaprop
+
+PACKAGE = Path(deltaprop.__file__).parent
+# Imported inside functions on purpose: optional extras, or costly at import time.
+OPTIONAL = {"matplotlib", "sklearn", "tqdm", "mpi4py", "onnx", "onnxruntime", "scipy", "torch"}
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {path.stem: ast.parse(path.read_text()) for path in sorted(PACKAGE.glob("*.py"))}
+
+
+def _package_imports(tree: ast.AST) -> set[str]:
+    """Names of the package's own modules that ``tree`` imports (relative imports)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                names.add(node.module.split(".")[0])
+            else:
+                names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_the_import_graph_has_no_circle():
+    modules = _modules()
+    graph = {name: _package_imports(tree) & set(modules) for name, tree in modules.items()}
+    graph["__init__"] = set()  # the package re-exports; no module imports it
+    visiting, done = [], set()
+
+    def visit(name: str) -> None:
+        assert name not in visiting, f"import circle: {' -> '.join([*visiting, name])}"
+        if name in done:
+            return
+        visiting.append(name)
+        for imported in sorted(graph[name]):
+            visit(imported)
+        visiting.pop()
+        done.add(name)
+
+    for name in graph:
+        visit(name)
+
+
+def test_imports_inside_functions_are_optional_dependencies_only():
+    for name, tree in _modules().items():
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom) and node.level == 1 and name == "_loader":
+                    continue  # the compiled module is loaded under a set environment
+                if isinstance(node, ast.ImportFrom):
+                    assert node.level == 0, f"{name}.{function.name} imports .{node.module}"
+                    roots = {node.module.split(".")[0]}
+                elif isinstance(node, ast.Import):
+                    roots = {alias.name.split(".")[0] for alias in node.names}
+                else:
+                    continue
+                assert roots <= OPTIONAL, f"{name}.{function.name} imports {roots}"
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """Private names (a leading underscore) stay in their module; private modules offer
+    public names."""
+    for name, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                private = [p for p in private if p not in ("_core", "__version__")]
+                assert not private, f"{name} imports {private} from .{node.module}"
