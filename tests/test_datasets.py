@@ -303,9 +303,13 @@ def test_split_accepts_one_hot_targets_and_does_not_alias():
     assert X.min() == 0.0
 
 
-@pytest.mark.parametrize("fraction", [0, 0.0, 1, 1.0, -0.1, 1.5, float("nan"), "0.2", None, True])
-def test_split_rejects_bad_fraction(fraction):
-    with pytest.raises(ValueError, match="test_fraction"):
+@pytest.mark.parametrize(
+    ("fraction", "error"),
+    [(f, ValueError) for f in (0, 0.0, 1, 1.0, -0.1, 1.5, float("nan"))]
+    + [(f, TypeError) for f in ("0.2", None, True)],
+)
+def test_split_rejects_bad_fraction(fraction, error):
+    with pytest.raises(error, match="test_fraction"):
         datasets.train_test_split(np.zeros((10, 2)), np.zeros(10), test_fraction=fraction)
 
 

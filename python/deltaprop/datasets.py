@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import gzip
 import math
-import numbers
 import os
 import stat
 import struct
@@ -36,6 +35,8 @@ from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
+
+from ._checks import FLOAT_DTYPES, check_int, check_real, float_dtype
 
 __all__ = [
     "FASHION_MNIST_DIRS",
@@ -53,22 +54,6 @@ _DIGITS_SAMPLES = 1797
 _DIGITS_FEATURES = 64
 _DIGITS_CLASSES = 10
 _DIGITS_MAX_PIXEL = 16
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _float_dtype(dtype: Any) -> np.dtype:
-    """Return ``dtype`` as float32 or float64, or raise ValueError naming ``dtype``."""
-    # np.dtype(None) means float64, and numpy dtypes compare equal to None: reject it first.
-    if dtype is not None:
-        try:
-            resolved = np.dtype(dtype)
-        except (TypeError, ValueError):
-            pass
-        else:
-            if any(resolved == allowed for allowed in _FLOAT_DTYPES):
-                return resolved
-    raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
 
 
 def _read_digits(source: Any) -> np.ndarray:
@@ -160,9 +145,9 @@ def load_digits(dtype: npt.DTypeLike = "float64") -> tuple[np.ndarray, np.ndarra
     -----
     Each call returns new, writable arrays; the file is parsed once per process.
     """
-    float_dtype = _float_dtype(dtype)
+    dtype = float_dtype(dtype)
     table = _bundled_digits()
-    X = np.ascontiguousarray(table[:, :_DIGITS_FEATURES], dtype=float_dtype)
+    X = np.ascontiguousarray(table[:, :_DIGITS_FEATURES], dtype=dtype)
     X /= _DIGITS_MAX_PIXEL  # exact: division by a power of two
     y = table[:, _DIGITS_FEATURES].copy()
     return X, y
@@ -201,12 +186,8 @@ def one_hot(labels: npt.ArrayLike, n_classes: int, dtype: npt.DTypeLike = "float
     array([[0., 0., 1.],
            [1., 0., 0.]])
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral):
-        raise TypeError(f"n_classes must be an integer, got {n_classes!r}")
-    n_classes = int(n_classes)
-    if n_classes < 1:
-        raise ValueError(f"n_classes must be >= 1, got {n_classes}")
-    float_dtype = _float_dtype(dtype)
+    n_classes = check_int(n_classes, "n_classes", 1)
+    out_dtype = float_dtype(dtype)
 
     values = np.asarray(labels)
     if values.ndim != 1:
@@ -222,7 +203,7 @@ def one_hot(labels: npt.ArrayLike, n_classes: int, dtype: npt.DTypeLike = "float
         )
 
     indices = values.astype(np.intp)
-    encoded = np.zeros((indices.shape[0], n_classes), dtype=float_dtype)
+    encoded = np.zeros((indices.shape[0], n_classes), dtype=out_dtype)
     encoded[np.arange(indices.shape[0]), indices] = 1
     return encoded
 
@@ -269,12 +250,7 @@ def train_test_split(
     >>> len(X_tr), len(X_te)
     (8, 2)
     """
-    if (
-        isinstance(test_fraction, bool)
-        or not isinstance(test_fraction, numbers.Real)
-        or not 0.0 < float(test_fraction) < 1.0
-    ):
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    test_fraction = check_real(test_fraction, "test_fraction", 0.0, 1.0, low_open=True)
     X_arr = np.asarray(X)
     y_arr = np.asarray(y)
     if X_arr.ndim == 0 or y_arr.ndim == 0:
@@ -559,10 +535,10 @@ def load_fashion_mnist(
         If no searched directory holds all four files; the message lists where it
         looked and how to get the data.
     """
-    float_dtype = _float_dtype(dtype)
+    dtype = float_dtype(dtype)
     train_paths, test_paths = _find_fashion_mnist(directory)
-    train = _load_fashion_split(train_paths, float_dtype)
-    return train, _load_fashion_split(test_paths, float_dtype)
+    train = _load_fashion_split(train_paths, dtype)
+    return train, _load_fashion_split(test_paths, dtype)
 
 
 # ---------------------------------------------------------------------------- standardize
@@ -573,7 +549,7 @@ def _feature_matrix(X: npt.ArrayLike, name: str) -> np.ndarray:
     arr = np.asarray(X)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
-    if any(arr.dtype == allowed for allowed in _FLOAT_DTYPES):
+    if arr.dtype in FLOAT_DTYPES:
         return arr
     if arr.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, io, optim, training
+from . import _core, _data, io, optim, training
 from ._architecture import ACTIVATIONS, COSTS, INITS, OUTPUTS, Architecture
 from ._checks import as_real_array, check_int, check_name, check_real
 from ._container import ModelFormatError
@@ -26,40 +26,6 @@ from ._container import ModelFormatError
 __all__ = ["ACTIVATIONS", "COSTS", "INITS", "OUTPUTS", "Network", "load", "save"]
 
 _CORE_CLASSES = {np.dtype(np.float32): _core.Mlp32, np.dtype(np.float64): _core.Mlp64}
-# Costs that take the log of the targets' probabilities: targets must lie in [0, 1].
-_PROBABILITY_COSTS = ("cross_entropy", "log_likelihood")
-
-
-def to_core_layout(
-    array: np.ndarray, dtype: np.dtype, argument: str, *, check_finite: bool = True
-) -> np.ndarray:
-    """C-contiguous, aligned, native-order ``dtype``: copies only when ``array`` is not
-    already so, and checks that every value is finite."""
-    # An overflow in the cast (1e300 to float32) becomes inf and is reported below.
-    with np.errstate(over="ignore", invalid="ignore"):
-        converted = np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
-    if check_finite:
-        _require_finite(converted, argument)
-    return converted
-
-
-def _require_finite(array: np.ndarray, argument: str) -> None:
-    """``array`` is in the core's layout (see to_core_layout): the core checks it on its
-    BLAS threads, without the temporary arrays of np.isfinite."""
-    if not _core.all_finite(array.reshape(-1)):
-        raise ValueError(f"{argument}: contains NaN or infinity (in {array.dtype})")
-
-
-@contextlib.contextmanager
-def _inputs_blamed_for_overflow(X: np.ndarray, argument: str = "X"):
-    """For core calls given an X not checked for NaN and infinity: any such entry makes
-    every z of the first layer non-finite (NaN * w and inf * w are never finite), which
-    the core reports. Only then is X itself examined, to say which of the two it was."""
-    try:
-        yield
-    except ValueError:
-        _require_finite(X, argument)
-        raise
 
 
 class Network:
@@ -148,7 +114,7 @@ class Network:
         """
         weights = [as_real_array(W, f"weights[{l}]") for l, W in enumerate(weights)]
         biases = [as_real_array(b, f"biases[{l}]") for l, b in enumerate(biases)]
-        sizes = _sizes_from_params(weights, biases)
+        sizes = _data.sizes_from_params(weights, biases)
         if dtype is None:
             all_float32 = all(
                 p.dtype.kind == "f" and p.dtype.itemsize == 4 for p in weights + biases
@@ -157,8 +123,8 @@ class Network:
         net = cls.__new__(cls)
         net._build(Architecture(sizes, activation, output, cost, dtype, leaky_slope))
         for l, (W, b) in enumerate(zip(weights, biases)):
-            net._weights[l][...] = to_core_layout(W, net.dtype, f"weights[{l}]")
-            net._biases[l][...] = to_core_layout(b, net.dtype, f"biases[{l}]")
+            net._weights[l][...] = _data.to_core_layout(W, net.dtype, f"weights[{l}]")
+            net._biases[l][...] = _data.to_core_layout(b, net.dtype, f"biases[{l}]")
         return net
 
     def _build(self, architecture: Architecture) -> None:
@@ -339,58 +305,8 @@ class Network:
             Wrong shapes, non-real dtypes, NaN or infinity, class indices out of range,
             targets outside [0, 1] for a cost that takes their logarithm.
         """
-        X = self._inputs(X, x_name)
-        return X, self._targets(Y, X.shape[0], y_name)
-
-    def _inputs(self, X: Any, argument: str = "X", *, check_finite: bool = True) -> np.ndarray:
-        X = as_real_array(X, argument)
-        n_in = self.sizes[0]
-        if X.ndim != 2 or X.shape[1] != n_in:
-            raise ValueError(
-                f"{argument}: expected shape (n_samples, {n_in}), got {X.shape}"
-                + (" (reshape a single sample to (1, n_features))" if X.ndim == 1 else "")
-            )
-        if X.shape[0] == 0:
-            raise ValueError(f"{argument}: empty batch (0 samples)")
-        return to_core_layout(X, self.dtype, argument, check_finite=check_finite)
-
-    def _labels(self, labels: Any, n_samples: int, argument: str) -> np.ndarray:
-        labels = as_real_array(labels, argument)
-        if labels.shape != (n_samples,):
-            raise ValueError(
-                f"{argument}: expected class indices of shape ({n_samples},), got {labels.shape}"
-            )
-        if not np.isfinite(labels).all() or not (labels == np.round(labels)).all():
-            raise ValueError(f"{argument}: class indices must be whole numbers")
-        n_classes = max(self.sizes[-1], 2)
-        if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-            raise ValueError(
-                f"{argument}: class indices must lie in [0, {n_classes}), "
-                f"got values in [{labels.min()}, {labels.max()}]"
-            )
-        return labels.astype(np.int64)
-
-    def _targets(self, Y: Any, n_samples: int, argument: str = "Y") -> np.ndarray:
-        """(n_samples, n_L) targets from class indices (1-D) or a target array (2-D)."""
-        Y = as_real_array(Y, argument)
-        n_out = self.sizes[-1]
-        if Y.ndim == 1 and n_out == 1:
-            # One output unit: a 1-D Y holds the target values themselves.
-            Y = Y.reshape(-1, 1)
-        if Y.ndim == 1:
-            labels = self._labels(Y, n_samples, argument)
-            targets = np.zeros((n_samples, n_out), dtype=self.dtype)
-            targets[np.arange(n_samples), labels] = 1
-            return targets
-        if Y.shape != (n_samples, n_out):
-            raise ValueError(
-                f"{argument}: expected class indices of shape ({n_samples},) or targets of "
-                f"shape ({n_samples}, {n_out}), got {Y.shape}"
-            )
-        Y = to_core_layout(Y, self.dtype, argument)
-        if self.cost_name in _PROBABILITY_COSTS and (Y.min() < 0 or Y.max() > 1):
-            raise ValueError(f"{argument}: {self.cost_name} needs targets in [0, 1]")
-        return Y
+        X = _data.inputs(X, self.architecture, x_name)
+        return X, _data.targets(Y, X.shape[0], self.architecture, y_name)
 
     # ------------------------------------------------------------------ computation
     def predict(self, X: Any) -> np.ndarray:
@@ -410,9 +326,9 @@ class Network:
         TypeError, ValueError
             A wrong shape or dtype, NaN or infinity in X, or a forward pass that overflows.
         """
-        X = self._inputs(X, check_finite=False)  # the core's check of z covers X
+        X = _data.inputs(X, self.architecture, check_finite=False)  # the core checks z
         out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        with _inputs_blamed_for_overflow(X):
+        with _data.inputs_blamed_for_overflow(X):
             self._core.predict(self._params, X, out)
         return out
 
@@ -446,12 +362,12 @@ class Network:
         float
             The accuracy, in [0, 1].
         """
-        X = self._inputs(X)
+        X = _data.inputs(X, self.architecture)
         labels = as_real_array(labels, "labels")
         if labels.ndim == 2:
-            expected = _classes(self._targets(labels, X.shape[0], "labels"))
+            expected = _classes(_data.targets(labels, X.shape[0], self.architecture, "labels"))
         else:
-            expected = self._labels(labels, X.shape[0], "labels")
+            expected = _data.class_indices(labels, X.shape[0], self.sizes[-1], "labels")
         return float(np.mean(self.predict_classes(X) == expected))
 
     def cost(self, X: Any, Y: Any) -> float:
@@ -651,22 +567,3 @@ def _classes(outputs: np.ndarray) -> np.ndarray:
     if outputs.shape[1] == 1:
         return (outputs[:, 0] >= 0.5).astype(np.int64)
     return outputs.argmax(axis=1)
-
-
-def _sizes_from_params(weights: list[np.ndarray], biases: list[np.ndarray]) -> list[int]:
-    if len(weights) == 0 or len(weights) != len(biases):
-        raise ValueError(
-            f"weights, biases: expected one weight matrix and one bias vector per layer, "
-            f"got {len(weights)} and {len(biases)}"
-        )
-    sizes = [weights[0].shape[1] if weights[0].ndim == 2 else -1]
-    for l, (W, b) in enumerate(zip(weights, biases)):
-        if W.ndim != 2 or W.shape[1] != sizes[-1] or W.shape[0] < 1:
-            raise ValueError(
-                f"weights[{l}]: expected shape (n_out, {sizes[-1]}) matching the previous "
-                f"layer, got {W.shape}"
-            )
-        if b.shape != (W.shape[0],):
-            raise ValueError(f"biases[{l}]: expected shape ({W.shape[0]},), got {b.shape}")
-        sizes.append(W.shape[0])
-    return sizes

@@ -1,0 +1,124 @@
+"""Data at the boundary: the checks and conversions that turn a user's arrays into the
+layout the core computes on (C order, aligned, the network's dtype, finite), once per call."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._architecture import Architecture
+from ._checks import as_real_array
+
+# Costs that take the log of the targets' probabilities: targets must lie in [0, 1].
+_PROBABILITY_COSTS = ("cross_entropy", "log_likelihood")
+
+
+def to_core_layout(
+    array: np.ndarray, dtype: np.dtype, argument: str, *, check_finite: bool = True
+) -> np.ndarray:
+    """C-contiguous, aligned, native-order ``dtype``: copies only when ``array`` is not
+    already so, and checks that every value is finite."""
+    # An overflow in the cast (1e300 to float32) becomes inf and is reported below.
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
+    if check_finite:
+        require_finite(converted, argument)
+    return converted
+
+
+def require_finite(array: np.ndarray, argument: str) -> None:
+    """``array`` is in the core's layout (see to_core_layout): the core checks it on its
+    BLAS threads, without the temporary arrays of np.isfinite."""
+    if not _core.all_finite(array.reshape(-1)):
+        raise ValueError(f"{argument}: contains NaN or infinity (in {array.dtype})")
+
+
+@contextlib.contextmanager
+def inputs_blamed_for_overflow(X: np.ndarray, argument: str = "X"):
+    """For core calls given an X not checked for NaN and infinity: any such entry makes
+    every z of the first layer non-finite (NaN * w and inf * w are never finite), which
+    the core reports. Only then is X itself examined, to say which of the two it was."""
+    try:
+        yield
+    except ValueError:
+        require_finite(X, argument)
+        raise
+
+
+def inputs(
+    X: Any, architecture: Architecture, argument: str = "X", *, check_finite: bool = True
+) -> np.ndarray:
+    """X as an (n_samples, n_0) array in the core's layout, at least one sample."""
+    X = as_real_array(X, argument)
+    n_in = architecture.sizes[0]
+    if X.ndim != 2 or X.shape[1] != n_in:
+        raise ValueError(
+            f"{argument}: expected shape (n_samples, {n_in}), got {X.shape}"
+            + (" (reshape a single sample to (1, n_features))" if X.ndim == 1 else "")
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"{argument}: empty batch (0 samples)")
+    return to_core_layout(X, architecture.dtype, argument, check_finite=check_finite)
+
+
+def class_indices(labels: Any, n_samples: int, n_outputs: int, argument: str) -> np.ndarray:
+    """Class indices of shape (n_samples,), in [0, n_outputs) (or [0, 2) for one output)."""
+    labels = as_real_array(labels, argument)
+    if labels.shape != (n_samples,):
+        raise ValueError(
+            f"{argument}: expected class indices of shape ({n_samples},), got {labels.shape}"
+        )
+    if not np.isfinite(labels).all() or not (labels == np.round(labels)).all():
+        raise ValueError(f"{argument}: class indices must be whole numbers")
+    n_classes = max(n_outputs, 2)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(
+            f"{argument}: class indices must lie in [0, {n_classes}), "
+            f"got values in [{labels.min()}, {labels.max()}]"
+        )
+    return labels.astype(np.int64)
+
+
+def targets(Y: Any, n_samples: int, architecture: Architecture, argument: str = "Y") -> np.ndarray:
+    """(n_samples, n_L) targets from class indices (1-D) or a target array (2-D)."""
+    Y = as_real_array(Y, argument)
+    n_out = architecture.sizes[-1]
+    if Y.ndim == 1 and n_out == 1:
+        # One output unit: a 1-D Y holds the target values themselves.
+        Y = Y.reshape(-1, 1)
+    if Y.ndim == 1:
+        labels = class_indices(Y, n_samples, n_out, argument)
+        targets = np.zeros((n_samples, n_out), dtype=architecture.dtype)
+        targets[np.arange(n_samples), labels] = 1
+        return targets
+    if Y.shape != (n_samples, n_out):
+        raise ValueError(
+            f"{argument}: expected class indices of shape ({n_samples},) or targets of "
+            f"shape ({n_samples}, {n_out}), got {Y.shape}"
+        )
+    Y = to_core_layout(Y, architecture.dtype, argument)
+    if architecture.cost in _PROBABILITY_COSTS and (Y.min() < 0 or Y.max() > 1):
+        raise ValueError(f"{argument}: {architecture.cost} needs targets in [0, 1]")
+    return Y
+
+
+def sizes_from_params(weights: list[np.ndarray], biases: list[np.ndarray]) -> list[int]:
+    if len(weights) == 0 or len(weights) != len(biases):
+        raise ValueError(
+            f"weights, biases: expected one weight matrix and one bias vector per layer, "
+            f"got {len(weights)} and {len(biases)}"
+        )
+    sizes = [weights[0].shape[1] if weights[0].ndim == 2 else -1]
+    for l, (W, b) in enumerate(zip(weights, biases)):
+        if W.ndim != 2 or W.shape[1] != sizes[-1] or W.shape[0] < 1:
+            raise ValueError(
+                f"weights[{l}]: expected shape (n_out, {sizes[-1]}) matching the previous "
+                f"layer, got {W.shape}"
+            )
+        if b.shape != (W.shape[0],):
+            raise ValueError(f"biases[{l}]: expected shape ({W.shape[0]},), got {b.shape}")
+        sizes.append(W.shape[0])
+    return sizes
