@@ -78,3 +78,12 @@ def reference_call(function, net: dp.Network, X, Y, **options):
 def reference_gradients(net: dp.Network, X, Y):
     """The pure-Python oracle's (cost, dW, db), in float64."""
     return reference_call(dp.reference.gradients, net, X, Y)
+
+
+def softmax_problem(n_samples: int = 12, dtype: str = "float64"):
+    """A small tanh/softmax network and random data for it: (net, X, class labels)."""
+    rng = np.random.default_rng(11)
+    net = dp.Network(
+        [5, 6, 3], activation="tanh", output="softmax", cost="log_likelihood", dtype=dtype, seed=11
+    )
+    return net, rng.normal(size=(n_samples, 5)), rng.integers(0, 3, size=n_samples)

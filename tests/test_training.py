@@ -1,12 +1,23 @@
-"""Mini-batch SGD in the core against the reference, and training on the shipped digits."""
+"""Training runs: epochs against the reference, fit's options, dropout, schedules, early
+stopping, callbacks, progress and sample weights, and training on the shipped digits."""
 
 from __future__ import annotations
+
+import io
+import sys
 
 import numpy as np
 import pytest
 
 import deltaprop as dp
-from conftest import VALID_OUTPUT_COSTS, assert_close, random_targets, reference_call
+from conftest import (
+    VALID_OUTPUT_COSTS,
+    assert_close,
+    random_targets,
+    reference_call,
+    softmax_problem,
+)
+from deltaprop import schedules
 
 
 def reference_epoch(net: dp.Network, X, Y, **options):
@@ -125,3 +136,255 @@ def test_digits_reach_95_percent_on_held_out_data(activation, output, cost, lr, 
     )
     net.fit(X_train, y_train, epochs=30, batch_size=10, lr=lr, seed=0)
     assert net.evaluate(X_test, y_test) >= 0.95
+
+
+# ------------------------------------------------------------------ options
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("batch_size", 0, ValueError),
+        ("batch_size", -3, ValueError),
+        ("batch_size", 2.0, TypeError),
+        ("epochs", -1, ValueError),
+        ("lr", 0.0, ValueError),
+        ("lr", float("nan"), ValueError),
+        ("lr", "fast", TypeError),
+        ("lmbda", -1.0, ValueError),
+        ("dropout", 1.0, ValueError),
+        ("dropout", -0.1, ValueError),
+        ("l1", -1.0, ValueError),
+        ("validation_fraction", 1.0, ValueError),
+        ("patience", 0, ValueError),
+        ("callbacks", [3], TypeError),
+        ("optimizer", "adagrad", ValueError),
+        ("momentum", 1.5, ValueError),
+        ("schedule", 3, TypeError),
+    ],
+)
+def test_invalid_fit_options_are_refused_before_training(option, value, error):
+    net, X, y = softmax_problem()
+    before = net.params.copy()
+    with pytest.raises(error, match=option):
+        net.fit(X, y, **{"epochs": 1, "optimizer": "momentum", option: value})
+    np.testing.assert_array_equal(net.params, before)
+
+
+# ------------------------------------------------------------------ dropout
+def test_dropout_masks_units_in_both_passes():
+    # [1, k, 1], identity, W = 1, b = 0, x = 1, y = 0: one step with dropout p changes
+    # W2_j and W1_j only for kept units, and by exactly 1/(1-p) times the undropped amount.
+    k, p = 4000, 0.25
+    weights = [np.ones((k, 1)), np.ones((1, k)) / k]
+    biases = [np.zeros(k), np.zeros(1)]
+    net = dp.Network.from_params(weights, biases, activation="identity", output="identity")
+    net.fit(np.ones((1, 1)), np.zeros((1, 1)), epochs=1, batch_size=1, lr=1e-3, dropout=p)
+    changed = net.weights[1][0] != 1 / k
+    assert abs(changed.mean() - (1 - p)) < 0.03
+    np.testing.assert_array_equal(net.weights[0][:, 0] != 1, changed)
+    # z2 = sum_j mask_j / k, delta2 = z2, dW2_j = delta2 * mask_j.
+    z2 = changed.sum() / (1 - p) / k
+    np.testing.assert_allclose(net.weights[1][0][changed], 1 / k - 1e-3 * z2 / (1 - p), rtol=1e-12)
+
+
+def test_dropout_is_seeded_and_off_at_prediction():
+    def train(seed, dropout):
+        net, X, y = softmax_problem()
+        net.fit(X, y, epochs=3, batch_size=4, lr=0.1, dropout=dropout, seed=seed)
+        return net
+
+    a, b = train(1, 0.5), train(1, 0.5)
+    np.testing.assert_array_equal(a.params, b.params)
+    assert not np.array_equal(a.params, train(2, 0.5).params)
+    assert not np.array_equal(a.params, train(1, 0.0).params)
+    X = softmax_problem()[1]
+    np.testing.assert_array_equal(a.predict(X), a.predict(X))
+
+
+def test_an_epoch_split_over_calls_equals_one_call():
+    """The progress bar runs an epoch in pieces; masks and updates must not notice."""
+    results = []
+    for pieces in ([(0, 12)], [(0, 4), (4, 12)]):
+        net, X, y = softmax_problem()
+        net.fit(X, y, epochs=0, optimizer="momentum")  # binds the optimizer
+        Y = np.eye(3)[y]
+        order = np.random.default_rng(0).permutation(12)
+        for start, stop in pieces:
+            _, _, diverged = net.train_rows(
+                X,
+                Y,
+                rows=order[start:stop],
+                batch_size=4,
+                l2=0.1,
+                dropout=0.5,
+                seed=99,
+                first_batch=start // 4,
+            )
+            assert diverged is None
+        results.append(np.concatenate([net.params, net.optimizer.state[0]]))
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+# ------------------------------------------------------------------ schedules
+def test_step_and_function_schedules_set_the_rate():
+    net, X, y = softmax_problem()
+    history = net.fit(X, y, epochs=5, lr=0.4, schedule=schedules.StepDecay(2, 0.5))
+    assert history["lr"] == [0.4, 0.4, 0.2, 0.2, 0.1]
+    history = net.fit(X, y, epochs=3, optimizer="sgd", schedule=lambda epoch: 0.1 / (epoch + 1))
+    assert history["lr"] == pytest.approx([0.1, 0.05, 0.1 / 3])
+
+
+def test_adaptive_schedule_divides_by_five_after_a_stall():
+    adaptive = schedules.Adaptive(patience=2, tol=0.0)
+    history = {"cost": []}
+    rates = []
+    lr = 1.0
+    for epoch, cost in enumerate([5.0, 4.0, 4.5, 4.2, 3.0, 3.5, 3.5]):
+        lr = adaptive(epoch, lr, history)
+        rates.append(lr)
+        history["cost"].append(cost)
+    assert rates == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.2, 0.2, 0.2])
+    assert adaptive(7, lr, history) == pytest.approx(0.04)
+
+
+# ------------------------------------------------------------------ stopping, callbacks
+def overfitting_problem():
+    rng = np.random.default_rng(2)
+    net = dp.Network(
+        [10, 40, 2], activation="relu", output="softmax", cost="log_likelihood", seed=2
+    )
+    X, Xv = rng.normal(size=(40, 10)), rng.normal(size=(40, 10))
+    return net, X, rng.integers(0, 2, 40), Xv, rng.integers(0, 2, 40)
+
+
+def test_early_stopping_restores_the_best_weights():
+    net, X, y, Xv, yv = overfitting_problem()
+    history = net.fit(
+        X,
+        y,
+        epochs=200,
+        batch_size=8,
+        optimizer="adam",
+        lr=0.01,
+        validation_data=(Xv, yv),
+        early_stopping=True,
+        patience=3,
+    )
+    epochs_run = len(history["cost"])
+    assert epochs_run < 200
+    best = int(np.argmin(history["val_cost"]))
+    assert epochs_run == best + 1 + 3
+    assert net.cost(Xv, yv) == pytest.approx(history["val_cost"][best], rel=1e-12)
+
+
+def test_early_stopping_without_validation_data_holds_out_a_tenth():
+    net, X, y, _, _ = overfitting_problem()
+    history = net.fit(X, y, epochs=3, early_stopping=True, patience=5)
+    assert len(history["val_cost"]) == 3
+
+
+def test_callbacks_see_metrics_and_can_stop():
+    net, X, y = softmax_problem()
+    seen = []
+
+    def stop_after_two(epoch, metrics):
+        seen.append((epoch, sorted(metrics)))
+        return epoch == 1
+
+    history = net.fit(
+        X, y, epochs=10, validation_fraction=0.25, train_accuracy=True, callbacks=[stop_after_two]
+    )
+    assert len(history["cost"]) == 2
+    keys = ["accuracy", "cost", "lr", "time", "val_accuracy", "val_cost"]
+    assert seen == [(0, keys), (1, keys)]
+
+
+def test_training_accuracy_is_measured_after_the_epoch():
+    net, X, y = softmax_problem()
+    history = net.fit(X, y, epochs=2, train_accuracy=True, shuffle=False)
+    assert history["accuracy"][-1] == net.evaluate(X, y)
+
+
+def test_verbose_prints_one_line_per_epoch_off_a_terminal(capsys):
+    net, X, y = softmax_problem()
+    net.fit(X, y, epochs=3, verbose=True, validation_fraction=0.25)
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert "val_accuracy" in lines[0] and captured.err == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_does_not_change_training(monkeypatch, capsys):
+    net_quiet, X, y = softmax_problem(n_samples=200)
+    net_bar = dp.Network.from_params(
+        net_quiet.weights,
+        net_quiet.biases,
+        activation="tanh",
+        output="softmax",
+        cost="log_likelihood",
+    )
+    options = {"epochs": 2, "batch_size": 3, "optimizer": "adam", "dropout": 0.2, "seed": 4}
+    net_quiet.fit(X, y, **options)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    net_bar.fit(X, y, verbose=True, **options)
+    np.testing.assert_array_equal(net_bar.params, net_quiet.params)
+    bar = terminal.getvalue()
+    assert "epoch 1/2" in bar and "cost=" in bar and "200/200" in bar
+    assert capsys.readouterr().out.count("\n") == 2  # one summary line per epoch
+
+
+# ------------------------------------------------------------------ sample weights
+def twin_networks():
+    net, X, y = softmax_problem()
+    twin = dp.Network.from_params(
+        net.weights, net.biases, activation="tanh", output="softmax", cost="log_likelihood"
+    )
+    return net, twin, X, y
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_integer_weights_equal_repeated_samples(optimizer):
+    net, twin, X, y = twin_networks()
+    weights = np.array([2, 1, 0, 3, 1, 1, 1, 0, 2, 1, 1, 1])
+    options = {
+        "epochs": 3,
+        "batch_size": 100,
+        "shuffle": False,
+        "optimizer": optimizer,
+        "lr": 0.05,
+        "lmbda": 1.0,
+    }
+    history = net.fit(X, y, sample_weight=weights, **options)
+    repeated = np.repeat(np.arange(12), weights)
+    # L2's n is the number of rows given, so scale lmbda to keep (lmbda / n) equal.
+    options["lmbda"] = len(repeated) / 12
+    twin_history = twin.fit(X[repeated], y[repeated], **options)
+    assert_close(net.params, twin.params, 1e-12)
+    assert history["cost"] == pytest.approx(twin_history["cost"], rel=1e-12)
+
+
+def test_uniform_weights_change_nothing():
+    net, twin, X, y = twin_networks()
+    net.fit(X, y, epochs=2, batch_size=5, sample_weight=np.full(12, 3.0), optimizer="momentum")
+    twin.fit(X, y, epochs=2, batch_size=5, optimizer="momentum")
+    assert_close(net.params, twin.params, 1e-12)
+
+
+@pytest.mark.parametrize(
+    ("weights", "match"),
+    [
+        (-np.ones(12), ">= 0"),
+        (np.zeros(12), "positive sum"),
+        (np.ones(11), r"shape \(12,\)"),
+        (np.full(12, np.nan), "NaN"),
+    ],
+)
+def test_invalid_sample_weights(weights, match):
+    net, X, y = softmax_problem()
+    with pytest.raises(ValueError, match=f"sample_weight: .*{match}"):
+        net.fit(X, y, sample_weight=weights)

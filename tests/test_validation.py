@@ -133,26 +133,6 @@ def test_values_that_overflow_float32_are_refused(data):
         net32.predict(X)
 
 
-@pytest.mark.parametrize(
-    ("option", "value", "error"),
-    [
-        ("batch_size", 0, ValueError),
-        ("batch_size", -3, ValueError),
-        ("batch_size", 2.0, TypeError),
-        ("epochs", -1, ValueError),
-        ("lr", 0.0, ValueError),
-        ("lr", float("nan"), ValueError),
-        ("lr", "fast", TypeError),
-        ("lmbda", -1.0, ValueError),
-    ],
-)
-def test_invalid_fit_options(net, data, option, value, error):
-    before = net.params.copy()
-    with pytest.raises(error, match=option):
-        net.fit(*data, **{option: value})
-    np.testing.assert_array_equal(net.params, before)
-
-
 def test_invalid_validation_data(net, data):
     X, y = data
     with pytest.raises(TypeError, match="validation_data"):
