@@ -77,7 +77,7 @@ class Config:
         return 6 * self.n_weights - 2 * self.sizes[0] * self.sizes[1]
 
     def rows_for(self, implementation: str, smoke: bool = False) -> int:
-        """Rows one round covers; a smoke or QUICK run takes two batches (the reference two rows)."""
+        """Rows a round covers; smoke and QUICK runs take two batches (the reference two rows)."""
         rows = self.rows.get(implementation, N_TEST if self.predict else N_TRAIN)
         if smoke or QUICK:
             return 2 if implementation == "reference" else min(rows, 2 * self.batch_size)
@@ -110,7 +110,7 @@ CONFIGS = {
         Config(
             "D", "wide ReLU, softmax + log-likelihood, momentum", (784, 1024, 1024, 10), "relu",
             "softmax", "log_likelihood", "float32", "he", batch_size=256, optimizer="momentum",
-            lr=0.01, momentum=0.9, rows=dict.fromkeys(IMPLEMENTATIONS[:4], 10_240) | {"reference": 4},
+            lr=0.01, momentum=0.9, rows={**dict.fromkeys(IMPLEMENTATIONS, 10_240), "reference": 4},
             targets={"torch": 1.8, "sklearn": 1.5, "limit": 0.90},
             notes=("the issue names no optimizer for D: SGD with momentum 0.9, as C",),
         ),
@@ -173,6 +173,10 @@ class Data:
     Y: np.ndarray
     labels: np.ndarray
 
+    def first(self, rows: int | None) -> Data:
+        """The first `rows` rows (None: all)."""
+        return Data(self.X[:rows], self.Y[:rows], self.labels[:rows])
+
 
 @functools.cache
 def _pixels() -> tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -228,9 +232,11 @@ class GemmLimit:
             np.matmul(left, right, out=out)
 
     def samples_per_s(self, seconds: float) -> float:
-        """Rate of the products run over and over for at least `seconds`, on threads() threads."""
-        batches, started = 0, time.perf_counter()
+        """Rate of the products run over and over for at least `seconds`, on threads() threads,
+        after one untimed batch that wakes the BLAS threads."""
         with threadpool_limits(threads(), user_api="blas"):
+            self.run()
+            batches, started = 0, time.perf_counter()
             while (elapsed := time.perf_counter() - started) < seconds:
                 self.run()
                 batches += 1

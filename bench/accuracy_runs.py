@@ -46,7 +46,7 @@ def main() -> None:
             sklearn_config = dataclasses.replace(config, **sklearn_changes)
             theirs = describe(train_until("sklearn", sklearn_config, epochs))
         setting = f"{config.title}, {config.optimizer} lr {config.lr}, batch {config.batch_size}"
-        print(f"| {setting}, {epochs} epochs | {list(config.sizes)} | {ours} | {theirs} |", flush=True)
+        print(f"| {setting}, {epochs} epochs | {list(config.sizes)} | {ours} | {theirs} |")
 
 
 if __name__ == "__main__":

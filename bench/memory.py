@@ -40,9 +40,12 @@ def _status_bytes(field: str) -> int:
 
 def budget(config: Config, n_state: int) -> dict[str, int]:
     """The budget in bytes, by part (see the module docstring)."""
-    size, P, B, sizes = np.dtype(config.dtype).itemsize, config.n_params, config.batch_size, config.sizes
-    workspace = 3 * B * sum(sizes[1:]) + B * (sizes[0] + sizes[-1]) + (P if config.optimizer != "sgd" else 0)
-    parts = {"parameters": P * size, "optimizer_state": n_state * P * size, "batch_workspace": workspace * size}
+    P, B, sizes = config.n_params, config.batch_size, config.sizes
+    gradient = P if config.optimizer != "sgd" else 0
+    workspace = 3 * B * sum(sizes[1:]) + B * (sizes[0] + sizes[-1]) + gradient
+    size = np.dtype(config.dtype).itemsize
+    parts = {"parameters": P, "optimizer_state": n_state * P, "batch_workspace": workspace}
+    parts = {part: values * size for part, values in parts.items()}
     return parts | {"total": sum(parts.values())}
 
 
@@ -85,9 +88,8 @@ def measure(config: Config, rows: int = N_TRAIN) -> dict:
         train = data("train", config.dtype)
         np.save(f"{folder}/X.npy", train.X[:rows])
         np.save(f"{folder}/Y.npy", train.Y[:rows])
-        child = subprocess.run(
-            [sys.executable, __file__, "--child", config.key, folder], capture_output=True, text=True
-        )
+        command = [sys.executable, __file__, "--child", config.key, folder]
+        child = subprocess.run(command, capture_output=True, text=True)
     if child.returncode != 0:
         raise RuntimeError(f"memory child for {config.key} failed:\n{child.stderr}")
     return json.loads(child.stdout.splitlines()[-1])

@@ -1,14 +1,14 @@
 """One runner per implementation, all with the same interface::
 
-    peer = make(implementation, config, X, Y, labels, initial)   # initial: a dp.Network
+    peer = make(implementation, config, rows)   # rows: a _common.Data
     peer.reset()                # back to the initial parameters, fresh optimizer state
     cost = peer.epoch(seed)     # one epoch over X; rows in epoch_order(n, seed), None: in order
     weights, biases = peer.parameters()   # float64 copies in deltaprop's layout
     outputs = peer.predict(X)             # a^L of shape (n, n_L)
 
-Every runner starts from the parameters of the same deltaprop network, takes its data in the
-layout it trains on (the network's dtype, C order; one-hot targets or labels) and uses as many
-threads as deltaprop's BLAS. Each is written as a competent user of that library would:
+Every runner starts from the parameters of the same deltaprop network (make_network), takes
+its rows in the layout it trains on (the network's dtype, C order; one-hot targets or labels)
+and uses as many threads as deltaprop's BLAS. Each is written as a competent user would:
 
 * deltaprop: ``Network.fit(X, Y, epochs=1, ...)``.
 * torch: ``nn.Sequential`` of ``nn.Linear`` and activations, ``torch.optim.SGD``, a hand-written
@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib.metadata
 
 import numpy as np
-from _common import Config, epoch_order, make_optimizer, threads
+from _common import Config, Data, epoch_order, make_network, make_optimizer, threads
 from threadpoolctl import threadpool_limits
 
 import deltaprop as dp
@@ -41,11 +41,10 @@ def available() -> dict[str, str | None]:
     return versions
 
 
-def make(implementation: str, config: Config, X, Y, labels, initial: dp.Network):
-    """A runner for `config` on X (n, n_0), one-hot Y (n, n_L) and labels (n,), starting from
-    the parameters of `initial` (not modified)."""
+def make(implementation: str, config: Config, rows: Data):
+    """A runner for `config` on `rows`."""
     runners = {"deltaprop": Deltaprop, "torch": Torch, "sklearn": Sklearn, "numpy": Numpy}
-    return runners.get(implementation, Reference)(config, X, Y, labels, initial)
+    return runners.get(implementation, Reference)(config, rows)
 
 
 def _float64(layers) -> list[np.ndarray]:
@@ -55,20 +54,20 @@ def _float64(layers) -> list[np.ndarray]:
 class Peer:
     """What every runner keeps: the configuration, its rows and the starting parameters."""
 
-    def __init__(self, config: Config, X, Y, labels, initial: dp.Network) -> None:
-        self.config, self.X, self.Y, self.labels = config, X, Y, labels
-        self.initial = [W.copy() for W in initial.weights], [b.copy() for b in initial.biases]
+    def __init__(self, config: Config, rows: Data) -> None:
+        self.config, self.X, self.Y, self.labels = config, rows.X, rows.Y, rows.labels
+        start = make_network(config)
+        self.initial = [W.copy() for W in start.weights], [b.copy() for b in start.biases]
         self.build()
         self.reset()
 
     def build(self) -> None:
-        """Create what lives for the runner's life (model, converted data)."""
+        """Create what lives as long as the runner (model, converted data)."""
 
 
 class Deltaprop(Peer):
     def build(self) -> None:
-        c = self.config
-        self.net = dp.Network.from_params(*self.initial, dtype=c.dtype, **c.names)
+        self.net = make_network(self.config)
         self.start = self.net.params.copy()
         self.fit_seconds = []  # each epoch's time as fit measures it, without its input checks
 
@@ -223,11 +222,11 @@ _ACTIVATIONS = {"sigmoid": _sigmoid, "relu": lambda z: np.maximum(z, 0), "softma
 class Numpy(Peer):
     """The same equations as deltaprop, vectorised over a mini-batch of B rows::
 
-        forward   Z^l = A^{l-1} (W^l)^T + b^l,  A^l = sigma(Z^l)     (A^0 = X)
-        BP1       delta^L = dC/dZ^L                (a - y for cross-entropy, log-likelihood)
-        BP2       delta^{l-1} = (delta^l W^l) * sigma'(Z^{l-1})
-        BP3, BP4  db^l = mean of delta^l,  dW^l = (delta^l)^T A^{l-1} / B
-        update    g = dW + (lmbda / n) W,  v <- mu v + g (mu > 0),  W <- W - lr v
+    forward   Z^l = A^{l-1} (W^l)^T + b^l,  A^l = sigma(Z^l)     (A^0 = X)
+    BP1       delta^L = dC/dZ^L                (a - y for cross-entropy, log-likelihood)
+    BP2       delta^{l-1} = (delta^l W^l) * sigma'(Z^{l-1})
+    BP3, BP4  db^l = mean of delta^l,  dW^l = (delta^l)^T A^{l-1} / B
+    update    g = dW + (lmbda / n) W,  v <- mu v + g (mu > 0),  W <- W - lr v
     """
 
     def reset(self) -> None:
@@ -242,7 +241,8 @@ class Numpy(Peer):
             z += b
             last = l == len(self.weights) - 1
             zs.append(z)
-            activations.append(_ACTIVATIONS[self.config.output if last else self.config.activation](z))
+            sigma = _ACTIVATIONS[self.config.output if last else self.config.activation]
+            activations.append(sigma(z))
         return zs, activations
 
     def _output_error(self, z, a, Y) -> tuple[float, np.ndarray]:

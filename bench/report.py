@@ -85,7 +85,8 @@ def config_table(key: str, infos: dict[str, dict]) -> list[tuple]:
         else:
             measured = implementation_row(label, info, ours, target, setting["flops_per_sample"])
         if target is not None:
-            ceiling = limit / info["samples_per_s"] if limit and isinstance(measured, float) else None
+            measured_rate = isinstance(measured, float) and info["samples_per_s"]
+            ceiling = limit / measured_rate if limit and measured_rate else None
             targets.append((key, implementation, measured, target, ceiling))
     if "gemm-limit" in infos:
         fraction = limit_row(infos["gemm-limit"], infos.get("deltaprop", {}), setting)
@@ -170,7 +171,7 @@ def targets_table(targets: list[tuple]) -> None:
     print(f"\n{met} of {len(targets)} targets met.")
 
 
-# ------------------------------------------------------------------------------------ memory, accuracy
+# ------------------------------------------------------------------------------ memory, accuracy
 def memory_table(measurements: list[dict]) -> None:
     """Print memory.py's measurements (dicts with a "config" key), one row each."""
     print(
@@ -182,7 +183,9 @@ def memory_table(measurements: list[dict]) -> None:
     for m in sorted(measurements, key=lambda m: m["config"]):
         parts, extras, peak = m["budget_parts"], m["known_extra_bytes"], m["peak_increase_bytes"]
         blas, snapshot, order = (
-            m["openblas_buffer_bytes"], extras["divergence_snapshot"], extras["row_order"]
+            m["openblas_buffer_bytes"],
+            extras["divergence_snapshot"],
+            extras["row_order"],
         )
         within = "yes" if m["within_budget"] else f"NO, by {(peak - parts['total']) / MiB:.2f} MiB"
         rest = (peak - blas - snapshot - order - parts["total"]) / MiB
@@ -257,7 +260,7 @@ def main(path: str) -> None:
                 configs[info["config"]][info["implementation"]] = info
     targets_table([t for key in sorted(configs) for t in config_table(key, configs[key])])
     if by_group["memory"]:
-        print("\n### Peak memory of one deltaprop training epoch (fresh process per configuration)\n")
+        print("\n### Peak memory of one deltaprop training epoch (a fresh process each)\n")
         memory_table(by_group["memory"])
     if by_group["time-to-accuracy"]:
         runs = by_group["time-to-accuracy"][0]["runs"]

@@ -40,11 +40,12 @@ from threadpoolctl import threadpool_limits
 
 import deltaprop as dp
 
-# Rounds of pedantic mode, after one warm-up round; the reference's rounds only estimate a rate
-# 1e3-1e4 times lower. Not the calibrated mode: each round must start from the same parameters
-# and a fresh optimizer state (deltaprop's after a fresh timing of the GEMM limit), which only
-# pedantic's untimed setup gives; a round of an epoch is long enough to time on its own.
-ROUNDS, REFERENCE_ROUNDS, WARMUP_ROUNDS = (1, 1, 0) if QUICK else (5, 3, 1)
+# Rounds of pedantic mode, after one warm-up round (none for the pure-Python reference, whose
+# rounds only estimate a rate 1e3-1e4 times lower). Not the calibrated mode: each round must
+# start from the same parameters and a fresh optimizer state (deltaprop's after a fresh timing
+# of the GEMM limit), which only pedantic's untimed setup gives; an epoch is long enough to be
+# timed alone.
+ROUNDS, REFERENCE_ROUNDS = (1, 1) if QUICK else (5, 3)
 TRAINING = [c for c in CONFIGS.values() if not c.predict]
 
 
@@ -76,12 +77,13 @@ def initial_network(key: str) -> dp.Network:
     return make_network(CONFIGS[key])
 
 
-def timed(benchmark, function, args, setup, rounds):
+def timed(benchmark, function, args, setup, reference: bool):
     """pedantic rounds, with the other processes' CPU use meanwhile in extra_info."""
+    rounds, warmup_rounds = (REFERENCE_ROUNDS, 0) if reference else (ROUNDS, 1)
     watching = watching_the_machine(benchmark.extra_info)
     with watching if benchmark.enabled else contextlib.nullcontext():
         return benchmark.pedantic(
-            function, args=args, setup=setup, rounds=rounds, warmup_rounds=WARMUP_ROUNDS
+            function, args=args, setup=setup, rounds=rounds, warmup_rounds=warmup_rounds
         )
 
 
@@ -159,25 +161,24 @@ def test_speed(benchmark, config, implementation):
     """One training epoch (A-D) or the prediction of the test images (E)."""
     require(implementation)
     rows = config.rows_for(implementation, smoke=benchmark.disabled)
-    rounds = REFERENCE_ROUNDS if implementation == "reference" else ROUNDS
     interleave = implementation == "deltaprop" and benchmark.enabled
     extra = (predict_rounds if config.predict else train_rounds)(
-        benchmark, config, implementation, rows, rounds, interleave
+        benchmark, config, implementation, rows, interleave
     )
     notes = notes_for(config, implementation, rows) + extra.pop("notes", [])
     record(benchmark, config, implementation, rows, notes=notes, **extra)
 
 
-def train_rounds(benchmark, config, implementation, rows, rounds, interleave) -> dict:
+def train_rounds(benchmark, config, implementation, rows, interleave) -> dict:
     """Time epochs from the common start; check the cost fell and the parameters moved."""
-    train = data("train", config.dtype)
-    X, Y, labels = train.X[:rows], train.Y[:rows], train.labels[:rows]
+    training = data("train", config.dtype).first(rows)
+    X, Y, labels = training.X, training.Y, training.labels
     start = initial_network(config.key)
-    peer = peers.make(implementation, config, X, Y, labels, start)
+    peer = peers.make(implementation, config, training)
     if implementation == "reference":
         peer.prepare(SEED)
     setup = InterleavedLimit(config, then=peer.reset) if interleave else peer.reset
-    cost = timed(benchmark, peer.epoch, (SEED,), setup, rounds)
+    cost = timed(benchmark, peer.epoch, (SEED,), setup, implementation == "reference")
 
     weights, biases = peer.parameters()
     assert all(np.isfinite(p).all() for p in weights + biases)
@@ -210,14 +211,13 @@ def interleaved_figures(limit: InterleavedLimit, peer, rows: int) -> dict:
     }
 
 
-def predict_rounds(benchmark, config, implementation, rows, rounds, interleave) -> dict:
+def predict_rounds(benchmark, config, implementation, rows, interleave) -> dict:
     """Time the prediction of the first `rows` test images; check it equals deltaprop's."""
-    train, X = data("train", config.dtype), data("test", config.dtype).X[:rows]
-    start = initial_network(config.key)
-    B = config.batch_size  # the peers are built on one batch (scikit-learn needs to see data)
-    peer = peers.make(implementation, config, train.X[:B], train.Y[:B], train.labels[:B], start)
+    X, start = data("test", config.dtype).X[:rows], initial_network(config.key)
+    # Built on one training batch: scikit-learn's model takes its shapes from data.
+    peer = peers.make(implementation, config, data("train", config.dtype).first(config.batch_size))
     setup = InterleavedLimit(config) if interleave else None
-    outputs = timed(benchmark, peer.predict, (X,), setup, rounds)
+    outputs = timed(benchmark, peer.predict, (X,), setup, implementation == "reference")
 
     assert outputs.shape == (rows, config.sizes[-1])
     # Probabilities: compared in absolute terms (rows sum to 1).
@@ -240,7 +240,8 @@ def test_gemm_limit(benchmark, config):
         # pay: a noticeable part of A's and B's small products. Shown apart, not subtracted.
         overhead = GemmLimit.call_overhead()
         per_batch = benchmark.stats.stats.median - overhead * len(limit.products)
-        extra.update(call_overhead_s=overhead, samples_per_s_without_call_overhead=limit.batch / per_batch)
+        extra["call_overhead_s"] = overhead
+        extra["samples_per_s_without_call_overhead"] = limit.batch / per_batch
     record(benchmark, config, "gemm-limit", limit.batch, **extra)
 
 
@@ -260,10 +261,9 @@ def test_same_steps(benchmark, config, implementation):
     whose first step is plain SGD, is exercised): the same parameters after. The benchmark
     fixture only makes --benchmark-only run it."""
     require(implementation)
-    train, rows = data("train", config.dtype), slice(3 * config.batch_size)
-    X, Y, labels, start = train.X[rows], train.Y[rows], train.labels[rows], initial_network(config.key)
-    ours = peers.make("deltaprop", config, X, Y, labels, start)
-    theirs = peers.make(implementation, config, X, Y, labels, start)
+    rows = data("train", config.dtype).first(3 * config.batch_size)
+    start = initial_network(config.key)
+    ours, theirs = (peers.make(i, config, rows) for i in ("deltaprop", implementation))
     our_cost, their_cost = benchmark.pedantic(lambda: (ours.epoch(None), theirs.epoch(None)))
 
     (weights, biases), (expected_weights, expected_biases) = theirs.parameters(), ours.parameters()
@@ -288,7 +288,7 @@ def test_peak_rss(benchmark, config):
     benchmark.extra_info.update(config=config.key, **measured, **core_builds())
 
 
-# ------------------------------------------------------------------------------------ time to accuracy
+# ------------------------------------------------------------------------------ time to accuracy
 @pytest.mark.benchmark(group="time-to-accuracy")
 def test_time_to_accuracy(benchmark):
     """C's setting to the target test accuracy, deltaprop and PyTorch from the same weights

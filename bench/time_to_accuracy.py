@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import peers
-from _common import CONFIGS, SEED, Config, data, make_network
+from _common import CONFIGS, SEED, Config, data
 from report import time_to_accuracy_table
 
 TARGET, MAX_EPOCHS, SMOKE_ROWS = 0.88, 20, 1024
@@ -25,9 +25,8 @@ def train_until(
 ) -> dict:
     """Train on the first `rows` training rows (None: all) until the test accuracy reaches
     `target` or `max_epochs` have run; the accuracy curve, the time, and when it was reached."""
-    train, test = data("train", config.dtype), data("test", config.dtype)
-    start = make_network(config)
-    peer = peers.make(implementation, config, train.X[:rows], train.Y[:rows], train.labels[:rows], start)
+    test = data("test", config.dtype)
+    peer = peers.make(implementation, config, data("train", config.dtype).first(rows))
     seconds, curve, reached = 0.0, [], None
     for epoch in range(max_epochs):
         started = time.perf_counter()
