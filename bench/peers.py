@@ -64,8 +64,15 @@ class Peer:
     def build(self) -> None:
         """Create what lives as long as the runner (model, converted data)."""
 
+    def parameters(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Float64 copies of the weights and biases, in deltaprop's layout."""
+        return _float64(self.weights), _float64(self.biases)
+
 
 class Deltaprop(Peer):
+    weights = property(lambda self: self.net.weights)
+    biases = property(lambda self: self.net.biases)
+
     def build(self) -> None:
         self.net = make_network(self.config)
         self.start = self.net.params.copy()
@@ -83,9 +90,6 @@ class Deltaprop(Peer):
         )  # fmt: skip
         self.fit_seconds.append(history["time"][0])
         return history["cost"][0]
-
-    def parameters(self):
-        return _float64(self.net.weights), _float64(self.net.biases)
 
     def predict(self, X) -> np.ndarray:
         return self.net.predict(X)
@@ -290,9 +294,6 @@ class Numpy(Peer):
                     p -= c.lr * g
         return total / n
 
-    def parameters(self):
-        return _float64(self.weights), _float64(self.biases)
-
     def predict(self, X) -> np.ndarray:
         with threadpool_limits(threads(), user_api="blas"):
             return self._forward(X)[1][-1]
@@ -323,9 +324,6 @@ class Reference(Peer):
             n=len(X), **c.names,
         )  # fmt: skip
         return float("nan")  # the reference's epoch reports no cost
-
-    def parameters(self):
-        return _float64(self.weights), _float64(self.biases)
 
     def predict(self, X) -> np.ndarray:
         names = {"activation": self.config.activation, "output": self.config.output}

@@ -280,7 +280,7 @@ def test_same_steps(benchmark, config, implementation):
 @pytest.mark.parametrize("config", TRAINING, ids=lambda c: c.key)
 def test_peak_rss(benchmark, config):
     """Peak RSS of one deltaprop training epoch in a fresh process (see memory.py)."""
-    rows = config.rows_for("deltaprop", smoke=benchmark.disabled)
+    rows = config.rows_for("memory", smoke=benchmark.disabled)  # all rows unless smoke or QUICK
     measured = benchmark.pedantic(memory.measure, args=(config, rows))
     assert measured["baseline_bytes"] > measured["data_bytes"]
     assert measured["peak_increase_bytes"] >= 0
