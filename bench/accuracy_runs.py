@@ -20,7 +20,14 @@ from time_to_accuracy import train_until
 SETTINGS = [
     (CONFIGS["A"], 30, {"lr": 0.5}, None),
     (CONFIGS["B"], 30, {}, None),
-    (dataclasses.replace(CONFIGS["C"], optimizer="adam", lr=1e-3, momentum=0.0), 20, {}, 0.89),
+    (
+        dataclasses.replace(
+            CONFIGS["C"], title="ReLU, softmax + log-likelihood", optimizer="adam", lr=1e-3
+        ),
+        20,
+        {},
+        0.89,
+    ),
 ]
 
 
