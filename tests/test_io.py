@@ -11,6 +11,8 @@ import pathlib
 import pickle
 import shlex
 import struct
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -390,7 +392,7 @@ def _sizes(sizes, consistent=True):
 MALFORMED = {
     "sizes-huge": (_sizes([10**9, 10**9], consistent=False), "parameters, over"),
     "sizes-huge-consistent": (_sizes([10**9, 10**9]), "parameters, over"),
-    "sizes-just-under-cap": (_sizes([40_000, 50_000]), r"\(2000050000,\)"),
+    "sizes-just-under-cap": (_sizes([40_000, 50_000]), "bytes for 2000050000 values"),
     "sizes-over-blasint": (_sizes([2**31, 1]), "sizes"),
     "sizes-negative": (_sizes([4, -5, 3]), "sizes"),
     "sizes-zero": (_sizes([4, 0, 3]), "sizes"),
@@ -440,7 +442,10 @@ MALFORMED = {
     "params-nan": (_set_array("params", lambda p: np.where(p == p[0], np.nan, p)), "NaN"),
     "state-inf": (_set_array("state_0", lambda s: np.full_like(s, np.inf)), "NaN or infinity"),
     "adam-negative-v": (_set_array("state_1", lambda s: -1 - s), "negative"),
-    "params-float32": (_set_array("params", lambda p: p.astype(np.float32)), "<f8"),
+    "params-float32": (
+        _set_array("params", lambda p: p.astype(np.float32)),
+        "member 'params' claims",
+    ),
     "params-short": (_set_array("params", lambda p: p[:-1]), r"\(43,\)"),
     "params-2d": (_set_array("params", lambda p: p.reshape(1, -1)), r"\(43,\)"),
     "params-big-endian": (_set_array("params", lambda p: p.astype(">f8")), "<f8"),
@@ -578,3 +583,131 @@ def test_other_kinds_of_file_are_refused(tmp_path):
     fields, arrays = _parts(_saved(tmp_path))
     _write_model(tmp_path / "compressed.npz", fields, arrays, savez=np.savez_compressed)
     _refused(tmp_path / "compressed.npz", "compressed")
+
+
+# ---------------------------------------------------------------------------- destinations
+def test_save_writes_through_a_symlink_to_its_target(tmp_path):
+    target, link = tmp_path / "real.npz", tmp_path / "link.npz"
+    _network().save(target)
+    link.symlink_to(target)
+    net = _network(optimizer="adam")
+    net.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert_same_model(dp.load(target), net)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_save_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    path = tmp_path / "special"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    with pytest.raises((ValueError, IsADirectoryError), match="special"):
+        _network().save(path)
+    assert path.is_fifo() if kind == "fifo" else path.is_dir()
+    assert os.listdir(tmp_path) == ["special"]
+
+
+def test_save_errors_name_the_users_path_not_a_temporary(tmp_path):
+    path = tmp_path / "missing" / "model.npz"
+    with pytest.raises(FileNotFoundError) as caught:
+        _network().save(path)
+    assert caught.value.filename == str(path) and ".tmp" not in str(caught.value)
+
+
+def test_longest_file_name_can_be_saved(tmp_path):
+    path = tmp_path / ("m" * 251 + ".npz")  # 255 bytes: the limit of most file systems
+    _network().save(path)
+    assert_same_model(dp.load(path), _network())
+
+
+def test_temporaries_of_a_killed_writer_are_removed_by_the_next_save(tmp_path):
+    """A save killed with SIGKILL leaves its temporary file; the next save in that
+    directory removes it (its process is gone), and leaves live writers' files alone."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".deltaprop-{dead.pid}-abc123.tmp"
+    live = tmp_path / f".deltaprop-{os.getpid()}-def456.tmp"
+    stale.write_bytes(b"partial")
+    live.write_bytes(b"in progress")
+    _network().save(tmp_path / "model.npz")
+    assert sorted(os.listdir(tmp_path)) == sorted(["model.npz", live.name])
+
+
+def test_replaced_file_keeps_its_permissions(tmp_path):
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"old")
+    path.chmod(0o640)
+    _network().save(path)
+    assert (path.stat().st_mode & 0o777) == 0o640
+
+
+# ---------------------------------------------------------------------------- hangs and bombs
+def _in_child(code: str, *, memory_limit: int | None = None, timeout: float = 60):
+    """Run ``code`` in a fresh interpreter (under an address-space limit in bytes), and
+    return its result; a hang fails the test through the timeout."""
+    prelude = "import resource\n"
+    if memory_limit is not None:
+        prelude += f"resource.setrlimit(resource.RLIMIT_AS, ({memory_limit}, {memory_limit}))\n"
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_load_of_a_fifo_fails_at_once(tmp_path):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    done = _in_child(
+        "import deltaprop as dp\n"
+        f"try:\n    dp.load({str(fifo)!r})\nexcept ValueError as error:\n    print(error)\n"
+    )
+    assert done.returncode == 0 and "not a regular file" in done.stdout
+
+
+def _bomb(path, model_file, n_params_claimed: int, zip64: bool) -> None:
+    """A sealed file whose header announces ``n_params_claimed`` parameters and whose zip
+    directory claims a member of that many bytes, in a file of a few hundred bytes."""
+    fields, _ = _parts(model_file)
+    fields["sizes"] = [n_params_claimed // 2 - 1, 2]
+    fields["n_params"] = (n_params_claimed // 2 - 1) * 2 + 2
+    fields["optimizer"] = None
+    arrays = {"params": np.zeros(1)}
+    _write_model(path, fields, arrays)
+    data = bytearray(pathlib.Path(path).read_bytes()[:-64])
+    entry = data.rindex(b"PK\x01\x02", 0, data.rindex(b"params.npy"))  # its directory entry
+    claimed = 8 * fields["n_params"] + 128
+    if zip64 or claimed >= 2**32:
+        claimed = min(claimed, 2**32 - 1)
+    struct.pack_into("<II", data, entry + 20, claimed, claimed)
+    data[-2:] = b"\0\0"  # no comment yet: _seal adds it
+    pathlib.Path(path).write_bytes(_seal(bytes(data)))
+
+
+@pytest.mark.parametrize("claimed", [2**29, 2**31 - 2], ids=["4GiB", "16GiB"])
+def test_a_file_claiming_huge_members_is_refused_before_allocating(tmp_path, model_file, claimed):
+    bomb = tmp_path / "bomb.npz"
+    _bomb(bomb, model_file, claimed, zip64=claimed > 2**30)
+    assert bomb.stat().st_size < 2000
+    done = _in_child(
+        "import deltaprop as dp\n"
+        f"try:\n    dp.load({str(bomb)!r})\n"
+        "except dp.ModelFormatError as error:\n    print(error)\n",
+        memory_limit=1 << 30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "bomb.npz" in done.stdout
+
+
+def test_a_large_file_that_is_no_model_is_refused_without_hashing_it(tmp_path, model_file):
+    """Members that do not account for the file's size are refused before the seal's hash
+    reads the whole file."""
+    big = tmp_path / "big.npz"
+    data = model_file.read_bytes()
+    with open(big, "wb") as file:
+        file.write(data[:-64])
+        file.truncate(200 * 2**20)  # a sparse 200 MiB file
+        file.write(data[-64:])
+    hashed = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dp._container, "_check_seal", lambda *args: hashed.append(args))
+        with pytest.raises(dp.ModelFormatError):
+            dp.load(big)
+    assert hashed == []

@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ._files import write_atomically
+from ._files import open_regular, write_atomically
 from ._version import __version__
 
 FORMAT = "deltaprop-model"
@@ -44,6 +44,8 @@ OWN_FIELDS = ("format", "format_version", "deltaprop_version", "sha256")
 _MAX_HEADER_BYTES = 1 << 20  # a header is a few hundred bytes
 _MAX_NPY_HEADER_BYTES = 4096  # numpy writes 128
 _SEAL_BYTES = 64  # hex SHA-256 of everything before it, stored as the zip comment
+# Local header, central-directory entry and zip64 extras of one member, with its name.
+_ZIP_BYTES_PER_MEMBER = 256
 _END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
 # What zipfile, the npy header parser and the JSON decoder raise on damaged input.
 _READ_ERRORS = (
@@ -155,14 +157,19 @@ def read(
         Anything else; the message names the file.
     """
     name = os.fspath(path)
-    with open(name, "rb") as file, _errors_naming(name):
-        _check_seal(file)
+    with open_regular(name) as file, _errors_naming(name):
+        size = file.seek(0, os.SEEK_END)
+        if size < 22 + _SEAL_BYTES:
+            raise ModelFormatError(f"not a deltaprop model file (only {size} bytes)")
+        file.seek(0)
         try:
             archive = zipfile.ZipFile(file)
         except zipfile.BadZipFile:
             raise ModelFormatError("not a deltaprop model file (not a zip archive)") from None
         with archive:
-            infos = _members(archive)
+            # Size and structure first: the declared sizes must fit in the file before
+            # anything is hashed or allocated.
+            infos = _members(archive, size)
             fields, raw = _read_header(archive, infos)
             content = {key: value for key, value in fields.items() if key not in OWN_FIELDS}
             spec = members(content)
@@ -170,6 +177,8 @@ def read(
             unexpected = set(infos) - {"header"} - set(spec)
             if unexpected:
                 raise ModelFormatError(f"unexpected members {sorted(unexpected)}")
+            _check_sizes(spec, infos, size)
+            _check_seal(file, size)
             arrays = {
                 member: _read_array(archive, infos, member, dtype, length)
                 for member, (dtype, length) in spec.items()
@@ -180,6 +189,28 @@ def read(
             if not np.isfinite(array).all():
                 raise ModelFormatError(f"{member} contains NaN or infinity")
         return content, arrays
+
+
+def _check_sizes(spec: MemberSpec, infos: dict[str, zipfile.ZipInfo], file_size: int) -> None:
+    """The arrays the header announces must be the members' sizes, and the members must
+    account for the file: no member claims more bytes than the file has, and the file holds
+    nothing beyond them but zip bookkeeping."""
+    accounted = infos["header"].file_size
+    for member, (dtype, length) in spec.items():
+        if member not in infos:
+            raise ModelFormatError(f"member {member!r} is missing")
+        n_bytes = length * dtype.itemsize
+        declared = infos[member].file_size
+        if not n_bytes <= declared <= n_bytes + _MAX_NPY_HEADER_BYTES:
+            raise ModelFormatError(
+                f"member {member!r} claims {declared} bytes for {length} values"
+            )
+        accounted += declared
+    bookkeeping = _ZIP_BYTES_PER_MEMBER * (len(infos) + 1) + _SEAL_BYTES
+    if not accounted <= file_size <= accounted + bookkeeping:
+        raise ModelFormatError(
+            f"the file has {file_size} bytes, its members {accounted}: not a model file"
+        )
 
 
 @contextlib.contextmanager
@@ -196,11 +227,8 @@ def _errors_naming(name: str):
         ) from error
 
 
-def _check_seal(file: BinaryIO) -> None:
+def _check_seal(file: BinaryIO, size: int) -> None:
     """Compare the seal at the end of the file with a streamed hash of the rest."""
-    size = file.seek(0, os.SEEK_END)
-    if size < 22 + _SEAL_BYTES:
-        raise ModelFormatError(f"not a deltaprop model file (only {size} bytes)")
     file.seek(size - _SEAL_BYTES)
     seal = file.read(_SEAL_BYTES)
     file.seek(0)
@@ -219,10 +247,16 @@ def _check_seal(file: BinaryIO) -> None:
     file.seek(0)
 
 
-def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    """{member name without .npy: info}, refusing anything but plain stored .npy files."""
+def _members(archive: zipfile.ZipFile, file_size: int) -> dict[str, zipfile.ZipInfo]:
+    """{member name without .npy: info}, refusing anything but plain stored .npy files
+    that lie within the file."""
     members = {}
     for info in archive.infolist():
+        if info.compress_size != info.file_size or info.header_offset + info.file_size > file_size:
+            raise ModelFormatError(
+                f"member {info.filename!r} claims {info.file_size} bytes, beyond the file's "
+                f"{file_size}"
+            )
         name = info.filename.removesuffix(".npy")
         if not info.filename.endswith(".npy") or name in members:
             raise ModelFormatError(f"unexpected member {info.filename!r}")

@@ -1,13 +1,19 @@
 """The one atomic file writer: model files, checkpoints, plots and the command line's
-``.npy`` outputs all go through `write_atomically`."""
+``.npy`` outputs all go through `write_atomically`; and the one way files are opened for
+reading, `open_regular`, which never blocks on a FIFO or a device."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
+
+_TEMPORARY_PREFIX = ".deltaprop-"
+_TEMPORARY_SUFFIX = ".tmp"
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -16,9 +22,12 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
 
     The bytes go to a temporary file in the same directory, are flushed to disk, get the
     permission bits of the file they replace (or what ``open`` would give a new file:
-    0o666 less the umask), and the temporary file is renamed over ``path``; the directory is
-    then flushed so that the rename survives a crash. On any error the temporary file is
-    removed and ``path`` is untouched.
+    0o666 less the umask), and the temporary file is renamed over ``path``; the directory
+    is then flushed so that the rename survives a crash. A symbolic link is written
+    through: its target gets the new content and the link stays. Only a regular file (or
+    nothing) is ever replaced. On any error the temporary file is removed, ``path`` is
+    untouched and the error names ``path``. Temporary files that a killed process left in
+    the directory are removed.
 
     Parameters
     ----------
@@ -26,25 +35,115 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
         The destination file.
     write : callable
         Called once with the temporary file, open for writing in binary mode.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is a device, a FIFO or a socket.
+    OSError
+        ``path`` is a directory, or the file cannot be written; the error names ``path``.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    mode = _new_file_mode(path)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".deltaprop-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, mode)  # mkstemp creates the file readable by its owner only
-        os.replace(temporary, path)
-    except BaseException:
+    target = _regular_destination(path)
+    directory = os.path.dirname(target)
+    with _naming(path):
+        _remove_stale_temporaries(directory)
+        mode = _new_file_mode(target)
+        fd, temporary = tempfile.mkstemp(
+            dir=directory, prefix=f"{_TEMPORARY_PREFIX}{os.getpid()}-", suffix=_TEMPORARY_SUFFIX
+        )
         try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
+            with os.fdopen(fd, "wb") as file:
+                write(file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, mode)  # mkstemp creates the file readable by its owner only
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        _fsync_directory(directory)
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open a file for reading in binary mode, refusing anything but a regular file
+    before reading a byte: a FIFO would block forever, a device could be endless.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is a FIFO, a device or a socket.
+    OSError
+        ``path`` cannot be opened (missing, a directory, no permission).
+    """
+    name = os.fspath(path)
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{name}: not a regular file (a FIFO, device or socket)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
         raise
-    _fsync_directory(directory)
+
+
+def _regular_destination(path: str) -> str:
+    """The file a write to ``path`` replaces: symbolic links followed, and refused unless
+    it is a regular file or absent."""
+    target = os.path.realpath(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(mode):
+        raise ValueError(
+            f"{path}: not a regular file (a device, FIFO or socket); only a regular file "
+            "or a new one is written"
+        )
+    return target
+
+
+@contextlib.contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """OS errors name ``path``, not the temporary file they happened to."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename == path or error.errno is None:
+            raise
+        raise type(error)(error.errno, error.strerror, path) from error
+
+
+def _remove_stale_temporaries(directory: str) -> None:
+    """Remove the temporary files of writers that died (their pid names no live process)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(_TEMPORARY_PREFIX) and name.endswith(_TEMPORARY_SUFFIX)):
+            continue
+        pid = name[len(_TEMPORARY_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or an absurd number: leave its file alone
+    return True
 
 
 def _new_file_mode(path: str) -> int:
