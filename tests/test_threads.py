@@ -184,3 +184,79 @@ def test_core_threads_do_not_spin_after_training():
         [sys.executable, "-c", IDLE_AFTER_TRAINING], capture_output=True, text=True, check=True
     )
     assert float(result.stdout) < 0.03
+
+
+# ------------------------------------------------------------------ saving while training
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_saves_and_pickles_during_fit_in_another_thread_are_consistent(tmp_path, optimizer):
+    """A save (or pickle) while another thread trains the network copies the parameters
+    and optimizer state between two batches: every file loads, every pickle matches."""
+    net, X, y = big_problem(n=4000)
+    failures, done = [], threading.Event()
+
+    def fit():
+        try:
+            net.fit(X, y, epochs=6, batch_size=16, optimizer=optimizer, lr=0.01, seed=0)
+        finally:
+            done.set()
+
+    trainer = threading.Thread(target=fit)
+    trainer.start()
+    path, saves = tmp_path / "model.npz", 0
+    while not done.is_set() or saves < 3:
+        net.save(path)
+        loaded = dp.load(path)  # a torn copy would fail its checksum here
+        copy = pickle.loads(pickle.dumps(net))
+        named = None if loaded.optimizer is None else loaded.optimizer.name
+        if not np.isfinite(copy.params).all() or named not in (None, optimizer):
+            failures.append(saves)
+        saves += 1
+    trainer.join()
+    assert failures == [] and saves >= 3
+
+
+# ------------------------------------------------------------------ fork
+FORK_DURING_A_CORE_CALL = """
+import multiprocessing, threading, time
+import numpy as np
+import deltaprop as dp
+
+def child_trains_its_own_network(queue):
+    rng = np.random.default_rng(1)
+    net = dp.Network([50, 64, 3], activation="relu", output="softmax",
+                     cost="log_likelihood", seed=1)
+    net.fit(rng.normal(size=(500, 50)), rng.integers(0, 3, 500), epochs=2, batch_size=50)
+    queue.put(float(net.params.sum()))
+
+rng = np.random.default_rng(0)
+big = dp.Network([400, 512, 10], activation="relu", output="softmax",
+                 cost="log_likelihood", seed=0)
+X, y = rng.normal(size=(20000, 400)), rng.integers(0, 10, 20000)
+dp.set_num_threads(2)
+busy = threading.Thread(target=lambda: big.fit(X, y, epochs=3, batch_size=256))
+busy.start()
+context = multiprocessing.get_context("fork")
+for attempt in range(5):
+    time.sleep(0.05)
+    queue = context.Queue()
+    child = context.Process(target=child_trains_its_own_network, args=(queue,))
+    child.start()
+    value = queue.get(timeout=30)
+    child.join(timeout=30)
+    assert child.exitcode == 0 and np.isfinite(value)
+busy.join()
+print("ok")
+"""
+
+
+def test_a_fork_while_another_thread_is_in_the_core_gives_a_usable_child():
+    """multiprocessing's fork while a thread trains: the child trains its own network
+    (it would hang in OpenBLAS's locks if forked in the middle of a core call)."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_DURING_A_CORE_CALL],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

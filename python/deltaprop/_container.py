@@ -202,9 +202,7 @@ def _check_sizes(spec: MemberSpec, infos: dict[str, zipfile.ZipInfo], file_size:
         n_bytes = length * dtype.itemsize
         declared = infos[member].file_size
         if not n_bytes <= declared <= n_bytes + _MAX_NPY_HEADER_BYTES:
-            raise ModelFormatError(
-                f"member {member!r} claims {declared} bytes for {length} values"
-            )
+            raise ModelFormatError(f"member {member!r} claims {declared} bytes for {length} values")
         accounted += declared
     bookkeeping = _ZIP_BYTES_PER_MEMBER * (len(infos) + 1) + _SEAL_BYTES
     if not accounted <= file_size <= accounted + bookkeeping:

@@ -22,6 +22,7 @@ from . import _core, _data, io, optim, training
 from ._architecture import ACTIVATIONS, COSTS, INITS, OUTPUTS, Architecture
 from ._checks import as_real_array, check_int, check_name, check_real
 from ._container import ModelFormatError
+from ._forksafe import GATE
 
 __all__ = ["ACTIVATIONS", "COSTS", "INITS", "OUTPUTS", "Network", "load", "save"]
 
@@ -143,16 +144,26 @@ class Network:
         self.optimizer: optim.Optimizer | None = None
         self.history: dict[str, list[float]] = {}  # of the last fit, epoch by epoch
         self._training = threading.Lock()  # held by fit: one training run at a time
+        # Held while the core updates the parameters, and while they are copied to be
+        # saved or pickled: a copy is never half of one batch and half of the next.
+        self._params_lock = threading.Lock()
 
     # Pickling (copy, multiprocessing, scikit-learn's joblib): the compiled core is rebuilt
     # from the architecture; parameters, optimizer and history travel as they are.
     def __getstate__(self) -> dict[str, Any]:
+        record = self._snapshot()
         return {
             "architecture": self.architecture.fields(),
-            "params": self._params.copy(),
-            "optimizer": self.optimizer,
+            "params": record.params,
+            "optimizer": record.optimizer,
             "history": self.history,
         }
+
+    def _snapshot(self) -> io.ModelRecord:
+        """Parameters and optimizer as they are between two batches, copied."""
+        with self._params_lock:
+            optimizer = None if self.optimizer is None else self.optimizer.copy()
+            return io.ModelRecord(self.architecture, self._params.copy(), optimizer)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._build(Architecture.from_fields(state["architecture"]))
@@ -239,7 +250,7 @@ class Network:
         OSError
             The file cannot be written.
         """
-        io.write(path, io.ModelRecord(self.architecture, self._params, self.optimizer))
+        io.write(path, self._snapshot())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Network:
@@ -328,7 +339,7 @@ class Network:
         """
         X = _data.inputs(X, self.architecture, check_finite=False)  # the core checks z
         out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        with _data.inputs_blamed_for_overflow(X):
+        with _data.inputs_blamed_for_overflow(X), GATE.call():
             self._core.predict(self._params, X, out)
         return out
 
@@ -384,7 +395,8 @@ class Network:
         float
         """
         X, Y = self.validate(X, Y)
-        return self._core.cost(self._params, X, Y)
+        with GATE.call():
+            return self._core.cost(self._params, X, Y)
 
     def gradients(self, X: Any, Y: Any) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
         """Batch-averaged cost and its gradients by backpropagation (BP1-BP4).
@@ -404,7 +416,8 @@ class Network:
         """
         X, Y = self.validate(X, Y)
         grads = np.empty_like(self._params)
-        cost = self._core.gradients(self._params, X, Y, grads)
+        with GATE.call():
+            cost = self._core.gradients(self._params, X, Y, grads)
         dW, db = self._layer_views(grads)
         return cost, dW, db
 
@@ -452,9 +465,10 @@ class Network:
         sgd = optim.SGD(check_real(lr, "lr", 0.0, low_open=True))
         n = X.shape[0] if n is None else check_int(n, "n", 1)
         rule = sgd.rule(check_real(lmbda, "lmbda", 0.0) / n, 0.0)
-        cost, diverged = self._core.train(
-            self._params, [], sgd._step, X, Y, None, None, X.shape[0], rule
-        )
+        with GATE.call(), self._params_lock:
+            cost, diverged = self._core.train(
+                self._params, [], sgd._step, X, Y, None, None, X.shape[0], rule
+            )
         if diverged >= 0:
             raise training.DivergenceError("sgd_step: the cost or gradient is not finite", batch=0)
         return cost
@@ -516,20 +530,21 @@ class Network:
             weight = float(n_rows)
         else:
             weight = float((sample_weight if rows is None else sample_weight[rows]).sum())
-        cost, diverged = self._core.train(
-            self._params,
-            self.optimizer.state,
-            self.optimizer._step,
-            X,
-            Y,
-            sample_weight,
-            rows,
-            batch_size,
-            self.optimizer.rule(l2, l1),
-            dropout,
-            seed,
-            first_batch,
-        )
+        with GATE.call(), self._params_lock:
+            cost, diverged = self._core.train(
+                self._params,
+                self.optimizer.state,
+                self.optimizer._step,
+                X,
+                Y,
+                sample_weight,
+                rows,
+                batch_size,
+                self.optimizer.rule(l2, l1),
+                dropout,
+                seed,
+                first_batch,
+            )
         return cost, weight, None if diverged < 0 else first_batch + diverged
 
     @contextlib.contextmanager

@@ -22,6 +22,7 @@ the step count) is part of the model: it is saved with it and training resumes f
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -118,6 +119,13 @@ class Optimizer:
             "step": self.step,
             "n_state": len(self.state),
         }
+
+    def copy(self) -> Optimizer:
+        """An independent copy: same hyper-parameters, a copy of the state and step."""
+        twin = copy.copy(self)
+        twin.state = [array.copy() for array in self.state]
+        twin._step = self._step.copy()
+        return twin
 
     def reset(self) -> None:
         """Forget the state (velocity, moments, step count)."""
