@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -42,10 +43,24 @@ def test_train_subcommand_options(capsys):
     assert "dtype='float32'" in out and "epoch 2/2" in out
 
 
-def test_bad_option_value_is_one_line_and_exit_code_2(capsys):
-    assert cli.main(["--epochs", "1", "--lr", "-1"]) == 2
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--lr", "-1"),
+        ("--seed", "-1"),
+        ("--epochs", "-2"),
+        ("--batch-size", "0"),
+        ("--momentum", "1.0"),
+        ("--lmbda", "nan"),
+        ("--patience", "0"),
+        ("--test-fraction", "1"),
+        ("--hidden", "0"),
+    ],
+)
+def test_bad_option_values_are_one_line_naming_the_option(option, value, capsys):
+    assert cli.main(["--epochs", "1", option, value]) == 2
     err = capsys.readouterr().err
-    assert err == "deltaprop: error: lr: expected a finite number > 0, got -1.0\n"
+    assert err.startswith(f"deltaprop: error: argument {option}: ") and err.count("\n") == 1
 
 
 def test_python_dash_m_runs():
@@ -158,3 +173,67 @@ def test_fashion_mnist_directory_as_data(tmp_path, capsys):
     write_idx("t10k-labels-idx1-ubyte", np.arange(20) % 10)
     assert cli.main(["train", "--data", str(tmp_path), "--epochs", "1", "--quiet"]) == 0
     assert "Network([784, 30, 10]" in capsys.readouterr().out
+
+
+def _one_line_error(argv, capsys) -> str:
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("deltaprop: error: "), err
+    return err
+
+
+def test_divergence_is_one_line_saying_what_to_lower(capsys):
+    argv = ["--epochs", "3", "--lr", "1e10", "--activation", "relu", "--output", "identity"]
+    err = _one_line_error([*argv, "--cost", "quadratic", "--quiet"], capsys)
+    assert "diverged" in err and "--lr" in err
+
+
+def test_a_hidden_layer_too_large_to_allocate_is_one_line(capsys):
+    err = _one_line_error(["--epochs", "1", "--hidden", "2000000000", "--quiet"], capsys)
+    assert "memory" in err or "hidden" in err or "sizes" in err
+
+
+@pytest.mark.parametrize("content", ["empty", "garbage", "no-rows", "objects", "huge-header"])
+def test_malformed_npy_inputs_are_one_line(tmp_path, capsys, content):
+    model, data = tmp_path / "model.npz", tmp_path / "input.npy"
+    dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0).save(model)
+    if content == "empty":
+        data.write_bytes(b"")
+    elif content == "garbage":
+        data.write_bytes(b"\x93NUMPY junk")
+    elif content == "no-rows":
+        np.save(data, np.zeros((0, 64)))
+    elif content == "objects":
+        np.save(data, np.array([[object()]] * 2), allow_pickle=True)
+    else:  # a header announcing 46 TiB in a file of a few hundred bytes
+        np.save(data, np.zeros((2, 64)))
+        raw = data.read_bytes().replace(b"(2, 64)", b"(100000000000, 64)")
+        data.write_bytes(raw)
+    _one_line_error(["predict", str(model), str(data)], capsys)
+
+
+def test_predict_on_a_fifo_fails_at_once(tmp_path):
+    model, fifo = tmp_path / "model.npz", tmp_path / "input.npy"
+    dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0).save(model)
+    os.mkfifo(fifo)
+    for argv in (["predict", str(model), str(fifo)], ["evaluate", str(fifo)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "deltaprop", *argv], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 2 and "not a regular file" in done.stderr
+
+
+def test_save_into_a_missing_directory_fails_before_training(tmp_path, capsys):
+    err = _one_line_error(["--epochs", "1", "--save", str(tmp_path / "no" / "m.npz")], capsys)
+    assert "--save" in err and "does not exist" in err
+    assert "epoch" not in capsys.readouterr().out
+
+
+def test_predict_output_keeps_the_permissions_of_the_file_it_replaces(tmp_path):
+    model, data, out = tmp_path / "model.npz", tmp_path / "x.npy", tmp_path / "out.npy"
+    dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0).save(model)
+    np.save(data, np.zeros((3, 64)))
+    out.write_bytes(b"old")
+    out.chmod(0o644)
+    assert cli.main(["predict", str(model), str(data), "-o", str(out)]) == 0
+    assert (out.stat().st_mode & 0o777) == 0o644 and np.load(out).shape == (3, 10)

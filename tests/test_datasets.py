@@ -2,7 +2,10 @@
 
 import gzip
 import hashlib
+import os
 import struct
+import subprocess
+import sys
 import tracemalloc
 from importlib.resources import files
 
@@ -706,3 +709,38 @@ def test_standardize_integers_become_float64():
 def test_standardize_rejects_bad_input(X_train, others, message):
     with pytest.raises(ValueError, match=message):
         datasets.standardize(X_train, *others)
+
+
+# -------------------------------------------------------------------------- hostile files
+IDX_CLAIMING_46_TIB = """
+import gzip, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from deltaprop import datasets
+header = bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (4_000_000_000, 4096, 3000))
+path, compressed = sys.argv[1], sys.argv[2] == "gz"
+with (gzip.open if compressed else open)(path, "wb") as file:
+    file.write(header + bytes(1000))
+try:
+    datasets.read_idx(path)
+except datasets.IDXFormatError as error:
+    print("refused:", error)
+"""
+
+
+@pytest.mark.parametrize("compression", ["plain", "gz"])
+def test_idx_header_claiming_terabytes_is_refused_under_a_memory_limit(tmp_path, compression):
+    done = subprocess.run(
+        [sys.executable, "-c", IDX_CLAIMING_46_TIB, str(tmp_path / "x.idx"), compression],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert done.stdout.startswith("refused:") and "truncated" in done.stdout
+
+
+def test_read_idx_of_a_fifo_fails_at_once(tmp_path):
+    fifo = tmp_path / "images.idx"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        datasets.read_idx(fifo)

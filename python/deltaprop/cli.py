@@ -7,8 +7,11 @@ stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import NoReturn
@@ -16,8 +19,10 @@ from typing import NoReturn
 import numpy as np
 
 from . import datasets, optim, plot, schedules
-from ._files import write_atomically
+from ._checks import check_int, check_real
+from ._files import open_regular, write_atomically
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load
+from .training import DivergenceError
 
 DATA_HELP = "'digits' (shipped), 'fashion-mnist' (installed data) or a directory of IDX files"
 
@@ -33,6 +38,33 @@ class CommandError(Exception):
     """A user error to report in one line."""
 
 
+def _option(parse, check, what: str):
+    """An argparse type: ``parse`` the text, then ``check`` the value (one of _checks'
+    functions); errors name the option (argparse adds its name)."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} value: {text!r}") from None
+        try:
+            return check(value)
+        except (TypeError, ValueError) as error:
+            raise argparse.ArgumentTypeError(str(error).split(": ", 1)[-1]) from None
+
+    return convert
+
+
+_COUNT = _option(int, lambda n: check_int(n, "count", 0), "int")
+_POSITIVE = _option(int, lambda n: check_int(n, "count", 1), "int")
+_RATE = _option(float, lambda x: check_real(x, "rate", 0.0, low_open=True), "float")
+_STRENGTH = _option(float, lambda x: check_real(x, "strength", 0.0), "float")
+_FRACTION = _option(float, lambda x: check_real(x, "fraction", 0.0, 1.0), "float")
+_OPEN_FRACTION = _option(
+    float, lambda x: check_real(x, "fraction", 0.0, 1.0, low_open=True), "float"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="deltaprop",
@@ -44,9 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", help="a model file written by 'deltaprop train --save'")
     evaluate.add_argument("--data", default="digits", help=DATA_HELP + "; its test split")
     evaluate.add_argument(
-        "--test-fraction", type=float, default=0.2, help="test split of the digits (default 0.2)"
+        "--test-fraction",
+        type=_OPEN_FRACTION,
+        default=0.2,
+        help="test split of the digits (default 0.2)",
     )
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the digits split")
+    evaluate.add_argument("--seed", type=_COUNT, default=0, help="seed of the digits split")
     predict = commands.add_parser("predict", help="write a model's predictions for an .npy file")
     predict.add_argument("model")
     predict.add_argument("input", help=".npy file of shape (n_samples, n_inputs)")
@@ -62,7 +97,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     add("--data", default="digits", help=DATA_HELP)
     add(
         "--hidden",
-        type=int,
+        type=_POSITIVE,
         nargs="*",
         default=[30],
         metavar="N",
@@ -75,28 +110,28 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     add("--optimizer", choices=optim.NAMES, default="sgd")
     add(
         "--lr",
-        type=float,
+        type=_RATE,
         default=None,
         help="learning rate (default: 0.5 for sgd, else the optimizer's own)",
     )
-    add("--momentum", type=float, default=None, help="for momentum and nesterov (default 0.9)")
-    add("--batch-size", type=int, default=10)
-    add("--epochs", type=int, default=30)
-    add("--lmbda", type=float, default=0.0, help="L2 regularisation lambda (Nielsen's form)")
-    add("--l1", type=float, default=0.0, help="L1 regularisation")
-    add("--dropout", type=float, default=0.0, help="dropout rate of the hidden layers")
+    add("--momentum", type=_FRACTION, default=None, help="for momentum and nesterov (default 0.9)")
+    add("--batch-size", type=_POSITIVE, default=10)
+    add("--epochs", type=_COUNT, default=30)
+    add("--lmbda", type=_STRENGTH, default=0.0, help="L2 regularisation lambda (Nielsen's form)")
+    add("--l1", type=_STRENGTH, default=0.0, help="L1 regularisation")
+    add("--dropout", type=_FRACTION, default=0.0, help="dropout rate of the hidden layers")
     add("--schedule", choices=("constant", "step", "adaptive"), default="constant")
     add("--early-stopping", action="store_true")
-    add("--patience", type=int, default=5)
+    add("--patience", type=_POSITIVE, default=5)
     add(
         "--validation-fraction",
-        type=float,
+        type=_FRACTION,
         default=0.0,
         help="hold out this fraction of the training data for validation",
     )
-    add("--test-fraction", type=float, default=0.2, help="test split of the digits")
+    add("--test-fraction", type=_OPEN_FRACTION, default=0.2, help="test split of the digits")
     add("--dtype", choices=("float64", "float32"), default="float64")
-    add("--seed", type=int, default=0)
+    add("--seed", type=_COUNT, default=0)
     add("--save", metavar="MODEL", help="write the trained model to this file")
     add("--plot", metavar="PNG", help="write learning curves to this PNG (needs matplotlib)")
     add("--quiet", action="store_true", help="no per-epoch progress")
@@ -115,6 +150,11 @@ def _load_data(source: str, dtype: str, test_fraction: float, seed: int):
 
 
 def train(args: argparse.Namespace) -> Network:
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        if path:
+            _check_destination(option, path)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise CommandError("--plot needs matplotlib: pip install 'deltaprop[plot]'")
     (X_train, y_train), (X_test, y_test) = _load_data(
         args.data, args.dtype, args.test_fraction, args.seed
     )
@@ -160,12 +200,64 @@ def train(args: argparse.Namespace) -> Network:
         f"epochs ({time.perf_counter() - start:.2f} s)"
     )
     if args.save:
-        net.save(args.save)
-        print(f"model written to {args.save}")
+        _save_keeping_the_model(net, args.save)
     if args.plot:
         plot.learning_curves(history, args.plot, title=repr(net))
         print(f"learning curves written to {args.plot}")
     return net
+
+
+def _check_destination(option: str, path: str) -> None:
+    """Before training: the file an option names can be written (its directory exists and
+    is writable, and it is not a directory or special file)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CommandError(f"{option}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise CommandError(f"{option}: directory {directory} is not writable")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise CommandError(f"{option}: {path} exists and is not a regular file")
+
+
+def _save_keeping_the_model(net: Network, path: str) -> None:
+    """Save the trained model; if that fails now (checked before training), save it in
+    the temporary directory instead and say where, rather than lose the training."""
+    try:
+        net.save(path)
+    except OSError as error:
+        fallback = os.path.join(tempfile.gettempdir(), f"deltaprop-{os.getpid()}.npz")
+        net.save(fallback)
+        message = f"--save: {error}; the trained model was saved to {fallback}"
+        raise CommandError(message) from None
+    print(f"model written to {path}")
+
+
+def _read_input(path: str) -> np.ndarray:
+    """A numeric 2-D array from an .npy file: its header is checked against the file's
+    size before anything is allocated, and nothing is unpickled."""
+    try:
+        with open_regular(path) as file:
+            size = os.fstat(file.fileno()).st_size
+            version = np.lib.format.read_magic(file)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(file, max_header_size=10_000)
+            if dtype.kind not in "biuf" or dtype.hasobject:
+                raise CommandError(f"{path}: expected real numbers, got dtype {dtype}")
+            if math.prod(shape) * dtype.itemsize > size - file.tell():
+                raise CommandError(
+                    f"{path}: its header announces {shape} {dtype}, more than "
+                    f"the file's {size} bytes hold"
+                )
+            file.seek(0)
+            return np.lib.format.read_array(file, allow_pickle=False)
+    except (ValueError, EOFError) as error:
+        if isinstance(error, ValueError) and "not a regular file" in str(error):
+            raise
+        raise CommandError(f"{path}: not a numeric .npy array ({error})") from error
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -186,10 +278,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
 def predict(args: argparse.Namespace) -> None:
     net = load(args.model)
-    try:
-        X = np.load(args.input, allow_pickle=False)
-    except ValueError as error:
-        raise CommandError(f"{args.input}: not a numeric .npy array ({error})") from error
+    X = _read_input(args.input)
     result = net.predict_classes(X) if args.classes else net.predict(X)
     path = args.output or os.path.splitext(args.input)[0] + ".predictions.npy"
     write_atomically(path, lambda file: np.save(file, result, allow_pickle=False))
@@ -207,6 +296,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = {"train": train, "evaluate": evaluate, "predict": predict}[args.command]
     try:
         command(args)
+    except DivergenceError as error:
+        print(f"deltaprop: error: {error}; lower --lr (or --momentum)", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            "deltaprop: error: out of memory: use smaller --hidden layers or data", file=sys.stderr
+        )
+        return 2
     except (CommandError, ValueError, TypeError, OSError, ImportError) as error:
         print(f"deltaprop: error: {error}", file=sys.stderr)
         return 2

@@ -25,7 +25,6 @@ import functools
 import gzip
 import math
 import os
-import stat
 import struct
 import warnings
 import zlib
@@ -37,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._checks import FLOAT_DTYPES, check_int, check_real, float_dtype
+from ._files import open_regular
 
 __all__ = [
     "FASHION_MNIST_DIRS",
@@ -385,6 +385,8 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         read in chunks, so a corrupt header claiming a huge size fails quickly.
     OSError
         If the file cannot be opened or read (e.g. FileNotFoundError).
+    ValueError
+        If ``path`` is a FIFO, a device or a socket (refused before reading).
 
     Examples
     --------
@@ -394,11 +396,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     ((10000, 28, 28), dtype('uint8'))
     """
     name = os.fspath(path)
-    with open(name, "rb") as raw:
+    with open_regular(name) as raw:
         if raw.peek(2)[:2] != _GZIP_MAGIC:
-            info = os.fstat(raw.fileno())
-            size = info.st_size if stat.S_ISREG(info.st_mode) else None
-            return _read_idx_stream(raw, name, size)
+            return _read_idx_stream(raw, name, os.fstat(raw.fileno()).st_size)
         try:
             with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
                 return _read_idx_stream(stream, name, None)
