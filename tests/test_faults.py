@@ -205,6 +205,27 @@ def test_resume_checks_network_and_data(tmp_path):
         net.fit(X, y, epochs=2, checkpoint=tmp_path / "model.npz", resume=True)
 
 
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        ({"validation_fraction": 0.0, "early_stopping": False}, "validation_data"),
+        ({"train_accuracy": True}, "train_accuracy"),
+        ({"schedule": "step"}, "schedule"),
+        ({"batch_size": 8}, "batch_size"),
+        ({"dropout": 0.0}, "dropout"),
+        ({"optimizer": "momentum"}, "optimizer"),
+    ],
+    ids=["validation", "train_accuracy", "schedule", "batch_size", "dropout", "optimizer"],
+)
+def test_resume_with_other_arguments_says_which_before_training(tmp_path, changed, named):
+    net, X, y = checkpoint_problem()
+    net.fit(X, y, checkpoint=tmp_path / "ck.npz", **dict(FIT_OPTIONS, epochs=2))
+    before = net.params.copy()
+    with pytest.raises(ValueError, match=f"was trained with {named}"):
+        net.fit(X, y, checkpoint=tmp_path / "ck.npz", resume=True, **{**FIT_OPTIONS, **changed})
+    np.testing.assert_array_equal(net.params, before)
+
+
 KILLED_RUN = textwrap.dedent(
     """
     import sys, numpy as np, deltaprop as dp

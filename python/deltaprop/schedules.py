@@ -27,6 +27,15 @@ class Schedule:
         """What a training checkpoint must keep of the schedule (JSON-able)."""
         return {}
 
+    def describe(self) -> dict[str, Any]:
+        """The schedule's kind and settings (JSON-able), to tell schedules apart."""
+        settings = {
+            key: value
+            for key, value in vars(self).items()
+            if not key.startswith("_") and isinstance(value, (bool, int, float, str))
+        }
+        return {"name": type(self).__name__, **settings}
+
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore `state` on resuming."""
 

@@ -4,6 +4,7 @@ epoch itself runs in the core, through `Network.train_rows`."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -488,6 +489,7 @@ class TrainingRun:
             "history": self.history,
             "schedule": self.schedule.state(),
             "early_stopping": None if stopping is None else stopping.state(),
+            "arguments": self.arguments(),
         }
         net = self.net
         best = None if stopping is None else stopping.best_params
@@ -504,6 +506,7 @@ class TrainingRun:
             raise ValueError(
                 f"checkpoint: {self.checkpoint} holds {record.architecture}, not {net!r}"
             )
+        self._check_same_arguments(progress.get("arguments"))
         try:
             if progress["n_samples"] != len(self.data[0]):
                 raise ValueError(
@@ -526,6 +529,38 @@ class TrainingRun:
         net.params[...] = record.params
         net.optimizer = self.optimizer = record.optimizer or self.optimizer
         return epochs_done, stopped
+
+    def arguments(self) -> dict[str, Any]:
+        """The arguments a resumed run must share with the run it continues (JSON-able)."""
+        stopping = self.early_stopping
+        return {
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "dropout": self.dropout,
+            "lmbda": self.lmbda,
+            "l1": self.l1,
+            "optimizer": self.optimizer.name,
+            "schedule": self.schedule.describe(),
+            "validation_data": self.validation is not None,
+            "train_accuracy": self.train_accuracy,
+            "metrics": sorted(self.metrics),
+            "early_stopping": None
+            if stopping is None
+            else [stopping.monitor, stopping.mode, stopping.patience, stopping.min_delta],
+        }
+
+    def _check_same_arguments(self, saved: Any) -> None:
+        """Before anything is trained: the checkpoint's run had the same arguments."""
+        if not isinstance(saved, dict):
+            return  # written before checkpoints kept their arguments
+        now = json.loads(json.dumps(self.arguments()))  # as the file holds them
+        for key, value in now.items():
+            if key in saved and saved[key] != value:
+                raise ValueError(
+                    f"checkpoint: {self.checkpoint} was trained with {key} {saved[key]!r}, "
+                    f"this run has {value!r}: resume with the arguments of that run, or "
+                    "start again without resume=True"
+                )
 
     def _history_keys(self, extra: bool = True) -> list[str]:
         keys = ["cost"]
