@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import pickle
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -433,3 +434,23 @@ def test_import_without_scikit_learn_says_how_to_install(monkeypatch):
     monkeypatch.delitem(sys.modules, "deltaprop.sklearn")
     with pytest.raises(ImportError, match=r"pip install 'deltaprop\[sklearn\]'"):
         importlib.import_module("deltaprop.sklearn")
+
+
+@pytest.mark.parametrize("early_stopping", [False, True], ids=["loss", "validation"])
+@pytest.mark.parametrize("Estimator", [DeltapropClassifier, DeltapropRegressor])
+def test_a_huge_learning_rate_gives_no_numpy_warning(Estimator, early_stopping):
+    """Weights that grow past 1e154 make the loss overflow: no RuntimeWarning may escape
+    (training ends with DivergenceError or a ConvergenceWarning)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 5)), rng.integers(0, 3, 200)
+    targets = y * 1e5 if Estimator is DeltapropRegressor else y
+    model = Estimator(
+        learning_rate_init=1e10, optimizer="sgd", max_iter=20, early_stopping=early_stopping
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.fit(X, targets)
+        except dp.DivergenceError:
+            pass
+    assert [w.message for w in caught if issubclass(w.category, RuntimeWarning)] == []

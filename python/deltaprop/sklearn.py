@@ -422,13 +422,17 @@ class _BaseDeltaprop(BaseEstimator):
         the epoch) and, with a validation split, its score."""
 
         def loss(net: Network, metrics: dict[str, float]) -> float:
-            return metrics["cost"] + 0.5 * l2 * sum(
-                float(np.dot(W.ravel(), W.ravel())) for W in net.weights
-            )
+            # Finite weights near 1e154 square to infinity: the loss is then infinite,
+            # without a numpy warning (training stops on the non-finite values it meets).
+            with np.errstate(over="ignore", invalid="ignore"):
+                return metrics["cost"] + 0.5 * l2 * sum(
+                    float(np.dot(W.ravel(), W.ravel())) for W in net.weights
+                )
 
         def validation_score(net: Network, metrics: dict[str, float]) -> float:
             X_val, targets_val, weight_val = validation
-            return self._score_outputs(net.predict(X_val), targets_val, weight_val)
+            with np.errstate(over="ignore", invalid="ignore"):
+                return self._score_outputs(net.predict(X_val), targets_val, weight_val)
 
         return (
             {"loss": loss} if validation is None else {"loss": loss, "val_score": validation_score}

@@ -644,15 +644,15 @@ class TrainingRun:
         history, net = self.history, self.net
         history["cost"].append(cost)
         if self.train_accuracy:
-            history["accuracy"].append(net.evaluate(*self.data[:2]))
+            history["accuracy"].append(_nan_on_overflow(net.evaluate, *self.data[:2]))
         if self.validation is not None:
             X_val, Y_val = self.validation
-            history["val_cost"].append(net.cost(X_val, Y_val))
+            history["val_cost"].append(_nan_on_overflow(net.cost, X_val, Y_val))
             if "val_accuracy" in history:
-                history["val_accuracy"].append(net.evaluate(X_val, Y_val))
+                history["val_accuracy"].append(_nan_on_overflow(net.evaluate, X_val, Y_val))
         for name, metric in self.metrics.items():
             latest = {key: values[-1] for key, values in history.items() if values}
-            history[name].append(float(metric(net, latest)))
+            history[name].append(float(_nan_on_overflow(metric, net, latest)))
         history["lr"].append(self.optimizer.lr)
         history["time"].append(seconds)
 
@@ -664,6 +664,17 @@ class TrainingRun:
         if self.early_stopping is not None:
             stop = self.early_stopping.should_stop(epoch, self.net.params, metrics) or stop
         return stop
+
+
+def _nan_on_overflow(metric: Callable[..., float], *args: Any) -> float:
+    """A metric of data checked already: its only ValueError is a forward pass that
+    overflows (weights grown too large for these inputs). The epoch's metric is then NaN,
+    which no early stopping counts as an improvement; training itself stops with a
+    DivergenceError at the first batch whose forward pass overflows."""
+    try:
+        return metric(*args)
+    except ValueError:
+        return math.nan
 
 
 def _progress_bar(epoch: int, epochs: int, n: int):
