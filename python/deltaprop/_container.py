@@ -78,13 +78,27 @@ class ModelFormatError(ValueError):
 
 # ---------------------------------------------------------------------------- write
 def write(path: str | os.PathLike, content: dict[str, Any], arrays: dict[str, np.ndarray]):
-    """Write ``content`` (JSON-able header fields) and ``arrays`` as a sealed container,
-    atomically.
+    """Write header fields and arrays as a sealed container, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The destination file, replaced atomically (see `deltaprop._files.write_atomically`).
+    content : dict
+        JSON-able header fields of what is stored; the container adds its own
+        (`OWN_FIELDS`) next to them.
+    arrays : dict of str to ndarray
+        The members, in digest order: 1-D, as `read` expects them; stored little-endian.
 
     Raises
     ------
     ValueError
-        An array holds NaN or infinity.
+        An array holds NaN or infinity, or ``content`` holds a non-finite float (JSON
+        has none).
+    TypeError
+        ``content`` is not JSON-able.
+    OSError
+        The file cannot be written.
     """
     arrays = {name: finite_little_endian(array, name) for name, array in arrays.items()}
     fields = {
@@ -99,7 +113,26 @@ def write(path: str | os.PathLike, content: dict[str, Any], arrays: dict[str, np
 
 
 def finite_little_endian(array: np.ndarray, what: str) -> np.ndarray:
-    """The array, little-endian and contiguous (a view when it already is), if finite."""
+    """Return an array little-endian and C-contiguous, after checking it is finite.
+
+    Parameters
+    ----------
+    array : array_like
+        The array to store.
+    what : str
+        Its name, for the error message.
+
+    Returns
+    -------
+    ndarray
+        ``array`` itself (or a view) when it already is little-endian and contiguous,
+        else a copy.
+
+    Raises
+    ------
+    ValueError
+        ``array`` holds NaN or infinity.
+    """
     array = np.asarray(array)
     array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
     if not np.isfinite(array).all():
@@ -108,7 +141,27 @@ def finite_little_endian(array: np.ndarray, what: str) -> np.ndarray:
 
 
 def canonical(fields: dict[str, Any]) -> bytes:
-    """The one JSON text of a header: the checksum depends on it, and reading demands it."""
+    """Return the one JSON text of a header's fields.
+
+    Sorted keys, no whitespace, ASCII: the checksum depends on it, and reading demands it.
+
+    Parameters
+    ----------
+    fields : dict
+        JSON-able header fields.
+
+    Returns
+    -------
+    bytes
+        The ASCII-encoded JSON text.
+
+    Raises
+    ------
+    ValueError
+        A float in ``fields`` is NaN or infinite.
+    TypeError
+        ``fields`` is not JSON-able.
+    """
     text = json.dumps(
         fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )
@@ -125,7 +178,7 @@ def _digest(fields: dict[str, Any], arrays: Iterable[np.ndarray]) -> str:
 
 
 def _write_npz(file: BinaryIO, header: bytes, arrays: dict[str, np.ndarray]) -> None:
-    """The npz archive, sealed with the SHA-256 of all its bytes as its zip comment."""
+    """Write the npz archive, sealed with the SHA-256 of all its bytes as its zip comment."""
     buffer = io.BytesIO()
     np.savez(buffer, header=np.frombuffer(header, dtype=np.uint8), allow_pickle=False, **arrays)
     archive = bytearray(buffer.getvalue())
@@ -141,11 +194,26 @@ def _write_npz(file: BinaryIO, header: bytes, arrays: dict[str, np.ndarray]) -> 
 def read(
     path: str | os.PathLike, members: Callable[[dict[str, Any]], MemberSpec]
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The header fields (without the container's own) and the arrays of a container.
+    """Read a container: its header fields (without the container's own) and its arrays.
 
-    ``members(fields)`` checks the fields of what is stored and returns the arrays they
-    announce; it raises `ModelFormatError` (or ValueError) for invalid fields. No array is
-    read before the header has been checked against the member sizes.
+    No array is read before the header has been checked against the member sizes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+    members : callable
+        ``members(fields) -> MemberSpec``: checks the fields of what is stored and returns
+        the arrays they announce, ``{name: (dtype, length)}`` in digest order; it raises
+        `ModelFormatError` (or ValueError) for invalid fields.
+
+    Returns
+    -------
+    fields : dict
+        The header fields, without `OWN_FIELDS`.
+    arrays : dict of str to ndarray
+        The announced members, each 1-D of its announced dtype (in native byte order) and
+        length, finite.
 
     Raises
     ------
@@ -184,8 +252,10 @@ def read(
 
 @contextlib.contextmanager
 def _errors_naming(name: str):
-    """Every failure to read a container as one ModelFormatError naming the file (the
-    file is open already: failing to open it is no format error)."""
+    """Turn every failure to read a container into one ModelFormatError naming the file.
+
+    The file is open already: failing to open it is no format error.
+    """
     try:
         yield
     except ModelFormatError as error:
@@ -235,7 +305,7 @@ def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
 
 
 def _read_header(archive: zipfile.ZipFile, members) -> tuple[dict[str, Any], bytes]:
-    """The header's fields (the container's own checked) and its raw bytes."""
+    """Read the header's fields (the container's own checked) and its raw bytes."""
     info = members["header"]
     if info.file_size > _MAX_HEADER_BYTES:
         raise ModelFormatError(f"header member of {info.file_size} bytes is too large")
@@ -250,8 +320,10 @@ def _read_header(archive: zipfile.ZipFile, members) -> tuple[dict[str, Any], byt
 
 
 def _check_canonical(fields: dict[str, Any], raw: bytes) -> None:
-    """The header must be the one text `write` gives its fields: any other spelling
-    means the file was altered."""
+    """Check that the header is the one text `write` gives its fields.
+
+    Any other spelling means the file was altered.
+    """
     try:
         text = canonical(fields)
     except ValueError:  # a number beyond float's range parses as infinity
@@ -280,7 +352,24 @@ def _check_own_fields(fields: Any) -> None:
 
 
 def check_field(ok: bool, key: str, fields: dict[str, Any], expected: str = "") -> None:
-    """Raise ModelFormatError naming header field ``key`` unless ``ok``."""
+    """Raise ModelFormatError naming header field ``key`` unless ``ok``.
+
+    Parameters
+    ----------
+    ok : bool
+        Whether the field is valid.
+    key : str
+        The field's name; ``fields[key]`` is quoted in the message.
+    fields : dict
+        The header's fields.
+    expected : str, default=""
+        What the field should hold, for the message; empty: not said.
+
+    Raises
+    ------
+    ModelFormatError
+        ``ok`` is false.
+    """
     if not ok:
         hint = f" (expected {expected})" if expected else ""
         raise ModelFormatError(
@@ -300,8 +389,10 @@ def _read_array(archive, members, name, dtype: np.dtype, length: int) -> np.ndar
 
 
 def _read_npy(member, info: zipfile.ZipInfo, dtype: np.dtype, length, name: str):
-    """A 1-D array of ``dtype`` (and ``length``, unless None) from an npy member: its
-    header and the member's size are checked before its data is read."""
+    """Read a 1-D array of ``dtype`` (and ``length``, unless None) from an npy member.
+
+    Its header and the member's size are checked before its data is read.
+    """
     length = _check_npy_header(member, dtype, length, name)
     n_bytes = length * dtype.itemsize
     if info.file_size != member.tell() + n_bytes:
@@ -317,7 +408,7 @@ def _read_npy(member, info: zipfile.ZipInfo, dtype: np.dtype, length, name: str)
 
 
 def _check_npy_header(member, dtype: np.dtype, length, name: str) -> int:
-    """Parse an npy header (numpy's literal dict; never a pickle); return its length."""
+    """Parse an npy header (numpy's literal dict; never a pickle); return the array length."""
     version = np.lib.format.read_magic(member)
     if version not in ((1, 0), (2, 0), (3, 0)):
         raise ModelFormatError(f"member {name!r}: unknown npy format version {version}")

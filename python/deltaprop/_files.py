@@ -1,5 +1,8 @@
-"""The one atomic file writer: model files, checkpoints, plots and the command line's
-``.npy`` outputs all go through `write_atomically`."""
+"""The one atomic file writer.
+
+Model files, checkpoints, plots and the command line's ``.npy`` outputs all go through
+`write_atomically`.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ from typing import BinaryIO
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through ``write(file)`` so that ``path`` holds its old content or the
-    whole new one, never a part, even if the process dies midway.
+    """Write a file atomically: ``path`` holds its old content or the whole new one.
+
+    Never a part of the new one, even if the process dies midway.
 
     The bytes go to a temporary file in the same directory, are flushed to disk, get the
     permission bits of the file they replace (or what ``open`` would give a new file:
@@ -26,6 +30,12 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
         The destination file.
     write : callable
         Called once with the temporary file, open for writing in binary mode.
+
+    Raises
+    ------
+    OSError
+        The file cannot be written (the directory is missing or not writable, the disk is
+        full...). Whatever ``write`` raises propagates too.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -48,7 +58,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
 
 
 def _new_file_mode(path: str) -> int:
-    """The permission bits of the file at ``path``, or those ``open`` would give a new one."""
+    """Return the permission bits of the file at ``path``, or those ``open`` would give."""
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
@@ -56,8 +66,10 @@ def _new_file_mode(path: str) -> int:
 
 
 def _umask() -> int:
-    """The process's umask, from /proc where there is one: os.umask can only read it by
-    setting it, which races with other threads creating files."""
+    """Return the process's umask, from /proc where there is one.
+
+    os.umask can only read it by setting it, which races with other threads creating files.
+    """
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
