@@ -115,6 +115,33 @@ def _load_data(source: str, dtype: str, test_fraction: float, seed: int):
 
 
 def train(args: argparse.Namespace) -> Network:
+    """Run ``deltaprop train``: build a network, train it, report its test accuracy.
+
+    Prints the network and the data sizes, a line per epoch (unless ``--quiet``) and the
+    test accuracy; writes the model (``--save``) and the learning curves (``--plot``).
+    Without ``--validation-fraction`` or ``--early-stopping``, the test split is the
+    validation data of the history.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``deltaprop train``, as parsed.
+
+    Returns
+    -------
+    Network
+        The trained network.
+
+    Raises
+    ------
+    CommandError
+        An unknown ``--data``.
+    ValueError, TypeError, OSError, ImportError
+        Invalid options, missing or invalid data, a file that cannot be written, or
+        ``--plot`` without matplotlib.
+    DivergenceError
+        Training diverged.
+    """
     (X_train, y_train), (X_test, y_test) = _load_data(
         args.data, args.dtype, args.test_fraction, args.seed
     )
@@ -169,6 +196,22 @@ def train(args: argparse.Namespace) -> Network:
 
 
 def evaluate(args: argparse.Namespace) -> None:
+    """Run ``deltaprop evaluate``: print a model's accuracy and confusion matrix.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``deltaprop evaluate``, as parsed: the model file and the data,
+        whose test split is evaluated.
+
+    Raises
+    ------
+    CommandError
+        An unknown ``--data``.
+    ValueError, OSError
+        An invalid model file (`ModelFormatError`), missing or invalid data, or data that
+        do not fit the model.
+    """
     net = load(args.model)
     dtype = net.dtype.name
     _, (X_test, y_test) = _load_data(args.data, dtype, args.test_fraction, args.seed)
@@ -185,6 +228,24 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def predict(args: argparse.Namespace) -> None:
+    """Run ``deltaprop predict``: write a model's predictions for an ``.npy`` file.
+
+    The output (``--output``, else ``INPUT.predictions.npy``) is written atomically: the
+    output activations, or the class indices with ``--classes``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``deltaprop predict``, as parsed.
+
+    Raises
+    ------
+    CommandError
+        The input is not a numeric ``.npy`` array.
+    ValueError, TypeError, OSError
+        An invalid model file, inputs that do not fit the model, or a file that cannot
+        be read or written.
+    """
     net = load(args.model)
     try:
         X = np.load(args.input, allow_pickle=False)
@@ -197,6 +258,21 @@ def predict(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line: ``deltaprop [train | evaluate | predict] ...``.
+
+    Without a command (no arguments, or options first), ``train`` is meant.
+
+    Parameters
+    ----------
+    argv : sequence of str or None, default=None
+        The arguments, without the program name; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success (``--help`` included), 2 for a usage error or a
+        command's error (reported in one line on stderr), 130 on Ctrl-C.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "train")
