@@ -24,13 +24,33 @@ from .training import DivergenceError
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of OpenBLAS threads deltaprop's core uses (numpy's own pool is
-    separate); OpenBLAS caps it at the number it was built for."""
+    """Set the number of OpenBLAS threads deltaprop's core uses.
+
+    numpy's own OpenBLAS is a separate library with its own pool, which this leaves alone.
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, >= 1; OpenBLAS caps it at the number it was built for.
+
+    Raises
+    ------
+    TypeError
+        ``n`` is not an integer.
+    ValueError
+        ``n`` is less than 1.
+    """
     _core.set_num_threads(min(check_int(n, "n", 1), 2**31 - 1))
 
 
 def get_num_threads() -> int:
-    """Number of OpenBLAS threads deltaprop's core uses."""
+    """Return the number of OpenBLAS threads deltaprop's core uses.
+
+    Returns
+    -------
+    int
+        The thread count of the core's OpenBLAS pool (not numpy's).
+    """
     return _core.get_num_threads()
 
 

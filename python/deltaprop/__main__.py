@@ -1,3 +1,5 @@
+"""Run the command line, ``deltaprop``, as ``python -m deltaprop``."""
+
 import sys
 
 from .cli import main

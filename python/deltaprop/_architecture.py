@@ -1,5 +1,7 @@
-"""What a network is, apart from its numbers: layer sizes, activations, cost and dtype,
-checked in one place for `Network` and for the model files that describe one."""
+"""What a network is, apart from its numbers: layer sizes, activations, cost and dtype.
+
+They are checked in one place, for `Network` and for the model files that describe one.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +25,35 @@ MAX_LAYERS = 1000
 
 @dataclass(frozen=True)
 class Architecture:
-    """Layer sizes ``[n_0, ..., n_L]``, hidden and output activations, cost, dtype and the
-    slope of ``leaky_relu``; the constructor checks each (pairings are the core's to
-    refuse)."""
+    """The architecture of a network: everything but its parameters.
+
+    The constructor checks each field; pairings of output and cost are the core's to refuse.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer sizes ``[n_0, ..., n_L]``: at least 2 layers and at most `MAX_LAYERS`, each
+        of 1 to `MAX_UNITS` units. Stored as a tuple of int.
+    activation : {"sigmoid", "tanh", "relu", "leaky_relu", "identity"}
+        Hidden-layer activation.
+    output : {"sigmoid", "softmax", "identity"}
+        Output activation.
+    cost : {"quadratic", "cross_entropy", "log_likelihood"}
+        Cost function.
+    dtype : {"float32", "float64"} or numpy.dtype
+        Precision of the parameters; stored as a `numpy.dtype`.
+    leaky_slope : float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0; any finite number.
+
+    Raises
+    ------
+    TypeError
+        ``sizes`` is not a sequence, a size is not an integer, or ``leaky_slope`` is not a
+        real number.
+    ValueError
+        A size out of range, a wrong number of layers, an unknown name, a dtype other than
+        float32 or float64, or a non-finite ``leaky_slope``.
+    """
 
     sizes: tuple[int, ...]
     activation: str
@@ -61,11 +89,18 @@ class Architecture:
 
     @property
     def n_params(self) -> int:
-        """Number of parameters: every W^l and b^l."""
+        """Number of parameters: every W^l and b^l, for l = 1..L."""
         return sum(n_in * n_out + n_out for n_in, n_out in zip(self.sizes, self.sizes[1:]))
 
     def fields(self) -> dict[str, Any]:
-        """The JSON-able description a model file's header holds."""
+        """Describe the architecture as a model file's header holds it.
+
+        Returns
+        -------
+        dict
+            JSON-able: ``sizes`` (list of int), ``activation``, ``output``, ``cost``,
+            ``dtype`` (its name) and ``leaky_slope``.
+        """
         return {
             "sizes": list(self.sizes),
             "activation": self.activation,
@@ -77,8 +112,28 @@ class Architecture:
 
     @classmethod
     def from_fields(cls, fields: dict[str, Any]) -> Architecture:
-        """The architecture a model file's header describes (ValueError or TypeError when
-        a field is invalid); JSON numbers must be JSON's own types."""
+        """Build the architecture a model file's header describes.
+
+        JSON numbers must be JSON's own types: the sizes Python ints, the slope an int or
+        a float.
+
+        Parameters
+        ----------
+        fields : dict
+            The header's fields, as `fields` gives them; other keys are ignored.
+
+        Returns
+        -------
+        Architecture
+            Checked as the constructor checks it.
+
+        Raises
+        ------
+        KeyError
+            A field is missing.
+        TypeError, ValueError
+            A field is invalid.
+        """
         sizes = fields["sizes"]
         if not isinstance(sizes, list) or not all(type(n) is int for n in sizes):
             raise ValueError(f"sizes: expected a list of integers, got {sizes!r}")

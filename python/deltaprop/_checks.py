@@ -1,6 +1,8 @@
-"""Argument checks shared by every module, with one message style:
-``"<argument>: expected <what>, got <value>"`` (TypeError for a wrong type, ValueError for
-a wrong value)."""
+"""Argument checks shared by every module, with one message style.
+
+Messages read ``"<argument>: expected <what>, got <value>"``; a wrong type raises
+TypeError, a wrong value ValueError.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +18,21 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_int(value: Any, argument: str, minimum: int | None = None) -> int:
-    """``value`` as an int (bool refused), at least ``minimum`` when given.
+    """Check an integer argument and return it as an int.
+
+    Parameters
+    ----------
+    value : object
+        The argument: any integral number (numpy integers too); bool is refused.
+    argument : str
+        Its name, for the error message.
+    minimum : int or None, default=None
+        The smallest value allowed; None: no bound.
+
+    Returns
+    -------
+    int
+        ``value``, as a Python int.
 
     Raises
     ------
@@ -41,7 +57,25 @@ def check_real(
     low_open: bool = False,
     high_open: bool = True,
 ) -> float:
-    """``value`` as a finite float within ``[low, high)`` (ends open or closed as asked).
+    """Check a real argument and return it as a finite float within its bounds.
+
+    Parameters
+    ----------
+    value : object
+        The argument: any real number (numpy scalars too); bool is refused.
+    argument : str
+        Its name, for the error message.
+    low, high : float, default=-inf, inf
+        The bounds; an infinite bound is no bound.
+    low_open : bool, default=False
+        Exclude ``low`` itself.
+    high_open : bool, default=True
+        Exclude ``high`` itself.
+
+    Returns
+    -------
+    float
+        ``value``, as a Python float.
 
     Raises
     ------
@@ -73,19 +107,78 @@ def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
 
 
 def check_fraction(value: Any, argument: str) -> float:
-    """A rate or fraction in [0, 1)."""
+    """Check a rate or fraction: a finite float in [0, 1).
+
+    Parameters
+    ----------
+    value : object
+        The argument.
+    argument : str
+        Its name, for the error message.
+
+    Returns
+    -------
+    float
+        ``value``, as a Python float.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a real number.
+    ValueError
+        ``value`` is outside [0, 1).
+    """
     return check_real(value, argument, 0.0, 1.0)
 
 
 def check_name(value: Any, allowed: Sequence[str], argument: str) -> str:
-    """One of the names ``allowed``."""
+    """Check that an argument is one of the names ``allowed``.
+
+    Parameters
+    ----------
+    value : object
+        The argument.
+    allowed : sequence of str
+        The names accepted.
+    argument : str
+        Its name, for the error message.
+
+    Returns
+    -------
+    str
+        ``value``.
+
+    Raises
+    ------
+    ValueError
+        ``value`` is not one of ``allowed`` (a non-string included).
+    """
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{argument}: expected one of {', '.join(allowed)}, got {value!r}")
     return value
 
 
 def float_dtype(dtype: Any, argument: str = "dtype") -> np.dtype:
-    """``dtype`` as numpy's float32 or float64 dtype."""
+    """Resolve a floating-point dtype: numpy's float32 or float64.
+
+    Parameters
+    ----------
+    dtype : object
+        Anything `numpy.dtype` takes (``"float32"``, ``np.float64``, ...); None is
+        refused, although ``np.dtype(None)`` is float64.
+    argument : str, default="dtype"
+        Its name, for the error message.
+
+    Returns
+    -------
+    numpy.dtype
+        float32 or float64.
+
+    Raises
+    ------
+    ValueError
+        ``dtype`` is not a float32 or float64 dtype.
+    """
     try:
         resolved = np.dtype(dtype) if dtype is not None else None
     except TypeError:
@@ -96,7 +189,26 @@ def float_dtype(dtype: Any, argument: str = "dtype") -> np.dtype:
 
 
 def check_callables(functions: Any, argument: str) -> tuple[Callable, ...]:
-    """A callable or a sequence of callables, as a tuple."""
+    """Check a callable or an iterable of callables and return them as a tuple.
+
+    Parameters
+    ----------
+    functions : callable or iterable of callable
+        The argument; a single callable gives a 1-tuple.
+    argument : str
+        Its name, for the error message.
+
+    Returns
+    -------
+    tuple of callable
+        The callables, in order.
+
+    Raises
+    ------
+    TypeError
+        ``functions`` is neither a callable nor an iterable (a string is refused), or an
+        element is not callable.
+    """
     if callable(functions):
         return (functions,)
     if isinstance(functions, (str, bytes)) or not np.iterable(functions):
@@ -111,7 +223,25 @@ def check_callables(functions: Any, argument: str) -> tuple[Callable, ...]:
 
 
 def as_real_array(data: Any, argument: str) -> np.ndarray:
-    """``data`` as an ndarray of bools, integers or floats (no copy when it is one)."""
+    """Convert data to an ndarray of bools, integers or floats.
+
+    Parameters
+    ----------
+    data : array_like
+        The argument; an ndarray of such a dtype is returned as it is (no copy).
+    argument : str
+        Its name, for the error message.
+
+    Returns
+    -------
+    ndarray
+        Of any shape, of a bool, integer or float dtype.
+
+    Raises
+    ------
+    TypeError
+        ``data`` is a masked array, or its dtype is not real (complex, object, string...).
+    """
     if isinstance(data, np.ma.MaskedArray):
         raise TypeError(f"{argument}: masked arrays are not supported; fill or compress them")
     array = np.asarray(data)

@@ -80,13 +80,27 @@ class ModelFormatError(ValueError):
 
 # ---------------------------------------------------------------------------- write
 def write(path: str | os.PathLike, content: dict[str, Any], arrays: dict[str, np.ndarray]):
-    """Write ``content`` (JSON-able header fields) and ``arrays`` as a sealed container,
-    atomically.
+    """Write header fields and arrays as a sealed container, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The destination file, replaced atomically (see `deltaprop._files.write_atomically`).
+    content : dict
+        JSON-able header fields of what is stored; the container adds its own
+        (`OWN_FIELDS`) next to them.
+    arrays : dict of str to ndarray
+        The members, in digest order: 1-D, as `read` expects them; stored little-endian.
 
     Raises
     ------
     ValueError
-        An array holds NaN or infinity.
+        An array holds NaN or infinity, or ``content`` holds a non-finite float (JSON
+        has none).
+    TypeError
+        ``content`` is not JSON-able.
+    OSError
+        The file cannot be written.
     """
     arrays = {name: finite_little_endian(array, name) for name, array in arrays.items()}
     fields = {
@@ -101,7 +115,26 @@ def write(path: str | os.PathLike, content: dict[str, Any], arrays: dict[str, np
 
 
 def finite_little_endian(array: np.ndarray, what: str) -> np.ndarray:
-    """The array, little-endian and contiguous (a view when it already is), if finite."""
+    """Return an array little-endian and C-contiguous, after checking it is finite.
+
+    Parameters
+    ----------
+    array : array_like
+        The array to store.
+    what : str
+        Its name, for the error message.
+
+    Returns
+    -------
+    ndarray
+        ``array`` itself (or a view) when it already is little-endian and contiguous,
+        else a copy.
+
+    Raises
+    ------
+    ValueError
+        ``array`` holds NaN or infinity.
+    """
     array = np.asarray(array)
     array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
     if not np.isfinite(array).all():
@@ -110,7 +143,27 @@ def finite_little_endian(array: np.ndarray, what: str) -> np.ndarray:
 
 
 def canonical(fields: dict[str, Any]) -> bytes:
-    """The one JSON text of a header: the checksum depends on it, and reading demands it."""
+    """Return the one JSON text of a header's fields.
+
+    Sorted keys, no whitespace, ASCII: the checksum depends on it, and reading demands it.
+
+    Parameters
+    ----------
+    fields : dict
+        JSON-able header fields.
+
+    Returns
+    -------
+    bytes
+        The ASCII-encoded JSON text.
+
+    Raises
+    ------
+    ValueError
+        A float in ``fields`` is NaN or infinite.
+    TypeError
+        ``fields`` is not JSON-able.
+    """
     text = json.dumps(
         fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )
@@ -127,7 +180,7 @@ def _digest(fields: dict[str, Any], arrays: Iterable[np.ndarray]) -> str:
 
 
 def _write_npz(file: BinaryIO, header: bytes, arrays: dict[str, np.ndarray]) -> None:
-    """The npz archive, sealed with the SHA-256 of all its bytes as its zip comment."""
+    """Write the npz archive, sealed with the SHA-256 of all its bytes as its zip comment."""
     buffer = io.BytesIO()
     np.savez(buffer, header=np.frombuffer(header, dtype=np.uint8), allow_pickle=False, **arrays)
     archive = bytearray(buffer.getvalue())
@@ -143,11 +196,26 @@ def _write_npz(file: BinaryIO, header: bytes, arrays: dict[str, np.ndarray]) -> 
 def read(
     path: str | os.PathLike, members: Callable[[dict[str, Any]], MemberSpec]
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The header fields (without the container's own) and the arrays of a container.
+    """Read a container: its header fields (without the container's own) and its arrays.
 
-    ``members(fields)`` checks the fields of what is stored and returns the arrays they
-    announce; it raises `ModelFormatError` (or ValueError) for invalid fields. No array is
-    read before the header has been checked against the member sizes.
+    No array is read before the header has been checked against the member sizes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+    members : callable
+        ``members(fields) -> MemberSpec``: checks the fields of what is stored and returns
+        the arrays they announce, ``{name: (dtype, length)}`` in digest order; it raises
+        `ModelFormatError` (or ValueError) for invalid fields.
+
+    Returns
+    -------
+    fields : dict
+        The header fields, without `OWN_FIELDS`.
+    arrays : dict of str to ndarray
+        The announced members, each 1-D of its announced dtype (in native byte order) and
+        length, finite.
 
     Raises
     ------
@@ -192,9 +260,11 @@ def read(
 
 
 def _check_sizes(spec: MemberSpec, infos: dict[str, zipfile.ZipInfo], file_size: int) -> None:
-    """The arrays the header announces must be the members' sizes, and the members must
-    account for the file: no member claims more bytes than the file has, and the file holds
-    nothing beyond them but zip bookkeeping."""
+    """Check that the members hold the arrays the header announces, and only them.
+
+    No member claims more bytes than the file has, and the file holds nothing beyond the
+    members but zip bookkeeping.
+    """
     accounted = infos["header"].file_size
     for member, (dtype, length) in spec.items():
         if member not in infos:
@@ -213,8 +283,10 @@ def _check_sizes(spec: MemberSpec, infos: dict[str, zipfile.ZipInfo], file_size:
 
 @contextlib.contextmanager
 def _errors_naming(name: str):
-    """Every failure to read a container as one ModelFormatError naming the file (the
-    file is open already: failing to open it is no format error)."""
+    """Turn every failure to read a container into one ModelFormatError naming the file.
+
+    The file is open already: failing to open it is no format error.
+    """
     try:
         yield
     except ModelFormatError as error:
@@ -246,8 +318,10 @@ def _check_seal(file: BinaryIO, size: int) -> None:
 
 
 def _members(archive: zipfile.ZipFile, file_size: int) -> dict[str, zipfile.ZipInfo]:
-    """{member name without .npy: info}, refusing anything but plain stored .npy files
-    that lie within the file."""
+    """Return {member name without .npy: info}.
+
+    Anything but plain stored .npy files that lie within the file is refused.
+    """
     members = {}
     for info in archive.infolist():
         if info.compress_size != info.file_size or info.header_offset + info.file_size > file_size:
@@ -267,7 +341,7 @@ def _members(archive: zipfile.ZipFile, file_size: int) -> dict[str, zipfile.ZipI
 
 
 def _read_header(archive: zipfile.ZipFile, members) -> tuple[dict[str, Any], bytes]:
-    """The header's fields (the container's own checked) and its raw bytes."""
+    """Read the header's fields (the container's own checked) and its raw bytes."""
     info = members["header"]
     if info.file_size > _MAX_HEADER_BYTES:
         raise ModelFormatError(f"header member of {info.file_size} bytes is too large")
@@ -282,8 +356,10 @@ def _read_header(archive: zipfile.ZipFile, members) -> tuple[dict[str, Any], byt
 
 
 def _check_canonical(fields: dict[str, Any], raw: bytes) -> None:
-    """The header must be the one text `write` gives its fields: any other spelling
-    means the file was altered."""
+    """Check that the header is the one text `write` gives its fields.
+
+    Any other spelling means the file was altered.
+    """
     try:
         text = canonical(fields)
     except ValueError:  # a number beyond float's range parses as infinity
@@ -312,7 +388,24 @@ def _check_own_fields(fields: Any) -> None:
 
 
 def check_field(ok: bool, key: str, fields: dict[str, Any], expected: str = "") -> None:
-    """Raise ModelFormatError naming header field ``key`` unless ``ok``."""
+    """Raise ModelFormatError naming header field ``key`` unless ``ok``.
+
+    Parameters
+    ----------
+    ok : bool
+        Whether the field is valid.
+    key : str
+        The field's name; ``fields[key]`` is quoted in the message.
+    fields : dict
+        The header's fields.
+    expected : str, default=""
+        What the field should hold, for the message; empty: not said.
+
+    Raises
+    ------
+    ModelFormatError
+        ``ok`` is false.
+    """
     if not ok:
         hint = f" (expected {expected})" if expected else ""
         raise ModelFormatError(
@@ -332,8 +425,10 @@ def _read_array(archive, members, name, dtype: np.dtype, length: int) -> np.ndar
 
 
 def _read_npy(member, info: zipfile.ZipInfo, dtype: np.dtype, length, name: str):
-    """A 1-D array of ``dtype`` (and ``length``, unless None) from an npy member: its
-    header and the member's size are checked before its data is read."""
+    """Read a 1-D array of ``dtype`` (and ``length``, unless None) from an npy member.
+
+    Its header and the member's size are checked before its data is read.
+    """
     length = _check_npy_header(member, dtype, length, name)
     n_bytes = length * dtype.itemsize
     if info.file_size != member.tell() + n_bytes:
@@ -349,7 +444,7 @@ def _read_npy(member, info: zipfile.ZipInfo, dtype: np.dtype, length, name: str)
 
 
 def _check_npy_header(member, dtype: np.dtype, length, name: str) -> int:
-    """Parse an npy header (numpy's literal dict; never a pickle); return its length."""
+    """Parse an npy header (numpy's literal dict; never a pickle); return the array length."""
     version = np.lib.format.read_magic(member)
     if version not in ((1, 0), (2, 0), (3, 0)):
         raise ModelFormatError(f"member {name!r}: unknown npy format version {version}")

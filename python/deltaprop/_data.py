@@ -1,5 +1,8 @@
-"""Data at the boundary: the checks and conversions that turn a user's arrays into the
-layout the core computes on (C order, aligned, the network's dtype, finite), once per call."""
+"""Data at the boundary: checks and conversions of a user's arrays for the core.
+
+They turn a user's arrays into the layout the core computes on (C order, aligned, the
+network's dtype, finite), once per call.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +22,32 @@ _PROBABILITY_COSTS = ("cross_entropy", "log_likelihood")
 def to_core_layout(
     array: np.ndarray, dtype: np.dtype, argument: str, *, check_finite: bool = True
 ) -> np.ndarray:
-    """C-contiguous, aligned, native-order ``dtype``: copies only when ``array`` is not
-    already so, and checks that every value is finite."""
+    """Convert an array to the core's layout: C-contiguous, aligned, native-order ``dtype``.
+
+    Copies only when ``array`` is not already so. A value that overflows in the cast
+    (1e300 to float32) becomes infinite, and is reported as such.
+
+    Parameters
+    ----------
+    array : ndarray
+        Of a real dtype (see `deltaprop._checks.as_real_array`), any shape.
+    dtype : numpy.dtype
+        float32 or float64.
+    argument : str
+        Its name, for the error message.
+    check_finite : bool, default=True
+        Check that every value is finite.
+
+    Returns
+    -------
+    ndarray
+        Same shape as ``array``; ``array`` itself when it is already in the layout.
+
+    Raises
+    ------
+    ValueError
+        With ``check_finite``: a value is NaN or infinite (after the cast).
+    """
     # An overflow in the cast (1e300 to float32) becomes inf and is reported below.
     with np.errstate(over="ignore", invalid="ignore"):
         converted = np.require(array, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
@@ -30,17 +57,51 @@ def to_core_layout(
 
 
 def require_finite(array: np.ndarray, argument: str) -> None:
-    """``array`` is in the core's layout (see to_core_layout): the core checks it on its
-    BLAS threads, without the temporary arrays of np.isfinite."""
+    """Check that every value of an array is finite.
+
+    The core checks it on its BLAS threads, without the temporary arrays of np.isfinite.
+
+    Parameters
+    ----------
+    array : ndarray
+        In the core's layout (see `to_core_layout`), any shape.
+    argument : str
+        Its name, for the error message.
+
+    Raises
+    ------
+    ValueError
+        A value is NaN or infinite.
+    """
     if not _core.all_finite(array.reshape(-1)):
         raise ValueError(f"{argument}: contains NaN or infinity (in {array.dtype})")
 
 
 @contextlib.contextmanager
 def inputs_blamed_for_overflow(X: np.ndarray, argument: str = "X"):
-    """For core calls given an X not checked for NaN and infinity: any such entry makes
-    every z of the first layer non-finite (NaN * w and inf * w are never finite), which
-    the core reports. Only then is X itself examined, to say which of the two it was."""
+    """Blame the inputs for a non-finite forward pass when they hold NaN or infinity.
+
+    For core calls given an X not checked for NaN and infinity: any such entry makes every
+    z of the first layer non-finite (NaN * w and inf * w are never finite), which the core
+    reports as a ValueError. Only then is X itself examined, to say which of the two it was.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_0)
+        The inputs given to the core, in its layout.
+    argument : str, default="X"
+        Their name, for the error message.
+
+    Yields
+    ------
+    None
+
+    Raises
+    ------
+    ValueError
+        A ValueError raised inside the block: the one of `require_finite` when ``X`` holds
+        NaN or infinity, else the original one.
+    """
     try:
         yield
     except ValueError:
@@ -51,7 +112,31 @@ def inputs_blamed_for_overflow(X: np.ndarray, argument: str = "X"):
 def inputs(
     X: Any, architecture: Architecture, argument: str = "X", *, check_finite: bool = True
 ) -> np.ndarray:
-    """X as an (n_samples, n_0) array in the core's layout, at least one sample."""
+    """Check inputs and convert them to the core's layout.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, n_0)
+        The inputs, at least one sample, of a real dtype.
+    architecture : Architecture
+        The network's; gives n_0 and the dtype.
+    argument : str, default="X"
+        Their name, for the error message.
+    check_finite : bool, default=True
+        Check that every value is finite.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_0)
+        In the core's layout (see `to_core_layout`).
+
+    Raises
+    ------
+    TypeError
+        ``X`` is not of a real dtype.
+    ValueError
+        A wrong shape, no sample, or (with ``check_finite``) NaN or infinity.
+    """
     X = as_real_array(X, argument)
     n_in = architecture.sizes[0]
     if X.ndim != 2 or X.shape[1] != n_in:
@@ -65,7 +150,32 @@ def inputs(
 
 
 def class_indices(labels: Any, n_samples: int, n_outputs: int, argument: str) -> np.ndarray:
-    """Class indices of shape (n_samples,), in [0, n_outputs) (or [0, 2) for one output)."""
+    """Check class indices.
+
+    Parameters
+    ----------
+    labels : array_like of shape (n_samples,)
+        Whole numbers, of any real dtype.
+    n_samples : int
+        The number of samples they label.
+    n_outputs : int
+        The network's output units; the indices must lie in [0, n_outputs), or in [0, 2)
+        with one output unit.
+    argument : str
+        Their name, for the error message.
+
+    Returns
+    -------
+    ndarray of int64 of shape (n_samples,)
+        A new array.
+
+    Raises
+    ------
+    TypeError
+        ``labels`` is not of a real dtype.
+    ValueError
+        A wrong shape, a value that is not a whole number, or one out of range.
+    """
     labels = as_real_array(labels, argument)
     if labels.shape != (n_samples,):
         raise ValueError(
@@ -83,7 +193,33 @@ def class_indices(labels: Any, n_samples: int, n_outputs: int, argument: str) ->
 
 
 def targets(Y: Any, n_samples: int, architecture: Architecture, argument: str = "Y") -> np.ndarray:
-    """(n_samples, n_L) targets from class indices (1-D) or a target array (2-D)."""
+    """Check targets and convert them to the core's layout.
+
+    Parameters
+    ----------
+    Y : array_like of shape (n_samples,) or (n_samples, n_L)
+        Class indices (1-D), or targets (2-D); with one output unit a 1-D Y holds the
+        targets themselves.
+    n_samples : int
+        The number of samples.
+    architecture : Architecture
+        The network's; gives n_L, the dtype and the cost.
+    argument : str, default="Y"
+        Their name, for the error message.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_L)
+        In the core's layout (see `to_core_layout`); one-hot rows for class indices.
+
+    Raises
+    ------
+    TypeError
+        ``Y`` is not of a real dtype.
+    ValueError
+        A wrong shape, class indices out of range or not whole numbers, NaN or infinity,
+        or targets outside [0, 1] for a cost that takes their logarithm.
+    """
     Y = as_real_array(Y, argument)
     n_out = architecture.sizes[-1]
     if Y.ndim == 1 and n_out == 1:
@@ -106,6 +242,26 @@ def targets(Y: Any, n_samples: int, architecture: Architecture, argument: str = 
 
 
 def sizes_from_params(weights: list[np.ndarray], biases: list[np.ndarray]) -> list[int]:
+    """Infer the layer sizes from the shapes of given parameters.
+
+    Parameters
+    ----------
+    weights : list of ndarray
+        W^l of shape (n_l, n_{l-1}), l = 1..L.
+    biases : list of ndarray
+        b^l of shape (n_l,), l = 1..L.
+
+    Returns
+    -------
+    list of int
+        ``[n_0, n_1, ..., n_L]``.
+
+    Raises
+    ------
+    ValueError
+        No layer, different numbers of weight matrices and bias vectors, or shapes that do
+        not chain.
+    """
     if len(weights) == 0 or len(weights) != len(biases):
         raise ValueError(
             f"weights, biases: expected one weight matrix and one bias vector per layer, "

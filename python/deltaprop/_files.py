@@ -1,6 +1,9 @@
-"""The one atomic file writer: model files, checkpoints, plots and the command line's
-``.npy`` outputs all go through `write_atomically`; and the one way files are opened for
-reading, `open_regular`, which never blocks on a FIFO or a device."""
+"""Files written atomically and files opened safely.
+
+Model files, checkpoints, plots and the command line's ``.npy`` outputs all go through
+`write_atomically`; files are read through `open_regular`, which never blocks on a FIFO or
+a device.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ _TEMPORARY_SUFFIX = ".tmp"
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through ``write(file)`` so that ``path`` holds its old content or the
-    whole new one, never a part, even if the process dies midway.
+    """Write a file atomically: ``path`` holds its old content or the whole new one.
+
+    Never a part of the new one, even if the process dies midway.
 
     The bytes go to a temporary file in the same directory, are flushed to disk, get the
     permission bits of the file they replace (or what ``open`` would give a new file:
@@ -41,7 +45,9 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     ValueError
         ``path`` is a device, a FIFO or a socket.
     OSError
-        ``path`` is a directory, or the file cannot be written; the error names ``path``.
+        ``path`` is a directory, or the file cannot be written (the directory is missing
+        or not writable, the disk is full...); the error names ``path``. Whatever
+        ``write`` raises propagates too.
     """
     path = os.fspath(path)
     target = _regular_destination(path)
@@ -67,8 +73,20 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
 
 
 def open_regular(path: str | os.PathLike) -> BinaryIO:
-    """Open a file for reading in binary mode, refusing anything but a regular file
-    before reading a byte: a FIFO would block forever, a device could be endless.
+    """Open a regular file for reading in binary mode.
+
+    Anything else is refused before a byte is read: a FIFO would block forever, a device
+    could be endless.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to open.
+
+    Returns
+    -------
+    BinaryIO
+        The open file.
 
     Raises
     ------
@@ -93,8 +111,10 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
 
 
 def _regular_destination(path: str) -> str:
-    """The file a write to ``path`` replaces: symbolic links followed, and refused unless
-    it is a regular file or absent."""
+    """Return the file a write to ``path`` replaces, symbolic links followed.
+
+    Refuse it unless it is a regular file or absent.
+    """
     target = os.path.realpath(path)
     try:
         mode = os.stat(target).st_mode
@@ -147,7 +167,7 @@ def _alive(pid: int) -> bool:
 
 
 def _new_file_mode(path: str) -> int:
-    """The permission bits of the file at ``path``, or those ``open`` would give a new one."""
+    """Return the permission bits of ``path``, or those ``open`` would give a new file."""
     try:
         return stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
@@ -155,8 +175,11 @@ def _new_file_mode(path: str) -> int:
 
 
 def _umask() -> int:
-    """The process's umask, from /proc where there is one: os.umask can only read it by
-    setting it, which races with other threads creating files."""
+    """Return the process's umask.
+
+    Read from /proc where there is one: os.umask can only read it by setting it, which
+    races with other threads creating files.
+    """
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:

@@ -54,7 +54,7 @@ class ForkGate:
         self._condition.release()
 
     def after_fork_in_child(self) -> None:
-        """The child starts with no core call running (only the forking thread exists)."""
+        """Start the child with no core call running (only the forking thread exists)."""
         self.__init__()
 
 

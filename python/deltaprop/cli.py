@@ -39,8 +39,10 @@ class CommandError(Exception):
 
 
 def _option(parse, check, what: str):
-    """An argparse type: ``parse`` the text, then ``check`` the value (one of _checks'
-    functions); errors name the option (argparse adds its name)."""
+    """Make an argparse type: ``parse`` the text, then ``check`` the value.
+
+    ``check`` is one of _checks' functions; errors name the option (argparse adds it).
+    """
 
     def convert(text: str):
         try:
@@ -150,6 +152,33 @@ def _load_data(source: str, dtype: str, test_fraction: float, seed: int):
 
 
 def train(args: argparse.Namespace) -> Network:
+    """Run ``deltaprop train``: build a network, train it, report its test accuracy.
+
+    Prints the network and the data sizes, a line per epoch (unless ``--quiet``) and the
+    test accuracy; writes the model (``--save``) and the learning curves (``--plot``).
+    Without ``--validation-fraction`` or ``--early-stopping``, the test split is the
+    validation data of the history.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``deltaprop train``, as parsed.
+
+    Returns
+    -------
+    Network
+        The trained network.
+
+    Raises
+    ------
+    CommandError
+        An unknown ``--data``.
+    ValueError, TypeError, OSError, ImportError
+        Invalid options, missing or invalid data, a file that cannot be written, or
+        ``--plot`` without matplotlib.
+    DivergenceError
+        Training diverged.
+    """
     for option, path in (("--save", args.save), ("--plot", args.plot)):
         if path:
             _check_destination(option, path)
@@ -208,8 +237,10 @@ def train(args: argparse.Namespace) -> Network:
 
 
 def _check_destination(option: str, path: str) -> None:
-    """Before training: the file an option names can be written (its directory exists and
-    is writable, and it is not a directory or special file)."""
+    """Check before training that the file an option names can be written.
+
+    Its directory exists and is writable, and it is not a directory or special file.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise CommandError(f"{option}: directory {directory} does not exist")
@@ -220,8 +251,11 @@ def _check_destination(option: str, path: str) -> None:
 
 
 def _save_keeping_the_model(net: Network, path: str) -> None:
-    """Save the trained model; if that fails now (checked before training), save it in
-    the temporary directory instead and say where, rather than lose the training."""
+    """Save the trained model; should that fail, keep it in the temporary directory.
+
+    The destination was checked before training; if writing fails anyway, the model goes to
+    the temporary directory and the error says where, rather than lose the training.
+    """
     try:
         net.save(path)
     except OSError as error:
@@ -233,8 +267,10 @@ def _save_keeping_the_model(net: Network, path: str) -> None:
 
 
 def _read_input(path: str) -> np.ndarray:
-    """A numeric 2-D array from an .npy file: its header is checked against the file's
-    size before anything is allocated, and nothing is unpickled."""
+    """Read a numeric array from an .npy file, never unpickling anything.
+
+    Its header is checked against the file's size before anything is allocated.
+    """
     try:
         with open_regular(path) as file:
             size = os.fstat(file.fileno()).st_size
@@ -261,6 +297,22 @@ def _read_input(path: str) -> np.ndarray:
 
 
 def evaluate(args: argparse.Namespace) -> None:
+    """Run ``deltaprop evaluate``: print a model's accuracy and confusion matrix.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``deltaprop evaluate``, as parsed: the model file and the data,
+        whose test split is evaluated.
+
+    Raises
+    ------
+    CommandError
+        An unknown ``--data``.
+    ValueError, OSError
+        An invalid model file (`ModelFormatError`), missing or invalid data, or data that
+        do not fit the model.
+    """
     net = load(args.model)
     dtype = net.dtype.name
     _, (X_test, y_test) = _load_data(args.data, dtype, args.test_fraction, args.seed)
@@ -277,6 +329,24 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def predict(args: argparse.Namespace) -> None:
+    """Run ``deltaprop predict``: write a model's predictions for an ``.npy`` file.
+
+    The output (``--output``, else ``INPUT.predictions.npy``) is written atomically: the
+    output activations, or the class indices with ``--classes``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``deltaprop predict``, as parsed.
+
+    Raises
+    ------
+    CommandError
+        The input is not a numeric ``.npy`` array.
+    ValueError, TypeError, OSError
+        An invalid model file, inputs that do not fit the model, or a file that cannot
+        be read or written.
+    """
     net = load(args.model)
     X = _read_input(args.input)
     result = net.predict_classes(X) if args.classes else net.predict(X)
@@ -286,6 +356,21 @@ def predict(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line: ``deltaprop [train | evaluate | predict] ...``.
+
+    Without a command (no arguments, or options first), ``train`` is meant.
+
+    Parameters
+    ----------
+    argv : sequence of str or None, default=None
+        The arguments, without the program name; None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success (``--help`` included), 2 for a usage error or a
+        command's error (reported in one line on stderr), 130 on Ctrl-C.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "train")

@@ -66,7 +66,7 @@ def _read_digits(source: Any) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray of int64, shape (1797, 65)
+    numpy.ndarray of int64 of shape (1797, 65)
         Read-only; columns 0..63 are pixels in 0..16, column 64 is the label 0..9.
 
     Raises
@@ -109,7 +109,7 @@ def _read_digits(source: Any) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _bundled_digits() -> np.ndarray:
-    """The validated bundled digits table, read once per process (read-only)."""
+    """Return the validated bundled digits table, read once per process (read-only)."""
     return _read_digits(files("deltaprop") / "data" / _DIGITS_FILE)
 
 
@@ -123,15 +123,15 @@ def load_digits(dtype: npt.DTypeLike = "float64") -> tuple[np.ndarray, np.ndarra
 
     Parameters
     ----------
-    dtype : {"float64", "float32"} or numpy.dtype, default "float64"
+    dtype : {"float64", "float32"} or numpy.dtype, default="float64"
         Floating-point type of ``X``.
 
     Returns
     -------
-    X : numpy.ndarray, shape (1797, 64)
+    X : numpy.ndarray of shape (1797, 64)
         Pixel values divided by 16, so in [0, 1]; each row is one image flattened
         row by row (reshape to (8, 8) to view it). C-contiguous, of type ``dtype``.
-    y : numpy.ndarray of int64, shape (1797,)
+    y : numpy.ndarray of int64 of shape (1797,)
         The digit shown in each image, 0..9.
 
     Raises
@@ -158,17 +158,17 @@ def one_hot(labels: npt.ArrayLike, n_classes: int, dtype: npt.DTypeLike = "float
 
     Parameters
     ----------
-    labels : array_like of int, shape (n,)
+    labels : array_like of int of shape (n,)
         Class indices in ``[0, n_classes)``. Floating-point arrays are accepted
         when every value is a whole number.
     n_classes : int
         Number of classes, at least 1.
-    dtype : {"float64", "float32"} or numpy.dtype, default "float64"
+    dtype : {"float64", "float32"} or numpy.dtype, default="float64"
         Type of the result.
 
     Returns
     -------
-    numpy.ndarray, shape (n, n_classes)
+    numpy.ndarray of shape (n, n_classes)
         C-contiguous; row ``i`` is all zeros except a one in column ``labels[i]``.
 
     Raises
@@ -218,27 +218,30 @@ def train_test_split(
 
     Parameters
     ----------
-    X : array_like, shape (n, ...)
+    X : array_like of shape (n, ...)
         Samples along the first axis, e.g. (n, n_features).
-    y : array_like, shape (n, ...)
+    y : array_like of shape (n, ...)
         Targets along the first axis, e.g. labels (n,) or one-hot (n, n_classes).
-    test_fraction : float, default 0.2
+    test_fraction : float, default=0.2
         Share of the samples put in the test set, strictly between 0 and 1. The
         test set gets ``round(test_fraction * n)`` samples; both sets must be
         non-empty.
-    seed : int, numpy.random.SeedSequence or numpy.random.Generator, default 0
+    seed : int, numpy.random.SeedSequence or numpy.random.Generator or None, default=0
         Passed to ``numpy.random.default_rng``; the same int seed gives the same
         split. ``None`` gives a different split on each call.
 
     Returns
     -------
     (X_train, y_train) : tuple of numpy.ndarray, shapes (n_train, ...) and (n_train, ...)
+        The training set.
     (X_test, y_test) : tuple of numpy.ndarray, shapes (n_test, ...) and (n_test, ...)
         New arrays with the input dtypes; ``n_train + n_test == n``, every sample
         lands in exactly one set, and rows of ``X`` stay paired with rows of ``y``.
 
     Raises
     ------
+    TypeError
+        If ``test_fraction`` is not a real number.
     ValueError
         If ``test_fraction`` is not in (0, 1), if ``X`` or ``y`` is a scalar, if
         they differ in length, or if the split would leave a set empty.
@@ -370,7 +373,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray, shape (d_1, ..., d_ndim)
+    numpy.ndarray of shape (d_1, ..., d_ndim)
         New, writable, C-contiguous array in native byte order, of type uint8 (type
         code 0x08), int8 (0x09), int16 (0x0B), int32 (0x0C), float32 (0x0D) or
         float64 (0x0E). ``ndim`` is 1 to 4; sizes of 0 give an empty array.
@@ -425,7 +428,7 @@ _FASHION_MNIST_MAX_PIXEL = 255
 
 
 def _fashion_mnist_candidates(directory: str | os.PathLike[str] | None) -> list[Path]:
-    """The directories to search, in order."""
+    """Return the directories to search, in order."""
     if directory is not None:
         return [Path(directory)]
     from_env = os.environ.get(_FASHION_MNIST_ENV)
@@ -513,17 +516,19 @@ def load_fashion_mnist(
         gzip-compressed (named with or without ``.gz``). By default the directory
         named by the environment variable ``DELTAPROP_FASHION_MNIST`` is tried, then
         those in ``FASHION_MNIST_DIRS``; the first holding all four files is used.
-    dtype : {"float32", "float64"} or numpy.dtype, default "float32"
+    dtype : {"float32", "float64"} or numpy.dtype, default="float32"
         Floating-point type of ``X_train`` and ``X_test``.
 
     Returns
     -------
-    (X_train, y_train) : numpy.ndarray of shape (60000, 784), numpy.ndarray of int64, shape (60000,)
-    (X_test, y_test) : numpy.ndarray of shape (10000, 784), numpy.ndarray of int64, shape (10000,)
-        Pixel values divided by 255, so in [0, 1], each image flattened row by row
-        (reshape a row to (28, 28) to view it), C-contiguous, of type ``dtype``; the
-        labels 0..9. Rows are in the files' order. The sizes are those of the real
-        data; other files are read with their own sizes.
+    (X_train, y_train) : tuple of ndarray of shapes (60000, 784) and (60000,)
+        The training images and their labels.
+    (X_test, y_test) : tuple of ndarray of shapes (10000, 784) and (10000,)
+        The test images and their labels. Pixel values are divided by 255, so in
+        [0, 1], each image flattened row by row (reshape a row to (28, 28) to view it),
+        C-contiguous, of type ``dtype``; the labels are 0..9, as int64. Rows are in the
+        files' order. The sizes are those of the real data; other files are read with
+        their own sizes.
 
     Raises
     ------
@@ -578,18 +583,19 @@ def standardize(X_train: npt.ArrayLike, *others: npt.ArrayLike) -> tuple[Any, ..
 
     Parameters
     ----------
-    X_train : array_like, shape (n_samples, n_features)
+    X_train : array_like of shape (n_samples, n_features)
         Data the statistics are fitted on; at least one sample, all values finite.
-    *others : array_like, shape (m, n_features)
+    *others : array_like of shape (m, n_features)
         Further arrays (test, validation) to transform with the same statistics.
 
     Returns
     -------
-    X_train_std : numpy.ndarray, shape (n_samples, n_features)
-    *others_std : numpy.ndarray, shape (m, n_features)
+    X_train_std : numpy.ndarray of shape (n_samples, n_features)
+        ``X_train``, standardized.
+    *others_std : numpy.ndarray of shape (m, n_features)
         One per array in ``others``, in order. Every result is a new array of its
         input's type if that is float32 or float64, else float64.
-    (mean, std) : tuple of numpy.ndarray, shape (n_features,)
+    (mean, std) : tuple of numpy.ndarray of shape (n_features,)
         The statistics used, of ``X_train_std``'s type; apply them to new data as
         ``(X_new - mean) / std``.
 

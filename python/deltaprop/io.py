@@ -1,5 +1,7 @@
-"""Model files: what a saved network holds, on top of the sealed container
-(`deltaprop._container`), and checkpoints, which add a training run's progress.
+"""Model files and training checkpoints, on top of the sealed container.
+
+A model file holds what a saved network is, in the sealed container of
+`deltaprop._container`; a checkpoint adds a training run's progress.
 
 Header fields of a model file, next to the container's own: ``sizes``, ``activation``,
 ``output``, ``cost``, ``leaky_slope``, ``dtype`` ("float32" or "float64"), ``n_params``,
@@ -32,9 +34,21 @@ _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 
 @dataclass
 class ModelRecord:
-    """What a model file holds: the architecture, the parameters, the optimizer with its
-    state (or None) and, for a checkpoint, the training progress and the early-stopping
-    best parameters (or None)."""
+    """What a model file holds.
+
+    Parameters
+    ----------
+    architecture : Architecture
+        Layer sizes, activations, cost, dtype and ``leaky_slope``.
+    params : ndarray of shape (n_params,)
+        The parameters, laid out as `Network.params`.
+    optimizer : Optimizer or None
+        The optimizer, with its state; None: none.
+    training : dict or None, default=None
+        A checkpoint's training progress (JSON-able); None for a model file.
+    best_params : ndarray of shape (n_params,) or None, default=None
+        In a checkpoint with early stopping, the parameters of the best epoch.
+    """
 
     architecture: Architecture
     params: np.ndarray
@@ -46,11 +60,20 @@ class ModelRecord:
 def write(path: str | os.PathLike, record: ModelRecord) -> None:
     """Write a model file (a checkpoint when ``record.training`` is set), atomically.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The destination file.
+    record : ModelRecord
+        What to write.
+
     Raises
     ------
     ValueError
         Non-finite values, an optimizer that is not built in, or optimizer state that
         does not fit the parameters.
+    OSError
+        The file cannot be written.
     """
     params = record.params
     content = {**record.architecture.fields(), "n_params": int(params.size), "optimizer": None}
@@ -74,6 +97,17 @@ def write(path: str | os.PathLike, record: ModelRecord) -> None:
 
 def read(path: str | os.PathLike) -> ModelRecord:
     """Read a model file or a checkpoint: every field, size and value checked.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+
+    Returns
+    -------
+    ModelRecord
+        ``training`` is set for a checkpoint, ``best_params`` for one that kept early
+        stopping's best parameters.
 
     Raises
     ------

@@ -1,5 +1,6 @@
-"""The `Network` class: architecture, parameters and the computations on them; the only
-caller of the compiled core.
+"""The `Network` class: architecture, parameters and the computations on them.
+
+This module is the only caller of the compiled core.
 
 Parameters live in one flat array, layer after layer: W^l (row-major, shape
 (n_l, n_{l-1})) then b^l (shape (n_l,)), for l = 1..L. `Network.weights` and
@@ -56,6 +57,18 @@ class Network:
     leaky_slope : float, default=0.01
         Slope of ``"leaky_relu"`` for z <= 0.
 
+    Attributes
+    ----------
+    architecture : Architecture
+        Layer sizes, activations, cost, dtype and ``leaky_slope``.
+    dtype : numpy.dtype
+        float32 or float64.
+    optimizer : deltaprop.optim.Optimizer or None
+        The optimizer of the last training run, with its state; `fit` continues with it
+        when given ``optimizer=None``. None before any training.
+    history : dict of str to list of float
+        The metrics of the last `fit`, epoch by epoch (see `fit`).
+
     Raises
     ------
     TypeError, ValueError
@@ -98,14 +111,22 @@ class Network:
             One weight matrix per layer, l = 1..L.
         biases : sequence of array_like, b^l of shape (n_l,)
             One bias vector per layer.
-        activation, output, cost, leaky_slope
-            As for `Network`.
+        activation : {"sigmoid", "tanh", "relu", "leaky_relu", "identity"}, \
+default="sigmoid"
+            Hidden-layer activation, as for `Network`.
+        output : {"sigmoid", "softmax", "identity"}, default="sigmoid"
+            Output activation, as for `Network`.
+        cost : {"quadratic", "cross_entropy", "log_likelihood"}, default="quadratic"
+            Cost, as for `Network`.
         dtype : {"float64", "float32"} or None, default=None
             None: float32 if every array is float32, float64 otherwise.
+        leaky_slope : float, default=0.01
+            Slope of ``"leaky_relu"`` for z <= 0.
 
         Returns
         -------
         Network
+            With ``optimizer`` None and an empty ``history``.
 
         Raises
         ------
@@ -188,7 +209,7 @@ class Network:
     # ------------------------------------------------------------------ description
     @property
     def sizes(self) -> tuple[int, ...]:
-        """Units per layer, input first."""
+        """Units per layer, input first: ``(n_0, n_1, ..., n_L)``."""
         return self.architecture.sizes
 
     @property
@@ -213,13 +234,15 @@ class Network:
 
     @property
     def weights(self) -> list[np.ndarray]:
-        """W^l of shape (n_l, n_{l-1}), l = 1..L: live views (writing to them changes the
-        network)."""
+        """W^l of shape (n_l, n_{l-1}), l = 1..L: live views.
+
+        Writing into them changes the network; the list itself is a new one at each access.
+        """
         return list(self._weights)
 
     @property
     def biases(self) -> list[np.ndarray]:
-        """b^l of shape (n_l,), l = 1..L: live views."""
+        """b^l of shape (n_l,), l = 1..L: live views (see `weights`)."""
         return list(self._biases)
 
     @property
@@ -235,7 +258,8 @@ class Network:
         """Save the network, its optimizer and that optimizer's state to one file.
 
         The file is written atomically (to a temporary file renamed over ``path``);
-        `deltaprop.load` reads it back and training resumes from it.
+        `deltaprop.load` reads it back and training resumes from it. The training history
+        is not saved.
 
         Parameters
         ----------
@@ -298,10 +322,13 @@ class Network:
         Parameters
         ----------
         X : array_like of shape (n_samples, n_0)
+            Inputs, at least one sample.
         Y : array_like of shape (n_samples,) or (n_samples, n_L)
             Class indices, or targets; with a single output unit a 1-D Y holds targets.
-        x_name, y_name : str
-            The names errors give the arguments.
+        x_name : str, default="X"
+            The name errors give ``X``.
+        y_name : str, default="Y"
+            The name errors give ``Y``.
 
         Returns
         -------
@@ -331,6 +358,7 @@ class Network:
         Returns
         -------
         ndarray of shape (n_samples, n_L)
+            a^L of each sample, of the network's dtype.
 
         Raises
         ------
@@ -346,24 +374,32 @@ class Network:
     forward = predict
 
     def predict_classes(self, X: Any) -> np.ndarray:
-        """Predicted class of each sample: argmax(a^L), or a^L >= 0.5 with one output unit.
+        """Predict the class of each sample: argmax(a^L), or a^L >= 0.5 with one output unit.
 
         Parameters
         ----------
         X : array_like of shape (n_samples, n_0)
+            Inputs, as for `predict`.
 
         Returns
         -------
-        ndarray of int64, shape (n_samples,)
+        ndarray of int64 of shape (n_samples,)
+            Class indices, in [0, n_L) (in [0, 2) with one output unit).
+
+        Raises
+        ------
+        TypeError, ValueError
+            As for `predict`.
         """
         return _classes(self.predict(X))
 
     def evaluate(self, X: Any, labels: Any) -> float:
-        """Fraction of samples whose predicted class is the expected one.
+        """Compute the fraction of samples whose predicted class is the expected one.
 
         Parameters
         ----------
         X : array_like of shape (n_samples, n_0)
+            Inputs, at least one sample.
         labels : array_like of shape (n_samples,) or (n_samples, n_L)
             Class indices, or targets whose argmax (or >= 0.5, with one output unit) is
             the class.
@@ -372,6 +408,12 @@ class Network:
         -------
         float
             The accuracy, in [0, 1].
+
+        Raises
+        ------
+        TypeError, ValueError
+            Wrong shapes or dtypes, NaN or infinity, class indices out of range, or a
+            forward pass that overflows.
         """
         X = _data.inputs(X, self.architecture)
         labels = as_real_array(labels, "labels")
@@ -382,28 +424,36 @@ class Network:
         return float(np.mean(self.predict_classes(X) == expected))
 
     def cost(self, X: Any, Y: Any) -> float:
-        """Mean cost over the samples (no regularisation term).
+        """Compute the mean cost over the samples (no regularisation term).
 
         Parameters
         ----------
         X : array_like of shape (n_samples, n_0)
+            Inputs, at least one sample.
         Y : array_like of shape (n_samples,) or (n_samples, n_L)
             Class indices or targets (see `validate`).
 
         Returns
         -------
         float
+            (1/n) sum_x C_x over the n samples.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Invalid data (see `validate`), or a forward pass that overflows.
         """
         X, Y = self.validate(X, Y)
         with GATE.call():
             return self._core.cost(self._params, X, Y)
 
     def gradients(self, X: Any, Y: Any) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-        """Batch-averaged cost and its gradients by backpropagation (BP1-BP4).
+        """Compute the batch-averaged cost and its gradients by backpropagation (BP1-BP4).
 
         Parameters
         ----------
         X : array_like of shape (n_samples, n_0)
+            Inputs: the batch, at least one sample.
         Y : array_like of shape (n_samples,) or (n_samples, n_L)
             Class indices or targets (see `validate`).
 
@@ -412,7 +462,14 @@ class Network:
         cost : float
             Mean cost over the batch (no regularisation term).
         dW : list of ndarray, dC/dW^l of shape (n_l, n_{l-1})
+            Batch-averaged, l = 1..L; views into one new flat array laid out as `params`.
         db : list of ndarray, dC/db^l of shape (n_l,)
+            Batch-averaged, l = 1..L; views into the same array.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Invalid data (see `validate`), or a forward pass that overflows.
         """
         X, Y = self.validate(X, Y)
         grads = np.empty_like(self._params)
@@ -422,7 +479,7 @@ class Network:
         return cost, dW, db
 
     def _layer_views(self, flat: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Views W^l (n_l, n_{l-1}) and b^l (n_l,) of a flat array in the parameter layout."""
+        """Return views W^l (n_l, n_{l-1}) and b^l (n_l,) of a flat array laid out as params."""
         weights, biases = [], []
         offset = 0
         sizes = self._core.sizes
@@ -437,14 +494,18 @@ class Network:
     fit = training.fit
 
     def sgd_step(self, X: Any, Y: Any, *, lr: float, lmbda: float = 0.0, n: int | None = None):
-        """One in-place SGD step on the batch; returns its mean cost before the step.
+        """Make one in-place SGD step on a batch.
 
-        ``w <- (1 - lr*lmbda/n) w - lr dC/dw``, ``b <- b - lr dC/db`` (network2.py's rule).
+        ``w <- (1 - lr*lmbda/n) w - lr dC/dw``, ``b <- b - lr dC/db`` (network2.py's rule),
+        with the gradients averaged over the batch. The network's optimizer is neither
+        used nor changed.
 
         Parameters
         ----------
         X : array_like of shape (n_samples, n_0)
+            Inputs: the batch, at least one sample.
         Y : array_like of shape (n_samples,) or (n_samples, n_L)
+            Class indices or targets (see `validate`).
         lr : float
             Learning rate, > 0.
         lmbda : float, default=0.0
@@ -455,9 +516,12 @@ class Network:
         Returns
         -------
         float
+            The batch's mean cost before the step.
 
         Raises
         ------
+        TypeError, ValueError
+            Invalid data (see `validate`) or options.
         DivergenceError
             The cost or gradient is not finite; the parameters are left as they were.
         """
@@ -487,8 +551,10 @@ class Network:
         seed: int = 0,
         first_batch: int = 0,
     ) -> tuple[float, float, int | None]:
-        """Mini-batch training on rows of (X, Y) in one core call, each batch followed by an
-        update of `optimizer` (which must be set), all in C++.
+        """Train on rows of (X, Y) in mini-batches, in one call of the core.
+
+        Each batch is followed by an update of `optimizer` (which must be set), all in C++.
+        `fit` runs its epochs through this; nothing here is checked or converted.
 
         Parameters
         ----------
@@ -496,14 +562,16 @@ class Network:
             In the core's layout, as `validate` returns it (nothing is converted).
         Y : ndarray of shape (n_samples, n_L)
             Targets, as `validate` returns them.
-        rows : ndarray of int64, shape (n_rows,), optional
+        rows : ndarray of int64 of shape (n_rows,) or None, default=None
             The rows to visit, in order; None: every row in storage order.
-        sample_weight : ndarray of shape (n_samples,), optional
-            Weights of the rows, of the network's dtype.
+        sample_weight : ndarray of shape (n_samples,) or None, default=None
+            Weights of the rows, of the network's dtype; None: every row weighs 1.
         batch_size : int
             Rows per mini-batch; the last may be smaller.
-        l2, l1 : float, default=0.0
-            Regularisation of the weights added to their gradient: ``l2 w + l1 sign(w)``.
+        l2 : float, default=0.0
+            L2 coefficient: ``l2 w`` is added to the gradient of the weights.
+        l1 : float, default=0.0
+            L1 coefficient: ``l1 sign(w)`` is added to the gradient of the weights.
         dropout : float, default=0.0
             Rate of inverted dropout on the hidden layers.
         seed : int, default=0
@@ -519,8 +587,15 @@ class Network:
         weight : float
             Total sample weight of the rows (their number without weights).
         diverged : int or None
-            Index (counted from ``first_batch``) of the batch that made training diverge,
-            whose parameters and optimizer state the network is back to; None if none did.
+            Index within the epoch (``first_batch`` and on) of the batch that made
+            training diverge, whose parameters and optimizer state the network is back to;
+            None if none did.
+
+        Raises
+        ------
+        ValueError
+            The network has no optimizer, or its optimizer's state belongs to another
+            network.
         """
         if self.optimizer is None:
             raise ValueError("optimizer: the network has none; set one (or call fit)")
@@ -549,8 +624,14 @@ class Network:
 
     @contextlib.contextmanager
     def exclusive(self):
-        """Hold the network for one training run (`fit` does, for all its epochs): two
-        runs at once would interleave their batches.
+        """Hold the network for one training run, as `fit` does for all its epochs.
+
+        Two runs at once would interleave their batches.
+
+        Yields
+        ------
+        Network
+            The network itself.
 
         Raises
         ------
@@ -566,14 +647,47 @@ class Network:
 
 
 def save(net: Network, path: str | os.PathLike) -> None:
-    """Save a network with its optimizer state: ``net.save(path)`` (see `Network.save`)."""
+    """Save a network with its optimizer state: ``net.save(path)``.
+
+    Parameters
+    ----------
+    net : Network
+        The network to save.
+    path : str or os.PathLike
+        Destination file (``.npz`` by convention).
+
+    Raises
+    ------
+    TypeError
+        ``net`` is not a `Network`.
+    ValueError, OSError
+        As for `Network.save`.
+    """
     if not isinstance(net, Network):
         raise TypeError(f"net: expected a Network, got {type(net).__name__}")
     net.save(path)
 
 
 def load(path: str | os.PathLike) -> Network:
-    """Load a network saved by `save` (see `Network.load`)."""
+    """Load a network saved by `save`, with its optimizer and state.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A model file or a training checkpoint.
+
+    Returns
+    -------
+    Network
+        See `Network.load`.
+
+    Raises
+    ------
+    FileNotFoundError, PermissionError, IsADirectoryError
+        The file cannot be opened.
+    ModelFormatError
+        The file is not a valid deltaprop model file.
+    """
     return Network.load(path)
 
 

@@ -45,7 +45,41 @@ __all__ = [
 
 
 class Optimizer:
-    """Base class: a learning rate, an L2 ``weight_decay`` and the state of the update."""
+    """Base class: a learning rate, an L2 ``weight_decay`` and the state of the update.
+
+    As it is, plain SGD. A subclass sets the class attributes below and, for more
+    hyper-parameters, extends the constructor and `hyperparameters`.
+
+    Parameters
+    ----------
+    lr : float or None, default=None
+        Learning rate, > 0; None: the class's ``default_lr``.
+    weight_decay : float, default=0.0
+        L2 term added to the gradient of the weights (not the biases), >= 0.
+
+    Attributes
+    ----------
+    name : str
+        The name `get` and model files know the optimizer by.
+    method : str
+        The core's update.
+    n_state : int
+        Number of state arrays, each shaped like the network's parameters.
+    default_lr : float
+        The learning rate when none is given.
+    lr : float
+        The learning rate; `Network.fit` may change it (``lr`` and ``schedule``).
+    weight_decay : float
+        As given.
+    state : list of ndarray
+        The state arrays (velocity, moments), laid out like `Network.params`; empty
+        until `bind` allocates them.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid hyper-parameter.
+    """
 
     name = "sgd"  # the name optim.get() and saved model files know it by
     method = "sgd"  # the core's update
@@ -69,14 +103,33 @@ class Optimizer:
         self._step[0] = value
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The constructor arguments, e.g. for saving: ``type(opt)(**opt.hyperparameters())``."""
+        """Return the constructor arguments: ``type(opt)(**opt.hyperparameters())`` rebuilds it.
+
+        Returns
+        -------
+        dict of str to object
+            The hyper-parameters, by name (the state is not among them).
+        """
         return {"lr": self.lr, "weight_decay": self.weight_decay}
 
     def _rule_arguments(self) -> dict[str, float]:
         return {}
 
     def rule(self, l2: float, l1: float) -> _core.UpdateRule:
-        """The core's update rule, with Nielsen's scaled lmbda/n and l1/n added."""
+        """Return the core's update rule, with Nielsen's scaled lmbda/n and l1/n added.
+
+        Parameters
+        ----------
+        l2 : float
+            L2 coefficient (lmbda/n) added to ``weight_decay``, unless it is decoupled.
+        l1 : float
+            L1 coefficient (l1/n).
+
+        Returns
+        -------
+        deltaprop._core.UpdateRule
+            The update with the current hyper-parameters, ``lr`` included.
+        """
         return _core.UpdateRule(
             self.method, self.lr, l2=l2 + self._coupled_decay(), l1=l1, **self._rule_arguments()
         )
@@ -85,7 +138,20 @@ class Optimizer:
         return self.weight_decay
 
     def bind(self, n_params: int, dtype: np.dtype) -> None:
-        """Allocate zero state for a network, or check that the existing state fits it."""
+        """Allocate zero state for a network, or check that the existing state fits it.
+
+        Parameters
+        ----------
+        n_params : int
+            The network's number of parameters.
+        dtype : numpy.dtype
+            The network's dtype.
+
+        Raises
+        ------
+        ValueError
+            The existing state belongs to a network of another size or dtype.
+        """
         if not self.state:
             self.state = [np.zeros(n_params, dtype=dtype) for _ in range(self.n_state)]
             return
@@ -97,8 +163,14 @@ class Optimizer:
             )
 
     def describe(self) -> dict[str, Any]:
-        """The JSON-able description a model file's header holds: ``name``,
-        ``hyperparameters``, ``step`` and ``n_state`` (the state arrays go beside it).
+        """Describe the optimizer as a model file's header holds it.
+
+        The state arrays go beside the description, in the file's arrays.
+
+        Returns
+        -------
+        dict
+            JSON-able: ``name``, ``hyperparameters``, ``step`` and ``n_state``.
 
         Raises
         ------
@@ -121,7 +193,13 @@ class Optimizer:
         }
 
     def copy(self) -> Optimizer:
-        """An independent copy: same hyper-parameters, a copy of the state and step."""
+        """Return an independent copy: same hyper-parameters, a copy of state and step.
+
+        Returns
+        -------
+        Optimizer
+            The copy.
+        """
         twin = copy.copy(self)
         twin.state = [array.copy() for array in self.state]
         twin._step = self._step.copy()
@@ -137,11 +215,29 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Plain mini-batch SGD: w <- w - lr g (with lmbda only, the update is fused into BP4)."""
+    """Plain mini-batch SGD: w <- w - lr g (with lmbda only, the update is fused into BP4).
+
+    Parameters
+    ----------
+    lr : float or None, default=None
+        Learning rate, > 0; None: 0.1.
+    weight_decay : float, default=0.0
+        L2 term added to the gradient of the weights, >= 0 (as torch.optim.SGD).
+    """
 
 
 class Momentum(Optimizer):
-    """Heavy-ball momentum (torch.optim.SGD with momentum): v <- mu v + g; w <- w - lr v."""
+    """Heavy-ball momentum (torch.optim.SGD with momentum): v <- mu v + g; w <- w - lr v.
+
+    Parameters
+    ----------
+    lr : float or None, default=None
+        Learning rate, > 0; None: 0.01.
+    momentum : float, default=0.9
+        The factor mu, in [0, 1).
+    weight_decay : float, default=0.0
+        L2 term added to the gradient of the weights, >= 0.
+    """
 
     name = method = "momentum"
     n_state = 1
@@ -152,6 +248,13 @@ class Momentum(Optimizer):
         self.momentum = check_real(momentum, "momentum", 0.0, 1.0)
 
     def hyperparameters(self) -> dict[str, Any]:
+        """Return the constructor arguments, ``momentum`` included (see `Optimizer`).
+
+        Returns
+        -------
+        dict of str to object
+            The hyper-parameters, by name.
+        """
         return {**super().hyperparameters(), "momentum": self.momentum}
 
     def _rule_arguments(self) -> dict[str, float]:
@@ -159,13 +262,45 @@ class Momentum(Optimizer):
 
 
 class Nesterov(Momentum):
-    """Nesterov momentum (torch.optim.SGD with nesterov=True): w <- w - lr (g + mu v)."""
+    """Nesterov momentum (torch.optim.SGD with nesterov=True): w <- w - lr (g + mu v).
+
+    The velocity is updated as for `Momentum`: v <- mu v + g.
+
+    Parameters
+    ----------
+    lr : float or None, default=None
+        Learning rate, > 0; None: 0.01.
+    momentum : float, default=0.9
+        The factor mu, in [0, 1).
+    weight_decay : float, default=0.0
+        L2 term added to the gradient of the weights, >= 0.
+    """
 
     name = method = "nesterov"
 
 
 class Adam(Optimizer):
-    """Adam (torch.optim.Adam defaults); ``decoupled=True`` gives AdamW's weight decay."""
+    """Adam (torch.optim.Adam defaults); ``decoupled=True`` gives AdamW's weight decay.
+
+    Parameters
+    ----------
+    lr : float or None, default=None
+        Learning rate, > 0; None: 1e-3.
+    betas : tuple (float, float), default=(0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in [0, 1).
+    eps : float, default=1e-8
+        Added to the denominator, > 0.
+    weight_decay : float, default=0.0
+        Decay of the weights (not the biases), >= 0.
+    decoupled : bool, default=False
+        False: an L2 term added to the gradient (torch.optim.Adam). True: the weights
+        shrink outside the gradient, w <- (1 - lr weight_decay) w (torch.optim.AdamW).
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid hyper-parameter (``betas`` not a pair included).
+    """
 
     name = method = "adam"
     n_state = 2
@@ -191,6 +326,13 @@ class Adam(Optimizer):
         self.decoupled = bool(decoupled)
 
     def hyperparameters(self) -> dict[str, Any]:
+        """Return the constructor arguments, Adam's included (see `Optimizer`).
+
+        Returns
+        -------
+        dict of str to object
+            The hyper-parameters, by name.
+        """
         return {
             **super().hyperparameters(),
             "betas": self.betas,
@@ -211,7 +353,28 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (torch.optim.AdamW defaults: weight_decay=0.01)."""
+    """Adam with decoupled weight decay (torch.optim.AdamW defaults: weight_decay=0.01).
+
+    Parameters
+    ----------
+    lr : float or None, default=None
+        Learning rate, > 0; None: 1e-3.
+    betas : tuple (float, float), default=(0.9, 0.999)
+        As for `Adam`.
+    eps : float, default=1e-8
+        As for `Adam`.
+    weight_decay : float, default=0.01
+        Decoupled decay of the weights (not the biases), >= 0.
+    decoupled : bool, default=True
+        Must be True (the name `Adam` gives to its option).
+
+    Raises
+    ------
+    ValueError
+        ``decoupled`` is not True, or an invalid hyper-parameter.
+    TypeError
+        A hyper-parameter of the wrong type.
+    """
 
     name = "adamw"
 
@@ -230,16 +393,30 @@ _MAX_STEP = 2**63 - 1  # the core's int64 step count
 
 
 def get(optimizer: str | Optimizer, **hyperparameters: Any) -> Optimizer:
-    """An optimizer from its name (one of `NAMES`) and hyper-parameters, or the given
-    optimizer object itself.
+    """Make an optimizer from its name and hyper-parameters, or pass an optimizer through.
 
     Hyper-parameters that are None, or that the named optimizer does not take (``momentum``
     for ``"adam"``, say), are left out: one set of options can serve every name.
+
+    Parameters
+    ----------
+    optimizer : {"sgd", "momentum", "nesterov", "adam", "adamw"} or Optimizer
+        A name (one of `NAMES`), or an optimizer, returned as it is.
+    **hyperparameters
+        Constructor arguments of the named optimizer (``lr``, ``momentum``, ``betas``...);
+        ignored for an optimizer object.
+
+    Returns
+    -------
+    Optimizer
+        A new optimizer, or ``optimizer`` itself.
 
     Raises
     ------
     ValueError
         An unknown name, or an invalid hyper-parameter.
+    TypeError
+        A hyper-parameter of the wrong type.
     """
     if isinstance(optimizer, Optimizer):
         return optimizer
@@ -254,7 +431,19 @@ def get(optimizer: str | Optimizer, **hyperparameters: Any) -> Optimizer:
 
 
 def from_description(description: Any, state: list[np.ndarray]) -> Optimizer:
-    """The optimizer that `Optimizer.describe` described, with its state arrays.
+    """Rebuild the optimizer that `Optimizer.describe` described, with its state arrays.
+
+    Parameters
+    ----------
+    description : object
+        The header's ``optimizer`` field (any JSON value: it is checked).
+    state : list of ndarray
+        The state arrays read beside it, as many as its ``n_state`` announces.
+
+    Returns
+    -------
+    Optimizer
+        With the described hyper-parameters and step, and ``state`` as its state.
 
     Raises
     ------
@@ -283,8 +472,25 @@ def from_description(description: Any, state: list[np.ndarray]) -> Optimizer:
 
 
 def described_state_count(description: Any) -> int:
-    """The number of state arrays a description (or None) announces, checked against its
-    optimizer before they are read."""
+    """Return the number of state arrays a description announces, checked.
+
+    It is checked against the optimizer's own count before the arrays are read.
+
+    Parameters
+    ----------
+    description : object
+        The header's ``optimizer`` field: None, or what `Optimizer.describe` returns.
+
+    Returns
+    -------
+    int
+        0 for None; else 0 or the optimizer's ``n_state``.
+
+    Raises
+    ------
+    ValueError
+        The description is malformed, or its ``n_state`` is neither.
+    """
     if description is None:
         return 0
     cls = _described_class(description)

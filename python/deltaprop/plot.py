@@ -49,13 +49,13 @@ def learning_curves(
         (training), ``"val_accuracy"``, ``"lr"`` (learning rate) and ``"time"`` (seconds per
         epoch; checked but not drawn). Other keys are ignored. NaN (and infinite) values are
         drawn as gaps.
-    path : str or path-like, optional
+    path : str, os.PathLike or None, default=None
         Where to write the figure as a PNG (always PNG, whatever the suffix). The file is
         written atomically: to a temporary file in the same directory, flushed to disk, then
         renamed onto `path`, so readers see the old file or the complete new one, never part
-        of one. A file that is replaced keeps its permission bits.
-    title : str, optional
-        Title above the panels.
+        of one. A file that is replaced keeps its permission bits. None: no file.
+    title : str or None, default=None
+        Title above the panels; None: none.
 
     Returns
     -------
@@ -143,7 +143,7 @@ def _matplotlib():
 
 
 def _check_history(history: Any) -> dict[str, np.ndarray]:
-    """The known keys of `history` as float64 arrays of equal length, NaN for non-finite."""
+    """Return the known keys of `history` as float64 arrays of equal length, NaN for inf."""
     if not isinstance(history, Mapping):
         raise ValueError(
             f"history: expected the dict returned by Network.fit, got {type(history).__name__}"

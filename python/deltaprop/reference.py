@@ -82,7 +82,7 @@ def _sigmoid(z: float) -> float:
 
 
 def _sigmoid_prime(z: float) -> float:
-    """Derivative sigma(z) * (1 - sigma(z)) of the logistic function.
+    """Return the derivative sigma(z) * (1 - sigma(z)) of the logistic function.
 
     Evaluated as ``e / (1 + e)**2`` with ``e = exp(-|z|)`` (sigma' is even).
     Forming ``1 - sigma(z)`` directly would cancel catastrophically for large
@@ -99,7 +99,7 @@ def _tanh(z: float) -> float:
 
 
 def _tanh_prime(z: float) -> float:
-    """Derivative 1 / cosh(z)**2 of tanh, guarded against overflow of cosh."""
+    """Return the derivative 1 / cosh(z)**2 of tanh, guarded against overflow of cosh."""
     if abs(z) > _TANH_PRIME_CUTOFF:
         return 0.0
     cosh_z = math.cosh(z)
@@ -112,7 +112,7 @@ def _relu(z: float) -> float:
 
 
 def _relu_prime(z: float) -> float:
-    """Derivative of relu; the value at the kink z == 0 is taken to be 0."""
+    """Return the derivative of relu; the value at the kink z == 0 is taken to be 0."""
     return 1.0 if z > 0.0 else 0.0
 
 
@@ -122,7 +122,7 @@ def _leaky_relu(z: float, leaky_slope: float) -> float:
 
 
 def _leaky_relu_prime(z: float, leaky_slope: float) -> float:
-    """Derivative of leaky relu: 1 for z > 0, leaky_slope otherwise."""
+    """Return the derivative of leaky relu: 1 for z > 0, leaky_slope otherwise."""
     return 1.0 if z > 0.0 else leaky_slope
 
 
@@ -132,7 +132,7 @@ def _identity(z: float) -> float:
 
 
 def _identity_prime(z: float) -> float:
-    """Derivative of the identity activation."""
+    """Return the derivative of the identity activation: 1."""
     return 1.0
 
 
@@ -454,7 +454,7 @@ def _backprop_sample(
 
 
 def _zeros_like(nested):
-    """A structure of nested lists shaped like ``nested``, filled with 0.0."""
+    """Return nested lists shaped like ``nested``, filled with 0.0."""
     if isinstance(nested, (list, tuple)):
         return [_zeros_like(item) for item in nested]
     return 0.0
@@ -520,7 +520,7 @@ def forward(weights, biases, x, *, activation, output, leaky_slope=0.01) -> list
         ``"leaky_relu"`` or ``"identity"``.
     output : str
         Output activation: ``"sigmoid"``, ``"softmax"`` or ``"identity"``.
-    leaky_slope : float, optional
+    leaky_slope : float, default=0.01
         Slope of ``"leaky_relu"`` for z <= 0.
 
     Returns
@@ -545,17 +545,28 @@ def predict(weights, biases, X, *, activation, output, leaky_slope=0.01) -> list
 
     Parameters
     ----------
-    weights, biases
-        The network, see :func:`forward`.
+    weights : list of list of list of float
+        ``weights[l]`` has shape (n_out, n_in) as nested lists (see :func:`forward`).
+    biases : list of list of float
+        ``biases[l]`` has n_out entries.
     X : list of list of float
-        Samples, each of n_0 entries.
-    activation, output, leaky_slope
-        See :func:`forward`.
+        Samples, each of n_0 entries; at least one.
+    activation : str
+        Hidden-layer activation, see :func:`forward`.
+    output : str
+        Output activation, see :func:`forward`.
+    leaky_slope : float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0.
 
     Returns
     -------
     list of list of float
         One a^L per sample, in the order of X.
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation name or inconsistent shapes.
     """
     _check_names(activation, output)
     _check_network(weights, biases, output)
@@ -568,17 +579,23 @@ def cost(weights, biases, X, Y, *, activation, output, cost, leaky_slope=0.01) -
 
     Parameters
     ----------
-    weights, biases
-        The network, see :func:`forward`.
+    weights : list of list of list of float
+        ``weights[l]`` has shape (n_out, n_in) as nested lists (see :func:`forward`).
+    biases : list of list of float
+        ``biases[l]`` has n_out entries.
     X : list of list of float
-        Samples, each of n_0 entries.
+        Samples, each of n_0 entries; at least one.
     Y : list of list of float
-        Targets, each of n_L entries.
-    activation, output, leaky_slope
-        See :func:`forward`.
+        Targets, each of n_L entries, one per sample.
+    activation : str
+        Hidden-layer activation, see :func:`forward`.
+    output : str
+        Output activation, see :func:`forward`.
     cost : str
         ``"quadratic"`` (any output), ``"cross_entropy"`` (sigmoid output) or
         ``"log_likelihood"`` (softmax output).
+    leaky_slope : float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0.
 
     Returns
     -------
@@ -613,8 +630,22 @@ def gradients(
 
     Parameters
     ----------
-    weights, biases, X, Y, activation, output, cost, leaky_slope
-        See :func:`cost`.
+    weights : list of list of list of float
+        ``weights[l]`` has shape (n_out, n_in) as nested lists (see :func:`forward`).
+    biases : list of list of float
+        ``biases[l]`` has n_out entries.
+    X : list of list of float
+        Samples, each of n_0 entries; at least one.
+    Y : list of list of float
+        Targets, each of n_L entries, one per sample.
+    activation : str
+        Hidden-layer activation, see :func:`forward`.
+    output : str
+        Output activation, see :func:`forward`.
+    cost : str
+        The cost, see :func:`cost`.
+    leaky_slope : float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0.
 
     Returns
     -------
@@ -665,16 +696,30 @@ def sgd_epoch(
 
     Parameters
     ----------
-    weights, biases, X, Y, activation, output, cost, leaky_slope
-        See :func:`cost`.
+    weights : list of list of list of float
+        ``weights[l]`` has shape (n_out, n_in) as nested lists (see :func:`forward`).
+    biases : list of list of float
+        ``biases[l]`` has n_out entries.
+    X : list of list of float
+        Samples, each of n_0 entries; at least one.
+    Y : list of list of float
+        Targets, each of n_L entries, one per sample.
     batch_size : int
         Mini-batch size, at least 1.
     lr : float
         Learning rate.
-    lmbda : float, optional
+    lmbda : float, default=0.0
         L2 regularisation strength (0 disables weight decay).
-    n : int, optional
-        Training set size in the weight-decay factor; defaults to ``len(X)``.
+    n : int or None, default=None
+        Training set size in the weight-decay factor; None: ``len(X)``.
+    activation : str
+        Hidden-layer activation, see :func:`forward`.
+    output : str
+        Output activation, see :func:`forward`.
+    cost : str
+        The cost, see :func:`cost`.
+    leaky_slope : float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0.
 
     Returns
     -------

@@ -18,17 +18,49 @@ __all__ = ["Adaptive", "Constant", "Schedule", "StepDecay", "get"]
 
 
 class Schedule:
-    """Base class; the constant schedule."""
+    """Base class; the constant schedule.
+
+    A subclass overrides `__call__`, and `state` and `set_state` when it keeps state
+    between epochs.
+    """
 
     def __call__(self, epoch: int, lr: float, history: dict[str, list[float]]) -> float:
+        """Return the learning rate of an epoch.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch about to start, from 0.
+        lr : float
+            The rate of the previous epoch (the optimizer's own rate before the first).
+        history : dict of str to list of float
+            The metrics of the epochs done (see `deltaprop.Network.fit`).
+
+        Returns
+        -------
+        float
+            The rate of the epoch; here ``lr`` unchanged.
+        """
         return lr
 
     def state(self) -> dict[str, Any]:
-        """What a training checkpoint must keep of the schedule (JSON-able)."""
+        """Return what a training checkpoint must keep of the schedule.
+
+        Returns
+        -------
+        dict
+            JSON-able; empty for a schedule without state.
+        """
         return {}
 
     def describe(self) -> dict[str, Any]:
-        """The schedule's kind and settings (JSON-able), to tell schedules apart."""
+        """Return the schedule's kind and settings (JSON-able), to tell schedules apart.
+
+        Returns
+        -------
+        dict
+            ``name`` (the class) and the public numeric or text settings.
+        """
         settings = {
             key: value
             for key, value in vars(self).items()
@@ -37,7 +69,13 @@ class Schedule:
         return {"name": type(self).__name__, **settings}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore `state` on resuming."""
+        """Restore what `state` returned, on resuming from a checkpoint.
+
+        Parameters
+        ----------
+        state : dict
+            What `state` returned.
+        """
 
 
 class Constant(Schedule):
@@ -45,20 +83,66 @@ class Constant(Schedule):
 
 
 class StepDecay(Schedule):
-    """Multiply the rate by ``gamma`` every ``step_size`` epochs (torch's StepLR)."""
+    """Multiply the rate by ``gamma`` every ``step_size`` epochs (torch's StepLR).
+
+    Parameters
+    ----------
+    step_size : int, default=10
+        Epochs between two decays, >= 1.
+    gamma : float, default=0.5
+        The factor, in (0, 1).
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid ``step_size`` or ``gamma``.
+    """
 
     def __init__(self, step_size: int = 10, gamma: float = 0.5) -> None:
         self.step_size = check_int(step_size, "step_size", 1)
         self.gamma = check_real(gamma, "gamma", 0.0, 1.0, low_open=True)
 
     def __call__(self, epoch, lr, history):
+        """Return ``lr * gamma`` at epochs step_size, 2 step_size, ..., else ``lr``.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch about to start, from 0.
+        lr : float
+            The rate of the previous epoch.
+        history : dict of str to list of float
+            Not used.
+
+        Returns
+        -------
+        float
+            The rate of the epoch.
+        """
         return lr * self.gamma if epoch > 0 and epoch % self.step_size == 0 else lr
 
 
 class Adaptive(Schedule):
-    """Divide the rate by 5 when the monitored cost stops improving (scikit-learn's
-    ``learning_rate="adaptive"``): each time ``patience`` consecutive epochs fail to lower
-    it by at least ``tol``. It monitors ``"val_cost"`` when present, else ``"cost"``."""
+    """Divide the rate by 5 when the monitored cost stops improving.
+
+    As scikit-learn's ``learning_rate="adaptive"``: each time ``patience`` consecutive
+    epochs fail to lower it by at least ``tol``. It monitors ``"val_cost"`` when present,
+    else ``"cost"``.
+
+    Parameters
+    ----------
+    factor : float, default=0.2
+        The rate is multiplied by it, in (0, 1).
+    patience : int, default=2
+        Epochs without improvement before each decay, >= 1.
+    tol : float, default=1e-4
+        Smallest fall of the cost that counts as an improvement, >= 0.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid ``factor``, ``patience`` or ``tol``.
+    """
 
     def __init__(self, factor: float = 0.2, patience: int = 2, tol: float = 1e-4) -> None:
         self.factor = check_real(factor, "factor", 0.0, 1.0, low_open=True)
@@ -67,13 +151,45 @@ class Adaptive(Schedule):
         self._best, self._stalled = np.inf, 0
 
     def state(self):
+        """Return the best cost so far and the epochs since it, for a checkpoint.
+
+        Returns
+        -------
+        dict
+            JSON-able: ``best`` (None while infinite) and ``stalled``.
+        """
         return {"best": None if np.isinf(self._best) else self._best, "stalled": self._stalled}
 
     def set_state(self, state):
+        """Restore what `state` returned, on resuming from a checkpoint.
+
+        Parameters
+        ----------
+        state : dict
+            What `state` returned.
+        """
         self._best = np.inf if state["best"] is None else float(state["best"])
         self._stalled = int(state["stalled"])
 
     def __call__(self, epoch, lr, history):
+        """Return the rate of an epoch, divided when the cost has stalled long enough.
+
+        Epoch 0 starts afresh, forgetting the best cost of an earlier run.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch about to start, from 0.
+        lr : float
+            The rate of the previous epoch.
+        history : dict of str to list of float
+            The metrics of the epochs done: ``"val_cost"`` or ``"cost"``.
+
+        Returns
+        -------
+        float
+            The rate of the epoch.
+        """
         if epoch == 0:
             self._best, self._stalled = np.inf, 0
             return lr
@@ -98,8 +214,27 @@ class _FunctionOfEpoch(Schedule):
 
 
 def get(schedule: str | Schedule | Callable[[int], float]) -> Schedule:
-    """``"constant"``, ``"step"`` (StepDecay()), ``"adaptive"`` (Adaptive()), a Schedule,
-    or a function ``f(epoch) -> lr``."""
+    """Return the schedule a name, a Schedule or a function of the epoch stands for.
+
+    Parameters
+    ----------
+    schedule : {"constant", "step", "adaptive"}, Schedule or callable
+        ``"constant"`` (`Constant`), ``"step"`` (``StepDecay()``), ``"adaptive"``
+        (``Adaptive()``), a `Schedule` (returned as it is) or a function
+        ``f(epoch) -> lr`` of the epoch (from 0).
+
+    Returns
+    -------
+    Schedule
+        A new schedule for a name or a function, else ``schedule`` itself.
+
+    Raises
+    ------
+    ValueError
+        An unknown name.
+    TypeError
+        Neither a name, a Schedule nor a callable.
+    """
     if isinstance(schedule, Schedule):
         return schedule
     if isinstance(schedule, str):

@@ -91,15 +91,18 @@ default="relu"
     learning_rate_init : float, default=0.001
         Learning rate, constant during training.
     batch_size : int or "auto", default="auto"
-        Mini-batch size; "auto" is ``min(200, n_samples)``.
+        Mini-batch size; "auto" is 200. Either is capped at the number of samples trained
+        on (without the validation split), without MLP's warning.
     max_iter : int, default=200
         Maximum number of epochs of one ``fit``.
     alpha : float, default=0.0001
         L2 strength with MLP's meaning (see the module documentation for the mapping).
     momentum : float, default=0.9
         Momentum of "momentum" and "nesterov", in [0, 1).
-    beta_1, beta_2 : float, default=0.9, 0.999
-        Decay rates of Adam's moment estimates ("adam", "adamw"), in [0, 1).
+    beta_1 : float, default=0.9
+        Decay rate of Adam's first moment estimates ("adam", "adamw"), in [0, 1).
+    beta_2 : float, default=0.999
+        Decay rate of Adam's second moment estimates ("adam", "adamw"), in [0, 1).
     epsilon : float, default=1e-8
         Adam's denominator offset, > 0.
     early_stopping : bool, default=False
@@ -221,12 +224,15 @@ class _BaseDeltaprop(BaseEstimator):
 
     # ------------------------------------------------------------------ subclasses
     def _validate_targets(self, X, y, *, first_pass, incremental, classes, dtype):
-        """(X, targets for the network, output activation, cost, classes_ or None) from the
-        caller's data; validate_data sets n_features_in_ when first_pass."""
+        """Check the caller's data; return what the network trains on.
+
+        That is (X, targets for the network, output activation, cost, classes_ or None);
+        validate_data sets n_features_in_ when first_pass.
+        """
         raise NotImplementedError
 
     def _score_outputs(self, outputs, targets, sample_weight) -> float:
-        """The validation score of network outputs against network targets."""
+        """Return the validation score of network outputs against network targets."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ parameters
@@ -283,8 +289,11 @@ class _BaseDeltaprop(BaseEstimator):
         )
 
     def _optimizer_for_fit(self, first_pass: bool) -> optim.Optimizer:
-        """A new optimizer with the current hyper-parameters; when training continues with
-        the same kind of optimizer, it takes over the previous one's state."""
+        """Return a new optimizer with the current hyper-parameters.
+
+        When training continues with the same kind of optimizer, it takes over the previous
+        one's state.
+        """
         new = self._new_optimizer()
         previous = self.network_.optimizer
         if not first_pass and previous is not None and previous.name == new.name:
@@ -393,9 +402,12 @@ class _BaseDeltaprop(BaseEstimator):
         return self
 
     def _stopping_for_fit(self, incremental: bool) -> training.EarlyStopping:
-        """MLP's stopping rule as an `EarlyStopping`: on the training loss, or with
-        ``early_stopping`` on the validation score (then keeping the best weights). It
-        carries its count over ``partial_fit`` calls and its best over warm starts."""
+        """Return MLP's stopping rule as an `EarlyStopping`.
+
+        It watches the training loss, or with ``early_stopping`` the validation score (then
+        keeping the best weights). It carries its count over ``partial_fit`` calls and its
+        best over warm starts.
+        """
         monitor = "val_score" if self.early_stopping else "loss"
         stopping = self._stopping
         if stopping is None or stopping.monitor != monitor:
@@ -418,8 +430,11 @@ class _BaseDeltaprop(BaseEstimator):
         return stopping
 
     def _epoch_metrics(self, l2: float, validation) -> dict:
-        """MLP's per-epoch loss (the batches' mean cost plus the L2 penalty at the end of
-        the epoch) and, with a validation split, its score."""
+        """Return the metrics of `Network.fit` that MLP records.
+
+        MLP's per-epoch loss (the batches' mean cost plus the L2 penalty at the end of the
+        epoch) and, with a validation split, its score.
+        """
 
         def loss(net: Network, metrics: dict[str, float]) -> float:
             # Finite weights near 1e154 square to infinity: the loss is then infinite,
@@ -439,7 +454,10 @@ class _BaseDeltaprop(BaseEstimator):
         )
 
     def _split(self, X, targets, sample_weight, seed):
-        """((X, targets, weights) to train on, (X, targets, weights) to validate on or None)."""
+        """Split off MLP's validation data: (X, targets, weights) to train and to validate on.
+
+        The second is None without ``early_stopping``.
+        """
         if not self.early_stopping:
             return (X, targets, sample_weight), None
         stratify = targets if isinstance(self, ClassifierMixin) and targets.ndim == 1 else None
@@ -459,13 +477,18 @@ class _BaseDeltaprop(BaseEstimator):
 
     # ------------------------------------------------------------------ prediction
     def _outputs(self, X) -> np.ndarray:
-        """The network's output activations for X, of shape (n_samples, n_outputs_)."""
+        """Return the network's output activations for X, of shape (n_samples, n_outputs_)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=self.network_.dtype)
         return self.network_.predict(X)
 
     @property
     def coefs_(self) -> list[np.ndarray]:
+        """Weight matrices in scikit-learn's layout, live views: ``network_.weights[i].T``.
+
+        The i-th is of shape (n_units_i, n_units_{i+1}). Assigning a list of arrays of these
+        shapes copies them into the network.
+        """
         return [W.T for W in self._fitted_network("coefs_").weights]
 
     @coefs_.setter
@@ -474,6 +497,11 @@ class _BaseDeltaprop(BaseEstimator):
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
+        """Bias vectors, live views of ``network_.biases``.
+
+        The i-th is of shape (n_units_{i+1},). Assigning a list of arrays of these shapes
+        copies them into the network.
+        """
         return self._fitted_network("intercepts_").biases
 
     @intercepts_.setter
@@ -487,7 +515,7 @@ class _BaseDeltaprop(BaseEstimator):
 
     @staticmethod
     def _assign(attribute: str, targets: list[np.ndarray], values) -> None:
-        """Copy `values` into the network's parameter views, all shapes checked first."""
+        """Copy ``values`` into the network's parameter views, all shapes checked first."""
         values = [np.asarray(value) for value in values]
         shapes = [target.shape for target in targets]
         if [value.shape for value in values] != shapes:
@@ -530,17 +558,35 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
     def fit(self, X, y, sample_weight=None):
         """Train the network on (X, y) for up to ``max_iter`` epochs.
 
+        A new network, unless ``warm_start`` and a fitted one: then training continues,
+        with the classes of the first fit.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training inputs.
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels of any type, or a 0/1 indicator matrix for a multilabel target.
-        sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights of the samples in the loss.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Non-negative weights of the samples in the loss; None: all 1.
 
         Returns
         -------
-        self
+        self : DeltapropClassifier
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Invalid hyper-parameters or data, fewer than 2 classes, or (with
+            ``warm_start``) classes or outputs that differ from the fitted network's.
+        DivergenceError
+            Training diverged (see `deltaprop.Network.fit`).
+
+        Warns
+        -----
+        ConvergenceWarning
+            ``max_iter`` epochs ran without the stopping rule being met.
         """
         return self._fit(X, y, sample_weight)
 
@@ -550,15 +596,29 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training inputs.
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
-        classes : array-like of shape (n_classes,), optional
+            Class labels, among ``classes``, or a 0/1 indicator matrix for a multilabel
+            target.
+        classes : array-like of shape (n_classes,) or None, default=None
             Every class of all the calls; required on the first call, after which ``y``
-            may hold only some of them.
-        sample_weight : array-like of shape (n_samples,), optional
+            may hold only some of them (and ``classes``, if given, must be the same).
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Non-negative weights of the samples in the loss; None: all 1.
 
         Returns
         -------
-        self
+        self : DeltapropClassifier
+            The estimator, trained one epoch more.
+
+        Raises
+        ------
+        ValueError, TypeError
+            No ``classes`` on the first call, other ``classes`` than on the first call,
+            labels not among them, ``early_stopping=True``, or invalid hyper-parameters
+            or data.
+        DivergenceError
+            Training diverged (see `deltaprop.Network.fit`).
         """
         first_call = not hasattr(self, "network_")
         if first_call and classes is None:
@@ -611,16 +671,17 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
         return accuracy_score(targets, outputs.argmax(axis=1), sample_weight=sample_weight)
 
     def predict(self, X):
-        """Predicted class of each sample.
+        """Predict the class of each sample.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Inputs.
 
         Returns
         -------
-        ndarray of shape (n_samples,) holding labels from ``classes_``, or of shape
-        (n_samples, n_labels) holding 0/1 for a multilabel target
+        ndarray of shape (n_samples,) or (n_samples, n_labels)
+            Labels from ``classes_``, or 0/1 (int64) for a multilabel target.
         """
         proba = self._outputs(X)
         if self.out_activation_ == "logistic":
@@ -628,28 +689,32 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
         return self.classes_[proba.argmax(axis=1)]
 
     def predict_proba(self, X):
-        """Class probabilities: the network's softmax (or, multilabel, sigmoid) outputs.
+        """Predict class probabilities: the network's softmax (or, multilabel, sigmoid) outputs.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes), columns in the order of ``classes_``
-        """
-        return self._outputs(X)
-
-    def predict_log_proba(self, X):
-        """Logarithm of `predict_proba` (-inf where a probability underflowed to 0).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
+            Inputs.
 
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        return self._outputs(X)
+
+    def predict_log_proba(self, X):
+        """Predict the logarithm of `predict_proba` (-inf where a probability underflowed to 0).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
         """
         proba = self.predict_proba(X)
         with np.errstate(divide="ignore"):
@@ -671,22 +736,39 @@ class DeltapropRegressor(RegressorMixin, _BaseDeltaprop):
 {_PARAMETERS_DOC}
     Attributes
     ----------
-{_ATTRIBUTES_DOC}
-    """
+{_ATTRIBUTES_DOC}"""
 
     def fit(self, X, y, sample_weight=None):
         """Train the network on (X, y) for up to ``max_iter`` epochs.
 
+        A new network, unless ``warm_start`` and a fitted one: then training continues.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training inputs.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
-        sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights of the samples in the loss.
+            Target values.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Non-negative weights of the samples in the loss; None: all 1.
 
         Returns
         -------
-        self
+        self : DeltapropRegressor
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Invalid hyper-parameters or data, or (with ``warm_start``) a number of targets
+            that differs from the fitted network's.
+        DivergenceError
+            Training diverged (see `deltaprop.Network.fit`).
+
+        Warns
+        -----
+        ConvergenceWarning
+            ``max_iter`` epochs ran without the stopping rule being met.
         """
         return self._fit(X, y, sample_weight)
 
@@ -696,12 +778,24 @@ class DeltapropRegressor(RegressorMixin, _BaseDeltaprop):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training inputs.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
-        sample_weight : array-like of shape (n_samples,), optional
+            Target values.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Non-negative weights of the samples in the loss; None: all 1.
 
         Returns
         -------
-        self
+        self : DeltapropRegressor
+            The estimator, trained one epoch more.
+
+        Raises
+        ------
+        ValueError, TypeError
+            ``early_stopping=True``, invalid hyper-parameters or data, or a number of
+            targets that differs from the fitted network's.
+        DivergenceError
+            Training diverged (see `deltaprop.Network.fit`).
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
@@ -721,15 +815,17 @@ class DeltapropRegressor(RegressorMixin, _BaseDeltaprop):
         return r2_score(targets, outputs, sample_weight=sample_weight)
 
     def predict(self, X):
-        """Predicted targets.
+        """Predict the targets of each sample.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Inputs.
 
         Returns
         -------
-        ndarray of shape (n_samples,) for a single target, else (n_samples, n_targets)
+        ndarray of shape (n_samples,) or (n_samples, n_targets)
+            1-D for a single target.
         """
         outputs = self._outputs(X)
         return outputs[:, 0] if self.n_outputs_ == 1 else outputs

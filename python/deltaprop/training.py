@@ -1,6 +1,9 @@
-"""Training runs: `fit`'s arguments, the validation split and the optimizer, then the
-epoch loop (schedules, validation, early stopping, callbacks, checkpoints, progress). Each
-epoch itself runs in the core, through `Network.train_rows`."""
+"""Training runs: `fit` and the epoch loop around the core.
+
+`fit` checks its arguments and chooses the validation split and the optimizer; the epoch
+loop handles schedules, validation, early stopping, callbacks, checkpoints and progress.
+Each epoch itself runs in the core, through `Network.train_rows`.
+"""
 
 from __future__ import annotations
 
@@ -42,16 +45,40 @@ def l2_coefficient(
     batch_size: int = 1,
     mean_weight: float = 1.0,
 ) -> float:
-    """The coefficient c of the L2 term ``c w`` added to the gradient of the weights, from
-    a strength under each of its names:
+    """Return the coefficient c of the L2 term ``c w`` added to the weights' gradient.
 
-    ============== ============================ ==============================
-    name           where                        c
-    ============== ============================ ==============================
-    ``lmbda``      `Network.fit` (Nielsen)      lmbda / n_samples
-    ``alpha``      scikit-learn's MLP            alpha / (batch_size mean_weight)
+    The strength has a name, and a meaning, in each of three conventions:
+
+    ================ ============================== ================================
+    name             where                          c
+    ================ ============================== ================================
+    ``lmbda``        `Network.fit` (Nielsen)        lmbda / n_samples
+    ``alpha``        scikit-learn's MLP             alpha / (batch_size mean_weight)
     ``weight_decay`` `deltaprop.optim`, torch.optim weight_decay
-    ============== ============================ ==============================
+    ================ ============================== ================================
+
+    Parameters
+    ----------
+    name : {"lmbda", "alpha", "weight_decay"}
+        The convention of ``strength``.
+    strength : float
+        The L2 strength under that name.
+    n_samples : int, default=1
+        Training samples (``"lmbda"`` only).
+    batch_size : int, default=1
+        Mini-batch size (``"alpha"`` only).
+    mean_weight : float, default=1.0
+        Mean sample weight (``"alpha"`` only); c is 0 when it is not positive.
+
+    Returns
+    -------
+    float
+        The coefficient c.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``name``.
     """
     if name == "lmbda":
         return strength / n_samples
@@ -68,6 +95,22 @@ class DivergenceError(FloatingPointError):
     The network keeps the parameters (and optimizer state) it had before the batch to blame;
     ``epoch`` and ``batch`` (both from 0) name that batch, and ``history`` holds the metrics
     of the epochs completed before it.
+
+    Parameters
+    ----------
+    message : str
+        The error message.
+    epoch : int or None, default=None
+        Epoch of the batch to blame; None outside an epoch (`Network.sgd_step`).
+    batch : int
+        Index of the batch to blame within its epoch.
+    history : dict of str to list of float, or None, default=None
+        The training history up to the epoch before; None outside `fit`.
+
+    Attributes
+    ----------
+    epoch, batch, history
+        As given.
     """
 
     def __init__(
@@ -102,6 +145,19 @@ class EarlyStopping:
         False (Keras's rule): the best value moves only on an improvement by more than
         ``min_delta``. True (scikit-learn MLP's rule): the best value is the best seen so
         far, and an improvement by at least ``min_delta`` (ties included) counts.
+    best_cost : float, default=inf
+        State: the best value so far, negated for mode "max" (see `best`).
+    best_params : ndarray or None, default=None
+        State: a copy of the parameters of the best epoch, kept with ``restore_best``.
+    epochs_without_improvement : int, default=0
+        State: epochs since the last improvement.
+    stopped_epoch : int or None, default=None
+        State: the epoch (from 0) after which it stopped training; None if it has not.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An invalid ``patience``, ``min_delta`` or ``mode``.
     """
 
     patience: float = 5
@@ -128,7 +184,28 @@ class EarlyStopping:
         return self.best_cost if self.mode == "min" else -self.best_cost
 
     def should_stop(self, epoch: int, params: np.ndarray, metrics: dict[str, float]) -> bool:
-        """Take an epoch's metrics (and its parameters, kept when they are the best)."""
+        """Take an epoch's metrics and tell whether training should stop.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch, from 0.
+        params : ndarray
+            The network's parameters after the epoch; copied when they are the best and
+            ``restore_best`` is set.
+        metrics : dict of str to float
+            The epoch's metrics; ``monitor`` must be among them.
+
+        Returns
+        -------
+        bool
+            True once ``patience`` epochs in a row have not improved the metric.
+
+        Raises
+        ------
+        KeyError
+            ``metrics`` has no ``monitor``.
+        """
         value = metrics[self.monitor] if self.mode == "min" else -metrics[self.monitor]
         if self.running_best:
             improved = value <= self.best_cost - self.min_delta  # False for NaN
@@ -146,17 +223,43 @@ class EarlyStopping:
         return False
 
     def restore(self, params: np.ndarray) -> None:
-        """Put the best epoch's parameters back, if kept."""
+        """Put the best epoch's parameters back, if kept.
+
+        Parameters
+        ----------
+        params : ndarray
+            The network's parameters, overwritten in place.
+        """
         if self.restore_best and self.best_params is not None:
             params[...] = self.best_params
 
     def state(self) -> dict[str, Any]:
-        """What a checkpoint keeps (JSON-able; the best parameters go beside it)."""
+        """Return what a checkpoint keeps of the state (the best parameters go beside it).
+
+        Returns
+        -------
+        dict
+            JSON-able: ``best_cost`` (None while infinite) and
+            ``epochs_without_improvement``.
+        """
         best = None if math.isinf(self.best_cost) else self.best_cost
         return {"best_cost": best, "epochs_without_improvement": self.epochs_without_improvement}
 
     def set_state(self, state: dict[str, Any], best_params: np.ndarray | None) -> None:
-        """Continue from a checkpoint's `state`."""
+        """Continue from a checkpoint's `state`.
+
+        Parameters
+        ----------
+        state : dict
+            What `state` returned.
+        best_params : ndarray or None
+            The best parameters saved beside it.
+
+        Raises
+        ------
+        KeyError, TypeError, ValueError
+            ``state`` is malformed.
+        """
         self.best_cost = math.inf if state["best_cost"] is None else float(state["best_cost"])
         self.epochs_without_improvement = int(state["epochs_without_improvement"])
         self.best_params = best_params
@@ -208,61 +311,81 @@ def fit(
         Inputs.
     Y : array_like of shape (n_samples,) or (n_samples, n_L)
         Class indices or targets; with one output unit a 1-D Y holds the targets.
-    sample_weight : array_like of shape (n_samples,) or scalar, optional
-        Non-negative weights: each batch minimises sum_i w_i C_i / sum_i w_i.
+    sample_weight : array_like of shape (n_samples,), float or None, default=None
+        Non-negative weights, at least one positive (a scalar weighs every sample alike):
+        each batch minimises sum_i w_i C_i / sum_i w_i. None: every sample weighs 1.
     epochs : int, default=30
         Number of passes over the data (0 trains nothing).
     batch_size : int, default=10
         Rows per mini-batch; larger than the data means the whole data.
-    optimizer : {"sgd", "momentum", "nesterov", "adam", "adamw"}, Optimizer or None
+    optimizer : {"sgd", "momentum", "nesterov", "adam", "adamw"}, Optimizer or None, \
+default=None
         A name makes a new optimizer (with ``lr`` and ``momentum``); an `optim.Optimizer`
-        is used with its state; None (the default) continues with the network's optimizer
+        is used with its state; None continues with the network's optimizer
         (`Network.optimizer`, e.g. after `load`), or plain SGD if it has none.
-    lr : float, optional
-        Learning rate; None keeps the optimizer's (SGD 0.1, momentum 0.01, Adam 1e-3).
-    momentum : float, optional
-        Momentum of "momentum" and "nesterov" (default 0.9).
-    lmbda, l1 : float, default=0.0
-        L2 and L1 regularisation of the weights (not the biases), Nielsen's form: the
-        gradient gains (lmbda/n) w + (l1/n) sign(w), n = number of training samples.
-        With plain SGD this is network2.py's w <- (1 - lr*lmbda/n) w - lr dC/dw.
-    dropout : float in [0, 1), default=0.0
-        Rate of inverted dropout on the hidden layers during training.
-    schedule : "constant", "step", "adaptive", a `schedules.Schedule` or f(epoch) -> lr
-        The learning rate of each epoch.
-    validation_data : pair (X_val, Y_val), optional
-        Data whose cost (and accuracy) is recorded after each epoch.
-    validation_fraction : float in [0, 1), default=0.0
-        Hold out this fraction of (X, Y), chosen by ``seed``, as validation data.
+    lr : float or None, default=None
+        Learning rate, > 0; it replaces the rate of the optimizer, whichever it is. None
+        keeps the optimizer's (for a new one its default: SGD 0.1, momentum and Nesterov
+        0.01, Adam and AdamW 1e-3).
+    momentum : float or None, default=None
+        Momentum of a new "momentum" or "nesterov" optimizer, in [0, 1); None: 0.9.
+        Ignored when ``optimizer`` is not such a name.
+    lmbda : float, default=0.0
+        L2 regularisation of the weights (not the biases), Nielsen's form: the gradient
+        gains (lmbda/n) w, n = number of training samples. With plain SGD this is
+        network2.py's w <- (1 - lr*lmbda/n) w - lr dC/dw.
+    l1 : float, default=0.0
+        L1 regularisation of the weights (not the biases), in the same form: the gradient
+        gains (l1/n) sign(w).
+    dropout : float, default=0.0
+        Rate of inverted dropout on the hidden layers during training, in [0, 1).
+    schedule : {"constant", "step", "adaptive"}, Schedule or callable, default="constant"
+        The learning rate of each epoch: a name (see `schedules.get`), a
+        `schedules.Schedule`, or a function ``f(epoch) -> lr``.
+    validation_data : tuple (X_val, Y_val) or None, default=None
+        Data whose cost (and accuracy) is recorded after each epoch; checked as X and Y.
+    validation_fraction : float, default=0.0
+        Without ``validation_data``: hold out this fraction of (X, Y), in [0, 1), chosen
+        by ``seed``, as validation data. 0 holds out nothing.
     early_stopping : bool or EarlyStopping, default=False
         True: stop after ``patience`` epochs whose validation cost does not fall by more
-        than ``min_delta``, then restore the best weights (``restore_best_weights``).
-        Without validation data it holds out ``validation_fraction``, or else 10%. An
-        `EarlyStopping` object monitors any metric, and keeps its state between calls.
+        than ``min_delta`` below the best so far; at the end of training the network gets
+        the parameters of the best epoch back (``restore_best_weights``). Without
+        validation data it holds out ``validation_fraction``, or else 10%. An
+        `EarlyStopping` object monitors any metric, and keeps its state between calls;
+        ``patience``, ``min_delta`` and ``restore_best_weights`` then do not apply.
     patience : int, default=5
-        See ``early_stopping``.
+        Epochs without improvement after which ``early_stopping`` stops, >= 1.
     min_delta : float, default=0.0
-        See ``early_stopping``.
+        Improvement of the validation cost that counts for ``early_stopping``, >= 0.
     restore_best_weights : bool, default=True
-        See ``early_stopping``.
-    callbacks : sequence of callables ``f(epoch, metrics) -> bool``, default=()
-        Called after each epoch with that epoch's metrics; a true result stops training.
-    metrics : dict of name to ``f(net, metrics) -> float``, optional
-        More metrics to record after each epoch (after the built-in ones, which
-        ``metrics`` holds), in the history and for callbacks and early stopping.
+        With ``early_stopping``, end with the parameters of the best epoch rather than
+        those of the last one.
+    callbacks : callable or sequence of callable, default=()
+        Functions ``f(epoch, metrics) -> bool`` called after each epoch (counted from 0)
+        with that epoch's metrics (the last value of each list of the history); a true
+        result stops training after that epoch.
+    metrics : dict of str to callable, or None, default=None
+        More metrics to record after each epoch, in the history and for callbacks and
+        early stopping: ``f(net, metrics) -> float``, where ``metrics`` holds the
+        built-in metrics of the epoch (cost, accuracy, val_cost, val_accuracy), recorded
+        first. Their names must differ from those of the built-in metrics the run records
+        (``"lr"`` and ``"time"`` included).
     train_accuracy : bool, default=False
         Also record the training accuracy (one more pass over the data each epoch).
     shuffle : bool, default=True
         Visit the rows in a new random order each epoch.
     seed : int or None, default=0
-        Seed of the row orders, the validation split and the dropout masks.
+        Seed of the row orders, the validation split and the dropout masks; None draws
+        fresh entropy.
     verbose : bool, default=False
         Print one line per epoch, with a progress bar on a terminal.
-    checkpoint : path, optional
-        Save a training checkpoint there (atomically) every ``checkpoint_every`` epochs
-        and after the last: the model, its optimizer, the random state and the history.
+    checkpoint : str, os.PathLike or None, default=None
+        Save a training checkpoint there (atomically) every ``checkpoint_every`` epochs,
+        after the last and when training stops early: the model, its optimizer, the
+        random state and the history.
     checkpoint_every : int, default=1
-        See ``checkpoint``.
+        Epochs between checkpoints, >= 1.
     resume : bool, default=False
         If ``checkpoint`` exists, continue from it (it must come from the same network
         and data): a run killed and resumed with the same arguments ends with the same
@@ -270,21 +393,28 @@ def fit(
 
     Returns
     -------
-    history : dict of per-epoch lists
-        ``"cost"`` (mean cost of the batches during the epoch), ``"accuracy"`` (with
-        ``train_accuracy``), ``"val_cost"`` and ``"val_accuracy"`` (with validation data;
-        no accuracy for an identity output), those of ``metrics``, ``"lr"`` and ``"time"``
-        (seconds). The same lists are in ``net.history``, also after an interruption.
+    history : dict of str to list of float
+        Per-epoch lists: ``"cost"`` (mean cost of the batches during the epoch),
+        ``"accuracy"`` (with ``train_accuracy``), ``"val_cost"`` and ``"val_accuracy"``
+        (with validation data; no ``"val_accuracy"`` for an identity output), those of
+        ``metrics``, ``"lr"`` and ``"time"`` (seconds). The same lists are in
+        ``net.history``, also after an interruption: Ctrl-C or an exception from a
+        callback leaves the weights of the last batch done and the metrics of the
+        completed epochs.
 
     Raises
     ------
     TypeError, ValueError
         Invalid data or options; nothing has been trained.
+    ModelFormatError
+        With ``resume``: the checkpoint is damaged or is a model file.
     DivergenceError
         A non-finite cost, gradient or parameter; the network keeps the parameters of
         before the batch to blame.
     RuntimeError
         The network is being trained in another thread.
+    OSError
+        A checkpoint cannot be written.
     """
     X, Y = net.validate(X, Y)
     weights = check_sample_weight(sample_weight, len(X), net.dtype)
@@ -328,8 +458,21 @@ def fit(
 
 
 def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> np.ndarray | None:
-    """Sample weights as a new (n_samples,) array of ``dtype`` (a scalar applies to every
-    sample), or None.
+    """Check sample weights and convert them to a new array of ``dtype``.
+
+    Parameters
+    ----------
+    sample_weight : array_like of shape (n_samples,), float or None
+        Non-negative weights, at least one positive; a scalar applies to every sample.
+    n_samples : int
+        The number of samples.
+    dtype : numpy.dtype
+        The network's dtype.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,) or None
+        A new array (the caller's is never touched); None for None.
 
     Raises
     ------
@@ -355,8 +498,32 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
 
 
 def choose_optimizer(net, optimizer: Any, lr: float | None, momentum: float | None):
-    """The optimizer a run uses: a new one for a name, the given object, or the network's
-    own (or plain SGD) for None; ``lr`` overrides its rate."""
+    """Choose the optimizer of a run and bind its state to the network.
+
+    Parameters
+    ----------
+    net : Network
+        The network to train.
+    optimizer : str, Optimizer or None
+        A name makes a new optimizer; an `optim.Optimizer` is used as it is; None takes
+        the network's own, or a new plain SGD if it has none.
+    lr : float or None
+        Replaces the chosen optimizer's rate (also of a given or the network's
+        optimizer); None keeps it.
+    momentum : float or None
+        Momentum of a new "momentum" or "nesterov" optimizer; None: its default.
+
+    Returns
+    -------
+    Optimizer
+        With state for the network's parameters.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An unknown name, an invalid ``lr`` or ``momentum``, or optimizer state that
+        belongs to another network.
+    """
     if optimizer is None:
         chosen = net.optimizer if net.optimizer is not None else optim.SGD(lr)
     else:
@@ -368,9 +535,35 @@ def choose_optimizer(net, optimizer: Any, lr: float | None, momentum: float | No
 
 
 def split_validation(net, data, validation_data, fraction, holds_out: bool, seed):
-    """(training data, validation (X, Y) or None) from fit's arguments; data is
-    (X, Y, sample_weight or None). ``holds_out``: early stopping needs validation data,
-    so that 10% is held out when no other is given."""
+    """Split off the validation data of a run, from `fit`'s arguments.
+
+    Parameters
+    ----------
+    net : Network
+        The network to train; checks ``validation_data``.
+    data : tuple (X, Y, sample_weight or None)
+        The training data, checked.
+    validation_data : tuple (X_val, Y_val) or None
+        Validation data given to `fit`; if given, nothing is held out.
+    fraction : float
+        The fraction of ``data`` to hold out, in [0, 1).
+    holds_out : bool
+        Early stopping needs validation data: with a ``fraction`` of 0, hold out 10%.
+    seed : int or None
+        Seed of the split.
+
+    Returns
+    -------
+    train : tuple (X, Y, sample_weight or None)
+        The data to train on (``data`` itself when nothing is held out).
+    validation : tuple (X_val, Y_val) or None
+        The validation data, checked; None without.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid ``validation_data`` or ``fraction``, or a split that leaves a part empty.
+    """
     fraction = check_fraction(fraction, "validation_fraction")
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -414,7 +607,47 @@ def _check_metrics(metrics: Any) -> dict[str, Callable]:
 
 @dataclass
 class TrainingRun:
-    """Everything one call of `fit` needs, validated."""
+    """Everything one call of `fit` needs, validated, and its epoch loop.
+
+    Fields not described here are `fit`'s arguments of the same name, checked.
+
+    Parameters
+    ----------
+    net : Network
+        The network to train.
+    data : tuple (X, Y, sample_weight or None)
+        The training data, checked and in the core's layout.
+    validation : tuple (X_val, Y_val) or None
+        The validation data, checked.
+    epochs, batch_size : int
+        As for `fit`; ``batch_size`` at most the number of training samples.
+    optimizer : Optimizer
+        Bound to the network (see `choose_optimizer`).
+    lmbda, l1, dropout : float
+        As for `fit`.
+    schedule : Schedule
+        The learning-rate schedule.
+    shuffle : bool
+        As for `fit`.
+    rng : numpy.random.Generator
+        Source of the row orders and dropout seeds.
+    early_stopping : EarlyStopping or None
+        The stopping rule; None: none.
+    callbacks : tuple of callable
+        As for `fit`.
+    metrics : dict of str to callable
+        As for `fit` (empty for None).
+    train_accuracy, verbose : bool
+        As for `fit`.
+    checkpoint : str or None, default=None
+        As for `fit`.
+    checkpoint_every : int, default=1
+        As for `fit`.
+    resume : bool, default=False
+        As for `fit`.
+    history : dict of str to list of float, default={}
+        Filled by `run`.
+    """
 
     net: Any
     data: tuple[np.ndarray, np.ndarray, np.ndarray | None]  # X, Y, sample weights
@@ -439,7 +672,14 @@ class TrainingRun:
     history: dict[str, list[float]] = field(default_factory=dict)
 
     def check_monitor(self) -> None:
-        """Early stopping must watch a metric this run records."""
+        """Check that early stopping watches a metric this run records.
+
+        Raises
+        ------
+        ValueError
+            Early stopping monitors a metric this run does not record, or ``metrics``
+            reuses the name of a built-in metric.
+        """
         keys = self._history_keys()
         stopping = self.early_stopping
         if stopping is not None and stopping.monitor not in keys:
@@ -452,7 +692,18 @@ class TrainingRun:
             raise ValueError(f"metrics: {sorted(clashes)} are built-in metrics")
 
     def run(self) -> dict[str, list[float]]:
-        """Train every epoch; returns the history (also in the network's ``history``)."""
+        """Train every epoch (from a checkpoint, when resuming).
+
+        Returns
+        -------
+        dict of str to list of float
+            The history, also in the network's ``history``.
+
+        Raises
+        ------
+        DivergenceError, ModelFormatError, OSError
+            See `fit`.
+        """
         # The network's own history grows epoch by epoch, so that an interrupted fit
         # leaves the metrics of the epochs it completed in net.history.
         self.history = self.net.history = {key: [] for key in self._history_keys()}
@@ -531,7 +782,14 @@ class TrainingRun:
         return epochs_done, stopped
 
     def arguments(self) -> dict[str, Any]:
-        """The arguments a resumed run must share with the run it continues (JSON-able)."""
+        """Return the arguments a resumed run must share with the run it continues.
+
+        Returns
+        -------
+        dict
+            JSON-able: batch size, shuffling, dropout, regularisation, optimizer name,
+            schedule, validation, training accuracy, extra metrics, early stopping.
+        """
         stopping = self.early_stopping
         return {
             "batch_size": self.batch_size,
@@ -609,8 +867,10 @@ class TrainingRun:
         return total_cost / total_weight if total_weight else 0.0
 
     def _train_rows(self, order, start: int, stop: int, l2: float, l1: float, seed: int):
-        """Rows start:stop of the epoch (of ``order``, or of the data in storage order) in
-        one core call."""
+        """Train rows start:stop of the epoch in one core call.
+
+        The rows are those of ``order``, or of the data in storage order.
+        """
         X, Y, weights = self.data
         options = dict(
             batch_size=self.batch_size,
@@ -631,8 +891,10 @@ class TrainingRun:
         return self.net.train_rows(X, Y, rows=order[start:stop], sample_weight=weights, **options)
 
     def _rows_per_call(self, n: int, progress: bool) -> int:
-        """Whole batches per core call: about _ROWS_PER_CALL rows, or 1/50 of the epoch
-        when a progress bar shows."""
+        """Return the rows per core call, in whole batches.
+
+        About _ROWS_PER_CALL rows, or 1/50 of the epoch when a progress bar shows.
+        """
         n_batches = -(-n // self.batch_size)
         if progress:
             batches = max(1, n_batches // _PROGRESS_STEPS)
@@ -667,10 +929,13 @@ class TrainingRun:
 
 
 def _nan_on_overflow(metric: Callable[..., float], *args: Any) -> float:
-    """A metric of data checked already: its only ValueError is a forward pass that
-    overflows (weights grown too large for these inputs). The epoch's metric is then NaN,
-    which no early stopping counts as an improvement; training itself stops with a
-    DivergenceError at the first batch whose forward pass overflows."""
+    """Compute a metric of data checked already; NaN if its forward pass overflows.
+
+    Its only possible ValueError is a forward pass that overflows (weights grown too large
+    for these inputs). The epoch's metric is then NaN, which no early stopping counts as an
+    improvement; training itself stops with a DivergenceError at the first batch whose
+    forward pass overflows.
+    """
     try:
         return metric(*args)
     except ValueError:
@@ -678,7 +943,7 @@ def _nan_on_overflow(metric: Callable[..., float], *args: Any) -> float:
 
 
 def _progress_bar(epoch: int, epochs: int, n: int):
-    """A tqdm bar on a terminal; None elsewhere, so logs get one line per epoch only."""
+    """Return a tqdm bar on a terminal; None elsewhere, so logs get one line per epoch."""
     from tqdm.auto import tqdm
 
     bar = tqdm(
