@@ -388,3 +388,35 @@ def test_invalid_sample_weights(weights, match):
     net, X, y = softmax_problem()
     with pytest.raises(ValueError, match=f"sample_weight: .*{match}"):
         net.fit(X, y, sample_weight=weights)
+
+
+def test_an_invalid_option_leaves_the_networks_optimizer_untouched():
+    net, X, y = softmax_problem()
+    net.fit(X, y, epochs=1, optimizer="adam", lr=0.01)
+    state = [array.copy() for array in net.optimizer.state]
+    with pytest.raises(ValueError, match="lmbda"):
+        net.fit(X, y, epochs=1, lr=5.0, lmbda=-1.0)
+    assert net.optimizer.lr == 0.01
+    for before, after in zip(state, net.optimizer.state):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_extra_metrics_see_the_current_epochs_metrics():
+    net, X, y = softmax_problem()
+    seen = []
+
+    def record(net, metrics):
+        seen.append(dict(metrics))
+        return metrics["lr"] * 2
+
+    history = net.fit(
+        X,
+        y,
+        epochs=3,
+        lr=0.1,
+        schedule=lambda epoch: 0.1 / (epoch + 1),
+        metrics={"double_lr": record},
+    )
+    assert [m["lr"] for m in seen] == history["lr"]
+    assert [m["time"] for m in seen] == history["time"]
+    assert history["double_lr"] == [2 * lr for lr in history["lr"]]

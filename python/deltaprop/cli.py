@@ -389,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "deltaprop: error: out of memory: use smaller --hidden layers or data", file=sys.stderr
         )
         return 2
-    except (CommandError, ValueError, TypeError, OSError, ImportError) as error:
+    except (CommandError, ValueError, TypeError, OSError, ImportError, RuntimeError) as error:
         print(f"deltaprop: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

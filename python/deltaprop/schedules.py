@@ -126,7 +126,7 @@ class Adaptive(Schedule):
     """Divide the rate by 5 when the monitored cost stops improving.
 
     As scikit-learn's ``learning_rate="adaptive"``: each time ``patience`` consecutive
-    epochs fail to lower it by at least ``tol``. It monitors ``"val_cost"`` when present,
+    epochs fail to lower it by more than ``tol``. It monitors ``"val_cost"`` when present,
     else ``"cost"``.
 
     Parameters

@@ -367,10 +367,10 @@ default=None
         result stops training after that epoch.
     metrics : dict of str to callable, or None, default=None
         More metrics to record after each epoch, in the history and for callbacks and
-        early stopping: ``f(net, metrics) -> float``, where ``metrics`` holds the
-        built-in metrics of the epoch (cost, accuracy, val_cost, val_accuracy), recorded
-        first. Their names must differ from those of the built-in metrics the run records
-        (``"lr"`` and ``"time"`` included).
+        early stopping: ``f(net, metrics) -> float``, where ``metrics`` holds the epoch's
+        built-in metrics (cost, accuracy, val_cost, val_accuracy, lr, time) and those of
+        the metrics before it in the dict. Their names must differ from those of the
+        built-in metrics the run records (``"lr"`` and ``"time"`` included).
     train_accuracy : bool, default=False
         Also record the training accuracy (one more pass over the data each epoch).
     shuffle : bool, default=True
@@ -435,7 +435,6 @@ default=None
         epochs=check_int(epochs, "epochs", 0),
         # A batch larger than the data is the whole data (and fits the core's integers).
         batch_size=min(check_int(batch_size, "batch_size", 1), len(train[0])),
-        optimizer=choose_optimizer(net, optimizer, lr, momentum),
         lmbda=check_real(lmbda, "lmbda", 0.0),
         l1=check_real(l1, "l1", 0.0),
         dropout=check_fraction(dropout, "dropout"),
@@ -452,6 +451,8 @@ default=None
         resume=bool(resume),
     )
     run.check_monitor()
+    # Chosen last: an invalid argument leaves the network's optimizer untouched.
+    run.optimizer = choose_optimizer(net, optimizer, lr, momentum)
     with net.exclusive():
         net.optimizer = run.optimizer
         return run.run()
@@ -528,9 +529,10 @@ def choose_optimizer(net, optimizer: Any, lr: float | None, momentum: float | No
         chosen = net.optimizer if net.optimizer is not None else optim.SGD(lr)
     else:
         chosen = optim.get(optimizer, lr=lr, momentum=momentum)
-    if lr is not None:
-        chosen.lr = check_real(lr, "lr", 0.0, low_open=True)
+    lr = None if lr is None else check_real(lr, "lr", 0.0, low_open=True)
     chosen.bind(net.params.size, net.dtype)
+    if lr is not None:
+        chosen.lr = lr
     return chosen
 
 
@@ -654,7 +656,6 @@ class TrainingRun:
     validation: tuple[np.ndarray, np.ndarray] | None
     epochs: int
     batch_size: int
-    optimizer: optim.Optimizer
     lmbda: float
     l1: float
     dropout: float
@@ -669,6 +670,7 @@ class TrainingRun:
     checkpoint: str | None = None
     checkpoint_every: int = 1
     resume: bool = False
+    optimizer: optim.Optimizer | None = None  # chosen last (see fit)
     history: dict[str, list[float]] = field(default_factory=dict)
 
     def check_monitor(self) -> None:
@@ -903,20 +905,20 @@ class TrainingRun:
         return batches * self.batch_size
 
     def _record(self, cost: float, seconds: float) -> None:
-        history, net = self.history, self.net
-        history["cost"].append(cost)
+        net = self.net
+        current = {"cost": cost}
         if self.train_accuracy:
-            history["accuracy"].append(_nan_on_overflow(net.evaluate, *self.data[:2]))
+            current["accuracy"] = _nan_on_overflow(net.evaluate, *self.data[:2])
         if self.validation is not None:
             X_val, Y_val = self.validation
-            history["val_cost"].append(_nan_on_overflow(net.cost, X_val, Y_val))
-            if "val_accuracy" in history:
-                history["val_accuracy"].append(_nan_on_overflow(net.evaluate, X_val, Y_val))
-        for name, metric in self.metrics.items():
-            latest = {key: values[-1] for key, values in history.items() if values}
-            history[name].append(float(_nan_on_overflow(metric, net, latest)))
-        history["lr"].append(self.optimizer.lr)
-        history["time"].append(seconds)
+            current["val_cost"] = _nan_on_overflow(net.cost, X_val, Y_val)
+            if "val_accuracy" in self.history:
+                current["val_accuracy"] = _nan_on_overflow(net.evaluate, X_val, Y_val)
+        current["lr"], current["time"] = self.optimizer.lr, seconds
+        for name, metric in self.metrics.items():  # each sees the epoch's metrics so far
+            current[name] = float(_nan_on_overflow(metric, net, dict(current)))
+        for key, values in self.history.items():
+            values.append(current[key])
 
     def _should_stop(self, epoch: int) -> bool:
         metrics = {key: values[-1] for key, values in self.history.items()}
