@@ -4,7 +4,11 @@ optional dependencies only where they are used."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import deltaprop
 
@@ -76,3 +80,15 @@ def test_no_module_imports_a_private_name_of_another():
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 private = [p for p in private if p not in ("_core", "__version__")]
                 assert not private, f"{name} imports {private} from .{node.module}"
+
+
+def test_the_sources_pass_ruff():
+    """Lint (numpydoc docstrings included: ruff's D rules) and formatting, as configured
+    in pyproject.toml."""
+    pytest.importorskip("ruff", reason="ruff comes with the test extra")
+    root = Path(__file__).resolve().parents[1]
+    for command in (["check", "python", "tests", "bench"], ["format", "--check", "python"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *command], cwd=root, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]
