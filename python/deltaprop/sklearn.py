@@ -343,18 +343,39 @@ class _BaseDeltaprop(BaseEstimator):
         init_seed, split_seed, epoch_seed = check_random_state(self.random_state).randint(
             _MAX_SEED, size=3
         )
+        self._set_up_network(X.shape[1], n_outputs, output, cost, classes, first_pass, init_seed)
+        stopping = self._stopping_for_fit(incremental)
+        train, validation = self._split(X, targets, sample_weight, split_seed)
+        self._train(train, validation, stopping, incremental, first_pass, epoch_seed)
+        if self.early_stopping:
+            self.best_validation_score_ = stopping.best
+        else:
+            self.best_loss_ = stopping.best
+        if not incremental and stopping.stopped_epoch is None:
+            warnings.warn(
+                f"{type(self).__name__}: max_iter={self.max_iter} epochs reached and the "
+                f"optimization hasn't converged yet (tol={self.tol}, "
+                f"n_iter_no_change={self.n_iter_no_change}).",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _set_up_network(self, n_features, n_outputs, output, cost, classes, first_pass, seed):
+        """Make a new network on a first pass; else check that the fitted one suits y."""
         if first_pass:
             if classes is not None:
                 self.classes_ = classes
-            sizes = [X.shape[1], *self._hidden_sizes(), n_outputs]
-            self._initialize(sizes, output, cost, int(init_seed), dtype)
+            sizes = [n_features, *self._hidden_sizes(), n_outputs]
+            self._initialize(sizes, output, cost, int(seed), np.dtype(self.dtype))
         elif (n_outputs, output) != (self.n_outputs_, self.network_.output):
             raise ValueError(
                 f"y: the fitted network has {self.n_outputs_} {self.network_.output} outputs, "
                 f"y needs {n_outputs} {output} outputs; fit without warm_start to start again"
             )
-        stopping = self._stopping_for_fit(incremental)
-        train, validation = self._split(X, targets, sample_weight, split_seed)
+
+    def _train(self, train, validation, stopping, incremental, first_pass, epoch_seed):
+        """Train the network with MLP's settings; the epochs' bookkeeping as they end."""
         X_train, targets_train, weight_train = train
         n_train = X_train.shape[0]
         batch_size = min(200 if self.batch_size == "auto" else self.batch_size, n_train)
@@ -387,19 +408,6 @@ class _BaseDeltaprop(BaseEstimator):
             seed=int(np.random.SeedSequence([int(epoch_seed), self.n_iter_]).generate_state(1)[0]),
             verbose=bool(self.verbose),
         )
-        if self.early_stopping:
-            self.best_validation_score_ = stopping.best
-        else:
-            self.best_loss_ = stopping.best
-        if not incremental and stopping.stopped_epoch is None:
-            warnings.warn(
-                f"{type(self).__name__}: max_iter={self.max_iter} epochs reached and the "
-                f"optimization hasn't converged yet (tol={self.tol}, "
-                f"n_iter_no_change={self.n_iter_no_change}).",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return self
 
     def _stopping_for_fit(self, incremental: bool) -> training.EarlyStopping:
         """Return MLP's stopping rule as an `EarlyStopping`.
