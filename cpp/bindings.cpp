@@ -13,10 +13,11 @@
 #include <vector>
 
 #include "blas.hpp"
-#include "mlp.hpp"
+#include "trainer.hpp"
 
 namespace py = pybind11;
 using deltaprop::Mlp;
+using deltaprop::Network;
 
 namespace {
 
@@ -148,63 +149,68 @@ std::string to_string(deltaprop::Cost cost) {
 }
 
 template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
-    py::class_<Mlp<T>>(m, class_name, "The network's architecture and workspaces (parameters live in a flat array passed to each call).")
+    py::class_<Network<T>>(m, class_name, "The network's architecture and workspaces (parameters live in a flat array passed to each call).")
         .def(py::init([](const std::vector<std::size_t> &sizes, const std::string &activation,
                          const std::string &output, const std::string &cost,
                          double leaky_slope) {
-                 return new Mlp<T>(deltaprop::Architecture{
+                 return new Network<T>(deltaprop::Architecture{
                      sizes, deltaprop::parse_activation(activation, "activation"),
                      deltaprop::parse_activation(output, "output"),
                      deltaprop::parse_cost(cost), leaky_slope});
              }),
              py::arg("sizes"), py::arg("activation"), py::arg("output"), py::arg("cost"),
              py::arg("leaky_slope") = 0.01)
-        .def_property_readonly("sizes", [](const Mlp<T> &mlp) { return mlp.architecture().sizes; })
-        .def_property_readonly("activation",
-                               [](const Mlp<T> &mlp) { return to_string(mlp.architecture().hidden); })
-        .def_property_readonly("output",
-                               [](const Mlp<T> &mlp) { return to_string(mlp.architecture().output); })
-        .def_property_readonly("cost_name",
-                               [](const Mlp<T> &mlp) { return to_string(mlp.architecture().cost); })
-        .def_property_readonly("leaky_slope",
-                               [](const Mlp<T> &mlp) { return mlp.architecture().leaky_slope; })
-        .def_property_readonly("n_params", &Mlp<T>::n_params)
+        .def_property_readonly("sizes",
+                               [](const Network<T> &net) { return net.mlp().architecture().sizes; })
+        .def_property_readonly(
+            "activation",
+            [](const Network<T> &net) { return to_string(net.mlp().architecture().hidden); })
+        .def_property_readonly(
+            "output",
+            [](const Network<T> &net) { return to_string(net.mlp().architecture().output); })
+        .def_property_readonly(
+            "cost_name",
+            [](const Network<T> &net) { return to_string(net.mlp().architecture().cost); })
+        .def_property_readonly(
+            "leaky_slope",
+            [](const Network<T> &net) { return net.mlp().architecture().leaky_slope; })
+        .def_property_readonly("n_params", [](const Network<T> &net) { return net.mlp().n_params(); })
         .def(
             "predict",
-            [](Mlp<T> &mlp, const Array<T> &params, const Array<T> &X, Array<T> &out) {
-                check_params(mlp, params, "params");
-                const std::size_t n = check_matrix(X, "X", 0, mlp.n_inputs());
-                check_matrix(out, "out", n, mlp.n_outputs());
+            [](Network<T> &net, const Array<T> &params, const Array<T> &X, Array<T> &out) {
+                check_params(net.mlp(), params, "params");
+                const std::size_t n = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                check_matrix(out, "out", n, net.mlp().n_outputs());
                 check_writeable<T>(out, "out");
                 check_disjoint({{"out", &out, true}, {"params", &params, false}, {"X", &X, false}});
                 const T *p = params.data(), *x = X.data();
                 T *o = out.mutable_data();
                 py::gil_scoped_release nogil;
-                mlp.predict(p, x, n, o);
+                net.predict(p, x, n, o);
             },
             py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("out").noconvert(),
             "out (n, n_L) <- output activations a^L for the n rows of X (n, n_0).")
         .def(
             "cost",
-            [](Mlp<T> &mlp, const Array<T> &params, const Array<T> &X, const Array<T> &Y) {
-                check_params(mlp, params, "params");
-                const std::size_t n = check_matrix(X, "X", 0, mlp.n_inputs());
-                check_matrix(Y, "Y", n, mlp.n_outputs());
+            [](Network<T> &net, const Array<T> &params, const Array<T> &X, const Array<T> &Y) {
+                check_params(net.mlp(), params, "params");
+                const std::size_t n = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                check_matrix(Y, "Y", n, net.mlp().n_outputs());
                 const T *p = params.data(), *x = X.data(), *y = Y.data();
                 py::gil_scoped_release nogil;
-                return mlp.cost(p, x, y, n);
+                return net.cost(p, x, y, n);
             },
             py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
             "Mean cost over the rows of X (n, n_0) with targets Y (n, n_L).")
         .def(
             "gradients",
-            [](Mlp<T> &mlp, const Array<T> &params, const Array<T> &X, const Array<T> &Y,
+            [](Network<T> &net, const Array<T> &params, const Array<T> &X, const Array<T> &Y,
                Array<T> &grads) {
-                check_params(mlp, params, "params");
-                check_params(mlp, grads, "grads");
+                check_params(net.mlp(), params, "params");
+                check_params(net.mlp(), grads, "grads");
                 check_writeable<T>(grads, "grads");
-                const std::size_t B = check_matrix(X, "X", 0, mlp.n_inputs());
-                check_matrix(Y, "Y", B, mlp.n_outputs());
+                const std::size_t B = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                check_matrix(Y, "Y", B, net.mlp().n_outputs());
                 check_disjoint({{"grads", &grads, true},
                                 {"params", &params, false},
                                 {"X", &X, false},
@@ -212,24 +218,24 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 const T *p = params.data(), *x = X.data(), *y = Y.data();
                 T *g = grads.mutable_data();
                 py::gil_scoped_release nogil;
-                return mlp.gradients(p, x, y, B, g);
+                return net.gradients(p, x, y, B, g);
             },
             py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
             py::arg("grads").noconvert(),
             "grads <- batch-averaged dC/dparams; returns the batch's mean cost.")
         .def(
             "train",
-            [](Mlp<T> &mlp, Array<T> &params, std::vector<Array<T>> &state,
+            [](Network<T> &net, Array<T> &params, std::vector<Array<T>> &state,
                Array<std::int64_t> &step,
                const Array<T> &X, const Array<T> &Y, const std::optional<Array<T>> &sample_weight,
                const std::optional<Array<std::int64_t>> &order,
                std::size_t batch_size, const deltaprop::UpdateRule &rule, double dropout,
                std::uint64_t seed, std::uint64_t first_batch) {
-                check_params(mlp, params, "params");
+                check_params(net.mlp(), params, "params");
                 check_writeable<T>(params, "params");
-                deltaprop::OptimizerState<T> memory = optimizer_state(mlp, rule, state, step);
-                const std::size_t n_rows = check_matrix(X, "X", 0, mlp.n_inputs());
-                check_matrix(Y, "Y", n_rows, mlp.n_outputs());
+                deltaprop::OptimizerState<T> memory = optimizer_state(net.mlp(), rule, state, step);
+                const std::size_t n_rows = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                check_matrix(Y, "Y", n_rows, net.mlp().n_outputs());
                 const std::size_t n_order = order ? check_order(*order) : n_rows;
                 if (sample_weight) {
                     check_aligned<T>(*sample_weight, "sample_weight");
@@ -255,13 +261,13 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 T *p = params.mutable_data();
                 const T *x = X.data(), *y = Y.data();
                 const std::int64_t *o = order ? order->data() : nullptr;
-                const T *w = sample_weight ? sample_weight->data() : nullptr;
-                const deltaprop::Epoch<T> rows{x, y, w, n_rows, o, n_order, batch_size,
-                                               dropout, seed, first_batch};
+                const T *sample_weight_data = sample_weight ? sample_weight->data() : nullptr;
+                const deltaprop::Rows<T> rows{x, y, sample_weight_data, n_rows, o, n_order, batch_size,
+                                              dropout, seed, first_batch};
                 deltaprop::TrainOutcome outcome;
                 {
                     py::gil_scoped_release nogil;
-                    outcome = mlp.train(p, memory, rule, rows);
+                    outcome = net.train(p, memory, rule, rows);
                 }
                 return py::make_tuple(outcome.cost, outcome.diverged_batch);
             },
