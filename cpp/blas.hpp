@@ -41,8 +41,8 @@ inline void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::
 }
 
 inline void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
-                 double alpha, const double *A, std::size_t lda, const double *B,
-                 std::size_t ldb, double beta, double *C, std::size_t ldc) {
+                 double alpha, const double *A, std::size_t lda, const double *B, std::size_t ldb,
+                 double beta, double *C, std::size_t ldc) {
     scipy_cblas_dgemm(CblasRowMajor, transpose(trans_a), transpose(trans_b), checked_int(M, "M"),
                       checked_int(N, "N"), checked_int(K, "K"), alpha, A, checked_int(lda, "lda"),
                       B, checked_int(ldb, "ldb"), beta, C, checked_int(ldc, "ldc"));

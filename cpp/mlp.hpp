@@ -186,8 +186,8 @@ template <class T> class Mlp {
             blas::gemm(false, true, B, n_out, n_in, T(1), a_prev, n_in, params + layer(l).weights,
                        n_in, T(0), z_[l].data(), n_out);
             finite &= add_bias_and_activate(activation_of(l), T(arch_.leaky_slope),
-                                            params + layer(l).biases, z_[l].data(), a_[l].data(),
-                                            B, n_out, kept_derivative(l));
+                                            params + layer(l).biases, z_[l].data(), a_[l].data(), B,
+                                            n_out, kept_derivative(l));
             if (masks_ && l < n_layers()) multiply(a_[l].data(), (*masks_)[l].data(), B * n_out);
             a_prev = a_[l].data();
         }
@@ -215,7 +215,8 @@ template <class T> class Mlp {
         for (std::size_t l = n_layers(); l >= 1; --l) {
             if (l > 1) backpropagate_error(params, l, B);
             const T *a_prev = l == 1 ? X : a_[l - 1].data();
-            weight_gradient(l, a_prev, B, into.alpha, into.weight_beta, into.out + layer(l).weights);
+            weight_gradient(l, a_prev, B, into.alpha, into.weight_beta,
+                            into.out + layer(l).weights);
             bias_gradient(l, B, into.alpha, into.bias_beta, into.out + layer(l).biases);
             after_layer(l);
         }
@@ -301,10 +302,10 @@ template <class T> class Mlp {
         CostAndSampleWeight seen{0, 0};
         const T *derivative = kept_derivative(L);
         for (std::size_t i = 0; i < B; ++i) {
-            const double row_cost = output_cost_and_delta(
-                arch_.output, arch_.cost, z_[L].data() + i * n, a_[L].data() + i * n, Y + i * n,
-                delta_[L].data() + i * n, std::size_t(1), n,
-                derivative ? derivative + i * n : nullptr);
+            const double row_cost =
+                output_cost_and_delta(arch_.output, arch_.cost, z_[L].data() + i * n,
+                                      a_[L].data() + i * n, Y + i * n, delta_[L].data() + i * n,
+                                      std::size_t(1), n, derivative ? derivative + i * n : nullptr);
             seen.cost += double(sample_weight[i]) * row_cost;
             seen.sample_weight += double(sample_weight[i]);
         }
@@ -339,8 +340,8 @@ template <class T> class Mlp {
     // a_prev = a^{l-1} is (B, n_{l-1}) and dW is (n_l, n_{l-1}).
     void weight_gradient(std::size_t l, const T *a_prev, std::size_t B, T alpha, T beta, T *dW) {
         const std::size_t n_out = arch_.sizes[l], n_in = arch_.sizes[l - 1];
-        blas::gemm(true, false, n_out, n_in, B, alpha, delta_[l].data(), n_out, a_prev, n_in,
-                   beta, dW, n_in);
+        blas::gemm(true, false, n_out, n_in, B, alpha, delta_[l].data(), n_out, a_prev, n_in, beta,
+                   dW, n_in);
     }
 
     // BP3: db <- alpha sum_rows(δ^l) + beta db; δ^l is (B, n_l), db is (n_l,).
@@ -360,11 +361,11 @@ template <class T> class Mlp {
 
     Architecture arch_;
     std::size_t n_params_ = 0;
-    std::vector<LayerParams> layers_;       // layer l at l - 1
-    std::size_t capacity_ = 0;              // rows the workspaces hold
-    std::vector<Buffer<T>> z_, a_, delta_;  // index l = 1..L; (B, n_l)
-    std::vector<Buffer<T>> derivative_;     // σ'(z^l) of sigmoid layers, (B, n_l)
-    bool derivatives_kept_ = false;         // did forward() fill derivative_?
+    std::vector<LayerParams> layers_;         // layer l at l - 1
+    std::size_t capacity_ = 0;                // rows the workspaces hold
+    std::vector<Buffer<T>> z_, a_, delta_;    // index l = 1..L; (B, n_l)
+    std::vector<Buffer<T>> derivative_;       // σ'(z^l) of sigmoid layers, (B, n_l)
+    bool derivatives_kept_ = false;           // did forward() fill derivative_?
     const DropoutMasks<T> *masks_ = nullptr;  // the masks of forward(), for BP2
 };
 

@@ -51,11 +51,11 @@ struct UpdateRule {
 
 inline void check_rule(const UpdateRule &rule) {
     const auto finite = [](double x) { return std::isfinite(x); };
-    const bool ok = finite(rule.lr) && rule.lr > 0 && finite(rule.momentum) &&
-                    rule.momentum >= 0 && rule.momentum < 1 && rule.beta1 >= 0 &&
-                    rule.beta1 < 1 && rule.beta2 >= 0 && rule.beta2 < 1 && finite(rule.eps) &&
-                    rule.eps > 0 && finite(rule.l2) && rule.l2 >= 0 && finite(rule.l1) &&
-                    rule.l1 >= 0 && finite(rule.decoupled_decay) && rule.decoupled_decay >= 0;
+    const bool ok = finite(rule.lr) && rule.lr > 0 && finite(rule.momentum) && rule.momentum >= 0 &&
+                    rule.momentum < 1 && rule.beta1 >= 0 && rule.beta1 < 1 && rule.beta2 >= 0 &&
+                    rule.beta2 < 1 && finite(rule.eps) && rule.eps > 0 && finite(rule.l2) &&
+                    rule.l2 >= 0 && finite(rule.l1) && rule.l1 >= 0 &&
+                    finite(rule.decoupled_decay) && rule.decoupled_decay >= 0;
     if (!ok) {
         throw std::invalid_argument(
             "rule: needs a finite lr > 0, momentum and betas in [0, 1), eps > 0 and "
@@ -97,8 +97,8 @@ using GradientUpdate = void (*)(const UpdateRule &rule, std::int64_t step, T *w,
 // w <- w - lr (g + l2 w + l1 sign(w)): plain SGD when an L1 term keeps it out of the
 // BP4 GEMM.
 template <class T>
-void sgd_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *, T *,
-                std::size_t count, bool regularise) {
+void sgd_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *, T *, std::size_t count,
+                bool regularise) {
     const T l2 = regularise ? T(rule.l2) : T(0);
     const T l1 = regularise ? T(rule.l1) : T(0);
     const T lr = T(rule.lr);

@@ -144,7 +144,8 @@ template <class T> class Trainer {
         if (!mlp_.forward(params, batch.X, batch.size, masks, true)) {
             return {0, 0, BatchStatus::parameters_not_finite};
         }
-        const CostAndSampleWeight seen = mlp_.output_error(batch.Y, batch.sample_weight, batch.size);
+        const CostAndSampleWeight seen =
+            mlp_.output_error(batch.Y, batch.sample_weight, batch.size);
         if (!std::isfinite(seen.cost) || !mlp_.output_error_is_finite(batch.size)) {
             return {0, 0, BatchStatus::error_not_finite};
         }
@@ -192,8 +193,8 @@ template <class T> class Trainer {
         const T decay = more_follow ? T(rule.momentum) : T(1);
         momentum_step(params + layer.weights, velocity + layer.weights,
                       layer.biases - layer.weights, lr, l2, l1, decay);
-        momentum_step(params + layer.biases, velocity + layer.biases, layer.end - layer.biases,
-                      lr, T(0), T(0), decay);
+        momentum_step(params + layer.biases, velocity + layer.biases, layer.end - layer.biases, lr,
+                      T(0), T(0), decay);
     }
 
     void update_from_gradient(T *params, OptimizerState<T> &state, const UpdateRule &rule,
@@ -311,8 +312,7 @@ template <class T> class Trainer {
             if (row < 0 || std::uint64_t(row) >= rows.n_rows) {
                 throw std::invalid_argument("order: index " + std::to_string(row) +
                                             " at position " + std::to_string(i) +
-                                            " is outside [0, " + std::to_string(rows.n_rows) +
-                                            ")");
+                                            " is outside [0, " + std::to_string(rows.n_rows) + ")");
             }
         }
     }
@@ -320,7 +320,7 @@ template <class T> class Trainer {
     Mlp<T> &mlp_;
     Buffer<T> batch_x_, batch_y_, batch_sample_weight_;  // gathered rows of a batch
     DropoutMasks<T> masks_;                              // of the batch in training
-    Buffer<T> gradient_;      // ∂C/∂params of the batch, for the updates that read it
+    Buffer<T> gradient_;       // ∂C/∂params of the batch, for the updates that read it
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
     std::int64_t snapshot_step_ = 0;
 };
