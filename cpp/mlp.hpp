@@ -195,10 +195,10 @@ template <class T> class Mlp {
     }
 
     // BP1 into δ^L after forward(); without sample_weight (nullptr) the cost is the sum
-    // over the B rows and their weight is B.
+    // over the B rows, each with sample_weight 1.
     CostAndSampleWeight output_error(const T *Y, const T *sample_weight, std::size_t B) {
         if (sample_weight == nullptr) return {output_error(Y, B), double(B)};
-        return weighted_output_error(Y, sample_weight, B);
+        return sample_weighted_output_error(Y, sample_weight, B);
     }
 
     bool output_error_is_finite(std::size_t B) const {
@@ -294,10 +294,11 @@ template <class T> class Mlp {
                                      delta_[L].data(), B, n_outputs(), kept_derivative(L));
     }
 
-    // BP1 for a batch with sample weights w_i (sample_weight is (B,)): the cost is
-    // sum_i w_i C_i, and δ^L's rows are scaled by w_i B / sum(w), so that the 1/B of BP3
-    // and BP4 gives the gradient of the weighted mean cost sum_i w_i C_i / sum(w).
-    CostAndSampleWeight weighted_output_error(const T *Y, const T *sample_weight, std::size_t B) {
+    // BP1 for a batch with sample_weight w_i ((B,)): the cost is sum_i w_i C_i, and δ^L's
+    // rows are scaled by w_i B / sum(w), so that the 1/B of BP3 and BP4 gives the gradient
+    // of the mean cost weighted by sample_weight, sum_i w_i C_i / sum(w).
+    CostAndSampleWeight sample_weighted_output_error(const T *Y, const T *sample_weight,
+                                                     std::size_t B) {
         const std::size_t L = n_layers(), n = n_outputs();
         CostAndSampleWeight seen{0, 0};
         const T *derivative = kept_derivative(L);

@@ -41,7 +41,7 @@ struct SplitMix64 {
 template <class T> struct Rows {
     const T *X;
     const T *Y;
-    const T *sample_weight;  // nullptr: every sample weighs 1
+    const T *sample_weight;  // nullptr: every sample_weight is 1
     std::size_t n_rows;
     const std::int64_t *order;
     std::size_t n_order;
@@ -95,7 +95,7 @@ template <class T> class Trainer {
     // state. Returns the mean cost of the batches as seen, or, when training diverges,
     // the batch to blame: either its cost or error was not finite, or its update made a
     // parameter non-finite. params and state are then left as they were before that
-    // batch: the last finite weights.
+    // batch: the last finite parameters.
     TrainOutcome train(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                        const Rows<T> &rows) {
         if (rows.order != nullptr) check_order(rows);
