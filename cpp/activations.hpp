@@ -147,9 +147,10 @@ bool add_bias_and_activate(Activation f, T slope, const T *b, T *z, T *a, std::s
     return not_finite == 0;
 }
 
-// delta[k] *= derivative[k]: "⊙ σ'(z)" with σ'(z) kept from the forward pass.
-template <class T> void multiply(T *delta, const T *derivative, std::size_t count) {
-    for (std::size_t k = 0; k < count; ++k) delta[k] *= derivative[k];
+// values[k] *= factors[k]: "⊙ σ'(z)" with σ'(z) kept from the forward pass, or "⊙ mask"
+// with a dropout mask.
+template <class T> void multiply(T *values, const T *factors, std::size_t count) {
+    for (std::size_t k = 0; k < count; ++k) values[k] *= factors[k];
 }
 
 // delta[k] *= f'(z[k]) for the `count` entries: the "⊙ σ'(z)" of BP1 and BP2.

@@ -13,10 +13,11 @@
 #include <vector>
 
 #include "blas.hpp"
-#include "mlp.hpp"
+#include "trainer.hpp"
 
 namespace py = pybind11;
 using deltaprop::Mlp;
+using deltaprop::Network;
 
 namespace {
 
@@ -86,8 +87,7 @@ template <class T> void check_params(const Mlp<T> &mlp, const Array<T> &params, 
     check_aligned<T>(params, name);
     if (params.ndim() != 1 || std::size_t(params.shape(0)) != mlp.n_params()) {
         throw std::invalid_argument(std::string(name) + ": expected shape (" +
-                                    std::to_string(mlp.n_params()) + ",), got " +
-                                    shape_of(params));
+                                    std::to_string(mlp.n_params()) + ",), got " + shape_of(params));
     }
 }
 
@@ -148,63 +148,70 @@ std::string to_string(deltaprop::Cost cost) {
 }
 
 template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
-    py::class_<Mlp<T>>(m, class_name, "The network's architecture and workspaces (parameters live in a flat array passed to each call).")
+    py::class_<Network<T>>(m, class_name,
+                           "The network's architecture and workspaces (parameters live in a flat "
+                           "array passed to each call).")
         .def(py::init([](const std::vector<std::size_t> &sizes, const std::string &activation,
-                         const std::string &output, const std::string &cost,
-                         double leaky_slope) {
-                 return new Mlp<T>(deltaprop::Architecture{
+                         const std::string &output, const std::string &cost, double leaky_slope) {
+                 return new Network<T>(deltaprop::Architecture{
                      sizes, deltaprop::parse_activation(activation, "activation"),
-                     deltaprop::parse_activation(output, "output"),
-                     deltaprop::parse_cost(cost), leaky_slope});
+                     deltaprop::parse_activation(output, "output"), deltaprop::parse_cost(cost),
+                     leaky_slope});
              }),
              py::arg("sizes"), py::arg("activation"), py::arg("output"), py::arg("cost"),
              py::arg("leaky_slope") = 0.01)
-        .def_property_readonly("sizes", [](const Mlp<T> &mlp) { return mlp.architecture().sizes; })
-        .def_property_readonly("activation",
-                               [](const Mlp<T> &mlp) { return to_string(mlp.architecture().hidden); })
-        .def_property_readonly("output",
-                               [](const Mlp<T> &mlp) { return to_string(mlp.architecture().output); })
-        .def_property_readonly("cost_name",
-                               [](const Mlp<T> &mlp) { return to_string(mlp.architecture().cost); })
-        .def_property_readonly("leaky_slope",
-                               [](const Mlp<T> &mlp) { return mlp.architecture().leaky_slope; })
-        .def_property_readonly("n_params", &Mlp<T>::n_params)
+        .def_property_readonly("sizes",
+                               [](const Network<T> &net) { return net.mlp().architecture().sizes; })
+        .def_property_readonly(
+            "activation",
+            [](const Network<T> &net) { return to_string(net.mlp().architecture().hidden); })
+        .def_property_readonly(
+            "output",
+            [](const Network<T> &net) { return to_string(net.mlp().architecture().output); })
+        .def_property_readonly(
+            "cost_name",
+            [](const Network<T> &net) { return to_string(net.mlp().architecture().cost); })
+        .def_property_readonly(
+            "leaky_slope",
+            [](const Network<T> &net) { return net.mlp().architecture().leaky_slope; })
+        .def_property_readonly("n_params",
+                               [](const Network<T> &net) { return net.mlp().n_params(); })
         .def(
             "predict",
-            [](Mlp<T> &mlp, const Array<T> &params, const Array<T> &X, Array<T> &out) {
-                check_params(mlp, params, "params");
-                const std::size_t n = check_matrix(X, "X", 0, mlp.n_inputs());
-                check_matrix(out, "out", n, mlp.n_outputs());
+            [](Network<T> &net, const Array<T> &params, const Array<T> &X, Array<T> &out) {
+                check_params(net.mlp(), params, "params");
+                const std::size_t n = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                check_matrix(out, "out", n, net.mlp().n_outputs());
                 check_writeable<T>(out, "out");
                 check_disjoint({{"out", &out, true}, {"params", &params, false}, {"X", &X, false}});
                 const T *p = params.data(), *x = X.data();
                 T *o = out.mutable_data();
                 py::gil_scoped_release nogil;
-                mlp.predict(p, x, n, o);
+                net.predict(p, x, n, o);
             },
             py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("out").noconvert(),
             "out (n, n_L) <- output activations a^L for the n rows of X (n, n_0).")
         .def(
             "cost",
-            [](Mlp<T> &mlp, const Array<T> &params, const Array<T> &X, const Array<T> &Y) {
-                check_params(mlp, params, "params");
-                const std::size_t n = check_matrix(X, "X", 0, mlp.n_inputs());
-                check_matrix(Y, "Y", n, mlp.n_outputs());
+            [](Network<T> &net, const Array<T> &params, const Array<T> &X, const Array<T> &Y) {
+                check_params(net.mlp(), params, "params");
+                const std::size_t n = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                check_matrix(Y, "Y", n, net.mlp().n_outputs());
                 const T *p = params.data(), *x = X.data(), *y = Y.data();
                 py::gil_scoped_release nogil;
-                return mlp.cost(p, x, y, n);
+                return net.cost(p, x, y, n);
             },
             py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
             "Mean cost over the rows of X (n, n_0) with targets Y (n, n_L).")
         .def(
             "gradients",
-            [](Mlp<T> &mlp, const Array<T> &params, const Array<T> &X, const Array<T> &Y,
+            [](Network<T> &net, const Array<T> &params, const Array<T> &X, const Array<T> &Y,
                Array<T> &grads) {
-                check_params(mlp, params, "params");
-                check_params(mlp, grads, "grads");
+                check_params(net.mlp(), params, "params");
+                check_params(net.mlp(), grads, "grads");
                 check_writeable<T>(grads, "grads");
-                const std::size_t B = check_matrix(X, "X", 0, mlp.n_inputs());
-                check_matrix(Y, "Y", B, mlp.n_outputs());
+                const std::size_t B = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                check_matrix(Y, "Y", B, net.mlp().n_outputs());
                 check_disjoint({{"grads", &grads, true},
                                 {"params", &params, false},
                                 {"X", &X, false},
@@ -212,28 +219,29 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 const T *p = params.data(), *x = X.data(), *y = Y.data();
                 T *g = grads.mutable_data();
                 py::gil_scoped_release nogil;
-                return mlp.gradients(p, x, y, B, g);
+                return net.gradients(p, x, y, B, g);
             },
             py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
             py::arg("grads").noconvert(),
             "grads <- batch-averaged dC/dparams; returns the batch's mean cost.")
         .def(
             "train",
-            [](Mlp<T> &mlp, Array<T> &params, std::vector<Array<T>> &state,
-               Array<std::int64_t> &step,
-               const Array<T> &X, const Array<T> &Y, const std::optional<Array<T>> &sample_weight,
-               const std::optional<Array<std::int64_t>> &order,
-               std::size_t batch_size, const deltaprop::UpdateRule &rule, double dropout,
-               std::uint64_t seed, std::uint64_t first_batch) {
-                check_params(mlp, params, "params");
+            [](Network<T> &net, Array<T> &params, std::vector<Array<T>> &state,
+               Array<std::int64_t> &step, const Array<T> &X, const Array<T> &Y,
+               const std::optional<Array<T>> &sample_weight,
+               const std::optional<Array<std::int64_t>> &order, std::size_t batch_size,
+               const deltaprop::UpdateRule &rule, double dropout, std::uint64_t seed,
+               std::uint64_t first_batch) {
+                check_params(net.mlp(), params, "params");
                 check_writeable<T>(params, "params");
-                deltaprop::OptimizerState<T> memory = optimizer_state(mlp, rule, state, step);
-                const std::size_t n_rows = check_matrix(X, "X", 0, mlp.n_inputs());
-                check_matrix(Y, "Y", n_rows, mlp.n_outputs());
+                deltaprop::OptimizerState<T> memory = optimizer_state(net.mlp(), rule, state, step);
+                const std::size_t n_rows = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                check_matrix(Y, "Y", n_rows, net.mlp().n_outputs());
                 const std::size_t n_order = order ? check_order(*order) : n_rows;
                 if (sample_weight) {
                     check_aligned<T>(*sample_weight, "sample_weight");
-                    if (sample_weight->ndim() != 1 || std::size_t(sample_weight->shape(0)) != n_rows) {
+                    if (sample_weight->ndim() != 1 ||
+                        std::size_t(sample_weight->shape(0)) != n_rows) {
                         throw std::invalid_argument("sample_weight: expected shape (" +
                                                     std::to_string(n_rows) + ",), got " +
                                                     shape_of(*sample_weight));
@@ -253,24 +261,28 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                                 {"order", order ? &*order : nullptr, false}},
                                state_spans);
                 T *p = params.mutable_data();
-                const T *x = X.data(), *y = Y.data();
-                const std::int64_t *o = order ? order->data() : nullptr;
-                const T *w = sample_weight ? sample_weight->data() : nullptr;
-                const deltaprop::Epoch<T> rows{x, y, w, n_rows, o, n_order, batch_size,
-                                               dropout, seed, first_batch};
+                const deltaprop::Rows<T> rows{X.data(),
+                                              Y.data(),
+                                              sample_weight ? sample_weight->data() : nullptr,
+                                              n_rows,
+                                              order ? order->data() : nullptr,
+                                              n_order,
+                                              batch_size,
+                                              dropout,
+                                              seed,
+                                              first_batch};
                 deltaprop::TrainOutcome outcome;
                 {
                     py::gil_scoped_release nogil;
-                    outcome = mlp.train(p, memory, rule, rows);
+                    outcome = net.train(p, memory, rule, rows);
                 }
                 return py::make_tuple(outcome.cost, outcome.diverged_batch);
             },
             py::arg("params").noconvert(), py::arg("state").noconvert(),
-            py::arg("step").noconvert(),
-            py::arg("X").noconvert(), py::arg("Y").noconvert(),
+            py::arg("step").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
             py::arg("sample_weight").noconvert(), py::arg("order").noconvert(),
-            py::arg("batch_size"), py::arg("rule"), py::arg("dropout") = 0.0,
-            py::arg("seed") = 0, py::arg("first_batch") = 0,
+            py::arg("batch_size"), py::arg("rule"), py::arg("dropout") = 0.0, py::arg("seed") = 0,
+            py::arg("first_batch") = 0,
             "Mini-batch training over the rows order (None: all rows in storage order), "
             "updating params, the optimizer state and its step count in place; returns "
             "(mean cost, diverged batch or -1).");
@@ -288,8 +300,7 @@ template <class T> void bind_all_finite(py::module_ &m) {
             py::gil_scoped_release release;
             return deltaprop::all_finite(data, count, deltaprop::blas::get_num_threads());
         },
-        py::arg("values").noconvert(),
-        "Whether every value is finite (no NaN or infinity).");
+        py::arg("values").noconvert(), "Whether every value is finite (no NaN or infinity).");
 }
 
 }  // namespace
@@ -299,8 +310,15 @@ PYBIND11_MODULE(_core, m) {
     py::class_<deltaprop::UpdateRule>(m, "UpdateRule", "Hyper-parameters of a parameter update.")
         .def(py::init([](const std::string &method, double lr, double momentum, double beta1,
                          double beta2, double eps, double l2, double l1, double decoupled_decay) {
-                 const deltaprop::UpdateRule rule{deltaprop::parse_method(method), lr, momentum,
-                                                  beta1, beta2, eps, l2, l1, decoupled_decay};
+                 const deltaprop::UpdateRule rule{deltaprop::parse_method(method),
+                                                  lr,
+                                                  momentum,
+                                                  beta1,
+                                                  beta2,
+                                                  eps,
+                                                  l2,
+                                                  l1,
+                                                  decoupled_decay};
                  deltaprop::check_rule(rule);
                  return rule;
              }),

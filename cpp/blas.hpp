@@ -1,6 +1,7 @@
 // The only file that knows BLAS symbol names. OpenBLAS comes from the
 // scipy-openblas32 wheel, whose symbols carry a `scipy_` prefix and whose
-// integers (blasint) are 32-bit.
+// integers (blasint) are 32-bit. Callers pass std::size_t; the conversion and its
+// check happen here.
 #pragma once
 
 #include <cblas.h>
@@ -13,31 +14,38 @@
 namespace deltaprop::blas {
 
 // Every size handed to BLAS must fit its 32-bit integer; BLAS itself never
-// reports an overflow, it computes garbage.
-inline blasint checked_int(std::size_t value, const char *what) {
+// reports an overflow, it computes garbage. Callers check their sizes once up front
+// (a clear message before any work); gemm checks again before each call.
+inline void check_fits(std::size_t value, const char *what) {
     if (value > static_cast<std::size_t>(INT_MAX)) {
         throw std::invalid_argument(std::string(what) + " = " + std::to_string(value) +
                                     " exceeds the BLAS 32-bit integer limit");
     }
+}
+
+inline blasint checked_int(std::size_t value, const char *what) {
+    check_fits(value, what);
     return static_cast<blasint>(value);
 }
 
+inline CBLAS_TRANSPOSE transpose(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
+
 // Row-major C = alpha * op(A) * op(B) + beta * C, where op(A) is (M, K),
 // op(B) is (K, N) and C is (M, N); lda, ldb, ldc are the row strides.
-inline void gemm(bool trans_a, bool trans_b, blasint M, blasint N, blasint K, float alpha,
-                 const float *A, blasint lda, const float *B, blasint ldb, float beta, float *C,
-                 blasint ldc) {
-    scipy_cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                      trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta,
-                      C, ldc);
+inline void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
+                 float alpha, const float *A, std::size_t lda, const float *B, std::size_t ldb,
+                 float beta, float *C, std::size_t ldc) {
+    scipy_cblas_sgemm(CblasRowMajor, transpose(trans_a), transpose(trans_b), checked_int(M, "M"),
+                      checked_int(N, "N"), checked_int(K, "K"), alpha, A, checked_int(lda, "lda"),
+                      B, checked_int(ldb, "ldb"), beta, C, checked_int(ldc, "ldc"));
 }
 
-inline void gemm(bool trans_a, bool trans_b, blasint M, blasint N, blasint K, double alpha,
-                 const double *A, blasint lda, const double *B, blasint ldb, double beta,
-                 double *C, blasint ldc) {
-    scipy_cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                      trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta,
-                      C, ldc);
+inline void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
+                 double alpha, const double *A, std::size_t lda, const double *B, std::size_t ldb,
+                 double beta, double *C, std::size_t ldc) {
+    scipy_cblas_dgemm(CblasRowMajor, transpose(trans_a), transpose(trans_b), checked_int(M, "M"),
+                      checked_int(N, "N"), checked_int(K, "K"), alpha, A, checked_int(lda, "lda"),
+                      B, checked_int(ldb, "ldb"), beta, C, checked_int(ldc, "ldc"));
 }
 
 inline void set_num_threads(int n) { scipy_openblas_set_num_threads(n); }

@@ -1,5 +1,7 @@
 // Parameter updates after a mini-batch: SGD, momentum, Nesterov momentum and
-// Adam, all one element-wise pass over a parameter segment, in place.
+// Adam, all one element-wise pass over a parameter segment, in place. Plain SGD and
+// momentum take their gradient in the BP4 GEMM itself (trainer.hpp); the others read
+// it from a gradient buffer.
 // Semantics follow PyTorch's torch.optim (momentum buffers start at zero, so
 // the first momentum step is plain SGD; Adam corrects its moments' bias).
 #pragma once
@@ -49,11 +51,11 @@ struct UpdateRule {
 
 inline void check_rule(const UpdateRule &rule) {
     const auto finite = [](double x) { return std::isfinite(x); };
-    const bool ok = finite(rule.lr) && rule.lr > 0 && finite(rule.momentum) &&
-                    rule.momentum >= 0 && rule.momentum < 1 && rule.beta1 >= 0 &&
-                    rule.beta1 < 1 && rule.beta2 >= 0 && rule.beta2 < 1 && finite(rule.eps) &&
-                    rule.eps > 0 && finite(rule.l2) && rule.l2 >= 0 && finite(rule.l1) &&
-                    rule.l1 >= 0 && finite(rule.decoupled_decay) && rule.decoupled_decay >= 0;
+    const bool ok = finite(rule.lr) && rule.lr > 0 && finite(rule.momentum) && rule.momentum >= 0 &&
+                    rule.momentum < 1 && rule.beta1 >= 0 && rule.beta1 < 1 && rule.beta2 >= 0 &&
+                    rule.beta2 < 1 && finite(rule.eps) && rule.eps > 0 && finite(rule.l2) &&
+                    rule.l2 >= 0 && finite(rule.l1) && rule.l1 >= 0 &&
+                    finite(rule.decoupled_decay) && rule.decoupled_decay >= 0;
     if (!ok) {
         throw std::invalid_argument(
             "rule: needs a finite lr > 0, momentum and betas in [0, 1), eps > 0 and "
@@ -82,49 +84,74 @@ template <class T> inline T flush_subnormal(T x) {
     return std::abs(x) < std::numeric_limits<T>::min() ? T(0) : x;
 }
 
-// One update of `count` parameters w with gradient g (state pointers offset
-// to the same segment). `regularise` is false for biases.
+template <class T> inline T regularised(T g, T w, T l2, T l1) { return g + l2 * w + l1 * sign(w); }
+
+// The updates that read a gradient buffer: one pass over `count` parameters w with
+// gradient g (state pointers offset to the same segment). `regularise` is false for
+// biases. Momentum has none: the BP4 GEMM adds its gradient straight into the
+// velocity, and momentum_step follows.
 template <class T>
-void apply_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T *first,
-                  T *second, std::size_t count, bool regularise) {
+using GradientUpdate = void (*)(const UpdateRule &rule, std::int64_t step, T *w, const T *g,
+                                T *first, T *second, std::size_t count, bool regularise);
+
+// w <- w - lr (g + l2 w + l1 sign(w)): plain SGD when an L1 term keeps it out of the
+// BP4 GEMM.
+template <class T>
+void sgd_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *, T *, std::size_t count,
+                bool regularise) {
+    const T l2 = regularise ? T(rule.l2) : T(0);
+    const T l1 = regularise ? T(rule.l1) : T(0);
+    const T lr = T(rule.lr);
+    for (std::size_t i = 0; i < count; ++i) w[i] -= lr * regularised(g[i], w[i], l2, l1);
+}
+
+// v <- mu v + g; w <- w - lr (g + mu v), g regularised.
+template <class T>
+void nesterov_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *velocity, T *,
+                     std::size_t count, bool regularise) {
     const T l2 = regularise ? T(rule.l2) : T(0);
     const T l1 = regularise ? T(rule.l1) : T(0);
     const T lr = T(rule.lr), mu = T(rule.momentum);
-    switch (rule.method) {
-        case Method::sgd:
-            for (std::size_t i = 0; i < count; ++i) {
-                w[i] -= lr * (g[i] + l2 * w[i] + l1 * sign(w[i]));
-            }
-            return;
-        case Method::momentum:  // v <- mu v + g; w <- w - lr v
-            for (std::size_t i = 0; i < count; ++i) {
-                first[i] = flush_subnormal(mu * first[i] + (g[i] + l2 * w[i] + l1 * sign(w[i])));
-                w[i] -= lr * first[i];
-            }
-            return;
-        case Method::nesterov:  // v <- mu v + g; w <- w - lr (g + mu v)
-            for (std::size_t i = 0; i < count; ++i) {
-                const T gi = g[i] + l2 * w[i] + l1 * sign(w[i]);
-                first[i] = flush_subnormal(mu * first[i] + gi);
-                w[i] -= lr * (gi + mu * first[i]);
-            }
-            return;
-        case Method::adam: {
-            // m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;
-            // w <- w - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
-            const T b1 = T(rule.beta1), b2 = T(rule.beta2), eps = T(rule.eps);
-            const T correction1 = T(1 - std::pow(rule.beta1, double(step)));
-            const T sqrt_correction2 = T(std::sqrt(1 - std::pow(rule.beta2, double(step))));
-            const T decay = regularise ? T(1 - rule.lr * rule.decoupled_decay) : T(1);
-            for (std::size_t i = 0; i < count; ++i) {
-                const T gi = g[i] + l2 * w[i] + l1 * sign(w[i]);
-                first[i] = flush_subnormal(b1 * first[i] + (T(1) - b1) * gi);
-                second[i] = flush_subnormal(b2 * second[i] + (T(1) - b2) * gi * gi);
-                const T denominator = std::sqrt(second[i]) / sqrt_correction2 + eps;
-                w[i] = decay * w[i] - (lr / correction1) * first[i] / denominator;
-            }
-            return;
-        }
+    for (std::size_t i = 0; i < count; ++i) {
+        const T gi = regularised(g[i], w[i], l2, l1);
+        velocity[i] = flush_subnormal(mu * velocity[i] + gi);
+        w[i] -= lr * (gi + mu * velocity[i]);
+    }
+}
+
+// m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;
+// w <- decay w - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps), g regularised;
+// decay is AdamW's 1 - lr decoupled_decay on the weights.
+template <class T>
+void adam_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T *m, T *v,
+                 std::size_t count, bool regularise) {
+    const T l2 = regularise ? T(rule.l2) : T(0);
+    const T l1 = regularise ? T(rule.l1) : T(0);
+    const T lr = T(rule.lr);
+    const T b1 = T(rule.beta1), b2 = T(rule.beta2), eps = T(rule.eps);
+    const T correction1 = T(1 - std::pow(rule.beta1, double(step)));
+    const T sqrt_correction2 = T(std::sqrt(1 - std::pow(rule.beta2, double(step))));
+    const T decay = regularise ? T(1 - rule.lr * rule.decoupled_decay) : T(1);
+    for (std::size_t i = 0; i < count; ++i) {
+        const T gi = regularised(g[i], w[i], l2, l1);
+        m[i] = flush_subnormal(b1 * m[i] + (T(1) - b1) * gi);
+        v[i] = flush_subnormal(b2 * v[i] + (T(1) - b2) * gi * gi);
+        const T denominator = std::sqrt(v[i]) / sqrt_correction2 + eps;
+        w[i] = decay * w[i] - (lr / correction1) * m[i] / denominator;
+    }
+}
+
+// Momentum (v <- mu v + g; w <- w - lr v) once the BP4 GEMM has added the gradient to
+// v, which held mu v already: v += l2 w + l1 sign(w), then w <- w - lr v, and v <- decay v
+// (decay = mu keeps mu v for the next batch, 1 keeps v). Both flushed (flush_subnormal).
+template <class T> void momentum_step(T *w, T *v, std::size_t count, T lr, T l2, T l1, T decay) {
+    if (l2 != T(0) || l1 != T(0)) {
+        for (std::size_t k = 0; k < count; ++k) v[k] += l2 * w[k] + l1 * sign(w[k]);
+    }
+    for (std::size_t k = 0; k < count; ++k) {
+        const T velocity = flush_subnormal(v[k]);
+        w[k] -= lr * velocity;
+        v[k] = flush_subnormal(decay * velocity);
     }
 }
 

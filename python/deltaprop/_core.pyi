@@ -2,7 +2,8 @@
 
 Every array must already be C-contiguous, aligned and of the class's dtype
 (float32 for Mlp32, float64 for Mlp64); nothing is converted. Written arrays
-must not share memory with any other argument.
+must not share memory with any other argument. tests/test_core_stub.py checks that
+this stub and the compiled module declare the same names and parameters.
 """
 
 from collections.abc import Sequence
