@@ -157,6 +157,7 @@ template <class T> class Mlp {
             require_finite(forward(params, X + start * n_inputs(), B, nullptr, false));
             total += output_error(Y + start * n_outputs(), B);
         }
+        require_finite_result(std::isfinite(total));
         return total / double(n);
     }
 
@@ -166,6 +167,7 @@ template <class T> class Mlp {
         require_finite(forward(params, X, B, nullptr, true));
         const double total = output_error(Y, B);
         backward(params, X, B, {grads, T(1) / T(B), T(0), T(0)});
+        require_finite_result(std::isfinite(total) && all_finite(grads, n_params()));
         return total / double(B);
     }
 
@@ -229,6 +231,16 @@ template <class T> class Mlp {
   private:
     // Finite inputs and parameters can still overflow z (3e38 in float32); softmax
     // and the costs would then answer NaN.
+    // Finite inputs, targets and parameters can still overflow the cost or a δ (an
+    // identity output 1e200 away from its target): never hand back non-finite numbers.
+    static void require_finite_result(bool finite) {
+        if (!finite) {
+            throw std::domain_error(
+                "the cost or its gradient overflowed (is not finite): the inputs, targets or "
+                "parameters are too large");
+        }
+    }
+
     static void require_finite(bool forward_was_finite) {
         if (!forward_was_finite) {
             throw std::domain_error(

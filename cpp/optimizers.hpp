@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "activations.hpp"
+
 namespace deltaprop {
 
 enum class Method { sgd, momentum, nesterov, adam };
@@ -86,44 +88,57 @@ template <class T> inline T flush_subnormal(T x) {
 
 template <class T> inline T regularised(T g, T w, T l2, T l1) { return g + l2 * w + l1 * sign(w); }
 
+// Whether every value an update wrote is finite: the OR of their not_finite_bit, taken in
+// the update's own pass (the loops are memory-bound; a second pass would cost more).
+template <class T> using NotFiniteBits = decltype(not_finite_bit(T(0)));
+
 // The updates that read a gradient buffer: one pass over `count` parameters w with
 // gradient g (state pointers offset to the same segment). `regularise` is false for
-// biases. Momentum has none: the BP4 GEMM adds its gradient straight into the
-// velocity, and momentum_step follows.
+// biases. Each returns whether the parameters and state it wrote are all finite.
+// Momentum has none: the BP4 GEMM adds its gradient straight into the velocity, and
+// momentum_step follows.
 template <class T>
-using GradientUpdate = void (*)(const UpdateRule &rule, std::int64_t step, T *w, const T *g,
+using GradientUpdate = bool (*)(const UpdateRule &rule, std::int64_t step, T *w, const T *g,
                                 T *first, T *second, std::size_t count, bool regularise);
 
 // w <- w - lr (g + l2 w + l1 sign(w)): plain SGD when an L1 term keeps it out of the
 // BP4 GEMM.
 template <class T>
-void sgd_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *, T *, std::size_t count,
+bool sgd_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *, T *, std::size_t count,
                 bool regularise) {
     const T l2 = regularise ? T(rule.l2) : T(0);
     const T l1 = regularise ? T(rule.l1) : T(0);
     const T lr = T(rule.lr);
-    for (std::size_t i = 0; i < count; ++i) w[i] -= lr * regularised(g[i], w[i], l2, l1);
+    NotFiniteBits<T> not_finite = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+        w[i] -= lr * regularised(g[i], w[i], l2, l1);
+        not_finite |= not_finite_bit(w[i]);
+    }
+    return not_finite == 0;
 }
 
 // v <- mu v + g; w <- w - lr (g + mu v), g regularised.
 template <class T>
-void nesterov_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *velocity, T *,
+bool nesterov_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *velocity, T *,
                      std::size_t count, bool regularise) {
     const T l2 = regularise ? T(rule.l2) : T(0);
     const T l1 = regularise ? T(rule.l1) : T(0);
     const T lr = T(rule.lr), mu = T(rule.momentum);
+    NotFiniteBits<T> not_finite = 0;
     for (std::size_t i = 0; i < count; ++i) {
         const T gi = regularised(g[i], w[i], l2, l1);
         velocity[i] = flush_subnormal(mu * velocity[i] + gi);
         w[i] -= lr * (gi + mu * velocity[i]);
+        not_finite |= not_finite_bit(velocity[i]) | not_finite_bit(w[i]);
     }
+    return not_finite == 0;
 }
 
 // m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;
 // w <- decay w - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps), g regularised;
 // decay is AdamW's 1 - lr decoupled_decay on the weights.
 template <class T>
-void adam_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T *m, T *v,
+bool adam_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T *m, T *v,
                  std::size_t count, bool regularise) {
     const T l2 = regularise ? T(rule.l2) : T(0);
     const T l1 = regularise ? T(rule.l1) : T(0);
@@ -132,27 +147,35 @@ void adam_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T 
     const T correction1 = T(1 - std::pow(rule.beta1, double(step)));
     const T sqrt_correction2 = T(std::sqrt(1 - std::pow(rule.beta2, double(step))));
     const T decay = regularise ? T(1 - rule.lr * rule.decoupled_decay) : T(1);
+    NotFiniteBits<T> not_finite = 0;
     for (std::size_t i = 0; i < count; ++i) {
         const T gi = regularised(g[i], w[i], l2, l1);
         m[i] = flush_subnormal(b1 * m[i] + (T(1) - b1) * gi);
         v[i] = flush_subnormal(b2 * v[i] + (T(1) - b2) * gi * gi);
         const T denominator = std::sqrt(v[i]) / sqrt_correction2 + eps;
         w[i] = decay * w[i] - (lr / correction1) * m[i] / denominator;
+        // v's square can overflow while w stays finite (w moves by lr m / sqrt(inf) = 0).
+        not_finite |= not_finite_bit(m[i]) | not_finite_bit(v[i]) | not_finite_bit(w[i]);
     }
+    return not_finite == 0;
 }
 
 // Momentum (v <- mu v + g; w <- w - lr v) once the BP4 GEMM has added the gradient to
 // v, which held mu v already: v += l2 w + l1 sign(w), then w <- w - lr v, and v <- decay v
 // (decay = mu keeps mu v for the next batch, 1 keeps v). Both flushed (flush_subnormal).
-template <class T> void momentum_step(T *w, T *v, std::size_t count, T lr, T l2, T l1, T decay) {
+// Returns whether every w and v written is finite.
+template <class T> bool momentum_step(T *w, T *v, std::size_t count, T lr, T l2, T l1, T decay) {
     if (l2 != T(0) || l1 != T(0)) {
         for (std::size_t k = 0; k < count; ++k) v[k] += l2 * w[k] + l1 * sign(w[k]);
     }
+    NotFiniteBits<T> not_finite = 0;
     for (std::size_t k = 0; k < count; ++k) {
         const T velocity = flush_subnormal(v[k]);
         w[k] -= lr * velocity;
         v[k] = flush_subnormal(decay * velocity);
+        not_finite |= not_finite_bit(v[k]) | not_finite_bit(w[k]);
     }
+    return not_finite == 0;
 }
 
 }  // namespace deltaprop

@@ -51,7 +51,10 @@ template <class T> struct Rows {
     std::uint64_t first_batch;
 };
 
-enum class BatchStatus { ok, parameters_not_finite, error_not_finite };
+// What stopped a batch: a z not finite (the previous update made a parameter non-finite),
+// its cost or output error not finite (no update made), or its own update wrote a
+// non-finite parameter or optimizer state.
+enum class BatchStatus { ok, parameters_not_finite, error_not_finite, update_not_finite };
 
 struct BatchOutcome {
     double cost;           // summed over the batch's samples
@@ -93,9 +96,9 @@ template <class T> class Trainer {
 
     // Mini-batch training over `rows`, each batch followed by an update of params and
     // state. Returns the mean cost of the batches as seen, or, when training diverges,
-    // the batch to blame: either its cost or error was not finite, or its update made a
-    // parameter non-finite. params and state are then left as they were before that
-    // batch: the last finite parameters.
+    // the first batch to blame: either its cost or error was not finite, or its update
+    // made a parameter or the optimizer state non-finite. params and state are then left
+    // as they were before that batch: the last finite ones.
     TrainOutcome train(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                        const Rows<T> &rows) {
         if (rows.order != nullptr) check_order(rows);
@@ -107,7 +110,7 @@ template <class T> class Trainer {
             const BatchOutcome seen = train_batch(params, state, rule, rows, k, k + 1 < n_batches);
             if (seen.status != BatchStatus::ok) {
                 // Back to the parameters before the batch to blame: the previous one when
-                // its update overflowed, else this one (which made no update).
+                // its (fused SGD) update overflowed unseen, else this one.
                 const std::size_t blamed =
                     seen.status == BatchStatus::parameters_not_finite && k > 0 ? k - 1 : k;
                 replay(params, state, rule, rows, blamed);
@@ -116,7 +119,9 @@ template <class T> class Trainer {
             total_cost += seen.cost;
             total_sample_weight += seen.sample_weight;
         }
-        if (!all_finite(params, mlp_.n_params()) || !state_is_finite(state)) {
+        // Plain SGD's update is inside the BP4 GEMM, unchecked: the last one is seen here
+        // (the others by the forward pass of the batch after them).
+        if (!all_finite(params, mlp_.n_params())) {
             replay(params, state, rule, rows, n_batches - 1);
             return {0, std::int64_t(n_batches - 1)};
         }
@@ -151,14 +156,16 @@ template <class T> class Trainer {
         }
         ++*state.step;
         const Route<T> route = route_of<T>(rule);
-        backward(params, state, rule, route, batch, more_follow);
+        bool update_finite = backward(params, state, rule, route, batch, more_follow);
         // Data-parallel training would sum gradient_, seen.cost and seen.sample_weight here.
-        if (route.update) update_from_gradient(params, state, rule, route.update);
+        if (route.update) update_finite = update_from_gradient(params, state, rule, route.update);
+        if (!update_finite) return {0, 0, BatchStatus::update_not_finite};
         return {seen.cost, seen.sample_weight, BatchStatus::ok};
     }
 
-    // BP2-BP4 into the route's destination (see Route).
-    void backward(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+    // BP2-BP4 into the route's destination (see Route). Returns false when momentum's
+    // step wrote a non-finite value (the other routes' updates come later, or unchecked).
+    bool backward(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                   const Route<T> &route, const Batch &batch, bool more_follow) {
         using Into = typename Route<T>::Into;
         const std::size_t B = batch.size;
@@ -167,52 +174,61 @@ template <class T> class Trainer {
                 const T lr_per_sample = T(rule.lr / double(B));
                 const T decay = T(1 - rule.lr * rule.l2);
                 mlp_.backward(params, batch.X, B, {params, -lr_per_sample, decay, T(1)});
-                return;
+                return true;
             }
-            case Into::velocity:
+            case Into::velocity: {
                 // mu V is stored already (see begin_sequence): beta = 1.
-                mlp_.backward(params, batch.X, B, {state.first, T(1) / T(B), T(1), T(1)},
-                              [&](std::size_t l) {
-                                  velocity_step(params, state.first, rule, l, more_follow);
-                              });
-                return;
+                bool finite = true;
+                mlp_.backward(
+                    params, batch.X, B, {state.first, T(1) / T(B), T(1), T(1)}, [&](std::size_t l) {
+                        finite &= velocity_step(params, state.first, rule, l, more_follow);
+                    });
+                return finite;
+            }
             case Into::buffer:
                 if (gradient_.size() < mlp_.n_params()) gradient_.resize(mlp_.n_params());
                 mlp_.backward(params, batch.X, B, {gradient_.data(), T(1) / T(B), T(0), T(0)});
-                return;
+                return true;
         }
+        return true;
     }
 
     // Momentum's step for layer l, right after BP4 and BP3 added its gradient to the
     // velocity (the update is memory-bound: W^l and V^l are still in cache). Only the
     // weights are regularised. The last batch of a call leaves V itself, the others mu V.
-    void velocity_step(T *params, T *velocity, const UpdateRule &rule, std::size_t l,
+    // Returns whether every value written is finite.
+    bool velocity_step(T *params, T *velocity, const UpdateRule &rule, std::size_t l,
                        bool more_follow) const {
         const LayerParams &layer = mlp_.layer(l);
         const T lr = T(rule.lr), l2 = T(rule.l2), l1 = T(rule.l1);
         const T decay = more_follow ? T(rule.momentum) : T(1);
-        momentum_step(params + layer.weights, velocity + layer.weights,
-                      layer.biases - layer.weights, lr, l2, l1, decay);
-        momentum_step(params + layer.biases, velocity + layer.biases, layer.end - layer.biases, lr,
-                      T(0), T(0), decay);
+        const bool weights_finite = momentum_step(params + layer.weights, velocity + layer.weights,
+                                                  layer.biases - layer.weights, lr, l2, l1, decay);
+        const bool biases_finite = momentum_step(params + layer.biases, velocity + layer.biases,
+                                                 layer.end - layer.biases, lr, T(0), T(0), decay);
+        return weights_finite && biases_finite;
     }
 
-    void update_from_gradient(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+    // Returns whether every value written is finite.
+    bool update_from_gradient(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                               GradientUpdate<T> update) const {
+        bool finite = true;
         for (std::size_t l = 1; l <= mlp_.n_layers(); ++l) {
             const LayerParams &layer = mlp_.layer(l);
-            update_segment(params, state, rule, update, layer.weights, layer.biases, true);
-            update_segment(params, state, rule, update, layer.biases, layer.end, false);
+            finite &=
+                update_segment(params, state, rule, update, layer.weights, layer.biases, true);
+            finite &= update_segment(params, state, rule, update, layer.biases, layer.end, false);
         }
+        return finite;
     }
 
-    void update_segment(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+    bool update_segment(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                         GradientUpdate<T> update, std::size_t begin, std::size_t end,
                         bool regularise) const {
         T *first = state.first ? state.first + begin : nullptr;
         T *second = state.second ? state.second + begin : nullptr;
-        update(rule, *state.step, params + begin, gradient_.data() + begin, first, second,
-               end - begin, regularise);
+        return update(rule, *state.step, params + begin, gradient_.data() + begin, first, second,
+                      end - begin, regularise);
     }
 
     // Batch k of the rows: gathered through the order, or a slice of the data.
@@ -298,12 +314,6 @@ template <class T> class Trainer {
         for (std::size_t k = 0; k < mlp_.n_params(); ++k) {
             velocity[k] = flush_subnormal(mu * velocity[k]);
         }
-    }
-
-    bool state_is_finite(const OptimizerState<T> &state) const {
-        const std::size_t n = mlp_.n_params();
-        return (state.first == nullptr || all_finite(state.first, n)) &&
-               (state.second == nullptr || all_finite(state.second, n));
     }
 
     static void check_order(const Rows<T> &rows) {

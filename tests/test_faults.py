@@ -290,3 +290,55 @@ def test_a_save_killed_at_a_random_moment_leaves_a_whole_file(tmp_path):
             child.wait()
         loaded = dp.load(path).params
         assert any(np.array_equal(loaded, c) for c in candidates)
+
+
+# ------------------------------------------------------------------ overflow of the state
+def overflowing_problem(optimizer: str):
+    """A float32 network trained a little on tame targets, and targets of 1e21 that make
+    it overflow: Adam's second moment squares the first gradient past float32's range;
+    the other optimizers' weights overflow after a few steps of lr 1e10."""
+    rng = np.random.default_rng(0)
+    net = dp.Network([4, 3], dtype="float32", output="identity", seed=0)
+    X = rng.normal(size=(40, 4)).astype(np.float32)
+    Y = (rng.normal(size=(40, 3)) * 1e21).astype(np.float32)
+    net.fit(X[:5], Y[:5] * 1e-21, epochs=1, batch_size=5, optimizer=optimizer, lr=1e-3)
+    net.optimizer.lr = 1e10
+    return net, X, Y
+
+
+def state_of(net):
+    return [net.params.copy(), *[s.copy() for s in net.optimizer.state], net.optimizer.step]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "adamw"])
+def test_divergence_blames_the_first_bad_batch_and_keeps_finite_state(tmp_path, optimizer):
+    """The error names the first batch whose update overflows, the network is back to the
+    parameters and optimizer state of before it (all finite, as a run of the batches
+    before it leaves them), and it can be saved and trained again."""
+    net, X, Y = overflowing_problem(optimizer)
+    with pytest.raises(dp.DivergenceError) as caught:
+        net.fit(X, Y, epochs=3, batch_size=5, shuffle=False)
+    blamed = caught.value.batch
+    assert caught.value.epoch == 0
+    twin, _, _ = overflowing_problem(optimizer)
+    if blamed:
+        twin.fit(X[: 5 * blamed], Y[: 5 * blamed], epochs=1, batch_size=5, shuffle=False)
+    for got, want in zip(state_of(net), state_of(twin)):
+        np.testing.assert_array_equal(got, want)
+    assert all(np.isfinite(array).all() for array in state_of(net)[:-1])
+    with pytest.raises(dp.DivergenceError) as again:  # batch `blamed` is bad indeed
+        twin.fit(X[5 * blamed :], Y[5 * blamed :], epochs=1, batch_size=5, shuffle=False)
+    assert again.value.batch == 0
+    net.save(tmp_path / "model.npz")
+    net.fit(X[:5], Y[:5] * 1e-21, epochs=1, batch_size=5, lr=1e-3)
+
+
+@pytest.mark.parametrize("method", ["cost", "gradients"])
+@pytest.mark.parametrize(
+    ("x", "y"), [(1e308, 1e308), (1.0, 1e155), (1.0, -1e200)], ids=["huge-x", "y-1e155", "y-neg"]
+)
+def test_cost_and_gradients_never_return_non_finite_numbers(method, x, y):
+    net = dp.Network([4, 3], output="identity", seed=0)
+    X, Y = np.full((2, 4), x), np.full((2, 3), y)
+    with pytest.raises(ValueError, match="overflow"):
+        getattr(net, method)(X, Y)
