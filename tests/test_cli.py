@@ -193,7 +193,7 @@ def test_a_hidden_layer_too_large_to_allocate_is_one_line(capsys):
     assert "memory" in err or "hidden" in err or "sizes" in err
 
 
-@pytest.mark.parametrize("content", ["empty", "garbage", "no-rows", "objects", "huge-header"])
+@pytest.mark.parametrize("content", ["empty", "garbage", "no-rows", "objects"])
 def test_malformed_npy_inputs_are_one_line(tmp_path, capsys, content):
     model, data = tmp_path / "model.npz", tmp_path / "input.npy"
     dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0).save(model)
@@ -203,13 +203,51 @@ def test_malformed_npy_inputs_are_one_line(tmp_path, capsys, content):
         data.write_bytes(b"\x93NUMPY junk")
     elif content == "no-rows":
         np.save(data, np.zeros((0, 64)))
-    elif content == "objects":
+    else:
         np.save(data, np.array([[object()]] * 2), allow_pickle=True)
-    else:  # a header announcing 46 TiB in a file of a few hundred bytes
-        np.save(data, np.zeros((2, 64)))
-        raw = data.read_bytes().replace(b"(2, 64)", b"(100000000000, 64)")
-        data.write_bytes(raw)
     _one_line_error(["predict", str(model), str(data)], capsys)
+
+
+PREDICT_UNDER_A_MEMORY_LIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from deltaprop import cli
+sys.exit(cli.main(["predict", sys.argv[1], sys.argv[2]]))
+"""
+
+
+def test_npy_header_claiming_terabytes_is_refused_under_a_memory_limit(tmp_path):
+    """A header announcing 46 TiB in a file of a few hundred bytes: refused from the
+    file's size, before anything is allocated."""
+    model, data = tmp_path / "model.npz", tmp_path / "input.npy"
+    dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0).save(model)
+    np.save(data, np.zeros((2, 64)))
+    data.write_bytes(data.read_bytes().replace(b"(2, 64)", b"(90000000000, 64)"))
+    done = subprocess.run(
+        [sys.executable, "-c", PREDICT_UNDER_A_MEMORY_LIMIT, str(model), str(data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "more than the file's" in done.stderr
+
+
+def test_a_model_that_cannot_be_saved_after_training_is_kept(tmp_path, capsys, monkeypatch):
+    real_save = dp.Network.save
+    calls = []
+
+    def save_failing_once(net, path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise PermissionError(13, "Permission denied", str(path))
+        real_save(net, path)
+
+    monkeypatch.setattr(dp.Network, "save", save_failing_once)
+    err = _one_line_error(["--epochs", "1", "--quiet", "--save", str(tmp_path / "m.npz")], capsys)
+    kept = calls[1]
+    assert f"saved to {kept}" in err and dp.load(kept).sizes == (64, 30, 10)
+    os.unlink(kept)
 
 
 def test_predict_on_a_fifo_fails_at_once(tmp_path):
