@@ -88,15 +88,16 @@ template <class T> inline T flush_subnormal(T x) {
 
 template <class T> inline T regularised(T g, T w, T l2, T l1) { return g + l2 * w + l1 * sign(w); }
 
-// Whether every value an update wrote is finite: the OR of their not_finite_bit, taken in
+// Whether the values an update wrote are finite: the OR of their not_finite_bit, taken in
 // the update's own pass (the loops are memory-bound; a second pass would cost more).
 template <class T> using NotFiniteBits = decltype(not_finite_bit(T(0)));
 
 // The updates that read a gradient buffer: one pass over `count` parameters w with
 // gradient g (state pointers offset to the same segment). `regularise` is false for
-// biases. Each returns whether the parameters and state it wrote are all finite.
-// Momentum has none: the BP4 GEMM adds its gradient straight into the velocity, and
-// momentum_step follows.
+// biases. Each returns false when it left optimizer state non-finite under finite
+// parameters; non-finite parameters are seen by the next forward pass (or at the end of
+// the call). Momentum has none: the BP4 GEMM adds its gradient straight into the
+// velocity, and momentum_step follows.
 template <class T>
 using GradientUpdate = bool (*)(const UpdateRule &rule, std::int64_t step, T *w, const T *g,
                                 T *first, T *second, std::size_t count, bool regularise);
@@ -109,12 +110,8 @@ bool sgd_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *, T *
     const T l2 = regularise ? T(rule.l2) : T(0);
     const T l1 = regularise ? T(rule.l1) : T(0);
     const T lr = T(rule.lr);
-    NotFiniteBits<T> not_finite = 0;
-    for (std::size_t i = 0; i < count; ++i) {
-        w[i] -= lr * regularised(g[i], w[i], l2, l1);
-        not_finite |= not_finite_bit(w[i]);
-    }
-    return not_finite == 0;
+    for (std::size_t i = 0; i < count; ++i) w[i] -= lr * regularised(g[i], w[i], l2, l1);
+    return true;  // no state
 }
 
 // v <- mu v + g; w <- w - lr (g + mu v), g regularised.
@@ -124,14 +121,12 @@ bool nesterov_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *
     const T l2 = regularise ? T(rule.l2) : T(0);
     const T l1 = regularise ? T(rule.l1) : T(0);
     const T lr = T(rule.lr), mu = T(rule.momentum);
-    NotFiniteBits<T> not_finite = 0;
     for (std::size_t i = 0; i < count; ++i) {
         const T gi = regularised(g[i], w[i], l2, l1);
         velocity[i] = flush_subnormal(mu * velocity[i] + gi);
         w[i] -= lr * (gi + mu * velocity[i]);
-        not_finite |= not_finite_bit(velocity[i]) | not_finite_bit(w[i]);
     }
-    return not_finite == 0;
+    return true;  // a non-finite velocity makes w non-finite too
 }
 
 // m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;
@@ -154,8 +149,8 @@ bool adam_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T 
         v[i] = flush_subnormal(b2 * v[i] + (T(1) - b2) * gi * gi);
         const T denominator = std::sqrt(v[i]) / sqrt_correction2 + eps;
         w[i] = decay * w[i] - (lr / correction1) * m[i] / denominator;
-        // v's square can overflow while w stays finite (w moves by lr m / sqrt(inf) = 0).
-        not_finite |= not_finite_bit(m[i]) | not_finite_bit(v[i]) | not_finite_bit(w[i]);
+        // g^2 can overflow v while w stays finite (it moves by lr m / sqrt(inf) = 0).
+        not_finite |= not_finite_bit(v[i]);
     }
     return not_finite == 0;
 }
@@ -163,19 +158,16 @@ bool adam_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T 
 // Momentum (v <- mu v + g; w <- w - lr v) once the BP4 GEMM has added the gradient to
 // v, which held mu v already: v += l2 w + l1 sign(w), then w <- w - lr v, and v <- decay v
 // (decay = mu keeps mu v for the next batch, 1 keeps v). Both flushed (flush_subnormal).
-// Returns whether every w and v written is finite.
-template <class T> bool momentum_step(T *w, T *v, std::size_t count, T lr, T l2, T l1, T decay) {
+// A non-finite v makes w non-finite too, which the next forward pass sees.
+template <class T> void momentum_step(T *w, T *v, std::size_t count, T lr, T l2, T l1, T decay) {
     if (l2 != T(0) || l1 != T(0)) {
         for (std::size_t k = 0; k < count; ++k) v[k] += l2 * w[k] + l1 * sign(w[k]);
     }
-    NotFiniteBits<T> not_finite = 0;
     for (std::size_t k = 0; k < count; ++k) {
         const T velocity = flush_subnormal(v[k]);
         w[k] -= lr * velocity;
         v[k] = flush_subnormal(decay * velocity);
-        not_finite |= not_finite_bit(v[k]) | not_finite_bit(w[k]);
     }
-    return not_finite == 0;
 }
 
 }  // namespace deltaprop

@@ -52,8 +52,8 @@ template <class T> struct Rows {
 };
 
 // What stopped a batch: a z not finite (the previous update made a parameter non-finite),
-// its cost or output error not finite (no update made), or its own update wrote a
-// non-finite parameter or optimizer state.
+// its cost or output error not finite (no update made), or its own update left optimizer
+// state non-finite under finite parameters (Adam's squared gradient overflowing).
 enum class BatchStatus { ok, parameters_not_finite, error_not_finite, update_not_finite };
 
 struct BatchOutcome {
@@ -119,8 +119,8 @@ template <class T> class Trainer {
             total_cost += seen.cost;
             total_sample_weight += seen.sample_weight;
         }
-        // Plain SGD's update is inside the BP4 GEMM, unchecked: the last one is seen here
-        // (the others by the forward pass of the batch after them).
+        // An update that made a parameter non-finite is seen by the next batch's forward
+        // pass; the last batch's, here.
         if (!all_finite(params, mlp_.n_params())) {
             replay(params, state, rule, rows, n_batches - 1);
             return {0, std::int64_t(n_batches - 1)};
@@ -156,16 +156,16 @@ template <class T> class Trainer {
         }
         ++*state.step;
         const Route<T> route = route_of<T>(rule);
-        bool update_finite = backward(params, state, rule, route, batch, more_follow);
+        backward(params, state, rule, route, batch, more_follow);
         // Data-parallel training would sum gradient_, seen.cost and seen.sample_weight here.
-        if (route.update) update_finite = update_from_gradient(params, state, rule, route.update);
-        if (!update_finite) return {0, 0, BatchStatus::update_not_finite};
+        if (route.update && !update_from_gradient(params, state, rule, route.update)) {
+            return {0, 0, BatchStatus::update_not_finite};
+        }
         return {seen.cost, seen.sample_weight, BatchStatus::ok};
     }
 
-    // BP2-BP4 into the route's destination (see Route). Returns false when momentum's
-    // step wrote a non-finite value (the other routes' updates come later, or unchecked).
-    bool backward(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+    // BP2-BP4 into the route's destination (see Route).
+    void backward(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                   const Route<T> &route, const Batch &batch, bool more_follow) {
         using Into = typename Route<T>::Into;
         const std::size_t B = batch.size;
@@ -174,42 +174,37 @@ template <class T> class Trainer {
                 const T lr_per_sample = T(rule.lr / double(B));
                 const T decay = T(1 - rule.lr * rule.l2);
                 mlp_.backward(params, batch.X, B, {params, -lr_per_sample, decay, T(1)});
-                return true;
+                return;
             }
-            case Into::velocity: {
+            case Into::velocity:
                 // mu V is stored already (see begin_sequence): beta = 1.
-                bool finite = true;
-                mlp_.backward(
-                    params, batch.X, B, {state.first, T(1) / T(B), T(1), T(1)}, [&](std::size_t l) {
-                        finite &= velocity_step(params, state.first, rule, l, more_follow);
-                    });
-                return finite;
-            }
+                mlp_.backward(params, batch.X, B, {state.first, T(1) / T(B), T(1), T(1)},
+                              [&](std::size_t l) {
+                                  velocity_step(params, state.first, rule, l, more_follow);
+                              });
+                return;
             case Into::buffer:
                 if (gradient_.size() < mlp_.n_params()) gradient_.resize(mlp_.n_params());
                 mlp_.backward(params, batch.X, B, {gradient_.data(), T(1) / T(B), T(0), T(0)});
-                return true;
+                return;
         }
-        return true;
     }
 
     // Momentum's step for layer l, right after BP4 and BP3 added its gradient to the
     // velocity (the update is memory-bound: W^l and V^l are still in cache). Only the
     // weights are regularised. The last batch of a call leaves V itself, the others mu V.
-    // Returns whether every value written is finite.
-    bool velocity_step(T *params, T *velocity, const UpdateRule &rule, std::size_t l,
+    void velocity_step(T *params, T *velocity, const UpdateRule &rule, std::size_t l,
                        bool more_follow) const {
         const LayerParams &layer = mlp_.layer(l);
         const T lr = T(rule.lr), l2 = T(rule.l2), l1 = T(rule.l1);
         const T decay = more_follow ? T(rule.momentum) : T(1);
-        const bool weights_finite = momentum_step(params + layer.weights, velocity + layer.weights,
-                                                  layer.biases - layer.weights, lr, l2, l1, decay);
-        const bool biases_finite = momentum_step(params + layer.biases, velocity + layer.biases,
-                                                 layer.end - layer.biases, lr, T(0), T(0), decay);
-        return weights_finite && biases_finite;
+        momentum_step(params + layer.weights, velocity + layer.weights,
+                      layer.biases - layer.weights, lr, l2, l1, decay);
+        momentum_step(params + layer.biases, velocity + layer.biases, layer.end - layer.biases, lr,
+                      T(0), T(0), decay);
     }
 
-    // Returns whether every value written is finite.
+    // Returns false when the update left optimizer state non-finite (see GradientUpdate).
     bool update_from_gradient(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                               GradientUpdate<T> update) const {
         bool finite = true;
