@@ -417,16 +417,16 @@ default=None
         A checkpoint cannot be written.
     """
     X, Y = net.validate(X, Y)
-    weights = check_sample_weight(sample_weight, len(X), net.dtype)
-    if weights is not None:
+    sample_weight = check_sample_weight(sample_weight, len(X), net.dtype)
+    if sample_weight is not None:
         # Only relative weights matter; scaled to at most 1, no sum of them overflows.
-        weights /= weights.max()
+        sample_weight /= sample_weight.max()
     if not np.isfinite(net.params).all():
         raise ValueError("the network's parameters contain NaN or infinity")
     stopping = _early_stopping(early_stopping, patience, min_delta, restore_best_weights)
     holds_out = stopping is not None and stopping.monitor in ("val_cost", "val_accuracy")
     train, validation = split_validation(
-        net, (X, Y, weights), validation_data, validation_fraction, holds_out, seed
+        net, (X, Y, sample_weight), validation_data, validation_fraction, holds_out, seed
     )
     run = TrainingRun(
         net=net,
@@ -482,20 +482,20 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
     """
     if sample_weight is None:
         return None
-    weights = as_real_array(sample_weight, "sample_weight")
-    if weights.ndim == 0:
-        weights = np.full(n_samples, weights)
-    if weights.shape != (n_samples,):
-        raise ValueError(f"sample_weight: expected shape ({n_samples},), got {weights.shape}")
+    sample_weight = as_real_array(sample_weight, "sample_weight")
+    if sample_weight.ndim == 0:
+        sample_weight = np.full(n_samples, sample_weight)
+    if sample_weight.shape != (n_samples,):
+        raise ValueError(f"sample_weight: expected shape ({n_samples},), got {sample_weight.shape}")
     with np.errstate(over="ignore", invalid="ignore"):
-        weights = weights.astype(dtype)  # a copy: the caller's array is never touched
-    if not np.isfinite(weights).all():
+        sample_weight = sample_weight.astype(dtype)  # a copy: the caller's array is never touched
+    if not np.isfinite(sample_weight).all():
         raise ValueError("sample_weight: contains NaN or infinity")
-    if (weights < 0).any():
+    if (sample_weight < 0).any():
         raise ValueError("sample_weight: expected weights >= 0")
-    if not weights.any():
+    if not sample_weight.any():
         raise ValueError("sample_weight: all the weights are zero; expected a positive sum")
-    return weights
+    return sample_weight
 
 
 def choose_optimizer(net, optimizer: Any, lr: float | None, momentum: float | None):
@@ -576,7 +576,7 @@ def split_validation(net, data, validation_data, fraction, holds_out: bool, seed
         fraction = 0.1
     if fraction == 0:
         return data, None
-    X, Y, weights = data
+    X, Y, sample_weight = data
     n_val = round(fraction * len(X))
     if n_val < 1 or n_val >= len(X):
         raise ValueError(
@@ -585,8 +585,8 @@ def split_validation(net, data, validation_data, fraction, holds_out: bool, seed
     split_seed = None if seed is None else [seed, 0x5EED]
     order = np.random.default_rng(split_seed).permutation(len(X))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    train_weights = None if weights is None else weights[train]
-    return (X[train], Y[train], train_weights), (X[val], Y[val])
+    train_sample_weight = None if sample_weight is None else sample_weight[train]
+    return (X[train], Y[train], train_sample_weight), (X[val], Y[val])
 
 
 def _early_stopping(early_stopping, patience, min_delta, restore_best) -> EarlyStopping | None:
@@ -873,7 +873,7 @@ class TrainingRun:
 
         The rows are those of ``order``, or of the data in storage order.
         """
-        X, Y, weights = self.data
+        X, Y, sample_weight = self.data
         options = dict(
             batch_size=self.batch_size,
             l2=l2,
@@ -887,10 +887,12 @@ class TrainingRun:
             return self.net.train_rows(
                 X[part],
                 Y[part],
-                sample_weight=None if weights is None else weights[part],
+                sample_weight=None if sample_weight is None else sample_weight[part],
                 **options,
             )
-        return self.net.train_rows(X, Y, rows=order[start:stop], sample_weight=weights, **options)
+        return self.net.train_rows(
+            X, Y, rows=order[start:stop], sample_weight=sample_weight, **options
+        )
 
     def _rows_per_call(self, n: int, progress: bool) -> int:
         """Return the rows per core call, in whole batches.
