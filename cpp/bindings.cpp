@@ -309,7 +309,8 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "deltaprop's compiled core: batched backpropagation on OpenBLAS (private API)";
     py::class_<deltaprop::UpdateRule>(m, "UpdateRule", "Hyper-parameters of a parameter update.")
         .def(py::init([](const std::string &method, double lr, double momentum, double beta1,
-                         double beta2, double eps, double l2, double l1, double decoupled_decay) {
+                         double beta2, double eps, double l2, double l1, double decoupled_decay,
+                         double eta_minus, double eta_plus, double step_min, double step_max) {
                  const deltaprop::UpdateRule rule{deltaprop::parse_method(method),
                                                   lr,
                                                   momentum,
@@ -318,13 +319,18 @@ PYBIND11_MODULE(_core, m) {
                                                   eps,
                                                   l2,
                                                   l1,
-                                                  decoupled_decay};
+                                                  decoupled_decay,
+                                                  eta_minus,
+                                                  eta_plus,
+                                                  step_min,
+                                                  step_max};
                  deltaprop::check_rule(rule);
                  return rule;
              }),
              py::arg("method"), py::arg("lr"), py::arg("momentum") = 0.0, py::arg("beta1") = 0.9,
              py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("l2") = 0.0,
-             py::arg("l1") = 0.0, py::arg("decoupled_decay") = 0.0)
+             py::arg("l1") = 0.0, py::arg("decoupled_decay") = 0.0, py::arg("eta_minus") = 0.5,
+             py::arg("eta_plus") = 1.2, py::arg("step_min") = 1e-6, py::arg("step_max") = 50.0)
         .def_readonly("lr", &deltaprop::UpdateRule::lr)
         .def_readonly("l2", &deltaprop::UpdateRule::l2)
         .def_readonly("l1", &deltaprop::UpdateRule::l1);

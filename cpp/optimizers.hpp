@@ -1,11 +1,12 @@
-// Parameter updates after a mini-batch: SGD, momentum, Nesterov momentum and
-// Adam, all one element-wise pass over a parameter segment, in place. Plain SGD and
+// Parameter updates after a mini-batch: SGD, momentum, Nesterov momentum, Adam and
+// Rprop, all one element-wise pass over a parameter segment, in place. Plain SGD and
 // momentum take their gradient in the BP4 GEMM itself (trainer.hpp); the others read
 // it from a gradient buffer.
 // Semantics follow PyTorch's torch.optim (momentum buffers start at zero, so
 // the first momentum step is plain SGD; Adam corrects its moments' bias).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -17,13 +18,14 @@
 
 namespace deltaprop {
 
-enum class Method { sgd, momentum, nesterov, adam };
+enum class Method { sgd, momentum, nesterov, adam, rprop };
 
 inline Method parse_method(const std::string &name) {
     if (name == "sgd") return Method::sgd;
     if (name == "momentum") return Method::momentum;
     if (name == "nesterov") return Method::nesterov;
     if (name == "adam") return Method::adam;
+    if (name == "rprop") return Method::rprop;
     throw std::invalid_argument("optimizer: unknown method '" + name + "'");
 }
 
@@ -33,7 +35,8 @@ inline int state_arrays(Method method) {
         case Method::sgd: return 0;
         case Method::momentum:
         case Method::nesterov: return 1;
-        case Method::adam: return 2;
+        case Method::adam:
+        case Method::rprop: return 2;
     }
     return 0;
 }
@@ -49,6 +52,9 @@ struct UpdateRule {
     double l2 = 0;
     double l1 = 0;
     double decoupled_decay = 0;  // AdamW: w <- (1 - lr decay) w, outside the gradient
+    // Rprop: a step grows by eta_plus while the gradient keeps its sign, shrinks by
+    // eta_minus when it flips, and stays within [step_min, step_max].
+    double eta_minus = 0.5, eta_plus = 1.2, step_min = 1e-6, step_max = 50;
 };
 
 inline void check_rule(const UpdateRule &rule) {
@@ -57,11 +63,15 @@ inline void check_rule(const UpdateRule &rule) {
                     rule.momentum < 1 && rule.beta1 >= 0 && rule.beta1 < 1 && rule.beta2 >= 0 &&
                     rule.beta2 < 1 && finite(rule.eps) && rule.eps > 0 && finite(rule.l2) &&
                     rule.l2 >= 0 && finite(rule.l1) && rule.l1 >= 0 &&
-                    finite(rule.decoupled_decay) && rule.decoupled_decay >= 0;
+                    finite(rule.decoupled_decay) && rule.decoupled_decay >= 0 &&
+                    rule.eta_minus > 0 && rule.eta_minus < 1 && finite(rule.eta_plus) &&
+                    rule.eta_plus > 1 && rule.step_min > 0 && finite(rule.step_max) &&
+                    rule.step_min <= rule.step_max;
     if (!ok) {
         throw std::invalid_argument(
-            "rule: needs a finite lr > 0, momentum and betas in [0, 1), eps > 0 and "
-            "finite non-negative regularisation");
+            "rule: needs a finite lr > 0, momentum and betas in [0, 1), eps > 0, finite "
+            "non-negative regularisation, 0 < eta_minus < 1 < eta_plus and "
+            "0 < step_min <= step_max");
     }
 }
 
@@ -153,6 +163,30 @@ bool adam_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T 
         not_finite |= not_finite_bit(v[i]);
     }
     return not_finite == 0;
+}
+
+// Rprop (torch.optim.Rprop): each parameter keeps its own step s (starting at lr) and
+// its previous gradient p. With g regularised: s <- clamp(s eta, step_min, step_max),
+// where eta is eta_plus if g p > 0, eta_minus if g p < 0, else 1; after a sign flip
+// (g p < 0) g counts as 0: no move, and no flip seen at the next step; then
+// w <- w - sign(g) s and p <- g. Only the signs of the gradients matter.
+template <class T>
+bool rprop_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *previous, T *step,
+                  std::size_t count, bool regularise) {
+    const T l2 = regularise ? T(rule.l2) : T(0);
+    const T l1 = regularise ? T(rule.l1) : T(0);
+    const T eta_minus = T(rule.eta_minus), eta_plus = T(rule.eta_plus);
+    const T step_min = T(rule.step_min), step_max = T(rule.step_max);
+    for (std::size_t i = 0; i < count; ++i) {
+        T gi = regularised(g[i], w[i], l2, l1);
+        const T agreement = gi * previous[i];
+        const T eta = agreement > T(0) ? eta_plus : (agreement < T(0) ? eta_minus : T(1));
+        step[i] = std::min(std::max(step[i] * eta, step_min), step_max);
+        if (agreement < T(0)) gi = T(0);
+        w[i] -= sign(gi) * step[i];
+        previous[i] = gi;
+    }
+    return true;  // steps are clamped; a non-finite w is seen by the next forward pass
 }
 
 // Momentum (v <- mu v + g; w <- w - lr v) once the BP4 GEMM has added the gradient to

@@ -83,6 +83,7 @@ template <class T> Route<T> route_of(const UpdateRule &rule) {
         case Method::momentum: return {Into::velocity, nullptr};
         case Method::nesterov: return {Into::buffer, nesterov_update<T>};
         case Method::adam: return {Into::buffer, adam_update<T>};
+        case Method::rprop: return {Into::buffer, rprop_update<T>};
         case Method::sgd: break;
     }
     // L1's sign(w) has no place in the GEMM.

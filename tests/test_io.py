@@ -20,7 +20,7 @@ import pytest
 
 import deltaprop as dp
 
-OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw"]
+OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rprop"]
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -164,3 +164,90 @@ def test_state_of_dead_units_decays_to_zero_not_to_subnormals(name, dtype):
 def test_invalid_hyperparameters(factory, error, match):
     with pytest.raises(error, match=match):
         factory()
+
+
+# ------------------------------------------------------------------ Rprop
+def rprop_reference(net, X, y, steps, lr, etas, step_sizes, lmbda=0.0):
+    """torch.optim.Rprop's rule written out in numpy, on full-batch gradients of the core."""
+    params = net.params.copy()
+    weight_mask = np.concatenate(
+        [
+            np.concatenate([np.ones(W.size), np.zeros(b.size)])
+            for W, b in zip(net.weights, net.biases)
+        ]
+    ).astype(bool)
+    previous, step = np.zeros_like(params), np.full_like(params, lr)
+    for _ in range(steps):
+        clone = dp.Network.from_params(
+            *net._layer_views(params.copy()),
+            activation=net.activation,
+            output=net.output,
+            cost=net.cost_name,
+        )
+        _, dW, db = clone.gradients(X, y)
+        g = np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(dW, db)])
+        g = g + weight_mask * (lmbda / len(X)) * params
+        agreement = np.sign(g * previous)
+        factor = np.where(agreement > 0, etas[1], np.where(agreement < 0, etas[0], 1.0))
+        step = np.clip(step * factor, *step_sizes)
+        g = np.where(agreement < 0, 0.0, g)
+        params = params - np.sign(g) * step
+        previous = g
+    return params
+
+
+@pytest.mark.parametrize("lmbda", [0.0, 2.0], ids=["plain", "l2"])
+def test_rprop_full_batch_steps_follow_torchs_rule(lmbda):
+    net, X, y = softmax_problem(n_samples=30)
+    expected = rprop_reference(net, X, y, 20, 0.01, (0.5, 1.2), (1e-6, 50), lmbda)
+    net.fit(X, y, epochs=20, batch_size=None, optimizer="rprop", lmbda=lmbda, shuffle=False)
+    assert_close(net.params, expected, 1e-10)
+    assert net.optimizer.step == 20
+
+
+def test_rprop_matches_torch_optim_rprop():
+    torch = pytest.importorskip("torch", reason="PyTorch comes with the bench extra")
+    net, X, y = softmax_problem(n_samples=30)
+    layers = []
+    for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+        linear = torch.nn.Linear(W.shape[1], W.shape[0]).double()
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.copy()))
+            linear.bias.copy_(torch.from_numpy(b.copy()))
+        layers += [linear] + ([torch.nn.Tanh()] if l + 1 < len(net.weights) else [])
+    model = torch.nn.Sequential(*layers)
+    optimizer = torch.optim.Rprop(
+        model.parameters(), lr=0.02, etas=(0.4, 1.3), step_sizes=(1e-5, 0.5)
+    )
+    inputs, labels = torch.from_numpy(X), torch.from_numpy(y)
+    for _ in range(20):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(inputs), labels).backward()
+        optimizer.step()
+    rule = dp.optim.Rprop(lr=0.02, etas=(0.4, 1.3), step_sizes=(1e-5, 0.5))
+    net.fit(X, y, epochs=20, batch_size=None, optimizer=rule, shuffle=False)
+    expected = np.concatenate([p.detach().numpy().ravel() for p in model.parameters()])
+    assert_close(net.params, expected, 1e-10)
+
+
+def test_rprop_with_mini_batches_keeps_steps_within_bounds():
+    net, X, y = softmax_problem(n_samples=60)
+    net.fit(X, y, epochs=5, batch_size=10, optimizer=dp.optim.Rprop(step_sizes=(1e-4, 0.05)))
+    previous, step = net.optimizer.state
+    assert ((step >= 1e-4) & (step <= 0.05)).all() and np.isfinite(previous).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"etas": (1.0, 1.2)}, ValueError, r"etas\[0\]"),
+        ({"etas": (0.5, 1.0)}, ValueError, r"etas\[1\]"),
+        ({"etas": 0.5}, TypeError, "etas"),
+        ({"step_sizes": (0.0, 1.0)}, ValueError, r"step_sizes\[0\]"),
+        ({"step_sizes": (1.0, 0.5)}, ValueError, r"step_sizes\[1\]"),
+        ({"lr": -1.0}, ValueError, "lr"),
+    ],
+)
+def test_invalid_rprop_hyperparameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        dp.optim.Rprop(**kwargs)

@@ -66,6 +66,10 @@ class UpdateRule:
         l2: float = 0.0,
         l1: float = 0.0,
         decoupled_decay: float = 0.0,
+        eta_minus: float = 0.5,
+        eta_plus: float = 1.2,
+        step_min: float = 1e-6,
+        step_max: float = 50.0,
     ) -> None: ...
     @property
     def lr(self) -> float: ...

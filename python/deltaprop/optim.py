@@ -8,6 +8,8 @@ C++ (cpp/optimizers.hpp), with PyTorch's semantics:
 - ``Nesterov``: v <- mu v + g; w <- w - lr (g + mu v)
 - ``Adam``: m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;
   w <- w - lr m_hat / (sqrt(v_hat) + eps) with bias-corrected m_hat, v_hat.
+- ``Rprop``: a step per parameter, grown while the gradient keeps its sign and shrunk when
+  it flips; w <- w - sign(g) step.
 
 Regularisation touches the weights only, never the biases. ``weight_decay`` is an L2 term
 added to the gradient (g + weight_decay w, as torch.optim.SGD and torch.optim.Adam do);
@@ -39,6 +41,7 @@ __all__ = [
     "Momentum",
     "Nesterov",
     "Optimizer",
+    "Rprop",
     "from_description",
     "get",
 ]
@@ -138,7 +141,7 @@ class Optimizer:
         return self.weight_decay
 
     def bind(self, n_params: int, dtype: np.dtype) -> None:
-        """Allocate zero state for a network, or check that the existing state fits it.
+        """Allocate initial state for a network, or check that the existing state fits it.
 
         Parameters
         ----------
@@ -153,7 +156,7 @@ class Optimizer:
             The existing state belongs to a network of another size or dtype.
         """
         if not self.state:
-            self.state = [np.zeros(n_params, dtype=dtype) for _ in range(self.n_state)]
+            self.state = self._initial_state(n_params, np.dtype(dtype))
             return
         first = self.state[0]
         if first.shape != (n_params,) or first.dtype != dtype:
@@ -161,6 +164,9 @@ class Optimizer:
                 f"optimizer: its state belongs to a network with {first.size} {first.dtype} "
                 f"parameters, not {n_params} {np.dtype(dtype)}; use a new optimizer"
             )
+
+    def _initial_state(self, n_params: int, dtype: np.dtype) -> list[np.ndarray]:
+        return [np.zeros(n_params, dtype=dtype) for _ in range(self.n_state)]
 
     def describe(self) -> dict[str, Any]:
         """Describe the optimizer as a model file's header holds it.
@@ -386,7 +392,84 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay=weight_decay, decoupled=True)
 
 
-_BY_NAME = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, AdamW)}
+class Rprop(Optimizer):
+    """Resilient backpropagation (torch.optim.Rprop, its variant and defaults).
+
+    Each parameter has its own step, starting at ``lr``: multiplied by ``etas[1]`` while
+    its gradient keeps its sign, by ``etas[0]`` when the sign flips (and then that
+    gradient counts as zero: no move), and kept within ``step_sizes``; the parameter moves
+    by its step against the sign of its gradient. Meant for full-batch training
+    (``fit(batch_size=None)``), usable with mini-batches as PyTorch allows.
+
+    Parameters
+    ----------
+    lr : float or None, default=None
+        The initial step of every parameter, > 0; None: 0.01.
+    etas : tuple (float, float), default=(0.5, 1.2)
+        (eta_minus, eta_plus), with 0 < eta_minus < 1 < eta_plus.
+    step_sizes : tuple (float, float), default=(1e-6, 50)
+        (smallest, largest) step, with 0 < smallest <= largest.
+    weight_decay : float, default=0.0
+        L2 term added to the gradient of the weights, >= 0.
+
+    Raises
+    ------
+    TypeError, ValueError
+        A hyper-parameter of the wrong type or value.
+    """
+
+    name = method = "rprop"
+    n_state = 2  # the previous gradient, and the steps
+    default_lr = 0.01
+
+    def __init__(
+        self,
+        lr=None,
+        etas: tuple[float, float] = (0.5, 1.2),
+        step_sizes: tuple[float, float] = (1e-6, 50),
+        *,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr, weight_decay=weight_decay)
+        self.etas = (
+            check_real(_pair(etas, "etas")[0], "etas[0]", 0.0, 1.0, low_open=True),
+            check_real(etas[1], "etas[1]", 1.0, low_open=True),
+        )
+        smallest = check_real(
+            _pair(step_sizes, "step_sizes")[0], "step_sizes[0]", 0.0, low_open=True
+        )
+        self.step_sizes = (smallest, check_real(step_sizes[1], "step_sizes[1]", smallest))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Return the constructor arguments.
+
+        Returns
+        -------
+        dict
+            ``lr``, ``weight_decay``, ``etas`` and ``step_sizes``.
+        """
+        return {**super().hyperparameters(), "etas": self.etas, "step_sizes": self.step_sizes}
+
+    def _rule_arguments(self) -> dict[str, float]:
+        return {
+            "eta_minus": self.etas[0],
+            "eta_plus": self.etas[1],
+            "step_min": self.step_sizes[0],
+            "step_max": self.step_sizes[1],
+        }
+
+    def _initial_state(self, n_params: int, dtype: np.dtype) -> list[np.ndarray]:
+        # No previous gradient yet; every step starts at lr (PyTorch's initial step).
+        return [np.zeros(n_params, dtype=dtype), np.full(n_params, self.lr, dtype=dtype)]
+
+
+def _pair(value: Any, name: str) -> tuple[Any, Any]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name}: expected a pair of numbers, got {value!r}")
+    return value[0], value[1]
+
+
+_BY_NAME = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, AdamW, Rprop)}
 NAMES = tuple(_BY_NAME)
 _DESCRIPTION_FIELDS = {"name", "hyperparameters", "step", "n_state"}
 _MAX_STEP = 2**63 - 1  # the core's int64 step count
@@ -400,7 +483,7 @@ def get(optimizer: str | Optimizer, **hyperparameters: Any) -> Optimizer:
 
     Parameters
     ----------
-    optimizer : {"sgd", "momentum", "nesterov", "adam", "adamw"} or Optimizer
+    optimizer : {"sgd", "momentum", "nesterov", "adam", "adamw", "rprop"} or Optimizer
         A name (one of `NAMES`), or an optimizer, returned as it is.
     **hyperparameters
         Constructor arguments of the named optimizer (``lr``, ``momentum``, ``betas``...);
@@ -459,14 +542,18 @@ def from_description(description: Any, state: list[np.ndarray]) -> Optimizer:
     step = description["step"]
     if type(step) is not int or not 0 <= step <= _MAX_STEP:
         raise ValueError(f"optimizer: step must be a non-negative integer, got {step!r}")
-    if isinstance(hyperparameters.get("betas"), list):
-        hyperparameters = {**hyperparameters, "betas": tuple(hyperparameters["betas"])}
+    hyperparameters = {  # JSON holds the pairs (betas, etas, step_sizes) as lists
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in hyperparameters.items()
+    }
     try:
         optimizer = cls(**hyperparameters)
     except (TypeError, OverflowError) as error:
         raise ValueError(f"optimizer hyper-parameters are invalid: {error}") from error
     if isinstance(optimizer, Adam) and state and (state[1] < 0).any():
         raise ValueError("optimizer: Adam's second moments must not be negative")
+    if isinstance(optimizer, Rprop) and state and not (state[1] > 0).all():
+        raise ValueError("optimizer: Rprop's steps must be positive")
     optimizer.state, optimizer.step = list(state), step
     return optimizer
 

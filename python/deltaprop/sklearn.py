@@ -86,7 +86,7 @@ _PARAMETERS_DOC = """\
     activation : {"relu", "tanh", "logistic", "sigmoid", "leaky_relu", "identity"}, \
 default="relu"
         Hidden-layer activation ("logistic" is scikit-learn's name for "sigmoid").
-    optimizer : {"adam", "sgd", "momentum", "nesterov", "adamw"}, default="adam"
+    optimizer : {"adam", "sgd", "momentum", "nesterov", "adamw", "rprop"}, default="adam"
         The update rule (see `deltaprop.optim`); MLP's ``solver``, without "lbfgs".
     learning_rate_init : float, default=0.001
         Learning rate, constant during training.

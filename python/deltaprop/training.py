@@ -272,7 +272,7 @@ def fit(
     *,
     sample_weight: Any = None,
     epochs: int = 30,
-    batch_size: int = 10,
+    batch_size: int | None = 10,
     optimizer: str | optim.Optimizer | None = None,
     lr: float | None = None,
     momentum: float | None = None,
@@ -316,9 +316,10 @@ def fit(
         each batch minimises sum_i w_i C_i / sum_i w_i. None: every sample weighs 1.
     epochs : int, default=30
         Number of passes over the data (0 trains nothing).
-    batch_size : int, default=10
-        Rows per mini-batch; larger than the data means the whole data.
-    optimizer : {"sgd", "momentum", "nesterov", "adam", "adamw"}, Optimizer or None, \
+    batch_size : int or None, default=10
+        Rows per mini-batch; None, or more than the data, means the whole data (full-batch
+        training, as for Rprop).
+    optimizer : {"sgd", "momentum", "nesterov", "adam", "adamw", "rprop"}, Optimizer or None, \
 default=None
         A name makes a new optimizer (with ``lr`` and ``momentum``); an `optim.Optimizer`
         is used with its state; None continues with the network's optimizer
@@ -326,7 +327,7 @@ default=None
     lr : float or None, default=None
         Learning rate, > 0; it replaces the rate of the optimizer, whichever it is. None
         keeps the optimizer's (for a new one its default: SGD 0.1, momentum and Nesterov
-        0.01, Adam and AdamW 1e-3).
+        0.01, Adam and AdamW 1e-3, Rprop's initial step 0.01).
     momentum : float or None, default=None
         Momentum of a new "momentum" or "nesterov" optimizer, in [0, 1); None: 0.9.
         Ignored when ``optimizer`` is not such a name.
@@ -434,7 +435,9 @@ default=None
         validation=validation,
         epochs=check_int(epochs, "epochs", 0),
         # A batch larger than the data is the whole data (and fits the core's integers).
-        batch_size=min(check_int(batch_size, "batch_size", 1), len(train[0])),
+        batch_size=len(train[0])
+        if batch_size is None
+        else min(check_int(batch_size, "batch_size", 1), len(train[0])),
         lmbda=check_real(lmbda, "lmbda", 0.0),
         l1=check_real(l1, "l1", 0.0),
         dropout=check_fraction(dropout, "dropout"),
