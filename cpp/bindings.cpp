@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -65,6 +66,14 @@ void check_disjoint(std::initializer_list<Span> spans, const std::vector<Span> &
                                             all[j].name);
             }
         }
+    }
+}
+
+template <class T> void check_sample_weight(const Array<T> &sample_weight, std::size_t n_rows) {
+    check_aligned<T>(sample_weight, "sample_weight");
+    if (sample_weight.ndim() != 1 || std::size_t(sample_weight.shape(0)) != n_rows) {
+        throw std::invalid_argument("sample_weight: expected shape (" + std::to_string(n_rows) +
+                                    ",), got " + shape_of(sample_weight));
     }
 }
 
@@ -225,6 +234,37 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             py::arg("grads").noconvert(),
             "grads <- batch-averaged dC/dparams; returns the batch's mean cost.")
         .def(
+            "objective",
+            [](Network<T> &net, const Array<T> &params, const Array<T> &X, const Array<T> &Y,
+               const std::optional<Array<T>> &sample_weight, double l2, double l1,
+               Array<T> &grads) {
+                check_params(net.mlp(), params, "params");
+                check_params(net.mlp(), grads, "grads");
+                check_writeable<T>(grads, "grads");
+                const std::size_t n = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                check_matrix(Y, "Y", n, net.mlp().n_outputs());
+                if (sample_weight) check_sample_weight(*sample_weight, n);
+                if (!(std::isfinite(l2) && l2 >= 0 && std::isfinite(l1) && l1 >= 0)) {
+                    throw std::invalid_argument("l2, l1: expected finite numbers >= 0");
+                }
+                check_disjoint(
+                    {{"grads", &grads, true},
+                     {"params", &params, false},
+                     {"X", &X, false},
+                     {"Y", &Y, false},
+                     {"sample_weight", sample_weight ? &*sample_weight : nullptr, false}});
+                const T *p = params.data(), *x = X.data(), *y = Y.data();
+                const T *w = sample_weight ? sample_weight->data() : nullptr;
+                T *g = grads.mutable_data();
+                py::gil_scoped_release nogil;
+                return net.objective(p, x, y, w, n, l2, l1, g);
+            },
+            py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+            py::arg("sample_weight").noconvert(), py::arg("l2"), py::arg("l1"),
+            py::arg("grads").noconvert(),
+            "Full-batch objective: the (weighted) mean cost over all rows plus "
+            "l2/2 ||W||^2 + l1 ||W||_1; grads <- its gradient.")
+        .def(
             "train",
             [](Network<T> &net, Array<T> &params, std::vector<Array<T>> &state,
                Array<std::int64_t> &step, const Array<T> &X, const Array<T> &Y,
@@ -238,15 +278,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 const std::size_t n_rows = check_matrix(X, "X", 0, net.mlp().n_inputs());
                 check_matrix(Y, "Y", n_rows, net.mlp().n_outputs());
                 const std::size_t n_order = order ? check_order(*order) : n_rows;
-                if (sample_weight) {
-                    check_aligned<T>(*sample_weight, "sample_weight");
-                    if (sample_weight->ndim() != 1 ||
-                        std::size_t(sample_weight->shape(0)) != n_rows) {
-                        throw std::invalid_argument("sample_weight: expected shape (" +
-                                                    std::to_string(n_rows) + ",), got " +
-                                                    shape_of(*sample_weight));
-                    }
-                }
+                if (sample_weight) check_sample_weight(*sample_weight, n_rows);
                 if (batch_size < 1) throw std::invalid_argument("batch_size: must be at least 1");
                 if (!(dropout >= 0 && dropout < 1)) {
                     throw std::invalid_argument("dropout: must lie in [0, 1)");

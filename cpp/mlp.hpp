@@ -161,6 +161,38 @@ template <class T> class Mlp {
         return total / double(n);
     }
 
+    // The full-batch objective over all n rows, in chunks of bounded workspace: the
+    // (sample-weighted) mean cost plus l2/2 ||W||^2 + l1 ||W||_1 over the weights (not the
+    // biases), and its gradient into grads. Each chunk's BP4 and BP3 accumulate into grads
+    // (beta = 1 after the first), scaled by the chunk's share of the total sample weight.
+    double objective(const T *params, const T *X, const T *Y, const T *sample_weight, std::size_t n,
+                     double l2, double l1, T *grads) {
+        double total_weight = double(n);
+        if (sample_weight != nullptr) {
+            total_weight = 0;
+            for (std::size_t i = 0; i < n; ++i) total_weight += double(sample_weight[i]);
+        }
+        if (!(total_weight > 0)) {
+            throw std::invalid_argument("sample_weight: the weights must have a positive sum");
+        }
+        double cost = 0;
+        const std::size_t chunk = chunk_rows();
+        for (std::size_t start = 0; start < n; start += chunk) {
+            const std::size_t B = std::min(chunk, n - start);
+            require_finite(forward(params, X + start * n_inputs(), B, nullptr, true));
+            const CostAndSampleWeight seen = output_error(
+                Y + start * n_outputs(), sample_weight ? sample_weight + start : nullptr, B);
+            cost += seen.cost;
+            // BP1 gave row i the factor w_i B / (chunk's weight): alpha makes it w_i / total.
+            const T alpha = T(seen.sample_weight / total_weight / double(B));
+            const T beta = start == 0 ? T(0) : T(1);
+            backward(params, X + start * n_inputs(), B, {grads, alpha, beta, beta});
+        }
+        cost = cost / total_weight + regularise(params, l2, l1, grads);
+        require_finite_result(std::isfinite(cost) && all_finite(grads, n_params()));
+        return cost;
+    }
+
     // Batch-averaged gradients of the cost into grads (the parameter layout);
     // returns the mean cost of the batch.
     double gradients(const T *params, const T *X, const T *Y, std::size_t B, T *grads) {
@@ -231,6 +263,22 @@ template <class T> class Mlp {
   private:
     // Finite inputs and parameters can still overflow z (3e38 in float32); softmax
     // and the costs would then answer NaN.
+    // l2/2 ||W||^2 + l1 ||W||_1 over every W^l (biases are not regularised); its gradient
+    // l2 W + l1 sign(W) is added to grads.
+    double regularise(const T *params, double l2, double l1, T *grads) const {
+        if (l2 == 0 && l1 == 0) return 0;
+        double penalty = 0;
+        for (std::size_t l = 1; l <= n_layers(); ++l) {
+            const LayerParams &at = layer(l);
+            for (std::size_t k = at.weights; k < at.biases; ++k) {
+                const double w = double(params[k]);
+                penalty += 0.5 * l2 * w * w + l1 * std::abs(w);
+                grads[k] += T(l2) * params[k] + T(l1) * T((w > 0) - (w < 0));
+            }
+        }
+        return penalty;
+    }
+
     // Finite inputs, targets and parameters can still overflow the cost or a δ (an
     // identity output 1e200 away from its target): never hand back non-finite numbers.
     static void require_finite_result(bool finite) {

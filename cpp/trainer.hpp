@@ -355,6 +355,12 @@ template <class T> class Network {
         return mlp_.gradients(params, X, Y, B, grads);
     }
 
+    double objective(const T *params, const T *X, const T *Y, const T *sample_weight, std::size_t n,
+                     double l2, double l1, T *grads) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return mlp_.objective(params, X, Y, sample_weight, n, l2, l1, grads);
+    }
+
     TrainOutcome train(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                        const Rows<T> &rows) {
         std::lock_guard<std::mutex> lock(mutex_);

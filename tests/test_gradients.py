@@ -183,3 +183,77 @@ def test_batches_larger_than_a_chunk_agree_with_pieces():
         np.testing.assert_allclose(out[rows], net.predict(X[rows]), rtol=1e-12)
     pieces = [net.cost(X[i : i + 500], labels[i : i + 500]) for i in range(0, 2500, 500)]
     assert net.cost(X, labels) == pytest.approx(np.mean(pieces), rel=1e-12)
+
+
+# ------------------------------------------------------------------ full-batch objective
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_full_batch_objective_is_the_mean_of_the_rows_gradients_across_chunks(weighted):
+    """A network wide enough that its 1,500 rows take several chunks of workspace: the
+    objective equals the weighted mean of per-row costs and gradients, plus the L2 and L1
+    terms of the weights only."""
+    rng = np.random.default_rng(3)
+    net = dp.Network(
+        [300, 2048, 4], activation="tanh", output="softmax", cost="log_likelihood", seed=3
+    )
+    X, y = rng.normal(size=(1500, 300)), rng.integers(0, 4, 1500)
+    weights = rng.uniform(0.0, 2.0, 1500) if weighted else np.ones(1500)
+    lmbda, l1 = 3.0, 0.5
+    cost, gradient = net.objective(
+        X, y, sample_weight=weights if weighted else None, lmbda=lmbda, l1=l1
+    )
+    expected_cost, expected = 0.0, np.zeros_like(net.params)
+    for start in range(0, 1500, 100):
+        part = slice(start, start + 100)
+        share = weights[part].sum() / weights.sum()
+        batch_cost, dW, db = _weighted_gradients(net, X[part], y[part], weights[part])
+        expected_cost += share * batch_cost
+        expected += share * np.concatenate([np.concatenate([w.ravel(), b]) for w, b in zip(dW, db)])
+    mask = np.concatenate(
+        [
+            np.concatenate([np.ones(W.size), np.zeros(b.size)])
+            for W, b in zip(net.weights, net.biases)
+        ]
+    ).astype(bool)
+    W = net.params[mask]
+    expected_cost += lmbda / (2 * 1500) * (W @ W) + l1 / 1500 * np.abs(W).sum()
+    expected[mask] += lmbda / 1500 * W + l1 / 1500 * np.sign(W)
+    assert_close(cost, expected_cost, 1e-10)
+    assert_close(gradient, expected, 1e-9)
+
+
+def _weighted_gradients(net, X, y, weights):
+    """Weighted mean cost and gradients of a batch, from per-row gradients."""
+    total, dW, db = 0.0, None, None
+    for x_row, y_row, w in zip(X, y, weights):
+        cost, row_dW, row_db = net.gradients(x_row[None], y_row[None])
+        share = w / weights.sum()
+        total += share * cost
+        dW = (
+            [share * d for d in row_dW]
+            if dW is None
+            else [a + share * d for a, d in zip(dW, row_dW)]
+        )
+        db = (
+            [share * d for d in row_db]
+            if db is None
+            else [a + share * d for a, d in zip(db, row_db)]
+        )
+    return total, dW, db
+
+
+def test_full_batch_objective_matches_central_differences():
+    rng = np.random.default_rng(4)
+    net = dp.Network(
+        [5, 7, 3], activation="sigmoid", output="sigmoid", cost="cross_entropy", seed=4
+    )
+    X, Y = rng.normal(size=(40, 5)), rng.uniform(size=(40, 3))
+    weights = rng.uniform(0.5, 1.5, 40)
+    _, gradient = net.objective(X, Y, sample_weight=weights, lmbda=2.0, l1=0.0)
+    h, params = 1e-6, net.params.copy()
+    for k in rng.choice(net.params.size, 12, replace=False):
+        net.params[k] = params[k] + h
+        up = net.objective(X, Y, sample_weight=weights, lmbda=2.0)[0]
+        net.params[k] = params[k] - h
+        down = net.objective(X, Y, sample_weight=weights, lmbda=2.0)[0]
+        net.params[k] = params[k]
+        assert abs((up - down) / (2 * h) - gradient[k]) < 1e-6 * max(1.0, abs(gradient[k]))

@@ -37,6 +37,17 @@ class _Mlp:
     def gradients(
         self, params: npt.NDArray, X: npt.NDArray, Y: npt.NDArray, grads: npt.NDArray
     ) -> float: ...
+    def objective(
+        self,
+        params: npt.NDArray,
+        X: npt.NDArray,
+        Y: npt.NDArray,
+        sample_weight: npt.NDArray | None,
+        l2: float,
+        l1: float,
+        grads: npt.NDArray,
+    ) -> float:
+        """Full-batch objective (mean cost + l2/2 ||W||^2 + l1 ||W||_1); grads <- gradient."""
     def train(
         self,
         params: npt.NDArray,

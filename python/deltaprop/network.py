@@ -478,6 +478,50 @@ default="sigmoid"
         dW, db = self._layer_views(grads)
         return cost, dW, db
 
+    def objective(
+        self, X: Any, Y: Any, *, sample_weight: Any = None, lmbda: float = 0.0, l1: float = 0.0
+    ) -> tuple[float, np.ndarray]:
+        """Full-batch objective and its gradient, over all rows in one core call.
+
+        The (sample-weighted) mean cost plus Nielsen's regularisation of the weights (not
+        the biases), ``lmbda/(2n) ||W||^2 + l1/n ||W||_1`` with n the number of rows: what
+        full-batch optimizers such as L-BFGS minimise. The rows are processed in chunks of
+        bounded workspace, with the GIL released; the gradient is the one of averaging
+        `gradients` over the rows, in one pass.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_0)
+            Inputs.
+        Y : array_like of shape (n_samples,) or (n_samples, n_L)
+            Class indices or targets (see `validate`).
+        sample_weight : array_like of shape (n_samples,) or scalar, optional
+            Non-negative weights with a positive sum: the cost is sum_i w_i C_i / sum_i w_i.
+        lmbda, l1 : float, default=0.0
+            L2 and L1 strengths, >= 0, in Nielsen's per-sample form.
+
+        Returns
+        -------
+        cost : float
+            The objective.
+        gradient : ndarray of shape (n_params,)
+            Its gradient, laid out as `params`.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Invalid data or strengths, or a cost or gradient that overflows.
+        """
+        X, Y = self.validate(X, Y)
+        n = X.shape[0]
+        weights = training.check_sample_weight(sample_weight, n, self.dtype)
+        l2 = training.l2_coefficient("lmbda", check_real(lmbda, "lmbda", 0.0), n_samples=n)
+        l1 = check_real(l1, "l1", 0.0) / n
+        gradient = np.empty_like(self._params)
+        with GATE.call():
+            cost = self._core.objective(self._params, X, Y, weights, l2, l1, gradient)
+        return cost, gradient
+
     def _layer_views(self, flat: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Return views W^l (n_l, n_{l-1}) and b^l (n_l,) of a flat array laid out as params."""
         weights, biases = [], []
