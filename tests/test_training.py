@@ -420,3 +420,88 @@ def test_extra_metrics_see_the_current_epochs_metrics():
     assert [m["lr"] for m in seen] == history["lr"]
     assert [m["time"] for m in seen] == history["time"]
     assert history["double_lr"] == [2 * lr for lr in history["lr"]]
+
+
+# ------------------------------------------------------------------ full batch: L-BFGS
+def test_lbfgs_single_layer_reaches_logistic_regressions_solution():
+    """Softmax + log-likelihood with L2 lambda is multinomial logistic regression: L-BFGS
+    on the full-batch objective reaches scikit-learn's LogisticRegression(C=1/lambda)."""
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    X, y = dp.datasets.load_digits()
+    net = dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0, init="glorot")
+    history = net.fit(X, y, optimizer="lbfgs", lmbda=1.0, epochs=5000, tol=1e-9)
+    reference = linear_model.LogisticRegression(C=1.0, tol=1e-10, max_iter=20000).fit(X, y)
+    assert np.abs(net.predict(X) - reference.predict_proba(X)).max() < 1e-5
+    assert list(history) == ["cost", "time"] and len(history["cost"]) > 10
+
+
+def test_lbfgs_history_callbacks_and_validation():
+    net, X, y = softmax_problem(n_samples=60)
+    seen = []
+
+    def stop_after_five(iteration, metrics):
+        seen.append(metrics["val_cost"])
+        return iteration == 4
+
+    history = net.fit(
+        X,
+        y,
+        optimizer="lbfgs",
+        epochs=100,
+        validation_fraction=0.25,
+        callbacks=[stop_after_five],
+        train_accuracy=True,
+    )
+    assert len(history["cost"]) == 5 and seen == history["val_cost"]
+    assert set(history) == {"cost", "accuracy", "val_cost", "val_accuracy", "time"}
+    assert all(np.diff(history["cost"]) <= 1e-12)  # L-BFGS-B never accepts an uphill step
+
+
+def test_lbfgs_ends_with_the_best_iteration_after_an_interruption():
+    net, X, y = softmax_problem(n_samples=60)
+    best = {}
+
+    def interrupt(iteration, metrics):
+        best[iteration] = net.params.copy()
+        if iteration == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, optimizer="lbfgs", epochs=100, callbacks=[interrupt])
+    assert len(net.history["cost"]) == 4
+    np.testing.assert_array_equal(net.params, best[3])
+
+
+def test_lbfgs_divergence_keeps_the_best_parameters():
+    rng = np.random.default_rng(0)
+    net = dp.Network([3, 4, 2], activation="relu", output="identity", seed=0)
+    X, Y = rng.normal(size=(20, 3)), np.full((20, 2), 1e200)
+    before = net.params.copy()
+    with pytest.raises(dp.DivergenceError, match="L-BFGS"):
+        net.fit(X, Y, optimizer="lbfgs", epochs=50)
+    assert np.isfinite(net.params).all()
+    np.testing.assert_array_equal(net.params, before)  # no iteration completed
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"batch_size": 32},
+        {"dropout": 0.1},
+        {"schedule": "step"},
+        {"early_stopping": True},
+        {"lr": 0.1},
+        {"momentum": 0.5},
+    ],
+    ids=lambda option: next(iter(option)),
+)
+def test_lbfgs_refuses_mini_batch_options(option):
+    net, X, y = softmax_problem()
+    with pytest.raises(ValueError, match=f"{next(iter(option))}: does not apply"):
+        net.fit(X, y, optimizer="lbfgs", **option)
+
+
+def test_lbfgs_trains_float32_networks():
+    net, X, y = softmax_problem(n_samples=60, dtype="float32")
+    history = net.fit(X, y, optimizer="lbfgs", epochs=30)
+    assert net.params.dtype == np.float32 and history["cost"][-1] < history["cost"][0]

@@ -295,6 +295,8 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 1,
     resume: bool = False,
+    max_fun: int = 15000,
+    tol: float = 1e-4,
 ) -> dict[str, list[float]]:
     """Train by mini-batch gradient descent, in place.
 
@@ -391,6 +393,12 @@ default=None
         If ``checkpoint`` exists, continue from it (it must come from the same network
         and data): a run killed and resumed with the same arguments ends with the same
         weights as one that was never interrupted.
+    max_fun : int, default=15000
+        With ``optimizer="lbfgs"``: at most this many evaluations of the objective
+        (scikit-learn's ``max_fun``); ``epochs`` is then the most iterations.
+    tol : float, default=1e-4
+        With ``optimizer="lbfgs"``: stop when the largest gradient component falls to
+        ``tol`` (scipy's ``gtol``, as scikit-learn passes it).
 
     Returns
     -------
@@ -416,7 +424,46 @@ default=None
         The network is being trained in another thread.
     OSError
         A checkpoint cannot be written.
+    ImportError
+        ``optimizer="lbfgs"`` without scipy installed.
+
+    Notes
+    -----
+    ``optimizer="lbfgs"`` minimises `Network.objective` over all rows with scipy's
+    L-BFGS-B (``scipy.optimize.minimize(method="L-BFGS-B", jac=True)``, as scikit-learn's
+    MLP does): one history entry per iteration, callbacks may stop it, and it ends with
+    the parameters of the best iteration (also after Ctrl-C or a divergence). Mini-batch
+    options (``batch_size``, ``dropout``, ``schedule``, ``lr``, ``momentum``, early
+    stopping, checkpoints) do not apply and are refused.
     """
+    if isinstance(optimizer, str) and optimizer == "lbfgs":
+        return _fit_lbfgs(
+            net,
+            X,
+            Y,
+            sample_weight=sample_weight,
+            max_iter=epochs,
+            max_fun=max_fun,
+            tol=tol,
+            lmbda=lmbda,
+            l1=l1,
+            validation_data=validation_data,
+            validation_fraction=validation_fraction,
+            callbacks=callbacks,
+            metrics=metrics,
+            train_accuracy=train_accuracy,
+            seed=seed,
+            verbose=verbose,
+            refused={
+                "batch_size": batch_size not in (10, None),
+                "lr": lr is not None,
+                "momentum": momentum is not None,
+                "dropout": dropout != 0,
+                "schedule": not (isinstance(schedule, str) and schedule == "constant"),
+                "early_stopping": bool(early_stopping),
+                "checkpoint": checkpoint is not None,
+            },
+        )
     X, Y = net.validate(X, Y)
     sample_weight = check_sample_weight(sample_weight, len(X), net.dtype)
     if sample_weight is not None:
@@ -459,6 +506,72 @@ default=None
     with net.exclusive():
         net.optimizer = run.optimizer
         return run.run()
+
+
+def _fit_lbfgs(
+    net,
+    X,
+    Y,
+    *,
+    sample_weight,
+    max_iter,
+    max_fun,
+    tol,
+    lmbda,
+    l1,
+    validation_data,
+    validation_fraction,
+    callbacks,
+    metrics,
+    train_accuracy,
+    seed,
+    verbose,
+    refused,
+):
+    """fit(optimizer="lbfgs"): scipy's L-BFGS-B on the full-batch objective."""
+    given = [name for name, is_given in refused.items() if is_given]
+    if given:
+        raise ValueError(
+            f"{given[0]}: does not apply to optimizer='lbfgs', which trains on all rows "
+            "at once (leave it out)"
+        )
+    try:
+        from scipy.optimize import minimize
+    except ImportError as error:
+        raise ImportError(
+            "optimizer='lbfgs' needs scipy: pip install 'deltaprop[scipy]'"
+        ) from error
+    X, Y = net.validate(X, Y)
+    sample_weight = check_sample_weight(sample_weight, len(X), net.dtype)
+    train, validation = split_validation(
+        net, (X, Y, sample_weight), validation_data, validation_fraction, False, seed
+    )
+    X, Y, sample_weight = train
+    max_iter, max_fun = check_int(max_iter, "epochs", 0), check_int(max_fun, "max_fun", 1)
+    tol, lmbda, l1 = (
+        check_real(v, name, 0.0) for v, name in ((tol, "tol"), (lmbda, "lmbda"), (l1, "l1"))
+    )
+    run = TrainingRun(
+        net=net,
+        data=train,
+        validation=validation,
+        epochs=max_iter,
+        batch_size=len(X),
+        lmbda=lmbda,
+        l1=l1,
+        dropout=0.0,
+        schedule=schedules.Constant(),
+        shuffle=False,
+        rng=np.random.default_rng(seed),
+        early_stopping=None,
+        callbacks=check_callables(callbacks, "callbacks"),
+        metrics=_check_metrics(metrics),
+        train_accuracy=bool(train_accuracy),
+        verbose=bool(verbose),
+    )
+    run.check_monitor()
+    with net.exclusive():
+        return run.run_lbfgs(minimize, sample_weight, max_fun, tol)
 
 
 def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> np.ndarray | None:
@@ -733,6 +846,82 @@ class TrainingRun:
             self.early_stopping.restore(self.net.params)
         return self.history
 
+    def run_lbfgs(self, minimize, sample_weight, max_fun: int, tol: float):
+        """Minimise the full-batch objective with scipy's L-BFGS-B.
+
+        One history entry per iteration; the network ends with the parameters of the best
+        iteration (also after Ctrl-C, a stopping callback or a divergence).
+
+        Parameters
+        ----------
+        minimize : callable
+            ``scipy.optimize.minimize``.
+        sample_weight : ndarray of shape (n_samples,) or None
+            Weights of the training rows.
+        max_fun : int
+            Most evaluations of the objective.
+        tol : float
+            Gradient tolerance (scipy's ``gtol``).
+
+        Returns
+        -------
+        dict of str to list of float
+            The history.
+        """
+        net, (X, Y, _) = self.net, self.data
+        self.history = net.history = {key: [] for key in self._history_keys() if key != "lr"}
+        best = {"cost": math.inf, "params": net.params.copy()}
+        started = [time.perf_counter()]
+
+        def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
+            net.params[...] = x
+            try:
+                cost, gradient = net.objective(
+                    X, Y, sample_weight=sample_weight, lmbda=self.lmbda, l1=self.l1
+                )
+            except ValueError as error:  # the cost or its gradient overflowed
+                raise DivergenceError(
+                    f"L-BFGS diverged in iteration {len(self.history['cost'])}: {error}; the "
+                    "network keeps the parameters of its best iteration",
+                    epoch=len(self.history["cost"]),
+                    batch=0,
+                    history=self.history,
+                ) from error
+            return cost, gradient.astype(np.float64)
+
+        def end_of_iteration(intermediate_result) -> None:
+            net.params[...] = intermediate_result.x
+            cost = float(intermediate_result.fun)
+            if cost < best["cost"]:
+                best["cost"], best["params"] = cost, net.params.copy()
+            self._record(cost, time.perf_counter() - started[0])
+            started[0] = time.perf_counter()
+            if self.verbose:
+                _print_progress(len(self.history["cost"]) - 1, self.epochs, self.history)
+            if self._should_stop(len(self.history["cost"]) - 1):
+                raise StopIteration
+
+        try:
+            if self.epochs > 0:
+                minimize(
+                    objective,
+                    net.params.astype(np.float64),
+                    jac=True,
+                    method="L-BFGS-B",
+                    callback=end_of_iteration,
+                    # Only tol and the budgets end it: scipy's relative-decrease test
+                    # (ftol) set as low as scikit-learn's LogisticRegression sets it.
+                    options={
+                        "maxiter": self.epochs,
+                        "maxfun": max_fun,
+                        "gtol": tol,
+                        "ftol": 64 * np.finfo(np.float64).eps,
+                    },
+                )
+        finally:
+            net.params[...] = best["params"]
+        return self.history
+
     # ------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, epochs_done: int, stopped: bool) -> None:
         """Everything a resumed run needs to continue exactly as this one would."""
@@ -919,7 +1108,9 @@ class TrainingRun:
             current["val_cost"] = _nan_on_overflow(net.cost, X_val, Y_val)
             if "val_accuracy" in self.history:
                 current["val_accuracy"] = _nan_on_overflow(net.evaluate, X_val, Y_val)
-        current["lr"], current["time"] = self.optimizer.lr, seconds
+        if self.optimizer is not None:  # L-BFGS has no learning rate
+            current["lr"] = self.optimizer.lr
+        current["time"] = seconds
         for name, metric in self.metrics.items():  # each sees the epoch's metrics so far
             current[name] = float(_nan_on_overflow(metric, net, dict(current)))
         for key, values in self.history.items():
@@ -972,6 +1163,7 @@ def _print_progress(epoch: int, epochs: int, history: dict[str, list[float]]) ->
     for key in ("cost", "accuracy", "val_cost", "val_accuracy"):
         if key in history:
             parts.append(f"{key} {history[key][-1]:.4f}")
-    parts.append(f"lr {history['lr'][-1]:.3g}")
+    if "lr" in history:
+        parts.append(f"lr {history['lr'][-1]:.3g}")
     parts.append(f"{history['time'][-1]:.2f} s")
     print("  ".join(parts), flush=True)
