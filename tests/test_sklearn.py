@@ -46,7 +46,15 @@ def blobs():
 
 # MLP's own checks raise ConvergenceWarning too: the checks fit for a fixed, small max_iter.
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks([DeltapropClassifier(**SMALL), DeltapropRegressor(**SMALL)])
+@parametrize_with_checks(
+    [
+        DeltapropClassifier(**SMALL),
+        DeltapropRegressor(**SMALL),
+        DeltapropClassifier(optimizer="lbfgs", **SMALL),
+        DeltapropRegressor(optimizer="lbfgs", **SMALL),
+        DeltapropClassifier(optimizer="rprop", **SMALL),
+    ]
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -405,7 +413,7 @@ def test_invalid_hyperparameters_are_reported_at_fit(blobs):
     with pytest.raises(ValueError, match="learning_rate_init"):
         DeltapropRegressor(learning_rate_init=0).fit(X, y)
     with pytest.raises(ValueError, match="optimizer"):
-        DeltapropRegressor(optimizer="lbfgs").fit(X, y)
+        DeltapropRegressor(optimizer="adagrad").fit(X, y)
     with pytest.raises(ValueError, match="2 classes"):
         DeltapropClassifier().fit(X, np.zeros(len(X)))
 
@@ -454,3 +462,28 @@ def test_a_huge_learning_rate_gives_no_numpy_warning(Estimator, early_stopping):
         except dp.DivergenceError:
             pass
     assert [w.message for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+def test_lbfgs_is_mlps_lbfgs_solver_on_the_digits():
+    """optimizer="lbfgs" trains as MLPClassifier(solver="lbfgs") does: same loss (MLP's,
+    with alpha), iterations per max_iter, and an accuracy within noise of MLP's."""
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = dp.datasets.load_digits()
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0, stratify=y)
+    options = dict(hidden_layer_sizes=(30,), alpha=1e-3, max_iter=150, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = DeltapropClassifier(optimizer="lbfgs", **options).fit(X_train, y_train)
+        theirs = MLPClassifier(solver="lbfgs", **options).fit(X_train, y_train)
+    assert ours.n_iter_ == len(ours.loss_curve_) <= 150
+    assert all(np.diff(ours.loss_curve_) <= 1e-12)
+    assert ours.score(X_test, y_test) > theirs.score(X_test, y_test) - 0.02
+
+
+def test_lbfgs_refuses_partial_fit_and_early_stopping(blobs):
+    X, y = blobs
+    assert not hasattr(DeltapropClassifier(optimizer="lbfgs"), "partial_fit")
+    assert hasattr(DeltapropClassifier(optimizer="rprop"), "partial_fit")
+    with pytest.raises(ValueError, match="early_stopping"):
+        DeltapropClassifier(optimizer="lbfgs", early_stopping=True).fit(X, y)

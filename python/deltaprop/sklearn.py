@@ -52,6 +52,7 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
+    from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import (
         check_classification_targets,
         type_of_target,
@@ -71,8 +72,18 @@ from .network import Network
 
 __all__ = ["DeltapropClassifier", "DeltapropRegressor"]
 
+
+def _stochastic(estimator) -> bool:
+    """``partial_fit`` exists only for the stochastic optimizers, as in MLP."""
+    if estimator.optimizer == "lbfgs":
+        raise AttributeError("partial_fit is only available for stochastic optimizers, not 'lbfgs'")
+    return True
+
+
 # scikit-learn's name for the sigmoid, next to deltaprop's own names.
 _ACTIVATIONS = {"logistic": "sigmoid", **{name: name for name in ACTIVATIONS}}
+# The stochastic update rules, and scikit-learn's full-batch solver.
+_OPTIMIZERS = (*optim.NAMES, "lbfgs")
 # scikit-learn's names for the output activations, for out_activation_.
 _OUT_ACTIVATION_NAMES = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
 _MAX_SEED = np.iinfo(np.int32).max
@@ -86,15 +97,21 @@ _PARAMETERS_DOC = """\
     activation : {"relu", "tanh", "logistic", "sigmoid", "leaky_relu", "identity"}, \
 default="relu"
         Hidden-layer activation ("logistic" is scikit-learn's name for "sigmoid").
-    optimizer : {"adam", "sgd", "momentum", "nesterov", "adamw", "rprop"}, default="adam"
-        The update rule (see `deltaprop.optim`); MLP's ``solver``, without "lbfgs".
+    optimizer : {"adam", "sgd", "momentum", "nesterov", "adamw", "rprop", "lbfgs"}, \
+default="adam"
+        The update rule (see `deltaprop.optim`), MLP's ``solver``. "lbfgs" minimises the
+        loss over all the training samples at once with scipy's L-BFGS-B, as MLP does:
+        ``max_iter`` iterations and ``max_fun`` evaluations at most, ``tol`` on the
+        gradient; ``batch_size``, the learning rate and early stopping do not apply.
     learning_rate_init : float, default=0.001
         Learning rate, constant during training.
     batch_size : int or "auto", default="auto"
         Mini-batch size; "auto" is 200. Either is capped at the number of samples trained
         on (without the validation split), without MLP's warning.
     max_iter : int, default=200
-        Maximum number of epochs of one ``fit``.
+        Maximum number of epochs of one ``fit`` (iterations with "lbfgs").
+    max_fun : int, default=15000
+        With "lbfgs": maximum number of evaluations of the loss.
     alpha : float, default=0.0001
         L2 strength with MLP's meaning (see the module documentation for the mapping).
     momentum : float, default=0.9
@@ -182,6 +199,7 @@ class _BaseDeltaprop(BaseEstimator):
         learning_rate_init=0.001,
         batch_size="auto",
         max_iter=200,
+        max_fun=15000,
         alpha=0.0001,
         momentum=0.9,
         beta_1=0.9,
@@ -205,6 +223,7 @@ class _BaseDeltaprop(BaseEstimator):
         self.learning_rate_init = learning_rate_init
         self.batch_size = batch_size
         self.max_iter = max_iter
+        self.max_fun = max_fun
         self.alpha = alpha
         self.momentum = momentum
         self.beta_1 = beta_1
@@ -253,9 +272,14 @@ class _BaseDeltaprop(BaseEstimator):
             raise ValueError(
                 f"activation: expected one of {', '.join(_ACTIVATIONS)}, got {self.activation!r}"
             )
-        if self.optimizer not in optim.NAMES:
+        if self.optimizer not in _OPTIMIZERS:
             raise ValueError(
-                f"optimizer: expected one of {', '.join(optim.NAMES)}, got {self.optimizer!r}"
+                f"optimizer: expected one of {', '.join(_OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.optimizer == "lbfgs" and self.early_stopping:
+            raise ValueError(
+                "early_stopping: does not apply to optimizer='lbfgs', which trains on all "
+                "samples at once"
             )
         if self.init != "auto" and self.init not in INITS:
             raise ValueError(
@@ -266,6 +290,7 @@ class _BaseDeltaprop(BaseEstimator):
         if self.batch_size != "auto":
             check_int(self.batch_size, "batch_size", 1)
         check_int(self.max_iter, "max_iter", 1)
+        check_int(self.max_fun, "max_fun", 1)
         if self.n_iter_no_change != np.inf:
             check_int(self.n_iter_no_change, "n_iter_no_change", 1)
         check_real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True)
@@ -344,14 +369,18 @@ class _BaseDeltaprop(BaseEstimator):
             _MAX_SEED, size=3
         )
         self._set_up_network(X.shape[1], n_outputs, output, cost, classes, first_pass, init_seed)
-        stopping = self._stopping_for_fit(incremental)
         train, validation = self._split(X, targets, sample_weight, split_seed)
-        self._train(train, validation, stopping, incremental, first_pass, epoch_seed)
-        if self.early_stopping:
-            self.best_validation_score_ = stopping.best
+        if self.optimizer == "lbfgs":
+            converged = self._train_full_batch(train)
         else:
-            self.best_loss_ = stopping.best
-        if not incremental and stopping.stopped_epoch is None:
+            stopping = self._stopping_for_fit(incremental)
+            self._train(train, validation, stopping, incremental, first_pass, epoch_seed)
+            if self.early_stopping:
+                self.best_validation_score_ = stopping.best
+            else:
+                self.best_loss_ = stopping.best
+            converged = stopping.stopped_epoch is not None
+        if not incremental and not converged:
             warnings.warn(
                 f"{type(self).__name__}: max_iter={self.max_iter} epochs reached and the "
                 f"optimization hasn't converged yet (tol={self.tol}, "
@@ -408,6 +437,41 @@ class _BaseDeltaprop(BaseEstimator):
             seed=int(np.random.SeedSequence([int(epoch_seed), self.n_iter_]).generate_state(1)[0]),
             verbose=bool(self.verbose),
         )
+
+    def _train_full_batch(self, train) -> bool:
+        """Train with L-BFGS on all the training rows (MLP's ``solver="lbfgs"``).
+
+        Its loss, MLP's, is the network's full-batch objective: the mean cost plus
+        ``alpha / (2 n w_mean) ||W||^2``. Returns whether it stopped before ``max_iter``.
+        """
+        X_train, targets_train, weight_train = train
+        n_train = X_train.shape[0]
+        mean_weight = 1.0 if weight_train is None else float(weight_train.mean())
+        l2 = training.l2_coefficient(
+            "alpha", self.alpha, batch_size=n_train, mean_weight=mean_weight
+        )
+
+        def record_iteration(iteration: int, metrics: dict[str, float]) -> None:
+            self.loss_ = metrics["cost"]  # the objective: its L2 term included
+            self.loss_curve_.append(self.loss_)
+            self.n_iter_ += 1
+            self.t_ += n_train
+
+        history = self.network_.fit(
+            X_train,
+            targets_train,
+            sample_weight=weight_train,
+            optimizer="lbfgs",
+            epochs=self.max_iter,
+            max_fun=self.max_fun,
+            tol=self.tol,
+            lmbda=l2 * n_train,
+            callbacks=[record_iteration],
+            verbose=bool(self.verbose),
+        )
+        self.best_loss_ = min(self.loss_curve_, default=np.inf)
+        self.validation_scores_ = self.best_validation_score_ = None
+        return len(history["cost"]) < self.max_iter
 
     def _stopping_for_fit(self, incremental: bool) -> training.EarlyStopping:
         """Return MLP's stopping rule as an `EarlyStopping`.
@@ -598,6 +662,7 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
         """
         return self._fit(X, y, sample_weight)
 
+    @available_if(_stochastic)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one epoch on (X, y), continuing from the current network.
 
@@ -780,6 +845,7 @@ class DeltapropRegressor(RegressorMixin, _BaseDeltaprop):
         """
         return self._fit(X, y, sample_weight)
 
+    @available_if(_stochastic)
     def partial_fit(self, X, y, sample_weight=None):
         """Train for one epoch on (X, y), continuing from the current network.
 
