@@ -92,6 +92,8 @@ template <class T> inline T derivative(Activation f, T z, T slope) {
     return T(1);
 }
 
+template <class T> inline T sign(T x) { return T((x > T(0)) - (x < T(0))); }
+
 // 1 when x is NaN or infinite, else 0: on the bit pattern (all exponent bits set), so
 // that loops accumulating it with | vectorise.
 template <class T> inline auto not_finite_bit(T x) {

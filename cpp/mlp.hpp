@@ -273,7 +273,7 @@ template <class T> class Mlp {
             for (std::size_t k = at.weights; k < at.biases; ++k) {
                 const double w = double(params[k]);
                 penalty += 0.5 * l2 * w * w + l1 * std::abs(w);
-                grads[k] += T(l2) * params[k] + T(l1) * T((w > 0) - (w < 0));
+                grads[k] += T(l2) * params[k] + T(l1) * sign(params[k]);
             }
         }
         return penalty;

@@ -84,8 +84,6 @@ template <class T> struct OptimizerState {
     std::int64_t *step = nullptr;
 };
 
-template <class T> inline T sign(T x) { return T((x > T(0)) - (x < T(0))); }
-
 // Optimizer state decays geometrically where the gradient stays zero (a dead ReLU
 // unit: v <- mu v) and soon reaches subnormal numbers, on which x86 CPUs spend about a
 // hundred cycles per operation, in these loops and in the GEMM that scales the

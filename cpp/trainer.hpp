@@ -111,7 +111,8 @@ template <class T> class Trainer {
             const BatchOutcome seen = train_batch(params, state, rule, rows, k, k + 1 < n_batches);
             if (seen.status != BatchStatus::ok) {
                 // Back to the parameters before the batch to blame: the previous one when
-                // its (fused SGD) update overflowed unseen, else this one.
+                // its update made a parameter non-finite (seen only by this batch's forward
+                // pass), else this one.
                 const std::size_t blamed =
                     seen.status == BatchStatus::parameters_not_finite && k > 0 ? k - 1 : k;
                 replay(params, state, rule, rows, blamed);

@@ -418,8 +418,7 @@ def _refuse_constant(name: str):
 
 
 def _read_array(archive, members, name, dtype: np.dtype, length: int) -> np.ndarray:
-    if name not in members:
-        raise ModelFormatError(f"member {name!r} is missing")
+    # _check_sizes has seen that every announced member is there.
     with archive.open(members[name]) as member:
         return _read_npy(member, members[name], dtype, length, name)
 

@@ -271,8 +271,8 @@ def _read_input(path: str) -> np.ndarray:
 
     Its header is checked against the file's size before anything is allocated.
     """
-    try:
-        with open_regular(path) as file:
+    with open_regular(path) as file:  # a FIFO or device: its own ValueError
+        try:
             size = os.fstat(file.fileno()).st_size
             version = np.lib.format.read_magic(file)
             read_header = (
@@ -290,10 +290,8 @@ def _read_input(path: str) -> np.ndarray:
                 )
             file.seek(0)
             return np.lib.format.read_array(file, allow_pickle=False)
-    except (ValueError, EOFError) as error:
-        if isinstance(error, ValueError) and "not a regular file" in str(error):
-            raise
-        raise CommandError(f"{path}: not a numeric .npy array ({error})") from error
+        except (ValueError, EOFError) as error:
+            raise CommandError(f"{path}: not a numeric .npy array ({error})") from error
 
 
 def evaluate(args: argparse.Namespace) -> None:

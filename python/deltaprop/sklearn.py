@@ -414,10 +414,7 @@ class _BaseDeltaprop(BaseEstimator):
         )
 
         def record_epoch(epoch: int, metrics: dict[str, float]) -> None:
-            self.loss_ = metrics["loss"]
-            self.loss_curve_.append(self.loss_)
-            self.n_iter_ += 1
-            self.t_ += n_train
+            self._record_loss(metrics["loss"], n_train)
             if validation is not None:
                 self.validation_scores_.append(metrics["val_score"])
 
@@ -452,10 +449,7 @@ class _BaseDeltaprop(BaseEstimator):
         )
 
         def record_iteration(iteration: int, metrics: dict[str, float]) -> None:
-            self.loss_ = metrics["cost"]  # the objective: its L2 term included
-            self.loss_curve_.append(self.loss_)
-            self.n_iter_ += 1
-            self.t_ += n_train
+            self._record_loss(metrics["cost"], n_train)  # the objective: L2 term included
 
         history = self.network_.fit(
             X_train,
@@ -472,6 +466,13 @@ class _BaseDeltaprop(BaseEstimator):
         self.best_loss_ = min(self.loss_curve_, default=np.inf)
         self.validation_scores_ = self.best_validation_score_ = None
         return len(history["cost"]) < self.max_iter
+
+    def _record_loss(self, loss: float, n_train: int) -> None:
+        """Book an epoch (or L-BFGS iteration) of ``n_train`` samples ending at ``loss``."""
+        self.loss_ = loss
+        self.loss_curve_.append(loss)
+        self.n_iter_ += 1
+        self.t_ += n_train
 
     def _stopping_for_fit(self, incremental: bool) -> training.EarlyStopping:
         """Return MLP's stopping rule as an `EarlyStopping`.
