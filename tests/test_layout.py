@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import deltaprop
 
 PACKAGE = Path(deltaprop.__file__).parent
@@ -85,7 +83,6 @@ def test_no_module_imports_a_private_name_of_another():
 def test_the_sources_pass_ruff():
     """Lint (numpydoc docstrings included: ruff's D rules) and formatting, as configured
     in pyproject.toml."""
-    pytest.importorskip("ruff", reason="ruff comes with the test extra")
     root = Path(__file__).resolve().parents[1]
     for command in (["check", "python", "tests", "bench"], ["format", "--check", "python"]):
         done = subprocess.run(

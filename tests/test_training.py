@@ -426,7 +426,8 @@ def test_extra_metrics_see_the_current_epochs_metrics():
 def test_lbfgs_single_layer_reaches_logistic_regressions_solution():
     """Softmax + log-likelihood with L2 lambda is multinomial logistic regression: L-BFGS
     on the full-batch objective reaches scikit-learn's LogisticRegression(C=1/lambda)."""
-    linear_model = pytest.importorskip("sklearn.linear_model")
+    from sklearn import linear_model  # the test extra's
+
     X, y = dp.datasets.load_digits()
     net = dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0, init="glorot")
     history = net.fit(X, y, optimizer="lbfgs", lmbda=1.0, epochs=5000, tol=1e-9)
