@@ -77,17 +77,18 @@ template <class T> void check_sample_weight(const Array<T> &sample_weight, std::
     }
 }
 
-// A (rows, cols) matrix; rows == 0 means "any number of rows (at least one)".
+// A (rows, cols) matrix; without rows, any number of rows (at least min_rows).
 template <class T>
-std::size_t check_matrix(const Array<T> &array, const char *name, std::size_t rows,
-                         std::size_t cols) {
+std::size_t check_matrix(const Array<T> &array, const char *name, std::optional<std::size_t> rows,
+                         std::size_t cols, std::size_t min_rows = 1) {
     check_aligned<T>(array, name);
     const bool ok = array.ndim() == 2 && std::size_t(array.shape(1)) == cols &&
-                    (rows == 0 ? array.shape(0) >= 1 : std::size_t(array.shape(0)) == rows);
+                    (rows ? std::size_t(array.shape(0)) == *rows
+                          : std::size_t(array.shape(0)) >= min_rows);
     if (!ok) {
-        throw std::invalid_argument(std::string(name) + ": expected shape (" +
-                                    (rows == 0 ? std::string("n >= 1") : std::to_string(rows)) +
-                                    ", " + std::to_string(cols) + "), got " + shape_of(array));
+        const std::string n = rows ? std::to_string(*rows) : "n >= " + std::to_string(min_rows);
+        throw std::invalid_argument(std::string(name) + ": expected shape (" + n + ", " +
+                                    std::to_string(cols) + "), got " + shape_of(array));
     }
     return std::size_t(array.shape(0));
 }
@@ -125,13 +126,45 @@ deltaprop::OptimizerState<T> optimizer_state(const Mlp<T> &mlp, const deltaprop:
     return memory;
 }
 
-std::size_t check_order(const Array<std::int64_t> &order) {
+std::size_t check_order(const Array<std::int64_t> &order, bool may_be_empty) {
     check_aligned<std::int64_t>(order, "order");
-    if (order.ndim() != 1 || order.shape(0) < 1) {
+    if (order.ndim() != 1 || (order.shape(0) < 1 && !may_be_empty)) {
         throw std::invalid_argument("order: expected a non-empty 1-D array, got shape " +
                                     shape_of(order));
     }
     return std::size_t(order.shape(0));
+}
+
+// Data-parallel training's shares: rows begin, end and position of each batch.
+deltaprop::Shares check_shares(const Array<std::int64_t> &shares) {
+    check_aligned<std::int64_t>(shares, "shares");
+    if (shares.ndim() != 2 || shares.shape(0) != 3 || shares.shape(1) < 1) {
+        throw std::invalid_argument("shares: expected shape (3, n_batches >= 1), got " +
+                                    shape_of(shares));
+    }
+    const auto n_batches = std::size_t(shares.shape(1));
+    const std::int64_t *data = shares.data();
+    return {data, data + n_batches, data + 2 * n_batches, n_batches};
+}
+
+// The reduction of data-parallel training: `reduce()`, a Python callable, sums `buffer`
+// over the processes; the core calls it once per batch, with the GIL.
+template <class T>
+deltaprop::Reduction<T> reduction(const Mlp<T> &mlp, const py::function &reduce,
+                                  Array<T> &buffer) {
+    check_aligned<T>(buffer, "reduce_buffer");
+    check_writeable<T>(buffer, "reduce_buffer");
+    const std::size_t length = mlp.n_params() + deltaprop::kReductionTail;
+    if (buffer.ndim() != 1 || std::size_t(buffer.shape(0)) != length) {
+        throw std::invalid_argument("reduce_buffer: expected shape (" + std::to_string(length) +
+                                    ",), got " + shape_of(buffer));
+    }
+    // `reduce` outlives the call: the lambda holds a reference, never a copy (no py::
+    // object is copied or destroyed without the GIL).
+    return {buffer.mutable_data(), [&reduce] {
+                py::gil_scoped_acquire gil;
+                reduce();
+            }};
 }
 
 std::string to_string(deltaprop::Activation f) {
@@ -189,7 +222,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "predict",
             [](Network<T> &net, const Array<T> &params, const Array<T> &X, Array<T> &out) {
                 check_params(net.mlp(), params, "params");
-                const std::size_t n = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                const std::size_t n = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
                 check_matrix(out, "out", n, net.mlp().n_outputs());
                 check_writeable<T>(out, "out");
                 check_disjoint({{"out", &out, true}, {"params", &params, false}, {"X", &X, false}});
@@ -204,7 +237,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "cost",
             [](Network<T> &net, const Array<T> &params, const Array<T> &X, const Array<T> &Y) {
                 check_params(net.mlp(), params, "params");
-                const std::size_t n = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                const std::size_t n = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
                 check_matrix(Y, "Y", n, net.mlp().n_outputs());
                 const T *p = params.data(), *x = X.data(), *y = Y.data();
                 py::gil_scoped_release nogil;
@@ -219,7 +252,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 check_params(net.mlp(), params, "params");
                 check_params(net.mlp(), grads, "grads");
                 check_writeable<T>(grads, "grads");
-                const std::size_t B = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                const std::size_t B = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
                 check_matrix(Y, "Y", B, net.mlp().n_outputs());
                 check_disjoint({{"grads", &grads, true},
                                 {"params", &params, false},
@@ -241,7 +274,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 check_params(net.mlp(), params, "params");
                 check_params(net.mlp(), grads, "grads");
                 check_writeable<T>(grads, "grads");
-                const std::size_t n = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                const std::size_t n = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
                 check_matrix(Y, "Y", n, net.mlp().n_outputs());
                 if (sample_weight) check_sample_weight(*sample_weight, n);
                 if (!(std::isfinite(l2) && l2 >= 0 && std::isfinite(l1) && l1 >= 0)) {
@@ -265,33 +298,68 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "Full-batch objective: the (weighted) mean cost over all rows plus "
             "l2/2 ||W||^2 + l1 ||W||_1; grads <- its gradient.")
         .def(
+            "regularise",
+            [](Network<T> &net, const Array<T> &params, double l2, double l1, Array<T> &grads) {
+                check_params(net.mlp(), params, "params");
+                check_params(net.mlp(), grads, "grads");
+                check_writeable<T>(grads, "grads");
+                if (!(std::isfinite(l2) && l2 >= 0 && std::isfinite(l1) && l1 >= 0)) {
+                    throw std::invalid_argument("l2, l1: expected finite numbers >= 0");
+                }
+                check_disjoint({{"grads", &grads, true}, {"params", &params, false}});
+                const T *p = params.data();
+                T *g = grads.mutable_data();
+                py::gil_scoped_release nogil;
+                return net.regularise(p, l2, l1, g);
+            },
+            py::arg("params").noconvert(), py::arg("l2"), py::arg("l1"),
+            py::arg("grads").noconvert(),
+            "l2/2 ||W||^2 + l1 ||W||_1 over the weights; grads += its gradient.")
+        .def(
             "train",
             [](Network<T> &net, Array<T> &params, std::vector<Array<T>> &state,
                Array<std::int64_t> &step, const Array<T> &X, const Array<T> &Y,
                const std::optional<Array<T>> &sample_weight,
                const std::optional<Array<std::int64_t>> &order, std::size_t batch_size,
                const deltaprop::UpdateRule &rule, double dropout, std::uint64_t seed,
-               std::uint64_t first_batch) {
+               std::uint64_t first_batch, const std::optional<Array<std::int64_t>> &shares,
+               const std::optional<py::function> &reduce,
+               std::optional<Array<T>> &reduce_buffer) {
                 check_params(net.mlp(), params, "params");
                 check_writeable<T>(params, "params");
                 deltaprop::OptimizerState<T> memory = optimizer_state(net.mlp(), rule, state, step);
-                const std::size_t n_rows = check_matrix(X, "X", 0, net.mlp().n_inputs());
+                // A process of data-parallel training may have no rows of its own.
+                const std::size_t n_rows =
+                    check_matrix(X, "X", std::nullopt, net.mlp().n_inputs(), shares ? 0 : 1);
                 check_matrix(Y, "Y", n_rows, net.mlp().n_outputs());
-                const std::size_t n_order = order ? check_order(*order) : n_rows;
+                const std::size_t n_order = order ? check_order(*order, bool(shares)) : n_rows;
                 if (sample_weight) check_sample_weight(*sample_weight, n_rows);
                 if (batch_size < 1) throw std::invalid_argument("batch_size: must be at least 1");
                 if (!(dropout >= 0 && dropout < 1)) {
                     throw std::invalid_argument("dropout: must lie in [0, 1)");
                 }
-                std::vector<Span> state_spans;
-                for (const auto &array : state) state_spans.push_back({"state", &array, true});
+                if (bool(reduce) != bool(reduce_buffer) || bool(reduce) != bool(shares)) {
+                    throw std::invalid_argument(
+                        "shares, reduce, reduce_buffer: give all three (data-parallel "
+                        "training) or none");
+                }
+                std::vector<Span> spans;
+                for (const auto &array : state) spans.push_back({"state", &array, true});
+                if (reduce_buffer) spans.push_back({"reduce_buffer", &*reduce_buffer, true});
                 check_disjoint({{"params", &params, true},
                                 {"step", &step, true},
                                 {"X", &X, false},
                                 {"Y", &Y, false},
                                 {"sample_weight", sample_weight ? &*sample_weight : nullptr, false},
-                                {"order", order ? &*order : nullptr, false}},
-                               state_spans);
+                                {"order", order ? &*order : nullptr, false},
+                                {"shares", shares ? &*shares : nullptr, false}},
+                               spans);
+                std::optional<deltaprop::Shares> share;
+                std::optional<deltaprop::Reduction<T>> sum;
+                if (shares) {
+                    share = check_shares(*shares);
+                    sum = reduction(net.mlp(), *reduce, *reduce_buffer);
+                }
                 T *p = params.mutable_data();
                 const deltaprop::Rows<T> rows{X.data(),
                                               Y.data(),
@@ -302,22 +370,28 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                                               batch_size,
                                               dropout,
                                               seed,
-                                              first_batch};
+                                              first_batch,
+                                              share ? &*share : nullptr};
                 deltaprop::TrainOutcome outcome;
                 {
                     py::gil_scoped_release nogil;
-                    outcome = net.train(p, memory, rule, rows);
+                    outcome = net.train(p, memory, rule, rows, sum ? &*sum : nullptr);
                 }
-                return py::make_tuple(outcome.cost, outcome.diverged_batch);
+                return py::make_tuple(outcome.cost, outcome.sample_weight,
+                                      outcome.diverged_batch, outcome.stopped_batch);
             },
             py::arg("params").noconvert(), py::arg("state").noconvert(),
             py::arg("step").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
             py::arg("sample_weight").noconvert(), py::arg("order").noconvert(),
             py::arg("batch_size"), py::arg("rule"), py::arg("dropout") = 0.0, py::arg("seed") = 0,
-            py::arg("first_batch") = 0,
+            py::arg("first_batch") = 0, py::arg("shares").noconvert() = py::none(),
+            py::arg("reduce") = py::none(), py::arg("reduce_buffer").noconvert() = py::none(),
             "Mini-batch training over the rows order (None: all rows in storage order), "
-            "updating params, the optimizer state and its step count in place; returns "
-            "(mean cost, diverged batch or -1).");
+            "updating params, the optimizer state and its step count in place. With shares "
+            "(3, n_batches) (this process's rows begin, end and position in each global "
+            "batch), reduce() sums reduce_buffer (the gradient, then cost, sample weight, "
+            "statuses and stop requests) over the processes once per batch. Returns (summed "
+            "cost, summed sample weight, diverged batch or -1, batch stopped after or -1).");
 }
 
 // all_finite(values): no NaN or infinity among the values of a C-contiguous, aligned
@@ -366,6 +440,8 @@ PYBIND11_MODULE(_core, m) {
         .def_readonly("lr", &deltaprop::UpdateRule::lr)
         .def_readonly("l2", &deltaprop::UpdateRule::l2)
         .def_readonly("l1", &deltaprop::UpdateRule::l1);
+    // Entries after the gradient in a reduction buffer; the last counts stop requests.
+    m.attr("REDUCTION_TAIL") = py::int_(std::size_t(deltaprop::kReductionTail));
     bind_mlp<float>(m, "Mlp32");
     bind_mlp<double>(m, "Mlp64");
     bind_all_finite<float>(m);

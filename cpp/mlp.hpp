@@ -203,6 +203,22 @@ template <class T> class Mlp {
         return total / double(B);
     }
 
+    // l2/2 ||W||^2 + l1 ||W||_1 over every W^l (biases are not regularised); its gradient
+    // l2 W + l1 sign(W) is added to grads.
+    double regularise(const T *params, double l2, double l1, T *grads) const {
+        if (l2 == 0 && l1 == 0) return 0;
+        double penalty = 0;
+        for (std::size_t l = 1; l <= n_layers(); ++l) {
+            const LayerParams &at = layer(l);
+            for (std::size_t k = at.weights; k < at.biases; ++k) {
+                const double w = double(params[k]);
+                penalty += 0.5 * l2 * w * w + l1 * std::abs(w);
+                grads[k] += T(l2) * params[k] + T(l1) * sign(params[k]);
+            }
+        }
+        return penalty;
+    }
+
     // z^l = a^{l-1} (W^l)^T + b^l, a^l = σ(z^l) for l = 1..L, one GEMM each.
     // a^{l-1} is (B, n_{l-1}), W^l is (n_l, n_{l-1}), z^l and a^l are (B, n_l).
     // With `masks` (training only), hidden a^l is multiplied by masks[l].
@@ -261,24 +277,6 @@ template <class T> class Mlp {
     }
 
   private:
-    // Finite inputs and parameters can still overflow z (3e38 in float32); softmax
-    // and the costs would then answer NaN.
-    // l2/2 ||W||^2 + l1 ||W||_1 over every W^l (biases are not regularised); its gradient
-    // l2 W + l1 sign(W) is added to grads.
-    double regularise(const T *params, double l2, double l1, T *grads) const {
-        if (l2 == 0 && l1 == 0) return 0;
-        double penalty = 0;
-        for (std::size_t l = 1; l <= n_layers(); ++l) {
-            const LayerParams &at = layer(l);
-            for (std::size_t k = at.weights; k < at.biases; ++k) {
-                const double w = double(params[k]);
-                penalty += 0.5 * l2 * w * w + l1 * std::abs(w);
-                grads[k] += T(l2) * params[k] + T(l1) * sign(params[k]);
-            }
-        }
-        return penalty;
-    }
-
     // Finite inputs, targets and parameters can still overflow the cost or a δ (an
     // identity output 1e200 away from its target): never hand back non-finite numbers.
     static void require_finite_result(bool finite) {
@@ -289,6 +287,8 @@ template <class T> class Mlp {
         }
     }
 
+    // Finite inputs and parameters can still overflow z (3e38 in float32); softmax
+    // and the costs would then answer NaN.
     static void require_finite(bool forward_was_finite) {
         if (!forward_was_finite) {
             throw std::domain_error(

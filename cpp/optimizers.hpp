@@ -104,8 +104,8 @@ template <class T> using NotFiniteBits = decltype(not_finite_bit(T(0)));
 // gradient g (state pointers offset to the same segment). `regularise` is false for
 // biases. Each returns false when it left optimizer state non-finite under finite
 // parameters; non-finite parameters are seen by the next forward pass (or at the end of
-// the call). Momentum has none: the BP4 GEMM adds its gradient straight into the
-// velocity, and momentum_step follows.
+// the call). In one process, momentum's BP4 GEMM adds its gradient straight into the
+// velocity instead, and momentum_step follows.
 template <class T>
 using GradientUpdate = bool (*)(const UpdateRule &rule, std::int64_t step, T *w, const T *g,
                                 T *first, T *second, std::size_t count, bool regularise);
@@ -120,6 +120,21 @@ bool sgd_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *, T *
     const T lr = T(rule.lr);
     for (std::size_t i = 0; i < count; ++i) w[i] -= lr * regularised(g[i], w[i], l2, l1);
     return true;  // no state
+}
+
+// v <- mu v + g; w <- w - lr v, g regularised: momentum reading a gradient buffer, as
+// data-parallel training does (one process folds it into the BP4 GEMM: momentum_step).
+template <class T>
+bool momentum_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *velocity, T *,
+                     std::size_t count, bool regularise) {
+    const T l2 = regularise ? T(rule.l2) : T(0);
+    const T l1 = regularise ? T(rule.l1) : T(0);
+    const T lr = T(rule.lr), mu = T(rule.momentum);
+    for (std::size_t i = 0; i < count; ++i) {
+        velocity[i] = flush_subnormal(mu * velocity[i] + regularised(g[i], w[i], l2, l1));
+        w[i] -= lr * velocity[i];
+    }
+    return true;  // a non-finite velocity makes w non-finite too
 }
 
 // v <- mu v + g; w <- w - lr (g + mu v), g regularised.

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -33,11 +34,22 @@ struct SplitMix64 {
     double uniform() { return double(next() >> 11) * 0x1.0p-53; }  // in [0, 1)
 };
 
+// Data-parallel training, where several processes each train some rows of every batch:
+// this process's share. Batch k of a call is positions [begin[k], end[k]) of the order
+// (possibly none), the first of which is row position[k] of the global batch.
+struct Shares {
+    const std::int64_t *begin;
+    const std::int64_t *end;
+    const std::int64_t *position;
+    std::size_t n_batches;
+};
+
 // The rows to train on and how: rows order[0..n_order) of X (n_rows, n_0), Y
 // (n_rows, n_L) and optional sample_weight (n_rows,) (order == nullptr: rows
 // 0..n_order in storage order), in batches of batch_size, the last one possibly
-// smaller. Dropout masks of batch k come from (seed, first_batch + k) alone, so
-// an epoch trained in several calls draws the same masks as in one.
+// smaller, or as `shares` says. Row i of the global batch first_batch + k draws its
+// dropout masks from (seed, first_batch + k, i) alone, so an epoch trained in several
+// calls, or by several processes, draws the same masks as in one.
 template <class T> struct Rows {
     const T *X;
     const T *Y;
@@ -49,6 +61,26 @@ template <class T> struct Rows {
     double dropout;  // fraction of hidden units dropped, in [0, 1)
     std::uint64_t seed;
     std::uint64_t first_batch;
+    const Shares *shares;  // nullptr: one process trains every row
+};
+
+// The entries after the gradient in a reduction buffer.
+enum ReductionTail : std::size_t {
+    tail_cost,                   // summed over the batch's samples (times sample_weight)
+    tail_sample_weight,          // summed over the batch's samples
+    tail_parameters_not_finite,  // processes whose forward pass was not finite
+    tail_error_not_finite,       // processes whose cost or output error was not finite
+    tail_stop,                   // requests to stop after this batch (set by all_reduce)
+    kReductionTail
+};
+
+// The per-batch seam of data-parallel training. After backward, buffer
+// (n_params + kReductionTail,) holds this process's ∂C/∂params summed over its rows of
+// the batch (each times its sample_weight), then the tail; all_reduce() sums the buffer
+// over every process in place (an MPI allreduce, outside the core) and may ask to stop.
+template <class T> struct Reduction {
+    T *buffer;
+    std::function<void()> all_reduce;
 };
 
 // What stopped a batch: a z not finite (the previous update made a parameter non-finite),
@@ -60,18 +92,34 @@ struct BatchOutcome {
     double cost;           // summed over the batch's samples
     double sample_weight;  // summed over the batch's samples
     BatchStatus status;
+    bool stop_requested = false;  // by the reduction: the call ends after this batch
 };
 
-// Mean cost of the batches trained, or the batch that made training diverge.
+// The cost of the batches trained, or the batch that made training diverge.
 struct TrainOutcome {
-    double cost;
-    std::int64_t diverged_batch;  // -1: none; else the index of the batch within the call
+    double cost = 0;           // summed over the batches' samples (times sample_weight)
+    double sample_weight = 0;  // summed over the batches' samples
+    std::int64_t diverged_batch = -1;  // -1: none; else the index of the batch within the call
+    std::int64_t stopped_batch = -1;   // -1: none; else the last batch trained, on request
 };
 
-// Where a rule's update takes a batch's gradient. Plain SGD is network2.py's rule folded
-// into the BP4 GEMM (W <- (1 - lr l2) W - (lr / B) δ^T a^{l-1}); momentum's BP4 GEMM
-// adds the gradient to the velocity, which each layer's step then reads; every other
-// update reads a gradient buffer (the one route that data-parallel training could take).
+// The update of each method that reads a gradient buffer.
+template <class T> GradientUpdate<T> gradient_update(Method method) {
+    switch (method) {
+        case Method::sgd: return sgd_update<T>;
+        case Method::momentum: return momentum_update<T>;
+        case Method::nesterov: return nesterov_update<T>;
+        case Method::adam: return adam_update<T>;
+        case Method::rprop: return rprop_update<T>;
+    }
+    return nullptr;
+}
+
+// Where a rule's update takes a batch's gradient in one process. Plain SGD is
+// network2.py's rule folded into the BP4 GEMM (W <- (1 - lr l2) W - (lr / B) δ^T a^{l-1});
+// momentum's BP4 GEMM adds the gradient to the velocity, which each layer's step then
+// reads; every other update reads a gradient buffer, as every update does in
+// data-parallel training (the gradient is complete only after the reduction).
 template <class T> struct Route {
     enum class Into { weights, velocity, buffer } into;
     GradientUpdate<T> update;  // into == buffer: the update that reads it
@@ -79,16 +127,10 @@ template <class T> struct Route {
 
 template <class T> Route<T> route_of(const UpdateRule &rule) {
     using Into = typename Route<T>::Into;
-    switch (rule.method) {
-        case Method::momentum: return {Into::velocity, nullptr};
-        case Method::nesterov: return {Into::buffer, nesterov_update<T>};
-        case Method::adam: return {Into::buffer, adam_update<T>};
-        case Method::rprop: return {Into::buffer, rprop_update<T>};
-        case Method::sgd: break;
-    }
+    if (rule.method == Method::momentum) return {Into::velocity, nullptr};
     // L1's sign(w) has no place in the GEMM.
-    if (rule.l1 == 0) return {Into::weights, nullptr};
-    return {Into::buffer, sgd_update<T>};
+    if (rule.method == Method::sgd && rule.l1 == 0) return {Into::weights, nullptr};
+    return {Into::buffer, gradient_update<T>(rule.method)};
 }
 
 template <class T> class Trainer {
@@ -96,38 +138,48 @@ template <class T> class Trainer {
     explicit Trainer(Mlp<T> &mlp) : mlp_(mlp) {}
 
     // Mini-batch training over `rows`, each batch followed by an update of params and
-    // state. Returns the mean cost of the batches as seen, or, when training diverges,
-    // the first batch to blame: either its cost or error was not finite, or its update
-    // made a parameter or the optimizer state non-finite. params and state are then left
-    // as they were before that batch: the last finite ones.
+    // state; with a `reduction` (nullptr: none), each batch's gradient is summed over the
+    // processes of data-parallel training first. Returns the cost of the batches as seen,
+    // or, when training diverges, the first batch to blame: either its cost or error was
+    // not finite, or its update made a parameter or the optimizer state non-finite.
+    // params and state are then left as they were before that batch: the last finite ones.
     TrainOutcome train(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                       const Rows<T> &rows) {
+                       const Rows<T> &rows, const Reduction<T> *reduction) {
         if (rows.order != nullptr) check_order(rows);
-        const std::size_t n_batches = (rows.n_order - 1) / rows.batch_size + 1;
+        if (rows.shares != nullptr) check_shares(rows);
+        const std::size_t n_batches = rows.shares ? rows.shares->n_batches
+                                                  : (rows.n_order - 1) / rows.batch_size + 1;
         take_snapshot(params, state);
-        begin_sequence(state, rule);
-        double total_cost = 0, total_sample_weight = 0;
+        begin_sequence(state, rule, reduction);
+        TrainOutcome outcome;
+        std::size_t trained = n_batches;
         for (std::size_t k = 0; k < n_batches; ++k) {
-            const BatchOutcome seen = train_batch(params, state, rule, rows, k, k + 1 < n_batches);
+            const BatchOutcome seen =
+                train_batch(params, state, rule, rows, reduction, k, k + 1 < n_batches);
             if (seen.status != BatchStatus::ok) {
                 // Back to the parameters before the batch to blame: the previous one when
                 // its update made a parameter non-finite (seen only by this batch's forward
                 // pass), else this one.
                 const std::size_t blamed =
                     seen.status == BatchStatus::parameters_not_finite && k > 0 ? k - 1 : k;
-                replay(params, state, rule, rows, blamed);
-                return {0, std::int64_t(blamed)};
+                replay(params, state, rule, rows, reduction, blamed);
+                return {0, 0, std::int64_t(blamed), -1};
             }
-            total_cost += seen.cost;
-            total_sample_weight += seen.sample_weight;
+            outcome.cost += seen.cost;
+            outcome.sample_weight += seen.sample_weight;
+            if (seen.stop_requested) {
+                outcome.stopped_batch = std::int64_t(k);
+                trained = k + 1;
+                break;
+            }
         }
         // An update that made a parameter non-finite is seen by the next batch's forward
         // pass; the last batch's, here.
         if (!all_finite(params, mlp_.n_params())) {
-            replay(params, state, rule, rows, n_batches - 1);
-            return {0, std::int64_t(n_batches - 1)};
+            replay(params, state, rule, rows, reduction, trained - 1);
+            return {0, 0, std::int64_t(trained - 1), -1};
         }
-        return {total_sample_weight > 0 ? total_cost / total_sample_weight : 0.0, -1};
+        return outcome;
     }
 
   private:
@@ -140,12 +192,19 @@ template <class T> class Trainer {
         std::size_t size;
     };
 
+    BatchOutcome train_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                             const Rows<T> &rows, const Reduction<T> *reduction, std::size_t k,
+                             bool more_follow) {
+        if (reduction != nullptr) return train_shared_batch(params, state, rule, rows, *reduction, k);
+        return train_own_batch(params, state, rule, rows, k, more_follow);
+    }
+
     // One training step on batch k, unless something is not finite: a z (a parameter
     // is not: the forward pass carries any non-finite weight or bias into z) or the cost
     // or output error (the update would not be). `more_follow`: another batch of the
     // same sequence comes next (see begin_sequence).
-    BatchOutcome train_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                             const Rows<T> &rows, std::size_t k, bool more_follow) {
+    BatchOutcome train_own_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                                 const Rows<T> &rows, std::size_t k, bool more_follow) {
         const Batch batch = batch_at(rows, k);
         const DropoutMasks<T> *masks = draw_masks(rows, k, batch.size);
         if (!mlp_.forward(params, batch.X, batch.size, masks, true)) {
@@ -159,11 +218,64 @@ template <class T> class Trainer {
         ++*state.step;
         const Route<T> route = route_of<T>(rule);
         backward(params, state, rule, route, batch, more_follow);
-        // Data-parallel training would sum gradient_, seen.cost and seen.sample_weight here.
-        if (route.update && !update_from_gradient(params, state, rule, route.update)) {
+        if (route.update &&
+            !update_from_gradient(params, state, rule, route.update, gradient_.data())) {
             return {0, 0, BatchStatus::update_not_finite};
         }
         return {seen.cost, seen.sample_weight, BatchStatus::ok};
+    }
+
+    // One step of data-parallel training on batch k: this process's rows of it forward
+    // and backward into the reduction buffer as sums, the sum over every process, then
+    // the update from the mean gradient. Every process then holds the same sums and takes
+    // the same decisions: a cost or error not finite in any process stops them all at
+    // this batch, with the same parameters.
+    BatchOutcome train_shared_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                                    const Rows<T> &rows, const Reduction<T> &reduction,
+                                    std::size_t k) {
+        const std::size_t n = mlp_.n_params();
+        T *gradient = reduction.buffer;
+        T *tail = reduction.buffer + n;
+        std::fill(tail, tail + kReductionTail, T(0));
+        const Batch batch = batch_at(rows, k);
+        const BatchStatus local =
+            batch.size == 0 ? BatchStatus::ok : sum_gradient(params, rows, k, batch, gradient, tail);
+        if (batch.size == 0 || local != BatchStatus::ok) std::fill(gradient, gradient + n, T(0));
+        if (local == BatchStatus::parameters_not_finite) tail[tail_parameters_not_finite] = 1;
+        if (local == BatchStatus::error_not_finite) tail[tail_error_not_finite] = 1;
+        reduction.all_reduce();
+        if (tail[tail_parameters_not_finite] > 0) return {0, 0, BatchStatus::parameters_not_finite};
+        if (tail[tail_error_not_finite] > 0) return {0, 0, BatchStatus::error_not_finite};
+        // The mean over the global batch: sums of every process over their summed weight.
+        const double total_weight = double(tail[tail_sample_weight]);
+        const T to_mean = total_weight > 0 ? T(1 / total_weight) : T(0);
+        for (std::size_t i = 0; i < n; ++i) gradient[i] *= to_mean;
+        ++*state.step;
+        if (!update_from_gradient(params, state, rule, gradient_update<T>(rule.method), gradient)) {
+            return {0, 0, BatchStatus::update_not_finite};
+        }
+        return {double(tail[tail_cost]), total_weight, BatchStatus::ok, tail[tail_stop] > 0};
+    }
+
+    // Forward, BP1 and BP2-BP4 of this process's rows of batch k: their gradient summed
+    // (each row times its sample_weight) into `gradient`, their cost and sample weight
+    // into the reduction's tail.
+    BatchStatus sum_gradient(const T *params, const Rows<T> &rows, std::size_t k,
+                             const Batch &batch, T *gradient, T *tail) {
+        const std::size_t B = batch.size;
+        if (!mlp_.forward(params, batch.X, B, draw_masks(rows, k, B), true)) {
+            return BatchStatus::parameters_not_finite;
+        }
+        const CostAndSampleWeight seen = mlp_.output_error(batch.Y, batch.sample_weight, B);
+        if (!std::isfinite(seen.cost) || !mlp_.output_error_is_finite(B)) {
+            return BatchStatus::error_not_finite;
+        }
+        // BP1 scaled the rows of δ^L for a mean over the B rows (by w_i B / sum(w) with
+        // sample weights); alpha = sum(w) / B turns BP3 and BP4 into sums.
+        mlp_.backward(params, batch.X, B, {gradient, T(seen.sample_weight / double(B)), T(0), T(0)});
+        tail[tail_cost] = T(seen.cost);
+        tail[tail_sample_weight] = T(seen.sample_weight);
+        return BatchStatus::ok;
     }
 
     // BP2-BP4 into the route's destination (see Route).
@@ -208,30 +320,38 @@ template <class T> class Trainer {
 
     // Returns false when the update left optimizer state non-finite (see GradientUpdate).
     bool update_from_gradient(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                              GradientUpdate<T> update) const {
+                              GradientUpdate<T> update, const T *gradient) const {
         bool finite = true;
         for (std::size_t l = 1; l <= mlp_.n_layers(); ++l) {
             const LayerParams &layer = mlp_.layer(l);
-            finite &=
-                update_segment(params, state, rule, update, layer.weights, layer.biases, true);
-            finite &= update_segment(params, state, rule, update, layer.biases, layer.end, false);
+            finite &= update_segment(params, state, rule, update, gradient, layer.weights,
+                                     layer.biases, true);
+            finite &= update_segment(params, state, rule, update, gradient, layer.biases,
+                                     layer.end, false);
         }
         return finite;
     }
 
-    bool update_segment(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                        GradientUpdate<T> update, std::size_t begin, std::size_t end,
-                        bool regularise) const {
+    static bool update_segment(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                               GradientUpdate<T> update, const T *gradient, std::size_t begin,
+                               std::size_t end, bool regularise) {
         T *first = state.first ? state.first + begin : nullptr;
         T *second = state.second ? state.second + begin : nullptr;
-        return update(rule, *state.step, params + begin, gradient_.data() + begin, first, second,
+        return update(rule, *state.step, params + begin, gradient + begin, first, second,
                       end - begin, regularise);
     }
 
-    // Batch k of the rows: gathered through the order, or a slice of the data.
+    // Batch k of the rows (this process's share of it, with shares): gathered through
+    // the order, or a slice of the data.
     Batch batch_at(const Rows<T> &rows, std::size_t k) {
-        const std::size_t start = k * rows.batch_size;
-        const std::size_t B = std::min(rows.batch_size, rows.n_order - start);
+        std::size_t start = 0, B = 0;
+        if (rows.shares != nullptr) {
+            start = std::size_t(rows.shares->begin[k]);
+            B = std::size_t(rows.shares->end[k]) - start;
+        } else {
+            start = k * rows.batch_size;
+            B = std::min(rows.batch_size, rows.n_order - start);
+        }
         if (rows.order != nullptr) return gather(rows, rows.order + start, B);
         return Batch{rows.X + start * mlp_.n_inputs(), rows.Y + start * mlp_.n_outputs(),
                      rows.sample_weight ? rows.sample_weight + start : nullptr, B};
@@ -253,20 +373,28 @@ template <class T> class Trainer {
                      rows.sample_weight ? batch_sample_weight_.data() : nullptr, B};
     }
 
-    // Inverted dropout for batch k (nullptr: none): each hidden unit is kept with
-    // probability 1 - rate and then scaled by 1 / (1 - rate), so that prediction needs
-    // no rescaling. The masks are drawn layer after layer from one generator.
+    // Inverted dropout for the B rows of batch k (nullptr: none): each hidden unit is
+    // kept with probability 1 - rate and then scaled by 1 / (1 - rate), so that
+    // prediction needs no rescaling. Row i of the global batch draws its masks, layer
+    // after layer, from a generator of its own seeded by (seed, global batch, i): the
+    // same masks whichever process trains the row.
     const DropoutMasks<T> *draw_masks(const Rows<T> &rows, std::size_t k, std::size_t B) {
         if (rows.dropout == 0) return nullptr;
-        SplitMix64 rng{mix64(rows.seed ^ mix64(rows.first_batch + k))};
+        const std::uint64_t batch_seed = mix64(rows.seed ^ mix64(rows.first_batch + k));
+        const std::size_t first = rows.shares ? std::size_t(rows.shares->position[k]) : 0;
         const T scale = T(1) / T(1 - rows.dropout);
         masks_.resize(mlp_.n_layers());
         for (std::size_t l = 1; l < mlp_.n_layers(); ++l) {
-            const std::size_t count = B * mlp_.n_units(l);
-            if (masks_[l].size() < count) masks_[l].resize(count);
-            T *mask = masks_[l].data();
-            for (std::size_t i = 0; i < count; ++i) {
-                mask[i] = rng.uniform() >= rows.dropout ? scale : T(0);
+            if (masks_[l].size() < B * mlp_.n_units(l)) masks_[l].resize(B * mlp_.n_units(l));
+        }
+        for (std::size_t i = 0; i < B; ++i) {
+            SplitMix64 rng{mix64(batch_seed ^ mix64(first + i))};
+            for (std::size_t l = 1; l < mlp_.n_layers(); ++l) {
+                const std::size_t n_units = mlp_.n_units(l);
+                T *mask = masks_[l].data() + i * n_units;
+                for (std::size_t j = 0; j < n_units; ++j) {
+                    mask[j] = rng.uniform() >= rows.dropout ? scale : T(0);
+                }
             }
         }
         return &masks_;
@@ -284,32 +412,46 @@ template <class T> class Trainer {
     }
 
     // Back to the snapshot, then batches 0..n_batches-1 again: the same rows,
-    // dropout masks and arithmetic give the same parameters as the first time.
+    // dropout masks and arithmetic give the same parameters as the first time (with a
+    // reduction, every process replays the same batches: they all saw the same sums).
     void replay(T *params, OptimizerState<T> &state, const UpdateRule &rule, const Rows<T> &rows,
-                std::size_t n_batches) {
+                const Reduction<T> *reduction, std::size_t n_batches) {
         const std::size_t n = mlp_.n_params();
         std::copy(snapshot_.begin(), snapshot_.begin() + n, params);
         if (state.first) std::copy(&snapshot_[n], &snapshot_[2 * n], state.first);
         if (state.second) std::copy(&snapshot_[2 * n], &snapshot_[3 * n], state.second);
         *state.step = snapshot_step_;
         if (n_batches == 0) return;
-        begin_sequence(state, rule);
+        begin_sequence(state, rule, reduction);
         for (std::size_t k = 0; k < n_batches; ++k) {
-            train_batch(params, state, rule, rows, k, k + 1 < n_batches);
+            train_batch(params, state, rule, rows, reduction, k, k + 1 < n_batches);
         }
     }
 
-    // Momentum keeps mu V, not V, between the batches of one call (the velocity GEMM
-    // then adds the gradient with beta = 1, which spares OpenBLAS a scaling pass over
-    // V); the last batch stores V itself. mu V is rounded (and flushed) exactly as a
-    // GEMM with beta = mu would, so results do not depend on how batches are split
-    // into calls.
-    void begin_sequence(OptimizerState<T> &state, const UpdateRule &rule) const {
-        if (rule.method != Method::momentum) return;
+    // Momentum in one process keeps mu V, not V, between the batches of one call (the
+    // velocity GEMM then adds the gradient with beta = 1, which spares OpenBLAS a scaling
+    // pass over V); the last batch stores V itself. mu V is rounded (and flushed) exactly
+    // as a GEMM with beta = mu would, so results do not depend on how batches are split
+    // into calls. Data-parallel momentum reads the reduced gradient (momentum_update).
+    void begin_sequence(OptimizerState<T> &state, const UpdateRule &rule,
+                        const Reduction<T> *reduction) const {
+        if (rule.method != Method::momentum || reduction != nullptr) return;
         const T mu = T(rule.momentum);
         T *velocity = state.first;
         for (std::size_t k = 0; k < mlp_.n_params(); ++k) {
             velocity[k] = flush_subnormal(mu * velocity[k]);
+        }
+    }
+
+    static void check_shares(const Rows<T> &rows) {
+        const Shares &shares = *rows.shares;
+        for (std::size_t k = 0; k < shares.n_batches; ++k) {
+            const std::int64_t begin = shares.begin[k], end = shares.end[k];
+            if (!(0 <= begin && begin <= end && std::uint64_t(end) <= rows.n_order &&
+                  shares.position[k] >= 0)) {
+                throw std::invalid_argument("shares: batch " + std::to_string(k) +
+                                            " is not a range of the order with a position >= 0");
+            }
         }
     }
 
@@ -327,7 +469,7 @@ template <class T> class Trainer {
     Mlp<T> &mlp_;
     Buffer<T> batch_x_, batch_y_, batch_sample_weight_;  // gathered rows of a batch
     DropoutMasks<T> masks_;                              // of the batch in training
-    Buffer<T> gradient_;       // ∂C/∂params of the batch, for the updates that read it
+    Buffer<T> gradient_;  // ∂C/∂params of the batch, for one process's updates that read it
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
     std::int64_t snapshot_step_ = 0;
 };
@@ -362,10 +504,15 @@ template <class T> class Network {
         return mlp_.objective(params, X, Y, sample_weight, n, l2, l1, grads);
     }
 
-    TrainOutcome train(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                       const Rows<T> &rows) {
+    double regularise(const T *params, double l2, double l1, T *grads) {
         std::lock_guard<std::mutex> lock(mutex_);
-        return trainer_.train(params, state, rule, rows);
+        return mlp_.regularise(params, l2, l1, grads);
+    }
+
+    TrainOutcome train(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                       const Rows<T> &rows, const Reduction<T> *reduction) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return trainer_.train(params, state, rule, rows, reduction);
     }
 
   private:

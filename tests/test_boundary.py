@@ -1213,14 +1213,15 @@ def test_core_train_is_strict(spec, data):
         assert_same(actual, twin)
     assert_same(step, twin_step)
 
-    cost, diverged = result
+    cost, weight, diverged, stopped = result
     event("diverged" if diverged >= 0 else "trained")
+    assert stopped == -1  # only a reduction asks to stop
     n_order = rows if order is None else len(order)
     n_batches = -(-n_order // batch_size)
     assert diverged == -1 or 0 <= diverged < n_batches
     assert step[0] == step_value + (n_batches if diverged == -1 else diverged)
     assert np.isfinite(params).all() and all(np.isfinite(s).all() for s in state)
-    assert math.isfinite(cost)
+    assert math.isfinite(cost) and math.isfinite(weight) and weight >= 0
 
     # Plain full-batch SGD is what Network.sgd_step runs.
     plain = method == "sgd" and l1 == l2 == decay == 0 and weights is None and order is None
@@ -1231,7 +1232,7 @@ def test_core_train_is_strict(spec, data):
             assert isinstance(twin_error, dp.DivergenceError), twin_error
         else:
             check_outcome(twin_error, set())
-            assert_same(cost, twin_cost)
+            assert_same(cost / weight, twin_cost)
         assert_same(params, twin.params)
 
 

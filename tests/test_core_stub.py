@@ -67,6 +67,8 @@ def stub_api(source: str) -> dict[str, dict[str, Parameters | None] | Parameters
             }
         elif isinstance(node, ast.FunctionDef) and _public(node.name):
             api[node.name] = _stub_parameters(node)
+        elif isinstance(node, ast.AnnAssign) and _public(node.target.id):
+            api[node.target.id] = None  # a constant
     return api
 
 
@@ -126,6 +128,8 @@ def compiled_api(module) -> dict[str, dict[str, list[Parameters] | None] | list[
         value = getattr(module, name)
         if isinstance(value, type):
             api[name] = _compiled_members(value)
+        elif isinstance(value, int):
+            api[name] = None  # a constant
         else:
             api[name] = compiled_parameters(value, name)
     return api

@@ -6,7 +6,7 @@ must not share memory with any other argument. tests/test_core_stub.py checks th
 this stub and the compiled module declare the same names and parameters.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -48,6 +48,8 @@ class _Mlp:
         grads: npt.NDArray,
     ) -> float:
         """Full-batch objective (mean cost + l2/2 ||W||^2 + l1 ||W||_1); grads <- gradient."""
+    def regularise(self, params: npt.NDArray, l2: float, l1: float, grads: npt.NDArray) -> float:
+        """Return l2/2 ||W||^2 + l1 ||W||_1 over the weights; grads += its gradient."""
     def train(
         self,
         params: npt.NDArray,
@@ -62,8 +64,17 @@ class _Mlp:
         dropout: float = 0.0,
         seed: int = 0,
         first_batch: int = 0,
-    ) -> tuple[float, int]:
-        """(mean cost, diverged batch or -1); params, state and step updated in place."""
+        shares: npt.NDArray[np.int64] | None = None,
+        reduce: Callable[[], object] | None = None,
+        reduce_buffer: npt.NDArray | None = None,
+    ) -> tuple[float, float, int, int]:
+        """Train; return (summed cost, summed weight, diverged batch or -1, stopped or -1).
+
+        params, state and step are updated in place. With ``shares`` (3, n_batches) of
+        this process's rows begin, end and position in each global batch, ``reduce()``
+        sums ``reduce_buffer`` (n_params + REDUCTION_TAIL,) over the processes once per
+        batch.
+        """
 
 class UpdateRule:
     def __init__(
@@ -91,6 +102,8 @@ class UpdateRule:
 
 class Mlp32(_Mlp): ...
 class Mlp64(_Mlp): ...
+
+REDUCTION_TAIL: int
 
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from . import datasets, optim, plot, schedules
+from . import _core, datasets, optim, plot, schedules
 from ._checks import check_int, check_real
 from ._files import open_regular, write_atomically
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load
@@ -137,6 +137,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     add("--save", metavar="MODEL", help="write the trained model to this file")
     add("--plot", metavar="PNG", help="write learning curves to this PNG (needs matplotlib)")
     add("--quiet", action="store_true", help="no per-epoch progress")
+    add(
+        "--distributed",
+        action="store_true",
+        help="data-parallel training over MPI: run as 'mpiexec -n RANKS deltaprop train "
+        "--distributed ...' (needs deltaprop[mpi]); rank 0 prints and writes the files",
+    )
 
 
 def _load_data(source: str, dtype: str, test_fraction: float, seed: int):
@@ -179,6 +185,8 @@ def train(args: argparse.Namespace) -> Network:
     DivergenceError
         Training diverged.
     """
+    comm = _world() if args.distributed else None
+    say = print if comm is None or comm.Get_rank() == 0 else _silent
     for option, path in (("--save", args.save), ("--plot", args.plot)):
         if path:
             _check_destination(option, path)
@@ -199,9 +207,7 @@ def train(args: argparse.Namespace) -> Network:
         seed=args.seed,
     )
     lr = 0.5 if args.lr is None and args.optimizer == "sgd" else args.lr
-    print(
-        f"{net}: {len(X_train)} training and {len(X_test)} test samples, optimizer {args.optimizer}"
-    )
+    say(f"{net}: {len(X_train)} training and {len(X_test)} test samples, optimizer", args.optimizer)
     start = time.perf_counter()
     history = net.fit(
         X_train,
@@ -223,17 +229,40 @@ def train(args: argparse.Namespace) -> Network:
         validation_data=None
         if args.validation_fraction or args.early_stopping
         else (X_test, y_test),
+        comm=comm,
     )
-    print(
+    say(
         f"test accuracy {net.evaluate(X_test, y_test):.4f} after {len(history['cost'])} "
         f"epochs ({time.perf_counter() - start:.2f} s)"
     )
+    if comm is not None and comm.Get_rank() != 0:
+        return net  # every rank holds the same network: rank 0 writes the files
     if args.save:
         _save_keeping_the_model(net, args.save)
     if args.plot:
         plot.learning_curves(history, args.plot, title=repr(net))
         print(f"learning curves written to {args.plot}")
     return net
+
+
+def _world():
+    """MPI's world communicator for ``--distributed``, with its ranks' BLAS threads set.
+
+    The ranks on one machine share its cores (MPI busy-polls: more threads than cores
+    would slow every rank down).
+    """
+    try:
+        from mpi4py import MPI
+    except ImportError as error:
+        raise CommandError("--distributed needs mpi4py: pip install 'deltaprop[mpi]'") from error
+    comm = MPI.COMM_WORLD
+    ranks_here = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+    _core.set_num_threads(max(1, len(os.sched_getaffinity(0)) // ranks_here))
+    return comm
+
+
+def _silent(*args, **kwargs) -> None:
+    """Print nothing: ranks other than 0 of ``--distributed``."""
 
 
 def _check_destination(option: str, path: str) -> None:
@@ -377,6 +406,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, or a usage error already reported in one line
         return int(done.code or 0)
     command = {"train": train, "evaluate": evaluate, "predict": predict}[args.command]
+    status = _run(command, args)
+    mpi = sys.modules.get("mpi4py.MPI")
+    if status == 2 and getattr(args, "distributed", False) and mpi is not None:
+        # An error of one rank alone would leave the others waiting for it: end them all.
+        mpi.COMM_WORLD.Abort(status)
+    return status
+
+
+def _run(command, args: argparse.Namespace) -> int:
+    """Run a command; return its exit status, with an error reported in one line on stderr."""
     try:
         command(args)
     except DivergenceError as error:

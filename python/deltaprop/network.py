@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -164,6 +164,9 @@ default="sigmoid"
         self._weights, self._biases = self._layer_views(self._params)
         self.optimizer: optim.Optimizer | None = None
         self.history: dict[str, list[float]] = {}  # of the last fit, epoch by epoch
+        # The communicator of the last data-parallel fit (mpi4py): save() writes on its
+        # rank 0 only, so that every rank may call it. None: this process alone.
+        self.comm: Any = None
         self._training = threading.Lock()  # held by fit: one training run at a time
         # Held while the core updates the parameters, and while they are copied to be
         # saved or pickled: a copy is never half of one batch and half of the next.
@@ -259,7 +262,9 @@ default="sigmoid"
 
         The file is written atomically (to a temporary file renamed over ``path``);
         `deltaprop.load` reads it back and training resumes from it. The training history
-        is not saved.
+        is not saved. After data-parallel training (``fit(comm=...)``), every rank holds
+        the same network, and only rank 0 writes: every rank may call ``save``, and a
+        call on rank 0 alone works too.
 
         Parameters
         ----------
@@ -274,6 +279,8 @@ default="sigmoid"
         OSError
             The file cannot be written.
         """
+        if self.comm is not None and self.comm.Get_rank() != 0:
+            return
         io.write(path, self._snapshot())
 
     @classmethod
@@ -522,6 +529,42 @@ default="sigmoid"
             cost = self._core.objective(self._params, X, Y, weights, l2, l1, gradient)
         return cost, gradient
 
+    def regularisation(
+        self, *, lmbda: float = 0.0, l1: float = 0.0, n_samples: int
+    ) -> tuple[float, np.ndarray]:
+        """Nielsen's regularisation of the weights and its gradient, alone.
+
+        ``lmbda/(2n) ||W||^2 + l1/n ||W||_1`` (the biases are not regularised): the part of
+        `objective` that does not depend on the rows. Data-parallel full-batch training
+        adds it once to the mean cost over every process's rows.
+
+        Parameters
+        ----------
+        lmbda, l1 : float, default=0.0
+            L2 and L1 strengths, >= 0, in Nielsen's per-sample form.
+        n_samples : int
+            n, the number of rows of the whole data set, >= 1.
+
+        Returns
+        -------
+        penalty : float
+            The regularisation term.
+        gradient : ndarray of shape (n_params,)
+            Its gradient, laid out as `params` (zero for the biases).
+
+        Raises
+        ------
+        TypeError, ValueError
+            Invalid strengths or ``n_samples``.
+        """
+        n = check_int(n_samples, "n_samples", 1)
+        l2 = training.l2_coefficient("lmbda", check_real(lmbda, "lmbda", 0.0), n_samples=n)
+        l1 = check_real(l1, "l1", 0.0) / n
+        gradient = np.zeros_like(self._params)
+        with GATE.call():
+            penalty = self._core.regularise(self._params, l2, l1, gradient)
+        return penalty, gradient
+
     def _layer_views(self, flat: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Return views W^l (n_l, n_{l-1}) and b^l (n_l,) of a flat array laid out as params."""
         weights, biases = [], []
@@ -574,12 +617,12 @@ default="sigmoid"
         n = X.shape[0] if n is None else check_int(n, "n", 1)
         rule = sgd.rule(check_real(lmbda, "lmbda", 0.0) / n, 0.0)
         with GATE.call(), self._params_lock:
-            cost, diverged = self._core.train(
+            cost, _, diverged, _ = self._core.train(
                 self._params, [], sgd._step, X, Y, None, None, X.shape[0], rule
             )
         if diverged >= 0:
             raise training.DivergenceError("sgd_step: the cost or gradient is not finite", batch=0)
-        return cost
+        return cost / X.shape[0]
 
     def train_rows(
         self,
@@ -594,6 +637,8 @@ default="sigmoid"
         dropout: float = 0.0,
         seed: int = 0,
         first_batch: int = 0,
+        shares: np.ndarray | None = None,
+        reduce: Callable[[np.ndarray], Any] | None = None,
     ) -> tuple[float, float, int | None]:
         """Train on rows of (X, Y) in mini-batches, in one call of the core.
 
@@ -623,13 +668,24 @@ default="sigmoid"
             alone, so an epoch run in several calls draws the masks of one call.
         first_batch : int, default=0
             Index of the first batch within its epoch.
+        shares : ndarray of int64 of shape (3, n_batches) or None, default=None
+            Data-parallel training (with ``reduce``): this process's share of each batch,
+            positions ``shares[0, k]:shares[1, k]`` of ``rows`` (possibly none), the first
+            being row ``shares[2, k]`` of the global batch (dropout masks are drawn per
+            row of the global batch). None: this process trains every row.
+        reduce : callable or None, default=None
+            With ``shares``: ``reduce(buffer)`` sums ``buffer`` over the processes in
+            place, once per batch (an MPI allreduce). ``buffer`` holds this process's
+            gradient summed over its rows, then ``_core.REDUCTION_TAIL`` entries (cost,
+            sample weight, non-finite counts); ``reduce`` may add 1 to the last entry to
+            ask every process to stop after this batch.
 
         Returns
         -------
         cost : float
-            Mean cost of the batches as they were trained.
+            Mean cost of the batches as they were trained (over every process).
         weight : float
-            Total sample weight of the rows (their number without weights).
+            Total sample weight of the rows trained (their number without weights).
         diverged : int or None
             Index within the epoch (``first_batch`` and on) of the batch that made
             training diverge, whose parameters and optimizer state the network is back to;
@@ -644,13 +700,14 @@ default="sigmoid"
         if self.optimizer is None:
             raise ValueError("optimizer: the network has none; set one (or call fit)")
         self.optimizer.bind(self._core.n_params, self.dtype)
-        n_rows = len(X) if rows is None else len(rows)
-        if sample_weight is None:
-            weight = float(n_rows)
-        else:
-            weight = float((sample_weight if rows is None else sample_weight[rows]).sum())
+        sum_over_processes = {}
+        if reduce is not None:
+            buffer = np.empty(self._core.n_params + _core.REDUCTION_TAIL, self.dtype)
+            sum_over_processes = dict(
+                shares=shares, reduce=lambda: reduce(buffer), reduce_buffer=buffer
+            )
         with GATE.call(), self._params_lock:
-            cost, diverged = self._core.train(
+            cost, weight, diverged, _ = self._core.train(
                 self._params,
                 self.optimizer.state,
                 self.optimizer._step,
@@ -663,8 +720,10 @@ default="sigmoid"
                 dropout,
                 seed,
                 first_batch,
+                **sum_over_processes,
             )
-        return cost, weight, None if diverged < 0 else first_batch + diverged
+        mean_cost = cost / weight if weight > 0 else 0.0
+        return mean_cost, weight, None if diverged < 0 else first_batch + diverged
 
     @contextlib.contextmanager
     def exclusive(self):

@@ -7,6 +7,7 @@ Each epoch itself runs in the core, through `Network.train_rows`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -18,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import io, optim, schedules
+from . import _distributed, io, optim, schedules
 from ._checks import (
     as_real_array,
     check_callables,
@@ -297,6 +298,8 @@ def fit(
     resume: bool = False,
     max_fun: int = 15000,
     tol: float = 1e-4,
+    comm: Any = None,
+    sharded: bool = False,
 ) -> dict[str, list[float]]:
     """Train by mini-batch gradient descent, in place.
 
@@ -399,6 +402,15 @@ default=None
     tol : float, default=1e-4
         With ``optimizer="lbfgs"``: stop when the largest gradient component falls to
         ``tol`` (scipy's ``gtol``, as scikit-learn passes it).
+    comm : mpi4py.MPI.Intracomm or None, default=None
+        Data-parallel training over MPI: every rank of ``comm`` calls `fit` with the same
+        arguments, trains its share of every mini-batch, and the gradients are summed over
+        the ranks once per batch; ``batch_size`` is the global batch. Rank 0's parameters
+        and optimizer state are the starting point of all; every rank ends with the same
+        parameters. See the README's "Distributed training" for the semantics.
+    sharded : bool, default=False
+        With ``comm``: each rank passes only its own rows (shards of any sizes, none
+        too), instead of every rank the same full data.
 
     Returns
     -------
@@ -454,6 +466,7 @@ default=None
             train_accuracy=train_accuracy,
             seed=seed,
             verbose=verbose,
+            group=_group(comm, sharded),
             refused={
                 "batch_size": batch_size not in (10, None),
                 "lr": lr is not None,
@@ -464,48 +477,95 @@ default=None
                 "checkpoint": checkpoint is not None,
             },
         )
-    X, Y = net.validate(X, Y)
-    sample_weight = check_sample_weight(sample_weight, len(X), net.dtype)
-    if sample_weight is not None:
-        # Only relative weights matter; scaled to at most 1, no sum of them overflows.
-        sample_weight /= sample_weight.max()
-    if not np.isfinite(net.params).all():
-        raise ValueError("the network's parameters contain NaN or infinity")
-    stopping = _early_stopping(early_stopping, patience, min_delta, restore_best_weights)
-    holds_out = stopping is not None and stopping.monitor in ("val_cost", "val_accuracy")
-    train, validation = split_validation(
-        net, (X, Y, sample_weight), validation_data, validation_fraction, holds_out, seed
-    )
-    run = TrainingRun(
-        net=net,
-        data=train,
-        validation=validation,
-        epochs=check_int(epochs, "epochs", 0),
-        # A batch larger than the data is the whole data (and fits the core's integers).
-        batch_size=len(train[0])
-        if batch_size is None
-        else min(check_int(batch_size, "batch_size", 1), len(train[0])),
-        lmbda=check_real(lmbda, "lmbda", 0.0),
-        l1=check_real(l1, "l1", 0.0),
-        dropout=check_fraction(dropout, "dropout"),
-        schedule=schedules.get(schedule),
-        shuffle=bool(shuffle),
-        rng=np.random.default_rng(seed),
-        early_stopping=stopping,
-        callbacks=check_callables(callbacks, "callbacks"),
-        metrics=_check_metrics(metrics),
-        train_accuracy=bool(train_accuracy),
-        verbose=bool(verbose),
-        checkpoint=None if checkpoint is None else os.fspath(checkpoint),
-        checkpoint_every=check_int(checkpoint_every, "checkpoint_every", 1),
-        resume=bool(resume),
-    )
-    run.check_monitor()
-    # Chosen last: an invalid argument leaves the network's optimizer untouched.
-    run.optimizer = choose_optimizer(net, optimizer, lr, momentum)
+    group = _group(comm, sharded)
+    if group is not None:
+        seed = group.broadcast_seed(seed)
+    # Every rank checks its own arguments and data; with comm, all raise the first
+    # failing rank's error before anything is trained.
+    with contextlib.nullcontext() if group is None else group.agreeing():
+        X, Y = _validate(net, X, Y, group)
+        sharded = group is not None and group.sharded
+        sample_weight = check_sample_weight(sample_weight, len(X), net.dtype, sharded)
+        if sample_weight is not None and not sharded:
+            # Only relative weights matter; scaled to at most 1, no sum of them overflows.
+            sample_weight /= sample_weight.max()
+        if not np.isfinite(net.params).all():
+            raise ValueError("the network's parameters contain NaN or infinity")
+        stopping = _early_stopping(early_stopping, patience, min_delta, restore_best_weights)
+        holds_out = stopping is not None and stopping.monitor in ("val_cost", "val_accuracy")
+        train, validation = split_validation(
+            net,
+            (X, Y, sample_weight),
+            validation_data,
+            validation_fraction,
+            holds_out,
+            seed,
+            stream=group.rank if group is not None and group.sharded else None,
+        )
+        run = TrainingRun(
+            net=net,
+            data=train,
+            validation=validation,
+            epochs=check_int(epochs, "epochs", 0),
+            batch_size=_batch_size(batch_size, len(train[0]), group),
+            lmbda=check_real(lmbda, "lmbda", 0.0),
+            l1=check_real(l1, "l1", 0.0),
+            dropout=check_fraction(dropout, "dropout"),
+            schedule=schedules.get(schedule),
+            shuffle=bool(shuffle),
+            rng=np.random.default_rng(seed),
+            early_stopping=stopping,
+            callbacks=check_callables(callbacks, "callbacks"),
+            metrics=_check_metrics(metrics),
+            train_accuracy=bool(train_accuracy),
+            verbose=bool(verbose) and (group is None or group.rank == 0),
+            checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+            checkpoint_every=check_int(checkpoint_every, "checkpoint_every", 1),
+            resume=bool(resume),
+            group=group,
+        )
+        run.check_monitor()
+        # Chosen last: an invalid argument leaves the network's optimizer untouched.
+        run.optimizer = choose_optimizer(net, optimizer, lr, momentum)
+    if group is not None:
+        group.check_same("fit's arguments", run.shared_arguments())
     with net.exclusive():
         net.optimizer = run.optimizer
         return run.run()
+
+
+def _group(comm: Any, sharded: Any) -> _distributed.Group | None:
+    """Return the ranks of data-parallel training, or None for one process."""
+    if comm is None:
+        if sharded:
+            raise ValueError("sharded: applies to data-parallel training only (give comm)")
+        return None
+    return _distributed.Group(comm, bool(sharded))
+
+
+def _validate(net, X: Any, Y: Any, group: _distributed.Group | None):
+    """`Network.validate`, except that a rank's shard of sharded data may have no rows."""
+    if group is not None and group.sharded and np.shape(X)[:1] == (0,):
+        n_inputs, n_outputs = net.architecture.sizes[0], net.architecture.sizes[-1]
+        if np.ndim(X) != 2 or np.shape(X)[1] != n_inputs or len(Y) != 0:
+            raise ValueError(
+                f"X, Y: an empty shard must be X of shape (0, {n_inputs}) and Y with 0 rows"
+            )
+        return np.empty((0, n_inputs), net.dtype), np.empty((0, n_outputs), net.dtype)
+    return net.validate(X, Y)
+
+
+def _batch_size(batch_size: Any, n: int, group: _distributed.Group | None) -> int:
+    """Return the global batch size; None means all rows.
+
+    In one process, a batch larger than the data is the whole data (and fits the core's
+    integers); in a sharded run the ranks' rows are counted when the run starts.
+    """
+    sharded = group is not None and group.sharded
+    if batch_size is None:
+        return 0 if sharded else n
+    batch_size = check_int(batch_size, "batch_size", 1)
+    return batch_size if sharded else min(batch_size, n)
 
 
 def _fit_lbfgs(
@@ -526,6 +586,7 @@ def _fit_lbfgs(
     train_accuracy,
     seed,
     verbose,
+    group,
     refused,
 ):
     """fit(optimizer="lbfgs"): scipy's L-BFGS-B on the full-batch objective."""
@@ -541,40 +602,57 @@ def _fit_lbfgs(
         raise ImportError(
             "optimizer='lbfgs' needs scipy: pip install 'deltaprop[scipy]'"
         ) from error
-    X, Y = net.validate(X, Y)
-    sample_weight = check_sample_weight(sample_weight, len(X), net.dtype)
-    train, validation = split_validation(
-        net, (X, Y, sample_weight), validation_data, validation_fraction, False, seed
-    )
-    X, Y, sample_weight = train
-    max_iter, max_fun = check_int(max_iter, "epochs", 0), check_int(max_fun, "max_fun", 1)
-    tol, lmbda, l1 = (
-        check_real(v, name, 0.0) for v, name in ((tol, "tol"), (lmbda, "lmbda"), (l1, "l1"))
-    )
-    run = TrainingRun(
-        net=net,
-        data=train,
-        validation=validation,
-        epochs=max_iter,
-        batch_size=len(X),
-        lmbda=lmbda,
-        l1=l1,
-        dropout=0.0,
-        schedule=schedules.Constant(),
-        shuffle=False,
-        rng=np.random.default_rng(seed),
-        early_stopping=None,
-        callbacks=check_callables(callbacks, "callbacks"),
-        metrics=_check_metrics(metrics),
-        train_accuracy=bool(train_accuracy),
-        verbose=bool(verbose),
-    )
-    run.check_monitor()
+    if group is not None:
+        seed = group.broadcast_seed(seed)
+    with contextlib.nullcontext() if group is None else group.agreeing():
+        X, Y = _validate(net, X, Y, group)
+        sharded = group is not None and group.sharded
+        sample_weight = check_sample_weight(sample_weight, len(X), net.dtype, sharded)
+        train, validation = split_validation(
+            net,
+            (X, Y, sample_weight),
+            validation_data,
+            validation_fraction,
+            False,
+            seed,
+            stream=group.rank if sharded else None,
+        )
+        X, Y, sample_weight = train
+        max_iter, max_fun = check_int(max_iter, "epochs", 0), check_int(max_fun, "max_fun", 1)
+        tol, lmbda, l1 = (
+            check_real(v, name, 0.0) for v, name in ((tol, "tol"), (lmbda, "lmbda"), (l1, "l1"))
+        )
+        run = TrainingRun(
+            net=net,
+            data=train,
+            validation=validation,
+            epochs=max_iter,
+            batch_size=0,  # no mini-batches: every row at each evaluation
+            lmbda=lmbda,
+            l1=l1,
+            dropout=0.0,
+            schedule=schedules.Constant(),
+            shuffle=False,
+            rng=np.random.default_rng(seed),
+            early_stopping=None,
+            callbacks=check_callables(callbacks, "callbacks"),
+            metrics=_check_metrics(metrics),
+            train_accuracy=bool(train_accuracy),
+            verbose=bool(verbose) and (group is None or group.rank == 0),
+            group=group,
+        )
+        run.check_monitor()
+    if group is not None:
+        group.check_same(
+            "fit's arguments", {**run.shared_arguments(), "max_fun": max_fun, "tol": tol}
+        )
     with net.exclusive():
-        return run.run_lbfgs(minimize, sample_weight, max_fun, tol)
+        return run.run_lbfgs(minimize, max_fun, tol)
 
 
-def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> np.ndarray | None:
+def check_sample_weight(
+    sample_weight: Any, n_samples: int, dtype: np.dtype, may_all_be_zero: bool = False
+) -> np.ndarray | None:
     """Check sample weights and convert them to a new array of ``dtype``.
 
     Parameters
@@ -585,6 +663,9 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
         The number of samples.
     dtype : numpy.dtype
         The network's dtype.
+    may_all_be_zero : bool, default=False
+        Accept weights that are all zero (a rank's shard of sharded data: the sum over
+        every rank is checked when training starts).
 
     Returns
     -------
@@ -609,7 +690,7 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
         raise ValueError("sample_weight: contains NaN or infinity")
     if (sample_weight < 0).any():
         raise ValueError("sample_weight: expected weights >= 0")
-    if not sample_weight.any():
+    if not sample_weight.any() and not may_all_be_zero:
         raise ValueError("sample_weight: all the weights are zero; expected a positive sum")
     return sample_weight
 
@@ -652,7 +733,9 @@ def choose_optimizer(net, optimizer: Any, lr: float | None, momentum: float | No
     return chosen
 
 
-def split_validation(net, data, validation_data, fraction, holds_out: bool, seed):
+def split_validation(
+    net, data, validation_data, fraction, holds_out: bool, seed, stream: int | None = None
+):
     """Split off the validation data of a run, from `fit`'s arguments.
 
     Parameters
@@ -669,6 +752,9 @@ def split_validation(net, data, validation_data, fraction, holds_out: bool, seed
         Early stopping needs validation data: with a ``fraction`` of 0, hold out 10%.
     seed : int or None
         Seed of the split.
+    stream : int or None, default=None
+        Drawn into the split with the seed: each rank of sharded data splits its own rows
+        its own way.
 
     Returns
     -------
@@ -698,7 +784,7 @@ def split_validation(net, data, validation_data, fraction, holds_out: bool, seed
         raise ValueError(
             f"validation_fraction: {fraction} of {len(X)} samples leaves an empty split"
         )
-    split_seed = None if seed is None else [seed, 0x5EED]
+    split_seed = None if seed is None else [seed, 0x5EED] + ([] if stream is None else [stream])
     order = np.random.default_rng(split_seed).permutation(len(X))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
     train_sample_weight = None if sample_weight is None else sample_weight[train]
@@ -763,6 +849,8 @@ class TrainingRun:
         As for `fit`.
     resume : bool, default=False
         As for `fit`.
+    group : Group or None, default=None
+        The ranks of data-parallel training (``fit``'s ``comm``); None: one process.
     history : dict of str to list of float, default={}
         Filled by `run`.
     """
@@ -786,8 +874,15 @@ class TrainingRun:
     checkpoint: str | None = None
     checkpoint_every: int = 1
     resume: bool = False
+    group: _distributed.Group | None = None
     optimizer: optim.Optimizer | None = None  # chosen last (see fit)
     history: dict[str, list[float]] = field(default_factory=dict)
+    # Training rows of an epoch over every rank, and the sizes of sharded data's shards.
+    n_samples: int = field(init=False, default=0)
+    shard_sizes: np.ndarray | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.n_samples = len(self.data[0])
 
     def check_monitor(self) -> None:
         """Check that early stopping watches a metric this run records.
@@ -825,9 +920,18 @@ class TrainingRun:
         # The network's own history grows epoch by epoch, so that an interrupted fit
         # leaves the metrics of the epochs it completed in net.history.
         self.history = self.net.history = {key: [] for key in self._history_keys()}
+        self.net.comm = None if self.group is None else self.group.comm
+        if self.group is None:
+            return self._run()
+        with self.group.aborting_on_lone_errors(), self.group.catching_interrupts():
+            self._start_shared_run()
+            return self._run()
+
+    def _run(self) -> dict[str, list[float]]:
         start, stopped = 0, False
-        if self.resume and self.checkpoint and os.path.exists(self.checkpoint):
-            start, stopped = self._resume()
+        if self.resume and self.checkpoint and self._checkpoint_exists():
+            with self._agreeing():
+                start, stopped = self._resume()
         for epoch in range(start, self.epochs):
             if stopped:
                 break
@@ -841,23 +945,103 @@ class TrainingRun:
             if self.checkpoint and (
                 stopped or (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
             ):
-                self._save_checkpoint(epoch + 1, stopped)
+                with self._agreeing():
+                    if self._writes_files():
+                        self._save_checkpoint(epoch + 1, stopped)
         if self.early_stopping is not None:
             self.early_stopping.restore(self.net.params)
         return self.history
 
-    def run_lbfgs(self, minimize, sample_weight, max_fun: int, tol: float):
+    def shared_arguments(self) -> dict[str, Any]:
+        """Return what every rank of data-parallel training must agree on.
+
+        Returns
+        -------
+        dict
+            `arguments`, the epochs, and the number of samples of replicated data.
+        """
+        shared = {**self.arguments(), "epochs": self.epochs}
+        if self.group is not None and not self.group.sharded:
+            shared["n_samples"] = self.n_samples
+        return shared
+
+    # ------------------------------------------------------- data-parallel training
+    def _start_shared_run(self) -> None:
+        """Rank 0's parameters and optimizer state to every rank; each rank's rows.
+
+        Replicated data: every rank evaluates metrics on its share of the rows, and the
+        shares are summed. Sharded data: each rank's shard is its share.
+        """
+        group, net = self.group, self.net
+        state = []
+        if self.optimizer is not None:  # L-BFGS has none
+            self.optimizer.bind(net.params.size, net.dtype)
+            state = [*self.optimizer.state, self.optimizer._step]
+        group.broadcast([net.params, *state])
+        if group.sharded:
+            self._scale_shared_sample_weight()
+            self.shard_sizes = group.shard_sizes(len(self.data[0]))
+            self.n_samples = int(self.shard_sizes.sum())
+            if self.n_samples == 0:
+                raise group.raised_by_all(ValueError("X: the shards of every rank hold no rows"))
+            self.batch_size = min(self.batch_size or self.n_samples, self.n_samples)
+            return
+        if self.validation is not None:
+            share = group.share(len(self.validation[0]))
+            self.validation = (self.validation[0][share], self.validation[1][share])
+
+    def _scale_shared_sample_weight(self) -> None:
+        """Scale the shards' sample weights to at most 1 by their largest over every rank."""
+        weights = self.data[2]
+        largest = self.group.largest(-1.0 if weights is None else float(weights.max(initial=0.0)))
+        if largest == 0:
+            raise self.group.raised_by_all(
+                ValueError("sample_weight: all the weights are zero; expected a positive sum")
+            )
+        if weights is not None:
+            weights /= largest
+
+    def _own_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Return the training rows this rank evaluates: its share of replicated data."""
+        if self.group is None or self.group.sharded:
+            return self.data
+        share = self.group.share(len(self.data[0]))
+        X, Y, sample_weight = self.data
+        return X[share], Y[share], None if sample_weight is None else sample_weight[share]
+
+    def _metric(self, metric: Callable[..., float], X: np.ndarray, Y: np.ndarray) -> float:
+        """Return a mean metric over rows (of every rank), NaN if its forward pass overflows."""
+        if self.group is None:
+            return _nan_on_overflow(metric, X, Y)
+        return self.group.mean(lambda *rows: _nan_on_overflow(metric, *rows), X, Y)
+
+    def _agreeing(self):
+        return contextlib.nullcontext() if self.group is None else self.group.agreeing()
+
+    def _raised_by_all(self, error: BaseException) -> BaseException:
+        """Mark an error every rank raises at once (see `Group.raised_by_all`)."""
+        return error if self.group is None else self.group.raised_by_all(error)
+
+    def _writes_files(self) -> bool:
+        """Whether this process writes checkpoints: rank 0 of data-parallel training."""
+        return self.group is None or self.group.rank == 0
+
+    def _checkpoint_exists(self) -> bool:
+        exists = os.path.exists(self.checkpoint)
+        return exists if self.group is None else self.group.any(exists)
+
+    def run_lbfgs(self, minimize, max_fun: int, tol: float):
         """Minimise the full-batch objective with scipy's L-BFGS-B.
 
         One history entry per iteration; the network ends with the parameters of the best
-        iteration (also after Ctrl-C, a stopping callback or a divergence).
+        iteration (also after Ctrl-C, a stopping callback or a divergence). With ``group``,
+        each evaluation of the objective sums every rank's rows in one reduction, and every
+        rank runs the same iterations.
 
         Parameters
         ----------
         minimize : callable
             ``scipy.optimize.minimize``.
-        sample_weight : ndarray of shape (n_samples,) or None
-            Weights of the training rows.
         max_fun : int
             Most evaluations of the objective.
         tol : float
@@ -868,24 +1052,33 @@ class TrainingRun:
         dict of str to list of float
             The history.
         """
-        net, (X, Y, _) = self.net, self.data
+        net = self.net
         self.history = net.history = {key: [] for key in self._history_keys() if key != "lr"}
+        net.comm = None if self.group is None else self.group.comm
+        if self.group is None:
+            return self._run_lbfgs(minimize, max_fun, tol)
+        with self.group.aborting_on_lone_errors(), self.group.catching_interrupts():
+            self._start_shared_run()
+            return self._run_lbfgs(minimize, max_fun, tol)
+
+    def _run_lbfgs(self, minimize, max_fun: int, tol: float):
+        net = self.net
         best = {"cost": math.inf, "params": net.params.copy()}
         started = [time.perf_counter()]
 
         def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
             net.params[...] = x
             try:
-                cost, gradient = net.objective(
-                    X, Y, sample_weight=sample_weight, lmbda=self.lmbda, l1=self.l1
-                )
+                cost, gradient = self._objective()
             except ValueError as error:  # the cost or its gradient overflowed
-                raise DivergenceError(
-                    f"L-BFGS diverged in iteration {len(self.history['cost'])}: {error}; the "
-                    "network keeps the parameters of its best iteration",
-                    epoch=len(self.history["cost"]),
-                    batch=0,
-                    history=self.history,
+                raise self._raised_by_all(
+                    DivergenceError(
+                        f"L-BFGS diverged in iteration {len(self.history['cost'])}: {error}; the "
+                        "network keeps the parameters of its best iteration",
+                        epoch=len(self.history["cost"]),
+                        batch=0,
+                        history=self.history,
+                    )
                 ) from error
             return cost, gradient.astype(np.float64)
 
@@ -922,6 +1115,31 @@ class TrainingRun:
             net.params[...] = best["params"]
         return self.history
 
+    def _objective(self) -> tuple[float, np.ndarray]:
+        """Return the full-batch objective and its gradient, over the rows of every rank."""
+        net, (X, Y, sample_weight) = self.net, self._own_rows()
+        if self.group is None:
+            return net.objective(X, Y, sample_weight=sample_weight, lmbda=self.lmbda, l1=self.l1)
+        # One reduction: the gradient and cost summed over each rank's rows (each times its
+        # sample weight), their weight, and Ctrl-C (which every rank then sees).
+        sums = np.zeros(net.params.size + 3)
+        weight = float(len(X) if sample_weight is None else sample_weight.sum())
+        if weight > 0:
+            try:
+                cost, gradient = net.objective(X, Y, sample_weight=sample_weight)
+                sums[:-3], sums[-3] = gradient * weight, cost * weight
+            except ValueError:  # an overflow here: every rank sees a NaN cost
+                sums[-3] = math.nan
+        sums[-2], sums[-1] = weight, self.group.interrupted
+        sums = self.group.sum(sums)
+        self.group.raise_if_interrupted(sums[-1] > 0)
+        if not math.isfinite(sums[-3]):
+            raise ValueError("the cost or its gradient overflowed (is not finite) on some rank")
+        penalty, gradient = net.regularisation(
+            lmbda=self.lmbda, l1=self.l1, n_samples=self.n_samples
+        )
+        return sums[-3] / sums[-2] + penalty, sums[:-3] / sums[-2] + gradient
+
     # ------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, epochs_done: int, stopped: bool) -> None:
         """Everything a resumed run needs to continue exactly as this one would."""
@@ -929,7 +1147,7 @@ class TrainingRun:
         progress = {
             "epochs_done": epochs_done,
             "stopped": stopped,
-            "n_samples": len(self.data[0]),
+            "n_samples": self.n_samples,
             "rng": self.rng.bit_generator.state,
             "history": self.history,
             "schedule": self.schedule.state(),
@@ -953,10 +1171,10 @@ class TrainingRun:
             )
         self._check_same_arguments(progress.get("arguments"))
         try:
-            if progress["n_samples"] != len(self.data[0]):
+            if progress["n_samples"] != self.n_samples:
                 raise ValueError(
                     f"checkpoint: {self.checkpoint} was trained on {progress['n_samples']} "
-                    f"samples, not {len(self.data[0])}"
+                    f"samples, not {self.n_samples}"
                 )
             self.rng.bit_generator.state = progress["rng"]
             self.history.clear()
@@ -991,7 +1209,7 @@ class TrainingRun:
             "dropout": self.dropout,
             "lmbda": self.lmbda,
             "l1": self.l1,
-            "optimizer": self.optimizer.name,
+            "optimizer": "lbfgs" if self.optimizer is None else self.optimizer.name,
             "schedule": self.schedule.describe(),
             "validation_data": self.validation is not None,
             "train_accuracy": self.train_accuracy,
@@ -1027,30 +1245,44 @@ class TrainingRun:
         return [*keys, "lr", "time"]
 
     def _train_epoch(self, epoch: int) -> float:
-        n = len(self.data[0])
-        order = self.rng.permutation(n) if self.shuffle else None
+        n = self.n_samples
+        bar = _progress_bar(epoch, self.epochs, n) if self.verbose else None
+        rows_per_call = self._rows_per_call(n, bar is not None)
+        calls = (
+            self._own_calls(rows_per_call)
+            if self.group is None
+            else self._shared_calls(rows_per_call)
+        )
         dropout_seed = int(self.rng.integers(2**63))
         l2 = l2_coefficient("lmbda", self.lmbda, n_samples=n)
         l1 = self.l1 / n  # Nielsen's form, as for L2
-        bar = _progress_bar(epoch, self.epochs, n) if self.verbose else None
-        rows_per_call = self._rows_per_call(n, bar is not None)
         total_cost = total_weight = 0.0
         try:
-            for start in range(0, n, rows_per_call):
-                stop = min(n, start + rows_per_call)
-                cost, weight, diverged = self._train_rows(order, start, stop, l2, l1, dropout_seed)
+            for rows, arguments in calls:
+                cost, weight, diverged = self.net.train_rows(
+                    **arguments,
+                    batch_size=self.batch_size,
+                    l2=l2,
+                    l1=l1,
+                    dropout=self.dropout,
+                    seed=dropout_seed,
+                )
                 if diverged is not None:
-                    raise DivergenceError(
-                        f"training diverged in epoch {epoch}, batch {diverged}: a non-finite "
-                        "cost, gradient or parameter; the network keeps the weights it had "
-                        "before that batch",
-                        epoch=epoch,
-                        batch=diverged,
-                        history=self.history,
+                    raise self._raised_by_all(
+                        DivergenceError(
+                            f"training diverged in epoch {epoch}, batch {diverged}: a non-finite "
+                            "cost, gradient or parameter; the network keeps the weights it had "
+                            "before that batch",
+                            epoch=epoch,
+                            batch=diverged,
+                            history=self.history,
+                        )
                     )
+                if self.group is not None:
+                    self.group.raise_if_interrupted(self.group.stop_seen)
                 total_cost, total_weight = total_cost + cost * weight, total_weight + weight
                 if bar is not None:
-                    bar.update(stop - start)
+                    bar.update(rows)
                     running = total_cost / total_weight if total_weight else 0.0
                     bar.set_postfix(cost=f"{running:.4f}", refresh=False)
             if bar is not None:
@@ -1060,31 +1292,72 @@ class TrainingRun:
                 bar.close()
         return total_cost / total_weight if total_weight else 0.0
 
-    def _train_rows(self, order, start: int, stop: int, l2: float, l1: float, seed: int):
-        """Train rows start:stop of the epoch in one core call.
+    def _own_calls(self, rows_per_call: int) -> list[tuple[int, dict[str, Any]]]:
+        """One process's core calls of an epoch: (rows, `Network.train_rows` arguments).
 
-        The rows are those of ``order``, or of the data in storage order.
+        The rows of the epoch's order, or of the data in storage order.
         """
         X, Y, sample_weight = self.data
-        options = dict(
-            batch_size=self.batch_size,
-            l2=l2,
-            l1=l1,
-            dropout=self.dropout,
-            seed=seed,
-            first_batch=start // self.batch_size,
-        )
-        if order is None:
-            part = slice(start, stop)
-            return self.net.train_rows(
-                X[part],
-                Y[part],
-                sample_weight=None if sample_weight is None else sample_weight[part],
-                **options,
+        n = len(X)
+        order = self.rng.permutation(n) if self.shuffle else None
+        calls = []
+        for start in range(0, n, rows_per_call):
+            stop = min(n, start + rows_per_call)
+            if order is None:
+                part = slice(start, stop)
+                rows = dict(
+                    X=X[part],
+                    Y=Y[part],
+                    sample_weight=None if sample_weight is None else sample_weight[part],
+                )
+            else:
+                rows = dict(X=X, Y=Y, rows=order[start:stop], sample_weight=sample_weight)
+            calls.append((stop - start, dict(rows, first_batch=start // self.batch_size)))
+        return calls
+
+    def _shared_calls(self, rows_per_call: int) -> list[tuple[int, dict[str, Any]]]:
+        """Return a rank's core calls of an epoch of data-parallel training (see `_own_calls`).
+
+        Replicated data: the epoch's order is drawn as in one process, and each global
+        batch is shared among the ranks. Sharded data: each rank draws an order of its own
+        rows, and contributes its next rows to each global batch.
+        """
+        group, (X, Y, sample_weight) = self.group, self.data
+        n, B = self.n_samples, self.batch_size
+        steps = -(-n // B)
+        if group.sharded:
+            seed = int(self.rng.integers(2**63))  # the same on every rank
+            own = len(X)
+            order = (
+                np.random.default_rng([seed, group.rank]).permutation(own)
+                if self.shuffle
+                else np.arange(own, dtype=np.int64)
             )
-        return self.net.train_rows(
-            X, Y, rows=order[start:stop], sample_weight=sample_weight, **options
-        )
+
+            def shares(batches: range) -> np.ndarray:
+                return group.sharded_shares(self.shard_sizes, steps, batches)
+        else:
+            order = self.rng.permutation(n) if self.shuffle else np.arange(n, dtype=np.int64)
+
+            def shares(batches: range) -> np.ndarray:
+                return group.replicated_shares(n, B, batches)
+
+        per_call = max(1, rows_per_call // B)
+        calls = []
+        for first in range(0, steps, per_call):
+            batches = range(first, min(steps, first + per_call))
+            rows = min(n, batches.stop * B) - first * B
+            arguments = dict(
+                X=X,
+                Y=Y,
+                rows=order,
+                sample_weight=sample_weight,
+                first_batch=first,
+                shares=shares(batches),
+                reduce=group.reduce,
+            )
+            calls.append((rows, arguments))
+        return calls
 
     def _rows_per_call(self, n: int, progress: bool) -> int:
         """Return the rows per core call, in whole batches.
@@ -1102,12 +1375,12 @@ class TrainingRun:
         net = self.net
         current = {"cost": cost}
         if self.train_accuracy:
-            current["accuracy"] = _nan_on_overflow(net.evaluate, *self.data[:2])
+            current["accuracy"] = self._metric(net.evaluate, *self._own_rows()[:2])
         if self.validation is not None:
             X_val, Y_val = self.validation
-            current["val_cost"] = _nan_on_overflow(net.cost, X_val, Y_val)
+            current["val_cost"] = self._metric(net.cost, X_val, Y_val)
             if "val_accuracy" in self.history:
-                current["val_accuracy"] = _nan_on_overflow(net.evaluate, X_val, Y_val)
+                current["val_accuracy"] = self._metric(net.evaluate, X_val, Y_val)
         if self.optimizer is not None:  # L-BFGS has no learning rate
             current["lr"] = self.optimizer.lr
         current["time"] = seconds
@@ -1117,6 +1390,17 @@ class TrainingRun:
             values.append(current[key])
 
     def _should_stop(self, epoch: int) -> bool:
+        """Ask the callbacks and early stopping; with comm, agree with every rank."""
+        if self.group is None:
+            return self._asked_to_stop(epoch)
+        stop, error = False, None
+        try:
+            stop = self._asked_to_stop(epoch)
+        except Exception as raised:  # raised on every rank by check_stop
+            error = raised
+        return self.group.check_stop(stop, error)
+
+    def _asked_to_stop(self, epoch: int) -> bool:
         metrics = {key: values[-1] for key, values in self.history.items()}
         stop = False
         for callback in self.callbacks:

@@ -1,0 +1,379 @@
+"""Data-parallel training over MPI (fit(comm=...)): jobs launched with mpiexec from here.
+
+Each job (tests/mpi_job.py) trains runs on every rank; the tests compare every rank's
+parameters with one another (bit for bit) and with one process training the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import deltaprop as dp
+from deltaprop import _distributed
+
+sys.path.insert(0, str(Path(__file__).parent))
+import mpi_job
+
+JOB = Path(mpi_job.__file__)
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+try:
+    import mpi4py  # noqa: F401
+
+    HAVE_MPI4PY = True
+except ImportError:
+    HAVE_MPI4PY = False
+
+needs_mpi = pytest.mark.skipif(
+    MPIEXEC is None or not HAVE_MPI4PY,
+    reason="needs mpi4py and mpiexec: pip install 'deltaprop[mpi]'",
+)
+# One BLAS thread per rank: MPI ranks busy-poll, two cores hold two ranks.
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+TIMEOUT = 180
+
+
+def _command(ranks: int, runs: list[dict], tmp_path: Path) -> tuple[list[str], Path]:
+    spec, out = tmp_path / "spec.json", tmp_path / "out"
+    spec.write_text(json.dumps({"runs": runs}))
+    out.mkdir(exist_ok=True)
+    for stale in out.iterdir():
+        stale.unlink()
+    return [MPIEXEC, "-n", str(ranks), sys.executable, str(JOB), str(spec), str(out)], out
+
+
+def launch(ranks: int, runs: list[dict], tmp_path: Path) -> list[list[dict]]:
+    """Run the job on `ranks` ranks; per rank, per run: params, history, error."""
+    command, out = _command(ranks, runs, tmp_path)
+    done = subprocess.run(command, env=ENV, timeout=TIMEOUT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [pickle.loads((out / f"rank{r}.pkl").read_bytes()) for r in range(ranks)]
+
+
+def one_process(run: dict) -> dp.Network:
+    """The run trained by one process, from rank 0's initial parameters."""
+    X, y, weights = mpi_job.data(run)
+    net = mpi_job.network(run, seed=100)
+    net.fit(X, y, sample_weight=weights, **mpi_job.fit_arguments(run))
+    return net
+
+
+def assert_same_on_every_rank(results: list[list[dict]]) -> None:
+    for run in range(len(results[0])):
+        first = results[0][run]
+        for rank in results[1:]:
+            assert rank[run]["error"] == first["error"]
+            assert np.array_equal(rank[run]["params"], first["params"])  # bit for bit
+            assert rank[run]["history"].keys() == first["history"].keys()
+            for key in first["history"]:
+                if key != "time":
+                    assert rank[run]["history"][key] == first["history"][key], key
+
+
+def assert_close(net: dp.Network, params: np.ndarray) -> None:
+    """float64: every parameter within 1e-10 relative; float32: 1e-4 of its layer's largest."""
+    offset = 0
+    for W, b in zip(net.weights, net.biases):
+        for expected in (W, b):
+            actual = params[offset : offset + expected.size].reshape(expected.shape)
+            offset += expected.size
+            if net.dtype == np.float64:
+                np.testing.assert_allclose(actual, expected, rtol=1e-10, atol=1e-14)
+            else:
+                scale = max(np.abs(W).max(), np.abs(b).max())
+                assert np.abs(actual - expected).max() <= 1e-4 * scale
+
+
+# --------------------------------------------------------------------- every rank, the same data
+OPTIMIZER_RUNS = [
+    {"optimizer": "sgd", "lr": 0.3},
+    {"optimizer": "sgd", "lr": 0.3, "lmbda": 0.5, "l1": 0.05},
+    {"optimizer": "momentum", "lr": 0.05, "momentum": 0.9, "lmbda": 0.5},
+    {"optimizer": "nesterov", "lr": 0.05, "momentum": 0.9},
+    {"optimizer": "adam", "lr": 0.01, "sample_weight": True},
+    {"optimizer": "rprop", "lr": 0.01, "batch_size": 40},
+    {"optimizer": "adam", "lr": 0.01, "dropout": 0.3, "validation_fraction": 0.2},
+    {"optimizer": "momentum", "lr": 0.05, "momentum": 0.9, "batch_size": None, "shuffle": False},
+    {"optimizer": "sgd", "lr": 0.3, "early_stopping": True, "patience": 1, "epochs": 6,
+     "train_accuracy": True, "schedule": "step"},
+]  # fmt: skip
+
+
+@needs_mpi
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_replicated_data_trains_as_one_process(tmp_path, ranks, dtype):
+    """Uneven splits: 97 rows, batches of 10 over 3 ranks (4, 3, 3 rows; the last 2, 2, 3)."""
+    common = {"epochs": 3, "batch_size": 10, "dtype": dtype, "n": 97}
+    runs = [{**common, **run} for run in OPTIMIZER_RUNS]
+    results = launch(ranks, runs, tmp_path)
+    assert_same_on_every_rank(results)
+    for run, result in zip(runs, results[0]):
+        assert result["error"] is None, (run, result["error"])
+        net = one_process(run)
+        assert_close(net, result["params"])
+        assert len(result["history"]["cost"]) == len(net.history["cost"])
+        rtol = 1e-9 if dtype == "float64" else 1e-4
+        for key in net.history:
+            if key != "time":
+                np.testing.assert_allclose(result["history"][key], net.history[key], rtol=rtol)
+
+
+@needs_mpi
+def test_ranks_with_no_rows_of_a_batch_and_a_larger_world_than_the_batch(tmp_path):
+    """3 ranks, batches of 2: one rank has no row of each batch."""
+    run = {"epochs": 2, "batch_size": 2, "n": 9, "optimizer": "adam", "lr": 0.01, "dropout": 0.2}
+    results = launch(3, [run], tmp_path)
+    assert_same_on_every_rank(results)
+    assert_close(one_process(run), results[0][0]["params"])
+
+
+# ---------------------------------------------------------------------------------- sharded data
+def expected_sharded_training(run: dict) -> dp.Network:
+    """The rule of sharded data, stated on its own: at step k of S, rank q gives its rows
+    [k n_q // S, (k + 1) n_q // S); one update per step on the mean over those rows."""
+    X, y, weights = mpi_job.data(run)
+    bounds = run["shards"]
+    sizes = np.diff(bounds)
+    n, B = int(sizes.sum()), run["batch_size"]
+    steps = -(-n // B)
+    net = mpi_job.network(run, seed=100)
+    net.optimizer = dp.optim.get(run["optimizer"], lr=run["lr"])
+    Xc, Yc = net.validate(X, y)
+    w = None if weights is None else (weights / weights.max()).astype(net.dtype)
+    for _ in range(run["epochs"]):
+        for k in range(steps):
+            rows = np.concatenate([
+                bounds[q] + np.arange(k * sizes[q] // steps, (k + 1) * sizes[q] // steps)
+                for q in range(len(sizes))
+            ])  # fmt: skip
+            wk = None if w is None else np.ascontiguousarray(w[rows])
+            net.train_rows(np.ascontiguousarray(Xc[rows]), np.ascontiguousarray(Yc[rows]),
+                           sample_weight=wk, batch_size=len(rows))  # fmt: skip
+    return net
+
+
+@needs_mpi
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_sharded_data_gives_the_exact_mean_over_each_global_batch(tmp_path, optimizer):
+    """Shards of 0, 40 and 57 rows, with sample weights: unequal contributions weigh right."""
+    run = {"epochs": 3, "batch_size": 10, "n": 97, "shards": [0, 0, 40, 97], "sharded": True,
+           "shuffle": False, "optimizer": optimizer, "lr": 0.02, "sample_weight": True}  # fmt: skip
+    results = launch(3, [run], tmp_path)
+    assert_same_on_every_rank(results)
+    assert results[0][0]["error"] is None
+    assert_close(expected_sharded_training(run), results[0][0]["params"])
+
+
+@needs_mpi
+def test_sharded_data_with_shuffling_and_validation_trains_one_model(tmp_path):
+    run = {"epochs": 4, "batch_size": 16, "n": 300, "shards": [0, 100, 300], "sharded": True,
+           "optimizer": "adam", "lr": 0.02, "validation_fraction": 0.2, "dropout": 0.1}  # fmt: skip
+    results = launch(2, [run], tmp_path)
+    assert_same_on_every_rank(results)
+    history = results[0][0]["history"]
+    assert results[0][0]["error"] is None and len(history["val_cost"]) == 4
+    assert history["cost"][-1] < history["cost"][0]
+
+
+def test_sharded_shares_use_every_row_once():
+    sizes = np.array([0, 7, 40, 53], dtype=np.int64)
+    steps = -(-int(sizes.sum()) // 10)
+    for rank, n_rows in enumerate(sizes):
+        shares = _distributed.sharded_shares(sizes, steps, range(steps), rank)
+        used = np.concatenate([np.arange(b, e) for b, e in zip(shares[0], shares[1])])
+        assert np.array_equal(used, np.arange(n_rows))
+    positions = [_distributed.sharded_shares(sizes, steps, range(steps), r) for r in range(4)]
+    batch_sizes = sum(p[1] - p[0] for p in positions)
+    assert batch_sizes.sum() == sizes.sum() and batch_sizes.max() - batch_sizes.min() <= 4
+    assert np.array_equal(positions[3][2], positions[2][2] + positions[2][1] - positions[2][0])
+
+
+def test_replicated_shares_cover_each_batch_once():
+    n, B, size = 23, 5, 3
+    shares = [_distributed.replicated_shares(n, B, range(1, 5), r, size) for r in range(size)]
+    for k, b in enumerate(range(1, 5)):
+        rows = np.concatenate([np.arange(s[0, k], s[1, k]) for s in shares])
+        assert np.array_equal(rows, np.arange(b * B, min(n, (b + 1) * B)))
+        assert [s[2, k] for s in shares] == [s[0, k] - b * B for s in shares]
+
+
+# ------------------------------------------------------------------------------------- faults
+@needs_mpi
+def test_bad_input_on_one_rank_raises_the_same_error_on_every_rank(tmp_path):
+    runs = [
+        {"epochs": 2, "nan_on_rank": 1},
+        {"epochs": 2, "on_rank": {"2": {"epochs": 3}}},
+        {"epochs": 2, "on_rank": {"0": {"lr": -1.0}}},
+    ]
+    results = launch(3, runs, tmp_path)
+    for run in range(len(runs)):
+        errors = {rank[run]["error"] for rank in results}
+        assert len(errors) == 1, errors
+        ((kind, message),) = errors
+        assert kind == "ValueError"
+        assert "rank" in message
+    assert "rank 1: X" in results[0][0]["error"][1]
+    assert "epochs" in results[0][1]["error"][1]
+    assert results[0][2]["error"][1].startswith("rank 0: lr")
+    for rank, per_rank in enumerate(results):  # nothing trained: each keeps its own start
+        start = mpi_job.network({}, seed=100 + rank).params
+        assert all(np.array_equal(result["params"], start) for result in per_rank)
+
+
+@needs_mpi
+def test_divergence_on_one_rank_stops_every_rank_with_the_same_parameters(tmp_path):
+    run = {"epochs": 3, "batch_size": 10, "n": 97, "shards": [0, 50, 97], "sharded": True,
+           "huge_on_rank": 1, "activation": "relu", "optimizer": "sgd", "lr": 0.1}  # fmt: skip
+    results = launch(2, [run], tmp_path)
+    assert_same_on_every_rank(results)
+    kind, message = results[0][0]["error"]
+    assert kind == "DivergenceError" and "epoch 0" in message
+    assert np.isfinite(results[0][0]["params"]).all()
+
+
+@needs_mpi
+def test_a_callback_error_or_stop_on_one_rank_ends_every_rank_after_the_same_epoch(tmp_path):
+    runs = [{"epochs": 4, "raise_on_rank": 0}, {"epochs": 4, "stop_on_rank": 0}]
+    results = launch(2, runs, tmp_path)
+    assert_same_on_every_rank(results)
+    assert results[1][0]["error"] == ("RuntimeError", "rank 0: callback failed on rank 0")
+    assert len(results[1][0]["history"]["cost"]) == 2
+    assert results[1][1]["error"] is None and len(results[1][1]["history"]["cost"]) == 2
+
+
+def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+LONG_RUN = {"epochs": 40, "batch_size": 32, "n": 20_000, "sizes": [20, 64, 64, 5],
+            "optimizer": "momentum", "lr": 0.01, "momentum": 0.9}  # fmt: skip
+
+
+@needs_mpi
+def test_ctrl_c_stops_every_rank_after_the_same_batch(tmp_path):
+    command, out = _command(2, [LONG_RUN], tmp_path)
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(out / "rank1.epoch", process)
+        process.send_signal(signal.SIGINT)  # mpiexec forwards it to every rank
+        process.communicate(timeout=60)
+    finally:
+        process.kill()
+    results = [pickle.loads((out / f"rank{r}.pkl").read_bytes()) for r in range(2)]
+    assert_same_on_every_rank(results)
+    assert results[0][0]["error"][0] == "KeyboardInterrupt"
+    assert 1 <= len(results[0][0]["history"]["cost"]) < LONG_RUN["epochs"]
+
+
+@needs_mpi
+def test_a_killed_rank_ends_the_job_and_resume_gives_the_uninterrupted_result(tmp_path):
+    checkpoint = tmp_path / "run.ckpt.npz"
+    run = {**LONG_RUN, "epochs": 6, "checkpoint": str(checkpoint), "resume": True}
+    command, out = _command(2, [run], tmp_path)
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(checkpoint, process)
+        killed = time.monotonic()
+        os.kill(int((out / "rank1.pid").read_text()), signal.SIGKILL)
+        process.communicate(timeout=60)
+        assert time.monotonic() - killed < 60
+        assert process.returncode != 0
+    finally:
+        process.kill()
+    assert not (out / "rank0.pkl").exists()  # the job ended before its end
+    resumed = launch(2, [run], tmp_path)[0][0]
+    uninterrupted = launch(2, [{**run, "checkpoint": str(tmp_path / "other.npz")}], tmp_path)
+    assert resumed["error"] is None
+    assert np.array_equal(resumed["params"], uninterrupted[0][0]["params"])
+
+
+# ------------------------------------------------------------------------------- files and output
+@needs_mpi
+def test_save_on_every_rank_writes_the_file_once(tmp_path):
+    path = tmp_path / "model.npz"
+    results = launch(3, [{"epochs": 1, "save": str(path)}], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "out", "spec.json"]
+    assert np.array_equal(dp.load(path).params, results[2][0]["params"])
+
+
+def test_sharded_needs_comm_and_comm_needs_mpi4py_communicator():
+    net = dp.Network([2, 2])
+    with pytest.raises(ValueError, match="sharded"):
+        net.fit(np.zeros((4, 2)), np.zeros((4, 2)), sharded=True)
+    if HAVE_MPI4PY:
+        with pytest.raises(TypeError, match="comm"):
+            net.fit(np.zeros((4, 2)), np.zeros((4, 2)), comm=object())
+
+
+@needs_mpi
+def test_the_command_line_trains_on_every_rank_and_rank_0_reports_and_saves(tmp_path):
+    model = tmp_path / "model.npz"
+    command = [MPIEXEC, "-n", "2", sys.executable, "-m", "deltaprop", "train", "--distributed",
+               "--epochs", "2", "--dtype", "float64", "--save", str(model)]  # fmt: skip
+    done = subprocess.run(command, env=ENV, timeout=TIMEOUT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("test accuracy") == 1 and done.stdout.count("epoch 2/2") == 1
+    one = subprocess.run([sys.executable, "-m", "deltaprop", "train", "--epochs", "2"],
+                         env=ENV, timeout=TIMEOUT, capture_output=True, text=True)  # fmt: skip
+    assert one.returncode == 0, one.stderr
+    accuracy = [line for line in done.stdout.splitlines() if "test accuracy" in line]
+    alone = [line for line in one.stdout.splitlines() if "test accuracy" in line]
+    assert accuracy[0].split("after")[0] == alone[0].split("after")[0]
+    assert dp.load(model).params.shape == (30 * 64 + 30 + 10 * 30 + 10,)
+
+
+@needs_mpi
+def test_a_command_line_error_on_the_ranks_ends_the_job(tmp_path):
+    command = [MPIEXEC, "-n", "2", sys.executable, "-m", "deltaprop", "train", "--distributed",
+               "--data", str(tmp_path / "missing")]  # fmt: skip
+    done = subprocess.run(command, env=ENV, timeout=TIMEOUT, capture_output=True, text=True)
+    assert done.returncode != 0 and "--data" in done.stderr
+
+
+# --------------------------------------------------------------------------------- full batch
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_lbfgs_runs_the_same_iterations_on_every_rank_as_in_one_process(tmp_path, ranks):
+    runs = [
+        {"optimizer": "lbfgs", "epochs": 15, "lmbda": 0.5, "l1": 0.01, "batch_size": None},
+        {"optimizer": "lbfgs", "epochs": 10, "sample_weight": True, "batch_size": None,
+         "validation_fraction": 0.2, "train_accuracy": True},
+    ]  # fmt: skip
+    results = launch(ranks, runs, tmp_path)
+    assert_same_on_every_rank(results)
+    for run, result in zip(runs, results[0]):
+        assert result["error"] is None, result["error"]
+        net = one_process(run)
+        assert len(result["history"]["cost"]) == len(net.history["cost"])
+        np.testing.assert_allclose(result["history"]["cost"], net.history["cost"], rtol=1e-9)
+        # L-BFGS's line search amplifies rounding a little more than SGD does.
+        np.testing.assert_allclose(result["params"], net.params, rtol=1e-7, atol=1e-9)
+
+
+@needs_mpi
+def test_lbfgs_on_sharded_data_minimises_the_objective_of_all_rows(tmp_path):
+    run = {"optimizer": "lbfgs", "epochs": 200, "lmbda": 1.0, "batch_size": None, "n": 97,
+           "shards": [0, 0, 30, 97], "sharded": True, "tol": 1e-9}  # fmt: skip
+    results = launch(3, [run], tmp_path)
+    assert_same_on_every_rank(results)
+    alone = one_process({key: value for key, value in run.items() if key != "sharded"})
+    X, y, _ = mpi_job.data(run)
+    sharded = mpi_job.network(run, seed=0)
+    sharded.params[...] = results[0][0]["params"]
+    cost = sharded.objective(X, y, lmbda=1.0)[0]
+    assert cost == pytest.approx(alone.objective(X, y, lmbda=1.0)[0], rel=1e-8)
