@@ -27,7 +27,7 @@ SIZES = [5, 7, 3]
 # The job's keys of a run; every other key is an argument of fit.
 JOB_KEYS = {
     "n", "dtype", "sizes", "classes", "shards", "sample_weight", "nan_on_rank", "huge_on_rank",
-    "raise_on_rank", "stop_on_rank", "sleep", "threads", "save", "on_rank", "activation",
+    "raise_on_rank", "stop_on_rank", "sleep", "threads", "save", "on_rank", "activation", "memmap",
 }  # fmt: skip
 
 
@@ -61,6 +61,8 @@ def _local_data(run: dict, rank: int):
         part = slice(run["shards"][rank], run["shards"][rank + 1])
         X, y = X[part], y[part]
         weights = None if weights is None else weights[part]
+    if run.get("memmap"):  # the same rows, read from an .npy file
+        return np.load(run["memmap"], mmap_mode="r"), y, weights
     X = X.copy()
     if run.get("nan_on_rank") == rank:
         X[len(X) // 2, 0] = np.nan

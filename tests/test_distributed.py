@@ -130,6 +130,17 @@ def test_replicated_data_trains_as_one_process(tmp_path, ranks, dtype):
 
 
 @needs_mpi
+def test_replicated_data_from_a_memmap_of_an_npy_file(tmp_path):
+    run = {"epochs": 3, "batch_size": 10, "n": 97, "optimizer": "adam", "lr": 0.01,
+           "dtype": "float32"}  # fmt: skip
+    path = tmp_path / "X.npy"
+    np.save(path, mpi_job.data(run)[0])
+    results = launch(3, [{**run, "memmap": str(path)}], tmp_path)
+    assert_same_on_every_rank(results)
+    assert_close(one_process(run), results[0][0]["params"])
+
+
+@needs_mpi
 def test_ranks_with_no_rows_of_a_batch_and_a_larger_world_than_the_batch(tmp_path):
     """3 ranks, batches of 2: one rank has no row of each batch."""
     run = {"epochs": 2, "batch_size": 2, "n": 9, "optimizer": "adam", "lr": 0.01, "dropout": 0.2}

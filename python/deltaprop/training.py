@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _distributed, io, optim, schedules
+from . import _data, _distributed, io, optim, schedules
 from ._checks import (
     as_real_array,
     check_callables,
@@ -544,15 +544,26 @@ def _group(comm: Any, sharded: Any) -> _distributed.Group | None:
 
 
 def _validate(net, X: Any, Y: Any, group: _distributed.Group | None):
-    """`Network.validate`, except that a rank's shard of sharded data may have no rows."""
-    if group is not None and group.sharded and np.shape(X)[:1] == (0,):
+    """`Network.validate`, for the rows of this rank.
+
+    A rank's shard of sharded data may have no rows. Of replicated data (an `np.memmap`
+    of the network's dtype, say), each rank reads only its share of the rows to check
+    them: the agreement that follows makes every rank raise what any found.
+    """
+    if group is None:
+        return net.validate(X, Y)
+    if group.sharded:
+        if np.shape(X)[:1] != (0,):
+            return net.validate(X, Y)
         n_inputs, n_outputs = net.architecture.sizes[0], net.architecture.sizes[-1]
         if np.ndim(X) != 2 or np.shape(X)[1] != n_inputs or len(Y) != 0:
             raise ValueError(
                 f"X, Y: an empty shard must be X of shape (0, {n_inputs}) and Y with 0 rows"
             )
         return np.empty((0, n_inputs), net.dtype), np.empty((0, n_outputs), net.dtype)
-    return net.validate(X, Y)
+    X = _data.inputs(X, net.architecture, check_finite=False)
+    _data.require_finite(X[group.share(len(X))], "X")
+    return X, _data.targets(Y, len(X), net.architecture)
 
 
 def _batch_size(batch_size: Any, n: int, group: _distributed.Group | None) -> int:
