@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -388,3 +389,16 @@ def test_lbfgs_on_sharded_data_minimises_the_objective_of_all_rows(tmp_path):
     sharded.params[...] = results[0][0]["params"]
     cost = sharded.objective(X, y, lmbda=1.0)[0]
     assert cost == pytest.approx(alone.objective(X, y, lmbda=1.0)[0], rel=1e-8)
+
+
+@needs_mpi
+def test_the_readme_example_runs_on_two_ranks(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "comm=" in b]
+    script = tmp_path / "train.py"
+    script.write_text(example)
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], cwd=tmp_path,
+                          env=ENV, timeout=TIMEOUT, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    X, y = dp.datasets.load_digits()
+    assert dp.load(tmp_path / "model.npz").evaluate(X, y) > 0.9
