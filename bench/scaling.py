@@ -1,0 +1,220 @@
+"""Data-parallel scaling: measured on this machine, and predicted for a cluster.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/scaling.py [--configs A B C D]
+
+Measures, each in a fresh process (this script launches itself, under mpiexec for the ranks):
+
+1. the allreduce between two ranks here: latency alpha and seconds per byte beta of
+   t = 2 (p - 1) alpha + 2 (p - 1) / p * bytes * beta (the ring allreduce) for p = 2;
+2. for each configuration, one epoch of `fit`: one process with 2 BLAS threads, one process
+   with 1 (the compute time of one batch), and `mpiexec -n 2` with 1 BLAS thread per rank
+   (best of three epochs each), and the time of the per-batch reductions alone;
+3. the predicted epoch time and efficiency on 1 to 256 ranks: per batch, the compute of one
+   process divided among p ranks plus one ring allreduce of the gradient buffer, over 10 and
+   100 Gb/s networks (alpha 20 us for TCP over 10 Gb/s Ethernet, 2 us for 100 Gb/s
+   InfiniBand with RDMA: typical figures, not measured here).
+
+Prints markdown tables (the README's "Scaling" tables come from one run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import CONFIGS, N_TRAIN, SEED, data, make_network, make_optimizer
+
+import deltaprop as dp
+
+RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+NETWORKS = {"10 Gb/s": (20e-6, 8 / 10e9), "100 Gb/s": (2e-6, 8 / 100e9)}  # alpha, beta
+ROWS = {"A": N_TRAIN, "B": N_TRAIN, "C": N_TRAIN, "D": 10_240}
+REPEATS = 3
+
+
+def _mpiexec() -> str:
+    found = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+    if found is None:
+        sys.exit("bench/scaling.py needs mpiexec: pip install '.[mpi]'")
+    return found
+
+
+def _run(command: list[str], threads: int) -> dict:
+    """Run a worker; return the JSON its rank 0 prints last."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _worker(arguments: list[str], threads: int, ranks: int = 0) -> dict:
+    command = [sys.executable, __file__, "--worker", *arguments, "--threads", str(threads)]
+    if ranks:
+        command = [_mpiexec(), "-n", str(ranks), *command]
+    return _run(command, threads)
+
+
+# --------------------------------------------------------------------------------- the workers
+def _comm(distributed: bool):
+    if not distributed:
+        return None
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def measure_allreduce() -> dict:
+    """Median time of an in-place float32 Allreduce, by size (bytes), on every rank."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    times = {}
+    for exponent in range(0, 23, 2):
+        buffer = np.ones(2**exponent, np.float32)
+        calls, samples = max(5, 2**18 // 2**exponent), []
+        for _ in range(7):
+            comm.Barrier()
+            started = time.perf_counter()
+            for _ in range(calls):
+                comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+            samples.append((time.perf_counter() - started) / calls)
+        times[buffer.nbytes] = float(np.median(samples))
+    return times
+
+
+def measure_epoch(key: str, distributed: bool) -> dict:
+    """Best of REPEATS epochs of `fit` on configuration `key` (rows of ROWS)."""
+    config, comm = CONFIGS[key], _comm(distributed)
+    train = data("train", config.dtype).first(ROWS[key])
+    net = make_network(config)
+    options = dict(epochs=1, batch_size=config.batch_size, lmbda=config.lmbda, seed=SEED)
+    net.fit(
+        train.X[:1024], train.labels[:1024], optimizer=make_optimizer(config), **options, comm=comm
+    )  # fmt: skip  (warm-up: threads, workspaces, MPI connections)
+    best = np.inf
+    for _ in range(REPEATS):
+        if comm is not None:
+            comm.Barrier()
+        started = time.perf_counter()
+        net.fit(train.X, train.labels, optimizer=make_optimizer(config), **options, comm=comm)
+        best = min(best, time.perf_counter() - started)
+    batches = -(-len(train.X) // config.batch_size)
+    result = {"seconds": best, "rows": len(train.X), "batches": batches}
+    if comm is not None:
+        result["reduce_seconds"] = _reductions_alone(comm, net.params.size, config, batches)
+    return result
+
+
+def _reductions_alone(comm, n_params: int, config, batches: int) -> float:
+    """Seconds of an epoch's per-batch reductions alone (the buffer fit reduces)."""
+    from mpi4py import MPI
+
+    buffer = np.zeros(n_params + dp._core.REDUCTION_TAIL, config.dtype)
+    best = np.inf
+    for _ in range(REPEATS):
+        comm.Barrier()
+        started = time.perf_counter()
+        for _ in range(batches):
+            comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def worker(args: argparse.Namespace) -> None:
+    dp.set_num_threads(args.threads)
+    if args.measure == "allreduce":
+        result = measure_allreduce()
+    else:
+        result = measure_epoch(args.config, args.distributed)
+    rank = 0 if not (args.distributed or args.measure == "allreduce") else _comm(True).Get_rank()
+    if rank == 0:
+        print(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------- the driver
+def fit_alpha_beta(times: dict[str, float]) -> tuple[float, float]:
+    """alpha and beta of t = 2 alpha + bytes beta (p = 2): the smallest message gives alpha,
+    the two largest the slope."""
+    sizes = sorted(int(size) for size in times)
+    alpha = times[str(sizes[0])] / 2
+    (small, large) = sizes[-2:]
+    beta = (times[str(large)] - times[str(small)]) / (large - small)
+    return alpha, beta
+
+
+def ring_allreduce(p: int, nbytes: int, alpha: float, beta: float) -> float:
+    return 0.0 if p == 1 else 2 * (p - 1) * alpha + 2 * (p - 1) / p * nbytes * beta
+
+
+def predicted(compute: float, batches: int, nbytes: int, alpha: float, beta: float):
+    """Epoch seconds and efficiency on each of RANKS ranks; compute: one batch, one process."""
+    rows = []
+    for p in RANKS:
+        epoch = batches * (compute / p + ring_allreduce(p, nbytes, alpha, beta))
+        rows.append((p, epoch, batches * compute / (p * epoch)))
+    return rows
+
+
+def stops_scaling(rows) -> str:
+    """The smallest world size whose efficiency falls below 1/2."""
+    below = [p for p, _, efficiency in rows if efficiency < 0.5]
+    return f"{below[0]} ranks" if below else "beyond 256 ranks"
+
+
+def driver(args: argparse.Namespace) -> None:
+    times = _worker(["--measure", "allreduce"], 1, ranks=2)
+    alpha, beta = fit_alpha_beta(times)
+    networks = {"here (2 ranks, shared memory)": (alpha, beta), **NETWORKS}
+    print(f"allreduce between 2 ranks here: alpha {alpha * 1e6:.2f} us, "
+          f"beta {beta * 1e9:.3f} ns/byte ({1 / beta / 1e9:.1f} GB/s)\n")  # fmt: skip
+    print("| config | gradient buffer | 1 process, 2 threads | 2 ranks, 1 thread each | ratio "
+          "| reductions' share of the 2-rank epoch |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
+    models = {}
+    for key in args.configs:
+        config = CONFIGS[key]
+        two_threads = _worker(["--measure", "epoch", "--config", key], 2)
+        one_thread = _worker(["--measure", "epoch", "--config", key], 1)
+        ranks = _worker(["--measure", "epoch", "--config", key, "--distributed"], 1, ranks=2)
+        nbytes = (config.n_params + dp._core.REDUCTION_TAIL) * np.dtype(config.dtype).itemsize
+        rate = lambda m: m["rows"] / m["seconds"]  # noqa: E731
+        print(f"| {key} | {nbytes / 1e6:.2f} MB | {rate(two_threads):,.0f} samples/s "
+              f"| {rate(ranks):,.0f} samples/s | {rate(ranks) / rate(two_threads):.2f} "
+              f"| {ranks['reduce_seconds'] / ranks['seconds']:.0%} |")  # fmt: skip
+        models[key] = (one_thread["seconds"] / one_thread["batches"], one_thread["batches"],
+                       nbytes)  # fmt: skip
+    for name, (a, b) in networks.items():
+        print(f"\nPredicted epoch time (efficiency) over {name}: alpha {a * 1e6:.1f} us, "
+              f"{8 / b / 1e9:.0f} Gb/s")  # fmt: skip
+        print("| config | " + " | ".join(f"{p}" for p in RANKS) + " | stops scaling at |")
+        print("|---|" + "---:|" * len(RANKS) + "---|")
+        for key, (compute, batches, nbytes) in models.items():
+            rows = predicted(compute, batches, nbytes, a, b)
+            cells = " | ".join(f"{epoch:.2f} s ({efficiency:.0%})" for _, epoch, efficiency in rows)
+            print(f"| {key} | {cells} | {stops_scaling(rows)} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=["A", "B", "C", "D"], choices="ABCD")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("allreduce", "epoch"), help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    worker(args) if args.worker else driver(args)
+
+
+if __name__ == "__main__":
+    main()
