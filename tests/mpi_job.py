@@ -26,8 +26,9 @@ import deltaprop as dp
 SIZES = [5, 7, 3]
 # The job's keys of a run; every other key is an argument of fit.
 JOB_KEYS = {
-    "n", "dtype", "sizes", "classes", "shards", "sample_weight", "nan_on_rank", "huge_on_rank",
-    "raise_on_rank", "stop_on_rank", "sleep", "threads", "save", "on_rank", "activation", "memmap",
+    "n", "dtype", "sizes", "shards", "sample_weight", "nan_on_rank", "huge_on_rank",
+    "raise_on_rank", "stop_on_rank", "sleep", "threads", "save", "on_rank", "activation",
+    "memmap", "pretrain",
 }  # fmt: skip
 
 
@@ -48,6 +49,13 @@ def network(run: dict, seed: int) -> dp.Network:
         run.get("sizes", SIZES), activation=run.get("activation", "tanh"), output="softmax",
         cost="log_likelihood", dtype=run.get("dtype", "float64"), seed=seed,
     )  # fmt: skip
+
+
+def pretrain(net: dp.Network, run: dict, seed: int) -> None:
+    """One epoch of Adam alone, rows in the order of `seed`: optimizer state to carry on."""
+    if run.get("pretrain"):
+        X, y, _ = data(run)
+        net.fit(X, y, epochs=1, optimizer="adam", lr=0.01, seed=seed)
 
 
 def fit_arguments(run: dict) -> dict:
@@ -90,6 +98,7 @@ def train(run: dict, comm, out: Path) -> dict:
         dp.set_num_threads(run["threads"])
     X, y, weights = _local_data(run, rank)
     net = network(run, seed=100 + rank)  # rank 0's parameters must win
+    pretrain(net, run, seed=rank)  # and so must rank 0's optimizer state
     result = {"error": None}
     try:
         net.fit(X, y, sample_weight=weights, comm=comm, callbacks=_callbacks(run, rank, out),

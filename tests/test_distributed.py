@@ -65,6 +65,7 @@ def one_process(run: dict) -> dp.Network:
     """The run trained by one process, from rank 0's initial parameters."""
     X, y, weights = mpi_job.data(run)
     net = mpi_job.network(run, seed=100)
+    mpi_job.pretrain(net, run, seed=0)
     net.fit(X, y, sample_weight=weights, **mpi_job.fit_arguments(run))
     return net
 
@@ -107,6 +108,7 @@ OPTIMIZER_RUNS = [
     {"optimizer": "momentum", "lr": 0.05, "momentum": 0.9, "batch_size": None, "shuffle": False},
     {"optimizer": "sgd", "lr": 0.3, "early_stopping": True, "patience": 1, "epochs": 6,
      "train_accuracy": True, "schedule": "step"},
+    {"pretrain": True},  # each rank's own Adam state before: rank 0's is broadcast
 ]  # fmt: skip
 
 

@@ -176,7 +176,21 @@ class Group:
         """
         if self.rank == 0 and seed is None:
             seed = int(np.random.SeedSequence().generate_state(2, np.uint64)[0])
-        return self.comm.bcast(seed, root=0)
+        return self.broadcast_value(seed)
+
+    def broadcast_value(self, value: Any) -> Any:
+        """Return rank 0's ``value`` (collective).
+
+        Parameters
+        ----------
+        value : object
+            Picklable.
+
+        Returns
+        -------
+        object
+        """
+        return self.comm.bcast(value, root=0)
 
     def broadcast(self, arrays: list[np.ndarray]) -> None:
         """Overwrite ``arrays`` on every rank with rank 0's, in place.

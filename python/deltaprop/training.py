@@ -984,11 +984,11 @@ class TrainingRun:
         shares are summed. Sharded data: each rank's shard is its share.
         """
         group, net = self.group, self.net
-        state = []
+        group.broadcast([net.params])
         if self.optimizer is not None:  # L-BFGS has none
             self.optimizer.bind(net.params.size, net.dtype)
-            state = [*self.optimizer.state, self.optimizer._step]
-        group.broadcast([net.params, *state])
+            group.broadcast(self.optimizer.state)
+            self.optimizer.step = group.broadcast_value(self.optimizer.step)
         if group.sharded:
             self._scale_shared_sample_weight()
             self.shard_sizes = group.shard_sizes(len(self.data[0]))
