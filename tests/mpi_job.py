@@ -28,7 +28,7 @@ SIZES = [5, 7, 3]
 JOB_KEYS = {
     "n", "dtype", "sizes", "shards", "sample_weight", "nan_on_rank", "huge_on_rank",
     "raise_on_rank", "stop_on_rank", "sleep", "threads", "save", "on_rank", "activation",
-    "memmap", "pretrain",
+    "memmap", "pretrain", "narrow_on_rank", "short_y_on_rank", "fewer_rows_on_rank",
 }  # fmt: skip
 
 
@@ -72,6 +72,12 @@ def _local_data(run: dict, rank: int):
     if run.get("memmap"):  # the same rows, read from an .npy file
         return np.load(run["memmap"], mmap_mode="r"), y, weights
     X = X.copy()
+    if run.get("narrow_on_rank") == rank:
+        X = X[:, :-1]
+    if run.get("short_y_on_rank") == rank:
+        y = y[:-1]
+    if run.get("fewer_rows_on_rank") == rank:
+        X, y = X[:-1], y[:-1]
     if run.get("nan_on_rank") == rank:
         X[len(X) // 2, 0] = np.nan
     if run.get("huge_on_rank") == rank:

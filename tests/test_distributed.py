@@ -229,6 +229,9 @@ def test_bad_input_on_one_rank_raises_the_same_error_on_every_rank(tmp_path):
         {"epochs": 2, "nan_on_rank": 1},
         {"epochs": 2, "on_rank": {"2": {"epochs": 3}}},
         {"epochs": 2, "on_rank": {"0": {"lr": -1.0}}},
+        {"epochs": 2, "narrow_on_rank": 2},
+        {"epochs": 2, "short_y_on_rank": 1},
+        {"epochs": 2, "fewer_rows_on_rank": 1},
     ]
     results = launch(3, runs, tmp_path)
     for run in range(len(runs)):
@@ -240,6 +243,9 @@ def test_bad_input_on_one_rank_raises_the_same_error_on_every_rank(tmp_path):
     assert "rank 1: X" in results[0][0]["error"][1]
     assert "epochs" in results[0][1]["error"][1]
     assert results[0][2]["error"][1].startswith("rank 0: lr")
+    assert results[0][3]["error"][1].startswith("rank 2: X: expected shape (n_samples, 5)")
+    assert results[0][4]["error"][1].startswith("rank 1: Y")
+    assert "rank 1 has" in results[0][5]["error"][1] and "n_samples" in results[0][5]["error"][1]
     for rank, per_rank in enumerate(results):  # nothing trained: each keeps its own start
         start = mpi_job.network({}, seed=100 + rank).params
         assert all(np.array_equal(result["params"], start) for result in per_rank)
