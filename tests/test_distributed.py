@@ -103,6 +103,7 @@ OPTIMIZER_RUNS = [
     {"optimizer": "momentum", "lr": 0.05, "momentum": 0.9, "lmbda": 0.5},
     {"optimizer": "nesterov", "lr": 0.05, "momentum": 0.9},
     {"optimizer": "adam", "lr": 0.01, "sample_weight": True},
+    {"optimizer": "adamw", "lr": 0.01, "lmbda": 0.2},
     {"optimizer": "rprop", "lr": 0.01, "batch_size": 40},
     {"optimizer": "adam", "lr": 0.01, "dropout": 0.3, "validation_fraction": 0.2},
     {"optimizer": "momentum", "lr": 0.05, "momentum": 0.9, "batch_size": None, "shuffle": False},
