@@ -411,3 +411,84 @@ def test_the_readme_example_runs_on_two_ranks(tmp_path):
     assert done.returncode == 0, done.stderr
     X, y = dp.datasets.load_digits()
     assert dp.load(tmp_path / "model.npz").evaluate(X, y) > 0.9
+
+
+# ----------------------------------------------------- the core's reduction seam, in one process
+def _seam_case(optimizer: str):
+    run = {"n": 40, "dtype": "float64"}
+    X, y, _ = mpi_job.data(run)
+    net = mpi_job.network(run, seed=3)
+    net.optimizer = dp.optim.get(optimizer, lr=0.05)
+    X, Y = net.validate(X, y)
+    return net, X, Y
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "rprop"])
+def test_a_reduction_that_sums_identical_ranks_trains_as_one_process(optimizer):
+    """Doubling the buffer is two ranks with the same rows: the mean gradient is the same."""
+    alone, X, Y = _seam_case(optimizer)
+    shared, _, _ = _seam_case(optimizer)
+    order = np.arange(len(X), dtype=np.int64)
+    shares = _distributed.replicated_shares(len(X), 8, range(5), rank=0, size=1)
+    calls = []
+
+    def as_two_ranks(buffer: np.ndarray) -> None:
+        calls.append(buffer[-dp._core.REDUCTION_TAIL :].copy())
+        buffer *= 2
+
+    cost, weight, diverged = shared.train_rows(X, Y, rows=order, batch_size=8, l2=0.01,
+                                               shares=shares, reduce=as_two_ranks)  # fmt: skip
+    expected = alone.train_rows(X, Y, rows=order, batch_size=8, l2=0.01)
+    assert diverged is None and len(calls) == 5
+    assert [c[1] for c in calls] == [8.0] * 5  # each batch's own weight, before the sum
+    assert weight == 2 * expected[1] and cost == pytest.approx(expected[0], rel=1e-12)
+    np.testing.assert_allclose(shared.params, alone.params, rtol=1e-12, atol=1e-14)
+
+
+def test_a_reduction_asking_to_stop_ends_the_call_after_that_batch():
+    net, X, Y = _seam_case("adam")
+    three, _, _ = _seam_case("adam")
+    order = np.arange(len(X), dtype=np.int64)
+    calls = []
+
+    def stop_at_third(buffer: np.ndarray) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            buffer[-1] += 1
+
+    shares = _distributed.replicated_shares(len(X), 8, range(5), rank=0, size=1)
+    net.train_rows(X, Y, rows=order, batch_size=8, shares=shares, reduce=stop_at_third)
+    three.train_rows(X, Y, rows=order[:24], batch_size=8)
+    assert len(calls) == 3 and net.optimizer.step == 3
+    np.testing.assert_allclose(net.params, three.params, rtol=1e-12, atol=1e-14)
+
+
+def test_a_reduction_that_raises_leaves_the_parameters_of_the_batches_done():
+    net, X, Y = _seam_case("momentum")
+    two, _, _ = _seam_case("momentum")
+    order = np.arange(len(X), dtype=np.int64)
+    calls = []
+
+    def fail_at_third(buffer: np.ndarray) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise ConnectionError("the network went away")
+
+    shares = _distributed.replicated_shares(len(X), 8, range(5), rank=0, size=1)
+    with pytest.raises(ConnectionError, match="went away"):
+        net.train_rows(X, Y, rows=order, batch_size=8, shares=shares, reduce=fail_at_third)
+    two.train_rows(X, Y, rows=order[:16], batch_size=8, shares=np.ascontiguousarray(shares[:, :2]),
+                   reduce=lambda buffer: None)  # fmt: skip
+    assert net.optimizer.step == two.optimizer.step == 2
+    assert np.array_equal(net.params, two.params)
+
+
+def test_ranks_without_rows_of_a_batch_contribute_zeros():
+    net, X, Y = _seam_case("sgd")
+    order = np.arange(len(X), dtype=np.int64)
+    shares = _distributed.replicated_shares(len(X), 2, range(20), rank=0, size=3)
+    assert (shares[1] - shares[0] == 0).all()  # rank 0 of 3 never has a row of 2
+    sums = []
+    net.train_rows(X, Y, rows=order, batch_size=2, shares=shares,
+                   reduce=lambda buffer: sums.append(np.abs(buffer).sum()))  # fmt: skip
+    assert sums == [0.0] * 20
