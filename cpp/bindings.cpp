@@ -82,9 +82,9 @@ template <class T>
 std::size_t check_matrix(const Array<T> &array, const char *name, std::optional<std::size_t> rows,
                          std::size_t cols, std::size_t min_rows = 1) {
     check_aligned<T>(array, name);
-    const bool ok = array.ndim() == 2 && std::size_t(array.shape(1)) == cols &&
-                    (rows ? std::size_t(array.shape(0)) == *rows
-                          : std::size_t(array.shape(0)) >= min_rows);
+    const bool ok =
+        array.ndim() == 2 && std::size_t(array.shape(1)) == cols &&
+        (rows ? std::size_t(array.shape(0)) == *rows : std::size_t(array.shape(0)) >= min_rows);
     if (!ok) {
         const std::string n = rows ? std::to_string(*rows) : "n >= " + std::to_string(min_rows);
         throw std::invalid_argument(std::string(name) + ": expected shape (" + n + ", " +
@@ -150,8 +150,7 @@ deltaprop::Shares check_shares(const Array<std::int64_t> &shares) {
 // The reduction of data-parallel training: `reduce()`, a Python callable, sums `buffer`
 // over the processes; the core calls it once per batch, with the GIL.
 template <class T>
-deltaprop::Reduction<T> reduction(const Mlp<T> &mlp, const py::function &reduce,
-                                  Array<T> &buffer) {
+deltaprop::Reduction<T> reduction(const Mlp<T> &mlp, const py::function &reduce, Array<T> &buffer) {
     check_aligned<T>(buffer, "reduce_buffer");
     check_writeable<T>(buffer, "reduce_buffer");
     const std::size_t length = mlp.n_params() + deltaprop::kReductionTail;
@@ -323,8 +322,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                const std::optional<Array<std::int64_t>> &order, std::size_t batch_size,
                const deltaprop::UpdateRule &rule, double dropout, std::uint64_t seed,
                std::uint64_t first_batch, const std::optional<Array<std::int64_t>> &shares,
-               const std::optional<py::function> &reduce,
-               std::optional<Array<T>> &reduce_buffer) {
+               const std::optional<py::function> &reduce, std::optional<Array<T>> &reduce_buffer) {
                 check_params(net.mlp(), params, "params");
                 check_writeable<T>(params, "params");
                 deltaprop::OptimizerState<T> memory = optimizer_state(net.mlp(), rule, state, step);
@@ -377,8 +375,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                     py::gil_scoped_release nogil;
                     outcome = net.train(p, memory, rule, rows, sum ? &*sum : nullptr);
                 }
-                return py::make_tuple(outcome.cost, outcome.sample_weight,
-                                      outcome.diverged_batch, outcome.stopped_batch);
+                return py::make_tuple(outcome.cost, outcome.sample_weight, outcome.diverged_batch,
+                                      outcome.stopped_batch);
             },
             py::arg("params").noconvert(), py::arg("state").noconvert(),
             py::arg("step").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),

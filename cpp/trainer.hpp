@@ -97,8 +97,8 @@ struct BatchOutcome {
 
 // The cost of the batches trained, or the batch that made training diverge.
 struct TrainOutcome {
-    double cost = 0;           // summed over the batches' samples (times sample_weight)
-    double sample_weight = 0;  // summed over the batches' samples
+    double cost = 0;                   // summed over the batches' samples (times sample_weight)
+    double sample_weight = 0;          // summed over the batches' samples
     std::int64_t diverged_batch = -1;  // -1: none; else the index of the batch within the call
     std::int64_t stopped_batch = -1;   // -1: none; else the last batch trained, on request
 };
@@ -147,8 +147,8 @@ template <class T> class Trainer {
                        const Rows<T> &rows, const Reduction<T> *reduction) {
         if (rows.order != nullptr) check_order(rows);
         if (rows.shares != nullptr) check_shares(rows);
-        const std::size_t n_batches = rows.shares ? rows.shares->n_batches
-                                                  : (rows.n_order - 1) / rows.batch_size + 1;
+        const std::size_t n_batches =
+            rows.shares ? rows.shares->n_batches : (rows.n_order - 1) / rows.batch_size + 1;
         take_snapshot(params, state);
         begin_sequence(state, rule, reduction);
         TrainOutcome outcome;
@@ -195,7 +195,8 @@ template <class T> class Trainer {
     BatchOutcome train_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                              const Rows<T> &rows, const Reduction<T> *reduction, std::size_t k,
                              bool more_follow) {
-        if (reduction != nullptr) return train_shared_batch(params, state, rule, rows, *reduction, k);
+        if (reduction != nullptr)
+            return train_shared_batch(params, state, rule, rows, *reduction, k);
         return train_own_batch(params, state, rule, rows, k, more_follow);
     }
 
@@ -238,8 +239,9 @@ template <class T> class Trainer {
         T *tail = reduction.buffer + n;
         std::fill(tail, tail + kReductionTail, T(0));
         const Batch batch = batch_at(rows, k);
-        const BatchStatus local =
-            batch.size == 0 ? BatchStatus::ok : sum_gradient(params, rows, k, batch, gradient, tail);
+        const BatchStatus local = batch.size == 0
+                                      ? BatchStatus::ok
+                                      : sum_gradient(params, rows, k, batch, gradient, tail);
         if (batch.size == 0 || local != BatchStatus::ok) std::fill(gradient, gradient + n, T(0));
         if (local == BatchStatus::parameters_not_finite) tail[tail_parameters_not_finite] = 1;
         if (local == BatchStatus::error_not_finite) tail[tail_error_not_finite] = 1;
@@ -272,7 +274,8 @@ template <class T> class Trainer {
         }
         // BP1 scaled the rows of δ^L for a mean over the B rows (by w_i B / sum(w) with
         // sample weights); alpha = sum(w) / B turns BP3 and BP4 into sums.
-        mlp_.backward(params, batch.X, B, {gradient, T(seen.sample_weight / double(B)), T(0), T(0)});
+        mlp_.backward(params, batch.X, B,
+                      {gradient, T(seen.sample_weight / double(B)), T(0), T(0)});
         tail[tail_cost] = T(seen.cost);
         tail[tail_sample_weight] = T(seen.sample_weight);
         return BatchStatus::ok;
@@ -326,8 +329,8 @@ template <class T> class Trainer {
             const LayerParams &layer = mlp_.layer(l);
             finite &= update_segment(params, state, rule, update, gradient, layer.weights,
                                      layer.biases, true);
-            finite &= update_segment(params, state, rule, update, gradient, layer.biases,
-                                     layer.end, false);
+            finite &= update_segment(params, state, rule, update, gradient, layer.biases, layer.end,
+                                     false);
         }
         return finite;
     }
@@ -469,7 +472,7 @@ template <class T> class Trainer {
     Mlp<T> &mlp_;
     Buffer<T> batch_x_, batch_y_, batch_sample_weight_;  // gathered rows of a batch
     DropoutMasks<T> masks_;                              // of the batch in training
-    Buffer<T> gradient_;  // ∂C/∂params of the batch, for one process's updates that read it
+    Buffer<T> gradient_;       // ∂C/∂params of the batch, for one process's updates that read it
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
     std::int64_t snapshot_step_ = 0;
 };
