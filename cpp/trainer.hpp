@@ -220,7 +220,7 @@ template <class T> class Trainer {
         const Route<T> route = route_of<T>(rule);
         backward(params, state, rule, route, batch, more_follow);
         if (route.update &&
-            !update_from_gradient(params, state, rule, route.update, gradient_.data())) {
+            !update_from_gradient(params, state, rule, route.update, gradient_.data(), T(1))) {
             return {0, 0, BatchStatus::update_not_finite};
         }
         return {seen.cost, seen.sample_weight, BatchStatus::ok};
@@ -248,12 +248,13 @@ template <class T> class Trainer {
         reduction.all_reduce();
         if (tail[tail_parameters_not_finite] > 0) return {0, 0, BatchStatus::parameters_not_finite};
         if (tail[tail_error_not_finite] > 0) return {0, 0, BatchStatus::error_not_finite};
-        // The mean over the global batch: sums of every process over their summed weight.
+        // The update reads the mean over the global batch: the sums of every process over
+        // their summed weight.
         const double total_weight = double(tail[tail_sample_weight]);
         const T to_mean = total_weight > 0 ? T(1 / total_weight) : T(0);
-        for (std::size_t i = 0; i < n; ++i) gradient[i] *= to_mean;
         ++*state.step;
-        if (!update_from_gradient(params, state, rule, gradient_update<T>(rule.method), gradient)) {
+        if (!update_from_gradient(params, state, rule, gradient_update<T>(rule.method), gradient,
+                                  to_mean)) {
             return {0, 0, BatchStatus::update_not_finite};
         }
         return {double(tail[tail_cost]), total_weight, BatchStatus::ok, tail[tail_stop] > 0};
@@ -321,27 +322,31 @@ template <class T> class Trainer {
                       T(0), T(0), decay);
     }
 
+    // Parameters [begin, end) of the flat buffer.
+    struct Segment {
+        std::size_t begin, end;
+    };
+
     // Returns false when the update left optimizer state non-finite (see GradientUpdate).
     bool update_from_gradient(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                              GradientUpdate<T> update, const T *gradient) const {
+                              GradientUpdate<T> update, const T *gradient, T g_scale) const {
         bool finite = true;
         for (std::size_t l = 1; l <= mlp_.n_layers(); ++l) {
             const LayerParams &layer = mlp_.layer(l);
-            finite &= update_segment(params, state, rule, update, gradient, layer.weights,
-                                     layer.biases, true);
-            finite &= update_segment(params, state, rule, update, gradient, layer.biases, layer.end,
-                                     false);
+            const Segment weights{layer.weights, layer.biases}, biases{layer.biases, layer.end};
+            finite &= update_segment(params, state, rule, update, gradient, g_scale, weights, true);
+            finite &= update_segment(params, state, rule, update, gradient, g_scale, biases, false);
         }
         return finite;
     }
 
     static bool update_segment(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                               GradientUpdate<T> update, const T *gradient, std::size_t begin,
-                               std::size_t end, bool regularise) {
-        T *first = state.first ? state.first + begin : nullptr;
-        T *second = state.second ? state.second + begin : nullptr;
-        return update(rule, *state.step, params + begin, gradient + begin, first, second,
-                      end - begin, regularise);
+                               GradientUpdate<T> update, const T *gradient, T g_scale, Segment at,
+                               bool regularise) {
+        T *first = state.first ? state.first + at.begin : nullptr;
+        T *second = state.second ? state.second + at.begin : nullptr;
+        return update(rule, *state.step, params + at.begin, gradient + at.begin, g_scale, first,
+                      second, at.end - at.begin, regularise);
     }
 
     // Batch k of the rows (this process's share of it, with shares): gathered through
