@@ -526,9 +526,15 @@ default="sigmoid"
             A wrong shape or dtype, NaN or infinity in X, or a forward pass that overflows.
         """
         X = _data.inputs(X, self.architecture, check_finite=False)  # the core checks z
-        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        with _data.inputs_blamed_for_overflow(X), GATE.call():
-            self._core.predict(self._params, X, out)
+        out = np.empty((X.shape[0], self.architecture.sizes[-1]), dtype=self.dtype)
+        try:
+            with GATE:
+                self._core.predict(self._params, X, out)
+        except ValueError:
+            # NaN or infinity in X makes every z of the first layer non-finite, which the
+            # core reports; only then is X examined, to say which of the two it was.
+            _data.require_finite(X, "X")
+            raise
         return out
 
     forward = predict
