@@ -367,7 +367,7 @@ class _Graph:
         elif name == "softmax":
             self.node("Softmax", [z], [a], axis=1)
         else:
-            self.node({"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}[name], [z], [a])
+            self.node({"tanh": "Tanh", "relu": "Relu"}[name], [z], [a])
         return a
 
     def zipmap(self, probabilities: str, result: str, classes: np.ndarray, multilabel: bool):
