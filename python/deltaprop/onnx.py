@@ -433,7 +433,8 @@ def read(source: str | os.PathLike | bytes | Any) -> Layers:
     Parameters
     ----------
     source : str, os.PathLike, bytes or onnx.ModelProto
-        An ONNX file, its bytes, or a model in memory. External data is refused.
+        An ONNX file, its bytes, or a model in memory. External data is read from files
+        in the model file's directory (so only when ``source`` is a path).
 
     Returns
     -------
@@ -449,7 +450,7 @@ def read(source: str | os.PathLike | bytes | Any) -> Layers:
         The file cannot be opened.
     ModelFormatError
         Not a well-formed ONNX model: undecodable bytes, a tensor whose size disagrees with
-        its data, a graph without its parts.
+        its data, non-finite weights, external data outside the model's directory.
     UnsupportedGraphError
         A well-formed graph that is not a chain of fully connected layers; the message
         names the first node that cannot be mapped and why.
@@ -500,7 +501,7 @@ _ACTIVATION_OPS = {
     "LeakyRelu": "leaky_relu",
     "Softmax": "softmax",
 }
-# Operators skl2onnx puts after a classifier's or a regressor's network: set aside.
+# Operators skl2onnx (and `classifier_model`) put after a classifier's network: set aside.
 _SET_ASIDE = {
     "ArgMax",
     "ArrayFeatureExtractor",
