@@ -159,11 +159,13 @@ def test_classifier_exports_with_skl2onnx_conventions(tmp_path, rng, kind, dtype
     X_test = X.astype(dtype)
     classifier.to_onnx(tmp_path / "plain.onnx")
     onnx.checker.check_model(onnx.load(tmp_path / "plain.onnx"), full_check=True)
-    label, probabilities = run(tmp_path / "plain.onnx", X_test)
-    np.testing.assert_array_equal(label, classifier.predict(X_test))
-    assert_close(probabilities, classifier.predict_proba(X_test), TOLERANCE[dtype])
-    assert [o.name for o in session(tmp_path / "plain.onnx").get_outputs()] == [
-        "label", "probabilities"]
+    runner = session(tmp_path / "plain.onnx")
+    assert [o.name for o in runner.get_outputs()] == ["label", "probabilities"]
+    for n, saturating in itertools.product((1, 7, 10_000), (False, True)):
+        X_n = inputs(rng, n, 4, dtype, saturating)
+        label, probabilities = runner.run(None, {"X": X_n})
+        np.testing.assert_array_equal(label, classifier.predict(X_n))
+        assert_close(probabilities, classifier.predict_proba(X_n), TOLERANCE[dtype])
 
     classifier.to_onnx(tmp_path / "zipmap.onnx", zipmap=True)
     onnx.checker.check_model(onnx.load(tmp_path / "zipmap.onnx"), full_check=True)
@@ -186,8 +188,11 @@ def test_regressor_exports_its_variable(tmp_path, rng):
         regressor.fit(X, X @ [1.0, 2.0, -1.0])
     dp.onnx.export(regressor, tmp_path / "reg.onnx")
     assert [o.name for o in session(tmp_path / "reg.onnx").get_outputs()] == ["variable"]
-    (variable,) = run(tmp_path / "reg.onnx", X)
-    assert_close(variable[:, 0], regressor.predict(X), 1e-12)
+    runner = session(tmp_path / "reg.onnx")
+    for n, saturating in itertools.product((1, 7, 10_000), (False, True)):
+        X_n = inputs(rng, n, 3, "float64", saturating)
+        (variable,) = runner.run(None, {"X": X_n})
+        assert_close(variable[:, 0], regressor.predict(X_n), 1e-12)
 
 
 def test_unfitted_estimators_do_not_export(tmp_path):
