@@ -221,6 +221,27 @@ def time_to_accuracy_table(runs: dict[str, dict]) -> None:
         print(f"\nPyTorch's time / deltaprop's: {_ratio(ratio)}")
 
 
+# --------------------------------------------------------------------------- prediction latency
+LATENCY_GROUPS = ("predict-1-row", "predict-10000-rows")
+
+
+def latency_table(by_group: dict[str, list[dict]]) -> None:
+    """test_interop.py: median time per call of each implementation, one row and 10,000."""
+    rows = defaultdict(dict)
+    for group in LATENCY_GROUPS:
+        for info in by_group[group]:
+            rows[info["implementation"]][group] = info
+    print("| implementation | 1 row | 10,000 rows | 10,000 rows: samples/s | notes |")
+    print("|---|---:|---:|---:|---|")
+    for implementation, infos in rows.items():
+        one, many = infos.get(LATENCY_GROUPS[0]), infos.get(LATENCY_GROUPS[1])
+        notes = [n for info in infos.values() for n in _disturbance(info)]
+        single = "-" if one is None else f"{one['median_s'] * 1e6:.1f} µs"
+        batch = "-" if many is None else f"{many['median_s'] * 1e3:.1f} ms"
+        rate = _rate(None if many is None else many["rows"] / many["median_s"])
+        print(f"| {implementation} | {single} | {batch} | {rate} | {'; '.join(notes)} |")
+
+
 # ------------------------------------------------------------------------------------ the run
 def header(run: dict) -> None:
     """Machine, deltaprop's build (warning when it changed during the run), checks that ran."""
@@ -269,6 +290,9 @@ def main(path: str) -> None:
             "Fashion-MNIST, same initial weights and row orders\n"
         )
         time_to_accuracy_table(runs)
+    if any(by_group[group] for group in LATENCY_GROUPS):
+        print("\n### Prediction with C's network: median time per call (test_interop.py)\n")
+        latency_table(by_group)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,20 @@ inline void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::
                       B, checked_int(ldb, "ldb"), beta, C, checked_int(ldc, "ldc"));
 }
 
+// Row-major y = alpha * op(A) x + beta y, where A is (M, N) with row stride lda, op(A) is A
+// or A^T, and x, y are contiguous vectors of op(A)'s column and row counts.
+inline void gemv(bool trans, std::size_t M, std::size_t N, float alpha, const float *A,
+                 std::size_t lda, const float *x, float beta, float *y) {
+    scipy_cblas_sgemv(CblasRowMajor, transpose(trans), checked_int(M, "M"), checked_int(N, "N"),
+                      alpha, A, checked_int(lda, "lda"), x, 1, beta, y, 1);
+}
+
+inline void gemv(bool trans, std::size_t M, std::size_t N, double alpha, const double *A,
+                 std::size_t lda, const double *x, double beta, double *y) {
+    scipy_cblas_dgemv(CblasRowMajor, transpose(trans), checked_int(M, "M"), checked_int(N, "N"),
+                      alpha, A, checked_int(lda, "lda"), x, 1, beta, y, 1);
+}
+
 inline void set_num_threads(int n) { scipy_openblas_set_num_threads(n); }
 inline int get_num_threads() { return scipy_openblas_get_num_threads(); }
 

@@ -233,8 +233,15 @@ template <class T> class Mlp {
         bool finite = true;
         for (std::size_t l = 1; l <= n_layers(); ++l) {
             const std::size_t n_out = arch_.sizes[l], n_in = arch_.sizes[l - 1];
-            blas::gemm(false, true, B, n_out, n_in, T(1), a_prev, n_in, params + layer(l).weights,
-                       n_in, T(0), z_[l].data(), n_out);
+            const T *W = params + layer(l).weights;
+            if (B == 1) {
+                // One row (a single prediction): z = W a, a matrix-vector product. GEMM would
+                // first copy ("pack") all of W for that one row, several times the arithmetic.
+                blas::gemv(false, n_out, n_in, T(1), W, n_in, a_prev, T(0), z_[l].data());
+            } else {
+                blas::gemm(false, true, B, n_out, n_in, T(1), a_prev, n_in, W, n_in, T(0),
+                           z_[l].data(), n_out);
+            }
             finite &= add_bias_and_activate(activation_of(l), T(arch_.leaky_slope),
                                             params + layer(l).biases, z_[l].data(), a_[l].data(), B,
                                             n_out, kept_derivative(l));

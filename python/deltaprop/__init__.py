@@ -15,7 +15,7 @@ A C++ core runs the batched forward pass and the backward delta propagation
 from ._loader import _core
 
 # isort: split
-from . import datasets, optim, reference, schedules
+from . import datasets, interop, onnx, optim, reference, schedules
 from ._checks import check_int
 from ._container import ModelFormatError
 from ._version import __version__
@@ -65,7 +65,9 @@ __all__ = [
     "__version__",
     "datasets",
     "get_num_threads",
+    "interop",
     "load",
+    "onnx",
     "optim",
     "reference",
     "save",

@@ -6,7 +6,6 @@ network's dtype, finite), once per call.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -77,38 +76,6 @@ def require_finite(array: np.ndarray, argument: str) -> None:
         raise ValueError(f"{argument}: contains NaN or infinity (in {array.dtype})")
 
 
-@contextlib.contextmanager
-def inputs_blamed_for_overflow(X: np.ndarray, argument: str = "X"):
-    """Blame the inputs for a non-finite forward pass when they hold NaN or infinity.
-
-    For core calls given an X not checked for NaN and infinity: any such entry makes every
-    z of the first layer non-finite (NaN * w and inf * w are never finite), which the core
-    reports as a ValueError. Only then is X itself examined, to say which of the two it was.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_0)
-        The inputs given to the core, in its layout.
-    argument : str, default="X"
-        Their name, for the error message.
-
-    Yields
-    ------
-    None
-
-    Raises
-    ------
-    ValueError
-        A ValueError raised inside the block: the one of `require_finite` when ``X`` holds
-        NaN or infinity, else the original one.
-    """
-    try:
-        yield
-    except ValueError:
-        require_finite(X, argument)
-        raise
-
-
 def inputs(
     X: Any, architecture: Architecture, argument: str = "X", *, check_finite: bool = True
 ) -> np.ndarray:
@@ -137,8 +104,12 @@ def inputs(
     ValueError
         A wrong shape, no sample, or (with ``check_finite``) NaN or infinity.
     """
-    X = as_real_array(X, argument)
     n_in = architecture.sizes[0]
+    if _in_core_layout(X, architecture.dtype, n_in):  # what the checks below let through as is
+        if check_finite:
+            require_finite(X, argument)
+        return X
+    X = as_real_array(X, argument)
     if X.ndim != 2 or X.shape[1] != n_in:
         raise ValueError(
             f"{argument}: expected shape (n_samples, {n_in}), got {X.shape}"
@@ -147,6 +118,18 @@ def inputs(
     if X.shape[0] == 0:
         raise ValueError(f"{argument}: empty batch (0 samples)")
     return to_core_layout(X, architecture.dtype, argument, check_finite=check_finite)
+
+
+def _in_core_layout(X: Any, dtype: np.dtype, n_in: int) -> bool:
+    """Whether X is an ndarray of shape (n >= 1, n_in) already in the core's layout.
+
+    Single-row predictions spend more time in checks than in arithmetic: this one test
+    replaces them when there is nothing to convert.
+    """
+    if type(X) is not np.ndarray or X.dtype != dtype or X.ndim != 2:
+        return False
+    flags = X.flags
+    return X.shape[1] == n_in and X.shape[0] > 0 and flags.c_contiguous and flags.aligned
 
 
 def class_indices(labels: Any, n_samples: int, n_outputs: int, argument: str) -> np.ndarray:

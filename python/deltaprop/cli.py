@@ -1,4 +1,4 @@
-"""Command line: ``deltaprop train | evaluate | predict`` (also ``python -m deltaprop``).
+"""Command line: ``deltaprop train | evaluate | predict | export`` (also ``python -m deltaprop``).
 
 ``deltaprop`` alone trains on the digits shipped with the package. Errors are one line on
 stderr and exit status 2, never a traceback.
@@ -18,7 +18,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from . import _core, datasets, optim, plot, schedules
+from . import _core, datasets, onnx, optim, plot, schedules
 from ._checks import check_int, check_real
 from ._files import open_regular, write_atomically
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load
@@ -90,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", "-o", help="output .npy (default: INPUT.predictions.npy)")
     predict.add_argument(
         "--classes", action="store_true", help="write class indices instead of output activations"
+    )
+    export = commands.add_parser("export", help="write a model as ONNX (needs the onnx extra)")
+    export.add_argument("model", help="a model file written by 'deltaprop train --save'")
+    export.add_argument("output", help="the ONNX file to write")
+    export.add_argument(
+        "--opset",
+        type=_option(int, lambda n: check_int(n, "opset", onnx.OPSET), "int"),
+        default=onnx.OPSET,
+        help=f"ONNX opset (default {onnx.OPSET}, the lowest that runs everywhere)",
     )
     return parser
 
@@ -382,8 +391,29 @@ def predict(args: argparse.Namespace) -> None:
     print(f"{len(result)} predictions written to {path}")
 
 
+def export(args: argparse.Namespace) -> None:
+    """Run ``deltaprop export``: write a model file as an ONNX model, atomically.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``deltaprop export``, as parsed: the model, the output and the opset.
+
+    Raises
+    ------
+    ImportError
+        The ``onnx`` package is not installed.
+    ValueError, OSError
+        An invalid model file, an opset the ``onnx`` package does not know, or a file that
+        cannot be written.
+    """
+    net = load(args.model)
+    net.to_onnx(args.output, opset=args.opset)
+    print(f"{net} written to {args.output} (ONNX opset {args.opset})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line: ``deltaprop [train | evaluate | predict] ...``.
+    """Run the command line: ``deltaprop [train | evaluate | predict | export] ...``.
 
     Without a command (no arguments, or options first), ``train`` is meant.
 
@@ -405,7 +435,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already reported in one line
         return int(done.code or 0)
-    command = {"train": train, "evaluate": evaluate, "predict": predict}[args.command]
+    command = {"train": train, "evaluate": evaluate, "predict": predict, "export": export}[
+        args.command
+    ]
     status = _run(command, args)
     mpi = sys.modules.get("mpi4py.MPI")
     if status == 2 and getattr(args, "distributed", False) and mpi is not None:

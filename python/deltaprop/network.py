@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, _data, io, optim, training
+from . import _core, _data, interop, io, onnx, optim, training
 from ._architecture import ACTIVATIONS, COSTS, INITS, OUTPUTS, Architecture
 from ._checks import as_real_array, check_int, check_name, check_real
 from ._container import ModelFormatError
@@ -148,6 +148,128 @@ default="sigmoid"
             net._weights[l][...] = _data.to_core_layout(W, net.dtype, f"weights[{l}]")
             net._biases[l][...] = _data.to_core_layout(b, net.dtype, f"biases[{l}]")
         return net
+
+    @classmethod
+    def from_onnx(
+        cls, source: str | os.PathLike | bytes | Any, *, cost: str | None = None, dtype: Any = None
+    ) -> Network:
+        """Build a network from an ONNX model that is a chain of fully connected layers.
+
+        Models written by `to_onnx`, by ``torch.onnx.export`` of an ``nn.Sequential`` of
+        ``Linear`` layers and activations, and by skl2onnx for ``MLPClassifier`` and
+        ``MLPRegressor`` (their label branch set aside); see `deltaprop.onnx.read` for what
+        maps. A model written by `to_onnx` comes back bit for bit, its cost included.
+
+        Parameters
+        ----------
+        source : str, os.PathLike, bytes or onnx.ModelProto
+            An ONNX file, its bytes, or a model in memory.
+        cost : {"quadratic", "cross_entropy", "log_likelihood"} or None, default=None
+            The cost to train with; None: the one deltaprop's metadata records, else the
+            output's usual one (see `deltaprop.interop.default_cost`).
+        dtype : {"float64", "float32"} or None, default=None
+            None: the model's.
+
+        Returns
+        -------
+        Network
+            Ready to `predict` and to `fit` further (no optimizer yet).
+
+        Raises
+        ------
+        ImportError
+            The ``onnx`` package is not installed (``pip install "deltaprop[onnx]"``).
+        FileNotFoundError, PermissionError, IsADirectoryError
+            The file cannot be opened.
+        ModelFormatError
+            Not a well-formed ONNX model; `deltaprop.onnx.UnsupportedGraphError` (a
+            ModelFormatError) for a graph that is not a chain of fully connected layers,
+            naming the first node that cannot be mapped.
+        ValueError
+            ``cost`` does not go with the model's output activation.
+        """
+        return cls._from_layers(onnx.read(source), cost, dtype)
+
+    @classmethod
+    def from_sklearn(cls, estimator: Any, *, cost: str | None = None, dtype: Any = None) -> Network:
+        """Build a network from a fitted scikit-learn ``MLPClassifier`` or ``MLPRegressor``.
+
+        Its predictions are the estimator's ``predict_proba`` (one logistic unit for a binary
+        classifier: the probability of ``classes_[1]``) or ``predict`` (as a 2-D array).
+
+        Parameters
+        ----------
+        estimator : MLPClassifier or MLPRegressor
+            Fitted; ``coefs_`` and ``intercepts_`` are copied.
+        cost : {"quadratic", "cross_entropy", "log_likelihood"} or None, default=None
+            None: the estimator's loss (log-likelihood for softmax outputs, cross-entropy
+            for logistic ones, quadratic for a regressor).
+        dtype : {"float64", "float32"} or None, default=None
+            None: the dtype of ``coefs_``.
+
+        Returns
+        -------
+        Network
+            Ready to `predict` and to `fit` further.
+
+        Raises
+        ------
+        ImportError
+            scikit-learn is not installed.
+        TypeError
+            ``estimator`` is not an ``MLPClassifier`` or ``MLPRegressor``.
+        ValueError
+            It is not fitted, uses an option deltaprop does not have (named), or ``cost``
+            does not go with its output.
+        """
+        return cls._from_layers(interop.sklearn_layers(estimator), cost, dtype)
+
+    @classmethod
+    def from_torch(cls, module: Any, *, cost: str | None = None, dtype: Any = None) -> Network:
+        """Build a network from a PyTorch ``nn.Sequential`` of ``nn.Linear`` and activations.
+
+        See `deltaprop.interop.torch_layers` for the modules it takes.
+
+        Parameters
+        ----------
+        module : torch.nn.Sequential
+            Its parameters are copied.
+        cost : {"quadratic", "cross_entropy", "log_likelihood"} or None, default=None
+            None: the output's usual one (log-likelihood for softmax, cross-entropy for
+            sigmoid, quadratic for identity).
+        dtype : {"float64", "float32"} or None, default=None
+            None: the parameters' dtype.
+
+        Returns
+        -------
+        Network
+            Ready to `predict` and to `fit` further.
+
+        Raises
+        ------
+        ImportError
+            PyTorch is not installed.
+        TypeError
+            ``module`` is not an ``nn.Sequential``.
+        ValueError
+            A module that cannot be mapped (named by its index and type), or ``cost`` does
+            not go with the output.
+        """
+        return cls._from_layers(interop.torch_layers(module), cost, dtype)
+
+    @classmethod
+    def _from_layers(cls, layers: interop.Layers, cost: str | None, dtype: Any) -> Network:
+        if cost is None:
+            cost = layers.cost or interop.default_cost(layers.output)
+        return cls.from_params(
+            layers.weights,
+            layers.biases,
+            activation=layers.activation,
+            output=layers.output,
+            cost=cost,
+            dtype=layers.dtype if dtype is None else dtype,
+            leaky_slope=layers.leaky_slope,
+        )
 
     def _build(self, architecture: Architecture) -> None:
         self.architecture = architecture
@@ -283,6 +405,44 @@ default="sigmoid"
             return
         io.write(path, self._snapshot())
 
+    def to_onnx(self, path: str | os.PathLike, *, opset: int = onnx.OPSET) -> None:
+        """Write the network as an ONNX model, atomically (``pip install "deltaprop[onnx]"``).
+
+        Input ``X`` of shape (N, n_0) with N symbolic, output ``output`` of shape (N, n_L):
+        what `predict` returns, in the network's dtype. The parameters are copied between
+        two batches, as `save` copies them. See `deltaprop.onnx` for the graph.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination file (``.onnx`` by convention).
+        opset : int, default=deltaprop.onnx.OPSET
+            ONNX opset, from `deltaprop.onnx.OPSET` to the newest the ``onnx`` package knows.
+
+        Raises
+        ------
+        ImportError
+            The ``onnx`` package is not installed.
+        TypeError, ValueError
+            An invalid ``opset``.
+        OSError
+            The file cannot be written.
+        """
+        weights, biases = self.layer_copies()
+        onnx.write(path, onnx.network_model(self.architecture, weights, biases, opset=opset))
+
+    def layer_copies(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Copy the parameters, between two batches as `save` does, as W^l and b^l.
+
+        Returns
+        -------
+        weights : list of ndarray, W^l of shape (n_l, n_{l-1})
+            Views into one new flat array.
+        biases : list of ndarray, b^l of shape (n_l,)
+            Views into the same array.
+        """
+        return self._layer_views(self._snapshot().params)
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> Network:
         """Load a network saved by `save`, with its optimizer and state.
@@ -373,9 +533,15 @@ default="sigmoid"
             A wrong shape or dtype, NaN or infinity in X, or a forward pass that overflows.
         """
         X = _data.inputs(X, self.architecture, check_finite=False)  # the core checks z
-        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
-        with _data.inputs_blamed_for_overflow(X), GATE.call():
-            self._core.predict(self._params, X, out)
+        out = np.empty((X.shape[0], self.architecture.sizes[-1]), dtype=self.dtype)
+        try:
+            with GATE:
+                self._core.predict(self._params, X, out)
+        except ValueError:
+            # NaN or infinity in X makes every z of the first layer non-finite, which the
+            # core reports; only then is X examined, to say which of the two it was.
+            _data.require_finite(X, "X")
+            raise
         return out
 
     forward = predict

@@ -65,7 +65,7 @@ except ImportError as error:  # pragma: no cover - only without scikit-learn
         f"The error was: {error}"
     ) from error
 
-from . import optim, training
+from . import onnx, optim, training
 from ._architecture import ACTIVATIONS, INITS
 from ._checks import check_int, check_real
 from .network import Network
@@ -794,6 +794,47 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
         with np.errstate(divide="ignore"):
             return np.log(proba, out=proba)
 
+    def to_onnx(self, path, *, zipmap: bool = False, opset: int = onnx.OPSET) -> None:
+        """Write the fitted classifier as an ONNX model with skl2onnx's conventions.
+
+        Input ``X`` (N, n_features) of the network's dtype; outputs ``label`` (N,), the
+        values of ``classes_`` (integers or strings), and ``probabilities`` (N, n_classes),
+        `predict_proba`. A multilabel classifier's ``label`` is (N, n_labels) of 0/1
+        (int64). Needs ``pip install "deltaprop[onnx]"``; written atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination file (``.onnx``).
+        zipmap : bool, default=False
+            skl2onnx's default form instead: outputs ``output_label`` and
+            ``output_probability``, a sequence of maps from class to float32 probability.
+        opset : int, default=deltaprop.onnx.OPSET
+            ONNX opset of the default domain.
+
+        Raises
+        ------
+        NotFittedError
+            The classifier is not fitted.
+        ImportError
+            The ``onnx`` package is not installed.
+        TypeError
+            Classes that are neither integers nor strings.
+        ValueError, OSError
+            An invalid ``opset``, or a file that cannot be written.
+        """
+        check_is_fitted(self)
+        net = self.network_
+        model = onnx.classifier_model(
+            net.architecture,
+            *net.layer_copies(),
+            self.classes_,
+            multilabel=self.out_activation_ == "logistic",
+            zipmap=zipmap,
+            opset=opset,
+        )
+        onnx.write(path, model)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
@@ -904,6 +945,32 @@ class DeltapropRegressor(RegressorMixin, _BaseDeltaprop):
         """
         outputs = self._outputs(X)
         return outputs[:, 0] if self.n_outputs_ == 1 else outputs
+
+    def to_onnx(self, path, *, opset: int = onnx.OPSET) -> None:
+        """Write the fitted regressor as an ONNX model with skl2onnx's conventions.
+
+        Input ``X`` (N, n_features) of the network's dtype; output ``variable`` (N,
+        n_targets). Needs ``pip install "deltaprop[onnx]"``; written atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Destination file (``.onnx``).
+        opset : int, default=deltaprop.onnx.OPSET
+            ONNX opset of the default domain.
+
+        Raises
+        ------
+        NotFittedError
+            The regressor is not fitted.
+        ImportError
+            The ``onnx`` package is not installed.
+        ValueError, OSError
+            An invalid ``opset``, or a file that cannot be written.
+        """
+        check_is_fitted(self)
+        net = self.network_
+        onnx.write(path, onnx.regressor_model(net.architecture, *net.layer_copies(), opset=opset))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

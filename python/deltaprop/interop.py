@@ -1,0 +1,348 @@
+"""Networks trained elsewhere: scikit-learn's MLP and PyTorch's ``nn.Sequential``.
+
+Each reader turns a fitted model into `Layers`: weight matrices and bias vectors in
+deltaprop's layout (W^l of shape (n_l, n_{l-1})) with their activations, which
+`deltaprop.Network.from_sklearn` and `deltaprop.Network.from_torch` build a network from.
+The ONNX reader (`deltaprop.onnx`) gives `Layers` too. Nothing here imports scikit-learn or
+PyTorch until a reader needs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._architecture import ACTIVATIONS, OUTPUTS
+from ._checks import FLOAT_DTYPES
+
+__all__ = ["Layer", "Layers", "default_cost", "sklearn_layers", "torch_layers"]
+
+# The cost a network gets when its source does not say: the one its output is made for.
+_DEFAULT_COSTS = {"softmax": "log_likelihood", "sigmoid": "cross_entropy", "identity": "quadratic"}
+_SKLEARN_ACTIVATIONS = {
+    "identity": "identity",
+    "logistic": "sigmoid",
+    "tanh": "tanh",
+    "relu": "relu",
+    "softmax": "softmax",
+}
+
+
+@dataclass
+class Layer:
+    """One fully connected layer as a source describes it.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_out, n_in)
+        W, in deltaprop's layout.
+    biases : ndarray of shape (n_out,)
+        b.
+    activation : str
+        ``"sigmoid"``, ``"tanh"``, ``"relu"``, ``"leaky_relu"``, ``"identity"`` or
+        ``"softmax"``.
+    where : str
+        The source's name of the layer's activation (or of the layer), for error messages.
+    leaky_slope : float or None, default=None
+        The slope of ``"leaky_relu"``.
+    """
+
+    weights: np.ndarray
+    biases: np.ndarray
+    activation: str
+    where: str
+    leaky_slope: float | None = None
+
+
+@dataclass
+class Layers:
+    """A chain of fully connected layers: what a network is built from.
+
+    Parameters
+    ----------
+    weights : list of ndarray, W^l of shape (n_l, n_{l-1})
+        One weight matrix per layer.
+    biases : list of ndarray, b^l of shape (n_l,)
+        One bias vector per layer.
+    activation : str
+        The hidden layers' activation (one of `deltaprop.ACTIVATIONS`).
+    output : str
+        The output activation (one of `deltaprop.OUTPUTS`).
+    dtype : numpy.dtype
+        float32 or float64: the precision the source computes in.
+    leaky_slope : float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0.
+    cost : str or None, default=None
+        The cost the source was trained with, when it says; None: `default_cost`.
+    """
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    activation: str
+    output: str
+    dtype: np.dtype
+    leaky_slope: float = 0.01
+    cost: str | None = None
+
+    @classmethod
+    def chain(cls, layers: list[Layer], dtype: np.dtype, cost: str | None = None) -> Layers:
+        """Join layers into a network's description, checking its activations.
+
+        deltaprop networks have one activation for every hidden layer (one slope for
+        ``"leaky_relu"``) and a sigmoid, softmax or identity output.
+
+        Parameters
+        ----------
+        layers : list of Layer
+            At least one, input side first.
+        dtype : numpy.dtype
+            float32 or float64.
+        cost : str or None, default=None
+            The source's cost, if it says.
+
+        Returns
+        -------
+        Layers
+            With the hidden layers' common activation (``"sigmoid"``, the default of
+            `deltaprop.Network`, when there is no hidden layer).
+
+        Raises
+        ------
+        ValueError
+            No layer, hidden layers with different activations or slopes, a softmax before
+            the output, or an output activation deltaprop does not have; the message names
+            the layer where the source names it.
+        """
+        if not layers:
+            raise ValueError("the model has no fully connected layer")
+        *hidden, last = layers
+        if last.activation not in OUTPUTS:
+            raise ValueError(
+                f"{last.where}: {last.activation} as the output activation; deltaprop's "
+                f"outputs are {', '.join(OUTPUTS)}"
+            )
+        activation, slope = ("sigmoid", None) if not hidden else _common_hidden(hidden)
+        return cls(
+            [layer.weights for layer in layers],
+            [layer.biases for layer in layers],
+            activation,
+            last.activation,
+            np.dtype(dtype),
+            0.01 if slope is None else slope,
+            cost,
+        )
+
+
+def _common_hidden(hidden: list[Layer]) -> tuple[str, float | None]:
+    first = hidden[0]
+    for layer in hidden:
+        if layer.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"{layer.where}: {layer.activation} on a hidden layer; deltaprop's hidden "
+                f"activations are {', '.join(ACTIVATIONS)}"
+            )
+        if layer.activation != first.activation or layer.leaky_slope != first.leaky_slope:
+            raise ValueError(
+                f"{layer.where}: {_described(layer)} after {_described(first)} "
+                f"({first.where}); a deltaprop network has one hidden activation"
+            )
+    return first.activation, first.leaky_slope
+
+
+def _described(layer: Layer) -> str:
+    if layer.activation == "leaky_relu":
+        return f"leaky_relu with slope {layer.leaky_slope!r}"
+    return layer.activation
+
+
+def default_cost(output: str) -> str:
+    """Return the cost an output activation is trained with unless told otherwise.
+
+    Parameters
+    ----------
+    output : {"sigmoid", "softmax", "identity"}
+        The output activation.
+
+    Returns
+    -------
+    str
+        ``"log_likelihood"`` for softmax, ``"cross_entropy"`` for sigmoid (the log-loss of
+        independent outputs, as scikit-learn's and PyTorch's ``BCELoss``) and
+        ``"quadratic"`` for identity.
+    """
+    return _DEFAULT_COSTS[output]
+
+
+def _float_dtype(dtype: Any, where: str) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(
+            f"{where}: parameters of dtype {dtype}; deltaprop computes in float32 or float64"
+        )
+    return dtype
+
+
+# ------------------------------------------------------------------------------- scikit-learn
+def sklearn_layers(estimator: Any) -> Layers:
+    """Describe a fitted scikit-learn ``MLPClassifier`` or ``MLPRegressor``.
+
+    Parameters
+    ----------
+    estimator : MLPClassifier or MLPRegressor
+        Fitted; its ``coefs_``, ``intercepts_``, ``activation`` and ``out_activation_``
+        are read (and copied).
+
+    Returns
+    -------
+    Layers
+        In the dtype of ``coefs_``; the cost is the estimator's loss: log-likelihood for a
+        softmax output, cross-entropy for a logistic one (binary and multilabel), quadratic
+        for a regressor.
+
+    Raises
+    ------
+    ImportError
+        scikit-learn is not installed.
+    TypeError
+        ``estimator`` is not an ``MLPClassifier`` or ``MLPRegressor``.
+    ValueError
+        It is not fitted, or uses what deltaprop has not (``loss="poisson"``).
+    """
+    try:
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+    except ImportError as error:
+        raise ImportError(
+            'from_sklearn needs scikit-learn: pip install "deltaprop[sklearn]"'
+        ) from error
+    if not isinstance(estimator, (MLPClassifier, MLPRegressor)):
+        raise TypeError(
+            f"estimator: expected a fitted MLPClassifier or MLPRegressor, got "
+            f"{type(estimator).__name__}"
+        )
+    name = type(estimator).__name__
+    if not hasattr(estimator, "coefs_"):
+        raise ValueError(f"estimator: this {name} is not fitted; call fit first")
+    out_activation = estimator.out_activation_
+    if out_activation not in _SKLEARN_ACTIVATIONS:
+        raise ValueError(
+            f"estimator: out_activation_ {out_activation!r} (loss={estimator.loss!r}) is not "
+            "supported; deltaprop's outputs are sigmoid (logistic), softmax and identity"
+        )
+    dtype = _float_dtype(estimator.coefs_[0].dtype, "estimator.coefs_")
+    count = len(estimator.coefs_)
+    layers = [
+        Layer(
+            np.array(coef.T, dtype=dtype),
+            np.array(intercept, dtype=dtype),
+            _SKLEARN_ACTIVATIONS[estimator.activation if l < count - 1 else out_activation],
+            f"{name}.activation" if l < count - 1 else f"{name}.out_activation_",
+        )
+        for l, (coef, intercept) in enumerate(zip(estimator.coefs_, estimator.intercepts_))
+    ]
+    output = layers[-1].activation
+    return Layers.chain(layers, dtype, default_cost(output) if output in OUTPUTS else None)
+
+
+# ------------------------------------------------------------------------------------ PyTorch
+_TORCH_ACTIVATIONS = {
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "ReLU": "relu",
+    "LeakyReLU": "leaky_relu",
+    "Softmax": "softmax",
+}  # torch.nn's class names; a subclass (which may compute something else) is refused
+
+
+def torch_layers(module: Any) -> Layers:
+    """Describe a PyTorch ``nn.Sequential`` of ``nn.Linear`` layers and activations.
+
+    Each ``Linear`` may be followed by one of ``Sigmoid``, ``Tanh``, ``ReLU``,
+    ``LeakyReLU``, ``Softmax`` (over the last dimension) or ``Identity``; without one the
+    layer is linear (``"identity"``). The parameters are copied from the ``state_dict``
+    layout: ``weight`` is (out_features, in_features), as deltaprop's W.
+
+    Parameters
+    ----------
+    module : torch.nn.Sequential
+        On any device; float32 or float64 parameters.
+
+    Returns
+    -------
+    Layers
+        In the parameters' dtype; no cost (PyTorch keeps the loss outside the module).
+
+    Raises
+    ------
+    ImportError
+        PyTorch is not installed.
+    TypeError
+        ``module`` is not an ``nn.Sequential``.
+    ValueError
+        A module that is not one of those above (named by its index and type), two
+        activations in a row, an activation before the first ``Linear``, a softmax over
+        another dimension, or parameters of another dtype.
+    """
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError("from_torch needs PyTorch: pip install torch") from error
+    if not isinstance(module, torch.nn.Sequential):
+        raise TypeError(f"module: expected a torch.nn.Sequential, got {type(module).__name__}")
+    layers: list[Layer] = []
+    dtype = None
+    activated = True  # no Linear yet: an activation here has no layer to follow
+    for index, (key, child) in enumerate(module.named_children()):
+        where = f"module[{index}] ({key!r}: {type(child).__name__})"
+        if type(child) is torch.nn.Identity:
+            continue
+        if type(child) is torch.nn.Linear:  # a subclass may compute something else
+            dtype = _float_dtype(_torch_dtype(child.weight), where) if dtype is None else dtype
+            if _torch_dtype(child.weight) != dtype:
+                raise ValueError(
+                    f"{where}: parameters of dtype {_torch_dtype(child.weight)} "
+                    f"after {dtype}; one dtype for the whole network"
+                )
+            weights = _torch_array(child.weight, dtype)
+            biases = (
+                np.zeros(weights.shape[0], dtype)
+                if child.bias is None
+                else _torch_array(child.bias, dtype)
+            )
+            layers.append(Layer(weights, biases, "identity", where))
+            activated = False
+            continue
+        own = getattr(torch.nn, type(child).__name__, None) is type(child)
+        activation = _TORCH_ACTIVATIONS.get(type(child).__name__) if own else None
+        if activation is None:
+            raise ValueError(
+                f"{where} is not supported: only Linear, {', '.join(_TORCH_ACTIVATIONS)} and "
+                "Identity"
+            )
+        if activated:
+            raise ValueError(f"{where}: an activation needs a Linear layer right before it")
+        if activation == "softmax" and child.dim not in (None, 1, -1):
+            raise ValueError(
+                f"{where}: softmax over dim={child.dim}; deltaprop's is over the "
+                "units (dim=1 or -1)"
+            )
+        layers[-1].activation, layers[-1].where = activation, where
+        if activation == "leaky_relu":
+            layers[-1].leaky_slope = float(child.negative_slope)
+        activated = True
+    if not layers:
+        raise ValueError("module: has no Linear layer")
+    return Layers.chain(layers, dtype)
+
+
+def _torch_dtype(parameter: Any) -> np.dtype:
+    text = str(parameter.dtype).removeprefix("torch.")
+    try:
+        return np.dtype(text)
+    except TypeError:
+        return np.dtype(object)  # bfloat16 and the like: refused as not float32 or float64
+
+
+def _torch_array(parameter: Any, dtype: np.dtype) -> np.ndarray:
+    return np.array(parameter.detach().cpu().numpy(), dtype=dtype)

@@ -1,0 +1,936 @@
+"""ONNX export and import of networks (``pip install "deltaprop[onnx]"``).
+
+Export writes a network as a graph of standard operators, built with the ``onnx`` package's
+helpers: one ``Gemm`` per layer (``transB=1``: W^l is stored as deltaprop holds it, (n_l,
+n_{l-1})) followed by its activation, from the input ``X`` of shape (N, n_0), N symbolic, to
+the output ``output`` of shape (N, n_L): what `Network.predict` returns. The fitted
+scikit-learn estimators export with skl2onnx's conventions (outputs ``label`` and
+``probabilities``, or ``variable`` for a regressor). The model's metadata says what the
+network is: producer deltaprop and its version, layer sizes, activations, cost, dtype.
+
+Opset `OPSET` (9) is the lowest that onnxruntime runs every exported model with, float32 and
+float64 alike, on its CPU provider: ``Where`` (in the float64 ``leaky_relu`` below) came in
+opset 9, everything else (``Gemm``, the activations, ``Softmax`` on a 2-D input over axis 1,
+``ArgMax``, ``Gather``, ``Greater``, ``Cast`` and ai.onnx.ml's ``ZipMap`` for classifiers)
+runs from opset 7; the lowest opset reaches the most runtimes.
+
+Every output keeps its dtype's relative precision, the smallest included: onnxruntime's
+``Sigmoid`` does not (float32: an approximation with absolute errors near 1e-8; float64: it
+goes through tanh and loses relative precision below about 1e-9), so a sigmoid is written as
+``1 / (1 + exp(-z))`` (``Neg``, ``Exp``, ``Add``, ``Reciprocal``). A float64 ``leaky_relu``
+is written as ``Where(z > 0, z, slope * z)``: ``LeakyRelu``'s ``alpha`` attribute is a
+float32 (the slope 0.01 would become 0.00999999977, changing outputs by about 1e-10), and
+onnxruntime has no float64 ``LeakyRelu`` before opset 16. float32 networks use ``LeakyRelu``,
+whose float32 ``alpha`` is the slope they compute with.
+
+Import (`read`) maps any graph that is a chain of fully connected layers onto `Layers`:
+``Gemm`` with any ``alpha``, ``beta``, ``transB`` (and ``transA`` after a ``Transpose`` of
+the data), or ``MatMul`` then ``Add``, each followed by at most one supported activation
+(``Sigmoid``, ``Tanh``, ``Relu``, ``LeakyRelu``, ``Softmax`` over the units, ``Identity``, or
+the forms above), as written by ``torch.onnx.export`` of an ``nn.Sequential``, by
+skl2onnx for ``MLPClassifier`` and ``MLPRegressor`` and by `export`. What follows the
+network's output in skl2onnx's classifiers (``ArgMax``, ``ArrayFeatureExtractor``,
+``ZipMap``, ``Binarizer``, ``Cast``, ``Reshape``, the binary case's ``Sub`` and ``Concat``)
+is recognised and set aside. Anything else raises `UnsupportedGraphError`, naming the first
+node that cannot be mapped and why; a file that is not a well-formed model raises
+`ModelFormatError`. Every tensor's declared size is checked against the bytes that hold it
+before it is read; external data (what ``torch.onnx.export`` writes next to large models) is
+read from files in the model's own directory only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._architecture import Architecture
+from ._checks import check_int
+from ._container import ModelFormatError
+from ._files import open_regular, write_atomically
+from ._version import __version__
+from .interop import Layer, Layers
+
+__all__ = [
+    "OPSET",
+    "ModelFormatError",
+    "UnsupportedGraphError",
+    "classifier_model",
+    "export",
+    "network_model",
+    "read",
+    "regressor_model",
+    "write",
+]
+
+OPSET = 9
+_ML_OPSET = 1  # ai.onnx.ml, for ZipMap
+INPUT = "X"
+OUTPUT = "output"
+_BATCH = "N"
+_INSTALL = 'pip install "deltaprop[onnx]"'
+_ELEMENT_DTYPES = {1: np.dtype("<f4"), 11: np.dtype("<f8")}  # TensorProto.FLOAT, DOUBLE
+_MAX_FILE_BYTES = 2**31  # protobuf's own limit for one message
+
+
+class UnsupportedGraphError(ModelFormatError):
+    """An ONNX graph that is well formed but is not a chain of fully connected layers.
+
+    The message names the first node that cannot be mapped and says why.
+    """
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError(f"ONNX export and import need the onnx package: {_INSTALL}") from error
+    return onnx
+
+
+# ---------------------------------------------------------------------------------- export
+def export(net: Any, path: str | os.PathLike, *, opset: int = OPSET) -> None:
+    """Write a network, or a fitted deltaprop estimator, to an ONNX file.
+
+    Calls ``net.to_onnx(path, opset=opset)``: see `deltaprop.Network.to_onnx` and the
+    estimators' ``to_onnx``.
+
+    Parameters
+    ----------
+    net : Network, DeltapropClassifier or DeltapropRegressor
+        What to export.
+    path : str or os.PathLike
+        Destination file (``.onnx``), written atomically.
+    opset : int, default=OPSET
+        ONNX opset of the default domain, from `OPSET` to the newest the ``onnx`` package
+        knows.
+
+    Raises
+    ------
+    TypeError
+        ``net`` cannot be exported.
+    ValueError
+        An invalid ``opset``.
+    ImportError
+        The ``onnx`` package is not installed.
+    OSError
+        The file cannot be written.
+    """
+    to_onnx = getattr(net, "to_onnx", None)
+    if not callable(to_onnx):
+        raise TypeError(
+            f"net: expected a Network or a fitted deltaprop estimator, got {type(net).__name__}"
+        )
+    to_onnx(path, opset=opset)
+
+
+def write(path: str | os.PathLike, model: Any) -> None:
+    """Write an ONNX model to a file atomically (see `deltaprop.Network.save`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file.
+    model : onnx.ModelProto
+        The model.
+
+    Raises
+    ------
+    OSError
+        The file cannot be written.
+    """
+    data = model.SerializeToString()
+    write_atomically(path, lambda file: file.write(data))
+
+
+def network_model(
+    architecture: Architecture,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    *,
+    opset: int = OPSET,
+) -> Any:
+    """Build the ONNX model of a network: input ``X`` (N, n_0), output ``output`` (N, n_L).
+
+    Parameters
+    ----------
+    architecture : Architecture
+        The network's.
+    weights : sequence of ndarray, W^l of shape (n_l, n_{l-1})
+        Of the architecture's dtype.
+    biases : sequence of ndarray, b^l of shape (n_l,)
+        Of the architecture's dtype.
+    opset : int, default=OPSET
+        Opset of the default domain.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model, with deltaprop's metadata.
+
+    Raises
+    ------
+    ImportError
+        The ``onnx`` package is not installed.
+    ValueError
+        An invalid ``opset``.
+    """
+    graph = _Graph(_onnx(), architecture.dtype)
+    graph.network(architecture, weights, biases, INPUT, OUTPUT)
+    graph.output(OUTPUT, graph.element, [_BATCH, architecture.sizes[-1]])
+    return graph.model(architecture, opset, "a deltaprop network: output is Network.predict")
+
+
+def classifier_model(
+    architecture: Architecture,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    classes: np.ndarray,
+    *,
+    multilabel: bool = False,
+    zipmap: bool = False,
+    opset: int = OPSET,
+) -> Any:
+    """Build the ONNX model of a classifier, with skl2onnx's outputs.
+
+    Outputs ``label`` (N,) (the class values; for a multilabel target, (N, n_labels) of
+    0/1) and ``probabilities`` (N, n_classes) of the network's dtype; with ``zipmap``,
+    ``output_label`` and ``output_probability``, a sequence of maps from class to float32
+    probability (skl2onnx's default).
+
+    Parameters
+    ----------
+    architecture : Architecture
+        The network's.
+    weights : sequence of ndarray, W^l of shape (n_l, n_{l-1})
+        Its weights.
+    biases : sequence of ndarray, b^l of shape (n_l,)
+        Its biases.
+    classes : ndarray of shape (n_classes,)
+        The class values, integers or strings, in the order of the network's outputs.
+    multilabel : bool, default=False
+        Sigmoid outputs, one a label: the label is ``probabilities > 0.5``.
+    zipmap : bool, default=False
+        skl2onnx's ZipMap output instead of the probability tensor.
+    opset : int, default=OPSET
+        Opset of the default domain.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model.
+
+    Raises
+    ------
+    ImportError
+        The ``onnx`` package is not installed.
+    TypeError
+        Classes that are neither integers nor strings.
+    ValueError
+        An invalid ``opset``.
+    """
+    onnx = _onnx()
+    graph = _Graph(onnx, architecture.dtype)
+    graph.network(architecture, weights, biases, INPUT, "probabilities")
+    n_out = architecture.sizes[-1]
+    label = "label"
+    if multilabel:
+        threshold = graph.constant("half", np.array(0.5, architecture.dtype))
+        graph.node("Greater", ["probabilities", threshold], ["positive"])
+        graph.node("Cast", ["positive"], [label], to=onnx.TensorProto.INT64)
+        label_type, label_shape = onnx.TensorProto.INT64, [_BATCH, n_out]
+    else:
+        values = _class_values(classes)
+        graph.node("ArgMax", ["probabilities"], ["class_index"], axis=1, keepdims=0)
+        graph.initializers.append(onnx.numpy_helper.from_array(values, "classes"))
+        graph.node("Gather", ["classes", "class_index"], [label], axis=0)
+        label_type = onnx.helper.np_dtype_to_tensor_dtype(values.dtype)
+        label_shape = [_BATCH]
+    if zipmap:
+        graph.node("Identity", [label], ["output_label"])
+        graph.output("output_label", label_type, label_shape)
+        graph.zipmap("probabilities", "output_probability", classes, multilabel)
+    else:
+        graph.output(label, label_type, label_shape)
+        graph.output("probabilities", graph.element, [_BATCH, n_out])
+    return graph.model(architecture, opset, "a DeltapropClassifier")
+
+
+def regressor_model(
+    architecture: Architecture,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    *,
+    opset: int = OPSET,
+) -> Any:
+    """Build the ONNX model of a regressor: output ``variable`` (N, n_targets), as skl2onnx.
+
+    Parameters
+    ----------
+    architecture : Architecture
+        The network's.
+    weights : sequence of ndarray, W^l of shape (n_l, n_{l-1})
+        Its weights.
+    biases : sequence of ndarray, b^l of shape (n_l,)
+        Its biases.
+    opset : int, default=OPSET
+        Opset of the default domain.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model.
+
+    Raises
+    ------
+    ImportError
+        The ``onnx`` package is not installed.
+    ValueError
+        An invalid ``opset``.
+    """
+    graph = _Graph(_onnx(), architecture.dtype)
+    graph.network(architecture, weights, biases, INPUT, "variable")
+    graph.output("variable", graph.element, [_BATCH, architecture.sizes[-1]])
+    return graph.model(architecture, opset, "a DeltapropRegressor")
+
+
+def _class_values(classes: np.ndarray) -> np.ndarray:
+    classes = np.asarray(classes)
+    if classes.dtype.kind in "iub":
+        return classes.astype(np.int64)
+    if classes.dtype.kind in "UO" and all(isinstance(c, str) for c in classes.tolist()):
+        return classes.astype(object)
+    raise TypeError(
+        f"classes: ONNX labels are integers or strings (as in skl2onnx), got dtype {classes.dtype}"
+    )
+
+
+class _Graph:
+    """The nodes, initializers and outputs of a model being built."""
+
+    def __init__(self, onnx: Any, dtype: np.dtype) -> None:
+        self.onnx, self.dtype = onnx, np.dtype(dtype)
+        self.element = onnx.helper.np_dtype_to_tensor_dtype(self.dtype)
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self.outputs: list[Any] = []
+        self.uses_ml = False
+
+    def node(self, op: str, inputs: list[str], outputs: list[str], **attributes: Any) -> None:
+        self.nodes.append(
+            self.onnx.helper.make_node(op, inputs, outputs, name=outputs[0], **attributes)
+        )
+
+    def constant(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(self.onnx.numpy_helper.from_array(value, name))
+        return name
+
+    def output(self, name: str, element: int, shape: list) -> None:
+        self.outputs.append(self.onnx.helper.make_tensor_value_info(name, element, shape))
+
+    def network(self, architecture, weights, biases, source: str, result: str) -> None:
+        """Add the layers: Gemm, then the activation, from ``source`` to ``result``."""
+        a_prev = source
+        L = len(weights)
+        for l, (W, b) in enumerate(zip(weights, biases), start=1):
+            activation = architecture.output if l == L else architecture.activation
+            z = result if l == L and activation == "identity" else f"z{l}"
+            self.constant(f"W{l}", np.asarray(W, self.dtype))
+            self.constant(f"b{l}", np.asarray(b, self.dtype))
+            self.node("Gemm", [a_prev, f"W{l}", f"b{l}"], [z], transB=1)
+            a_prev = self.activation(
+                activation, architecture.leaky_slope, z, result if l == L else f"a{l}", l
+            )
+
+    def activation(self, name: str, slope: float, z: str, a: str, l: int) -> str:
+        """Add activation ``name`` from ``z`` to ``a``; return the tensor that holds it."""
+        if name == "identity":
+            return z
+        if name == "leaky_relu" and self.dtype == np.float64:
+            zero = self.constant(f"zero{l}", np.zeros((), self.dtype))
+            slope_value = self.constant(f"slope{l}", np.array(slope, self.dtype))
+            self.node("Greater", [z, zero], [f"positive{l}"])
+            self.node("Mul", [z, slope_value], [f"negative{l}"])
+            self.node("Where", [f"positive{l}", z, f"negative{l}"], [a])
+        elif name == "leaky_relu":
+            self.node("LeakyRelu", [z], [a], alpha=slope)
+        elif name == "sigmoid":
+            one = self.constant(f"one{l}", np.ones((), self.dtype))
+            self.node("Neg", [z], [f"minus_z{l}"])
+            self.node("Exp", [f"minus_z{l}"], [f"exp_minus_z{l}"])
+            self.node("Add", [f"exp_minus_z{l}", one], [f"denominator{l}"])
+            self.node("Reciprocal", [f"denominator{l}"], [a])
+        elif name == "softmax":
+            self.node("Softmax", [z], [a], axis=1)
+        else:
+            self.node({"tanh": "Tanh", "relu": "Relu"}[name], [z], [a])
+        return a
+
+    def zipmap(self, probabilities: str, result: str, classes: np.ndarray, multilabel: bool):
+        """skl2onnx's ZipMap output: float32 probabilities keyed by class."""
+        self.uses_ml = True
+        float32 = self.onnx.TensorProto.FLOAT
+        if self.element != float32:
+            self.node("Cast", [probabilities], ["probabilities_float32"], to=float32)
+            probabilities = "probabilities_float32"
+        values = np.arange(len(classes)) if multilabel else _class_values(classes)
+        keys = (
+            {"classlabels_int64s": [int(c) for c in values]}
+            if values.dtype.kind == "i"
+            else {"classlabels_strings": [str(c) for c in values]}
+        )
+        self.nodes.append(
+            self.onnx.helper.make_node(
+                "ZipMap", [probabilities], [result], name=result, domain="ai.onnx.ml", **keys
+            )
+        )
+        helper = self.onnx.helper
+        proto = self.onnx.TensorProto
+        key_type = proto.INT64 if values.dtype.kind == "i" else proto.STRING
+        value = helper.make_sequence_type_proto(
+            helper.make_map_type_proto(key_type, helper.make_tensor_type_proto(float32, None))
+        )
+        self.outputs.append(helper.make_value_info(result, value))
+
+    def model(self, architecture: Architecture, opset: int, what: str) -> Any:
+        helper = self.onnx.helper
+        newest = self.onnx.defs.onnx_opset_version()
+        opset = check_int(opset, "opset")
+        if not OPSET <= opset <= newest:
+            raise ValueError(f"opset: expected an integer in [{OPSET}, {newest}], got {opset}")
+        X = helper.make_tensor_value_info(INPUT, self.element, [_BATCH, architecture.sizes[0]])
+        graph = helper.make_graph(
+            self.nodes, "deltaprop", [X], self.outputs, initializer=self.initializers
+        )
+        opsets = [helper.make_opsetid("", opset)]
+        if self.uses_ml:
+            opsets.append(helper.make_opsetid("ai.onnx.ml", _ML_OPSET))
+        model = helper.make_model(
+            graph,
+            opset_imports=opsets,
+            producer_name="deltaprop",
+            producer_version=__version__,
+            doc_string=f"{what}: {architecture}",
+            ir_version=helper.find_min_ir_version_for(opsets),
+        )
+        metadata = {key: _metadata_text(value) for key, value in architecture.fields().items()}
+        helper.set_model_props(model, metadata)
+        return model
+
+
+def _metadata_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+# ---------------------------------------------------------------------------------- import
+def read(source: str | os.PathLike | bytes | Any) -> Layers:
+    """Read the network of an ONNX model.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes or onnx.ModelProto
+        An ONNX file, its bytes, or a model in memory. External data is read from files
+        in the model file's directory (so only when ``source`` is a path).
+
+    Returns
+    -------
+    Layers
+        Weights, biases and activations, in the graph's dtype; ``cost`` is the one
+        deltaprop's metadata records (None for models from elsewhere).
+
+    Raises
+    ------
+    ImportError
+        The ``onnx`` package is not installed.
+    FileNotFoundError, PermissionError, IsADirectoryError
+        The file cannot be opened.
+    ModelFormatError
+        Not a well-formed ONNX model: undecodable bytes, a tensor whose size disagrees with
+        its data, non-finite weights, external data outside the model's directory.
+    UnsupportedGraphError
+        A well-formed graph that is not a chain of fully connected layers; the message
+        names the first node that cannot be mapped and why.
+    """
+    onnx = _onnx()
+    name, directory = "model", None
+    if isinstance(source, onnx.ModelProto):
+        model = source
+    else:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+        else:
+            name = os.fspath(source)
+            directory = os.path.dirname(os.path.abspath(name))
+            data = _read_file(name)
+        model = onnx.ModelProto()
+        try:
+            model.ParseFromString(data)
+        # protobuf's DecodeError lives in a package this one does not import; whatever the
+        # parser raises on hostile bytes means the same.
+        except Exception as error:
+            raise ModelFormatError(f"{name}: not an ONNX model ({error})") from None
+    try:
+        return _Reader(onnx, model, name, directory).layers()
+    except ModelFormatError:
+        raise
+    # Hostile graphs hide their damage anywhere (a node without inputs, an attribute of the
+    # wrong type): whatever the walk trips over is a malformed model, never a crash.
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError) as error:
+        raise ModelFormatError(
+            f"{name}: malformed graph ({type(error).__name__}: {error})"
+        ) from None
+
+
+def _read_file(path: str) -> bytes:
+    with open_regular(path) as file:
+        size = os.fstat(file.fileno()).st_size
+        if size > _MAX_FILE_BYTES:
+            raise ModelFormatError(f"{path}: {size} bytes, over protobuf's 2 GiB limit")
+        return file.read()
+
+
+# Operators that map onto deltaprop's activations.
+_ACTIVATION_OPS = {
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "Relu": "relu",
+    "LeakyRelu": "leaky_relu",
+    "Softmax": "softmax",
+}
+# Operators skl2onnx (and `classifier_model`) put after a classifier's network: set aside.
+_SET_ASIDE = {
+    "ArgMax",
+    "ArrayFeatureExtractor",
+    "ZipMap",
+    "Binarizer",
+    "Cast",
+    "Reshape",
+    "Identity",
+    "Sub",
+    "Concat",
+    "Gather",
+    "Greater",
+    "Flatten",
+}
+
+
+class _Reader:
+    """Walks a graph from its input along the chain of layers."""
+
+    def __init__(self, onnx: Any, model: Any, name: str, directory: str | None) -> None:
+        self.onnx, self.model, self.name = onnx, model, name
+        self.directory = directory  # of the model's file, where external data may lie
+        self.graph = model.graph
+        self.constants: dict[str, Any] = {t.name: t for t in self.graph.initializer}
+        self.consumers: dict[str, list[int]] = {}
+        self.mapped: set[int] = set()  # the nodes the network accounts for
+        self.dtype: np.dtype | None = None  # of the input, or of the Cast that follows it
+        for index, node in enumerate(self.graph.node):
+            if not node.output or not all(node.output):
+                raise self.malformed(f"{self._where(index)} has an output without a name")
+            if node.op_type == "Constant" and self._default_domain(node):
+                self.constants[self._constant_output(index)] = node.attribute[0].t
+                self.mapped.add(index)
+            for tensor in node.input:
+                self.consumers.setdefault(tensor, []).append(index)
+
+    # -------------------------------------------------------------- errors and tensors
+    def _where(self, index: int) -> str:
+        node = self.graph.node[index]
+        label = repr(node.name) if node.name else f"#{index}"
+        return f"node {label} ({node.op_type})"
+
+    def refuse(self, index: int, why: str) -> UnsupportedGraphError:
+        return UnsupportedGraphError(f"{self.name}: {self._where(index)} {why}")
+
+    def malformed(self, why: str) -> ModelFormatError:
+        return ModelFormatError(f"{self.name}: {why}")
+
+    def _constant_output(self, index: int) -> str:
+        node = self.graph.node[index]
+        attributes = list(node.attribute)
+        if len(node.output) != 1 or len(attributes) != 1 or attributes[0].name != "value":
+            raise self.refuse(index, "is a Constant other than one tensor 'value'")
+        return node.output[0]
+
+    def array(self, name: str, index: int, what: str) -> np.ndarray:
+        """Return a constant tensor's value, its size checked against its data first."""
+        tensor = self.constants.get(name)
+        if tensor is None:
+            raise self.refuse(index, f"takes its {what} from {name!r}, which is not a constant")
+        dtype = _ELEMENT_DTYPES.get(tensor.data_type)
+        if dtype is None:
+            raise self.refuse(index, f"has a {what} of ONNX type {tensor.data_type}, not a float")
+        if tensor.HasField("segment") or any(d < 0 for d in tensor.dims) or len(tensor.dims) > 8:
+            raise self.malformed(f"tensor {name!r}: invalid dimensions {list(tensor.dims)}")
+        count = math.prod(tensor.dims)
+        stored = tensor.float_data if dtype.itemsize == 4 else tensor.double_data
+        external = tensor.data_location == self.onnx.TensorProto.EXTERNAL
+        if external != bool(tensor.external_data):
+            raise self.malformed(f"tensor {name!r}: external data without its location")
+        raw = self.external(tensor, name, count * dtype.itemsize) if external else tensor.raw_data
+        if raw:
+            if len(stored) or len(raw) != count * dtype.itemsize:
+                raise self.malformed(
+                    f"tensor {name!r} declares {list(tensor.dims)} {dtype.name} values, its "
+                    f"data holds {len(raw)} bytes"
+                )
+            values = np.frombuffer(raw, dtype=dtype)
+        else:
+            if len(stored) != count:
+                raise self.malformed(
+                    f"tensor {name!r} declares {list(tensor.dims)} values, holds {len(stored)}"
+                )
+            values = np.array(stored, dtype=dtype)
+        if not np.isfinite(values).all():
+            raise self.malformed(f"tensor {name!r} holds NaN or infinity")
+        return values.reshape(tuple(tensor.dims))
+
+    def external(self, tensor: Any, name: str, nbytes: int) -> bytes:
+        """Read a tensor's external data: ``nbytes`` from a file beside the model's."""
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        location = entries.get("location", "")
+        if self.directory is None:
+            raise self.malformed(f"tensor {name!r} has external data: read the model's file")
+        path = os.path.realpath(os.path.join(self.directory, location))
+        if not location or not path.startswith(os.path.realpath(self.directory) + os.sep):
+            raise self.malformed(
+                f"tensor {name!r}: external data {location!r} is not a file "
+                "in the model's directory"
+            )
+        try:
+            offset, length = int(entries.get("offset", 0)), int(entries.get("length", nbytes))
+        except ValueError:
+            raise self.malformed(
+                f"tensor {name!r}: external data offset or length is not a number"
+            ) from None
+        if offset < 0 or length != nbytes:
+            raise self.malformed(
+                f"tensor {name!r} declares {list(tensor.dims)} values, "
+                f"{nbytes} bytes; its external data claims {length}"
+            )
+        with open_regular(path) as file:
+            size = os.fstat(file.fileno()).st_size
+            if offset + nbytes > size:
+                raise self.malformed(
+                    f"tensor {name!r}: {location!r} has {size} bytes, not the "
+                    f"{nbytes} from offset {offset} it should hold"
+                )
+            file.seek(offset)
+            return file.read(nbytes)
+
+    def attribute(self, index: int, name: str, default: Any) -> Any:
+        for attribute in self.graph.node[index].attribute:
+            if attribute.name == name:
+                return self.onnx.helper.get_attribute_value(attribute)
+        return default
+
+    def users(self, tensor: str) -> list[int]:
+        return [i for i in self.consumers.get(tensor, []) if i not in self.mapped]
+
+    # -------------------------------------------------------------- the walk
+    def layers(self) -> Layers:
+        tensor = self.skip_aliases(self.input(), at_input=True)
+        layers: list[Layer] = []
+        while True:
+            step = self.linear(tensor)
+            if step is None:
+                break
+            tensor, W, b, where = step
+            if layers and W.shape[1] != layers[-1].weights.shape[0]:
+                raise self.refuse(
+                    where,
+                    f"takes {W.shape[1]} inputs where the previous layer "
+                    f"has {layers[-1].weights.shape[0]} outputs",
+                )
+            tensor, layer = self.activation(self.skip_aliases(tensor), W, b, where)
+            tensor = self.skip_aliases(tensor)
+            layers.append(layer)
+        if not layers:
+            raise UnsupportedGraphError(f"{self.name}: no fully connected layer reads the input")
+        self.set_aside(tensor)
+        return self.finish(layers)
+
+    def input(self) -> str:
+        inputs = [i for i in self.graph.input if i.name not in self.constants]
+        if len(inputs) != 1:
+            raise UnsupportedGraphError(
+                f"{self.name}: the graph has {len(inputs)} inputs; a network has one"
+            )
+        value = inputs[0]
+        if not value.type.HasField("tensor_type"):
+            raise UnsupportedGraphError(f"{self.name}: input {value.name!r} is not a tensor")
+        element = value.type.tensor_type.elem_type
+        self.dtype = _ELEMENT_DTYPES.get(element)
+        shape = value.type.tensor_type.shape
+        if value.type.tensor_type.HasField("shape") and len(shape.dim) != 2:
+            raise UnsupportedGraphError(
+                f"{self.name}: input {value.name!r} has {len(shape.dim)} dimensions, not 2 "
+                "(samples, features)"
+            )
+        return value.name
+
+    def skip_aliases(self, tensor: str, at_input: bool = False) -> str:
+        """Follow the nodes that pass ``tensor`` on unchanged; return the last tensor.
+
+        Those are Identity, and Cast to the network's dtype (at the input: to float32 or
+        float64, which sets it).
+        """
+        while True:
+            users = self.users(tensor)
+            if len(users) != 1 or not self._default_domain(self.graph.node[users[0]]):
+                return tensor
+            node = self.graph.node[users[0]]
+            if node.op_type == "Cast":
+                target = _ELEMENT_DTYPES.get(self.attribute(users[0], "to", 0))
+                if target is None or not (at_input or target == self.dtype):
+                    return tensor
+                self.dtype = target
+            elif node.op_type != "Identity":
+                return tensor
+            self.mapped.add(users[0])
+            tensor = node.output[0]
+
+    @staticmethod
+    def _default_domain(node: Any) -> bool:
+        return node.domain in ("", "ai.onnx")
+
+    def linear(self, tensor: str) -> tuple[str, np.ndarray, np.ndarray, int] | None:
+        """Map the layer reading ``tensor``: (its z, W (n_out, n_in), b (n_out,), its node)."""
+        candidates = [
+            i
+            for i in self.users(tensor)
+            if self.graph.node[i].op_type in ("Gemm", "MatMul", "Transpose")
+        ]
+        if not candidates:
+            return None
+        index = candidates[0]
+        node = self.graph.node[index]
+        if not self._default_domain(node):
+            raise self.refuse(index, f"is in domain {node.domain!r}, not ONNX's own")
+        others = [i for i in self.users(tensor) if i != index]
+        if others:
+            raise self.refuse(
+                others[0],
+                f"reads {tensor!r}, which a layer ({self._where(index)})"
+                " also reads: the graph is not a chain",
+            )
+        if node.op_type == "Transpose":
+            return self.transposed_gemm(index)
+        if node.op_type == "MatMul":
+            return self.matmul(index, tensor)
+        return self.gemm(index, tensor, transposed=False)
+
+    def gemm(self, index: int, tensor: str, transposed: bool):
+        node = self.graph.node[index]
+        self.mapped.add(index)
+        if len(node.input) < 2 or node.input[0] != tensor:
+            raise self.refuse(
+                index, "has the data as its second input: the layer's output would be transposed"
+            )
+        if bool(self.attribute(index, "transA", 0)) != transposed:
+            raise self.refuse(
+                index,
+                "has transA=1 without a Transpose of the data before it"
+                if not transposed
+                else "reads a transposed input without transA=1",
+            )
+        alpha = float(self.attribute(index, "alpha", 1.0))
+        beta = float(self.attribute(index, "beta", 1.0))
+        B = self.array(node.input[1], index, "weights (B)")
+        if B.ndim != 2:
+            raise self.refuse(index, f"has weights (B) of shape {B.shape}, not a matrix")
+        W = B if self.attribute(index, "transB", 0) else B.T
+        C = (
+            self.array(node.input[2], index, "bias (C)")
+            if len(node.input) > 2 and node.input[2]
+            else np.zeros((), W.dtype)
+        )
+        b = self.bias(C, W.shape[0], index, "bias (C)")
+        return node.output[0], _scaled(W, alpha), _scaled(b, beta), index
+
+    def transposed_gemm(self, index: int):
+        node = self.graph.node[index]
+        perm = list(self.attribute(index, "perm", [1, 0]))
+        users = self.users(node.output[0])
+        if perm != [1, 0] or len(users) != 1 or self.graph.node[users[0]].op_type != "Gemm":
+            raise self.refuse(index, "transposes the data other than into a Gemm with transA=1")
+        self.mapped.add(index)
+        return self.gemm(users[0], node.output[0], transposed=True)
+
+    def matmul(self, index: int, tensor: str):
+        node = self.graph.node[index]
+        self.mapped.add(index)
+        if len(node.input) != 2:
+            raise self.refuse(index, f"has {len(node.input)} inputs, not 2")
+        if node.input[0] != tensor:
+            raise self.refuse(
+                index, "has the data as its second input: the layer's output would be transposed"
+            )
+        B = self.array(node.input[1], index, "weights")
+        if B.ndim != 2:
+            raise self.refuse(index, f"has weights of shape {B.shape}, not a matrix")
+        W, z = B.T, node.output[0]
+        b = np.zeros(W.shape[0], W.dtype)
+        users = self.users(z)
+        if len(users) == 1 and self.graph.node[users[0]].op_type == "Add":
+            add = users[0]
+            operands = list(self.graph.node[add].input)
+            if len(operands) != 2 or z not in operands:
+                raise self.refuse(add, "is not a sum of the product and a bias")
+            bias = operands[1] if operands[0] == z else operands[0]
+            b = self.bias(self.array(bias, add, "bias"), W.shape[0], add, "bias")
+            self.mapped.add(add)
+            z = self.graph.node[add].output[0]
+        return z, W, b, index
+
+    def bias(self, C: np.ndarray, n_out: int, index: int, what: str) -> np.ndarray:
+        """Return bias C as (n_out,); C is (), (1,), (n_out,), (1, 1) or (1, n_out)."""
+        if C.ndim > 2 or (C.ndim == 2 and C.shape[0] != 1) or C.size not in (1, n_out):
+            raise self.refuse(
+                index, f"has a {what} of shape {C.shape}, not one for each of the {n_out} units"
+            )
+        return np.broadcast_to(C.reshape(-1), (n_out,)).copy()
+
+    def activation(self, z: str, W: np.ndarray, b: np.ndarray, linear: int) -> tuple[str, Layer]:
+        """Map the activation reading ``z`` (none: identity); return its output, the layer."""
+        users = self.users(z)
+        ops = sorted(self.graph.node[i].op_type for i in users)
+        if ops == ["Greater", "Mul", "Where"]:
+            return self.where_leaky_relu(z, users, W, b)
+        if ops == ["Neg"]:
+            return self.reciprocal_sigmoid(users[0], W, b)
+        if len(users) != 1 or ops[0] not in _ACTIVATION_OPS:
+            return z, Layer(W, b, "identity", self._where(linear))
+        index = users[0]
+        node = self.graph.node[index]
+        if not self._default_domain(node):
+            return z, Layer(W, b, "identity", self._where(linear))
+        self.mapped.add(index)
+        name = _ACTIVATION_OPS[node.op_type]
+        layer = Layer(W, b, name, self._where(index))
+        if name == "leaky_relu":
+            layer.leaky_slope = float(self.attribute(index, "alpha", 0.01))
+        if name == "softmax" and self.attribute(index, "axis", 1) not in (1, -1):
+            raise self.refuse(index, "is not over the units (axis 1 or -1)")
+        return node.output[0], layer
+
+    def where_leaky_relu(self, z: str, users: list[int], W, b) -> tuple[str, Layer]:
+        """``Where(z > 0, z, slope * z)``: leaky_relu with a slope of any precision."""
+        nodes = {self.graph.node[i].op_type: i for i in users}
+        greater, mul, where = nodes["Greater"], nodes["Mul"], nodes["Where"]
+        g, m, w = (self.graph.node[i] for i in (greater, mul, where))
+        zero = self.array(_other(g.input, z), greater, "threshold") if g.input[:1] == [z] else None
+        slope = self.array(_other(m.input, z), mul, "slope")
+        if zero is None or zero.size != 1 or zero.reshape(-1)[0] != 0:
+            raise self.refuse(greater, "is not z > 0")
+        if slope.size != 1 or list(w.input) != [g.output[0], z, m.output[0]]:
+            raise self.refuse(where, "is not Where(z > 0, z, slope * z)")
+        self.mapped.update(users)
+        layer = Layer(W, b, "leaky_relu", self._where(where), float(slope.reshape(-1)[0]))
+        return w.output[0], layer
+
+    def reciprocal_sigmoid(self, neg: int, W, b) -> tuple[str, Layer]:
+        """``1 / (1 + exp(-z))``: sigmoid to full float64 precision."""
+        chain = [neg]
+        for op in ("Exp", "Add", "Reciprocal"):
+            users = self.users(self.graph.node[chain[-1]].output[0])
+            if len(users) != 1 or self.graph.node[users[0]].op_type != op:
+                raise self.refuse(chain[-1], "starts no 1 / (1 + exp(-z)) (a sigmoid)")
+            chain.append(users[0])
+        add = self.graph.node[chain[2]]
+        one = self.array(_other(add.input, self.graph.node[chain[1]].output[0]), chain[2], "one")
+        if one.size != 1 or one.reshape(-1)[0] != 1:
+            raise self.refuse(chain[2], "does not add 1 in 1 / (1 + exp(-z)) (a sigmoid)")
+        self.mapped.update(chain)
+        return self.graph.node[chain[-1]].output[0], Layer(W, b, "sigmoid", self._where(neg))
+
+    # -------------------------------------------------------------- after the chain
+    def set_aside(self, output: str) -> None:
+        """Set aside what reads the network's output; refuse any other node left.
+
+        That is skl2onnx's label and probability branch.
+        """
+        available = {output} | set(self.constants)
+        for index, node in enumerate(self.graph.node):
+            if index in self.mapped:
+                continue
+            if node.op_type not in _SET_ASIDE:
+                raise self.refuse(index, _unmappable(node.op_type))
+            outside = [t for t in node.input if t and t not in available]
+            if outside:
+                raise self.refuse(
+                    index,
+                    f"reads {outside[0]!r}, which is not the network's "
+                    "output: it cannot be set aside as a label branch",
+                )
+            available.update(node.output)
+
+    def finish(self, layers: list[Layer]) -> Layers:
+        dtypes = {layer.weights.dtype for layer in layers}
+        dtype = self.dtype if self.dtype is not None else layers[0].weights.dtype
+        if dtypes != {dtype}:
+            raise UnsupportedGraphError(
+                f"{self.name}: the layers compute in {sorted(d.name for d in dtypes)}, the "
+                f"input is {dtype.name}; one dtype for the whole network"
+            )
+        metadata = {p.key: p.value for p in self.model.metadata_props}
+        try:
+            chained = Layers.chain(layers, dtype)
+        except ValueError as error:
+            raise UnsupportedGraphError(f"{self.name}: {error}") from None
+        if self.model.producer_name == "deltaprop":
+            _restore_deltaprop_fields(chained, metadata)
+        return chained
+
+
+def _other(pair: Iterable[str], tensor: str) -> str:
+    rest = [t for t in pair if t != tensor]
+    return rest[0] if rest else tensor
+
+
+def _scaled(array: np.ndarray, factor: float) -> np.ndarray:
+    """``factor * array`` in float64, rounded once to the array's dtype; as is for 1."""
+    if factor == 1.0:
+        return array
+    return (np.float64(factor) * array.astype(np.float64)).astype(array.dtype)
+
+
+def _unmappable(op: str) -> str:
+    if op in _ACTIVATION_OPS:
+        return "is an activation where no fully connected layer precedes it"
+    if op in ("Gemm", "MatMul", "Add"):
+        return "does not continue the chain of layers from the input"
+    return f"is not part of a fully connected network ({op} has no counterpart in deltaprop)"
+
+
+def _restore_deltaprop_fields(layers: Layers, metadata: dict[str, str]) -> None:
+    """Take the cost, the hidden activation and the exact slope from deltaprop's metadata.
+
+    The graph is the truth; metadata fills only what it cannot say (the cost, the hidden
+    activation of a network without hidden layers, the digits of a float32 slope) and is
+    used only where it agrees with the graph.
+    """
+    try:
+        fields = {
+            key: json.loads(value) if key in ("sizes", "leaky_slope") else value
+            for key, value in metadata.items()
+        }
+        architecture = Architecture.from_fields(fields)
+    except (KeyError, ValueError, TypeError):  # metadata edited by hand: the graph alone
+        return
+    if architecture.output != layers.output:
+        return
+    layers.cost = architecture.cost
+    if len(layers.weights) == 1:  # no hidden layer in the graph to say what they would be
+        layers.activation, layers.leaky_slope = architecture.activation, architecture.leaky_slope
+    # LeakyRelu's alpha holds the slope rounded to float32, as a float32 network uses it.
+    elif architecture.activation == layers.activation and (
+        layers.activation != "leaky_relu"
+        or np.float32(architecture.leaky_slope) == np.float32(layers.leaky_slope)
+    ):
+        layers.leaky_slope = architecture.leaky_slope
