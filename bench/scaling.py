@@ -6,9 +6,10 @@ Measures, each in a fresh process (this script launches itself, under mpiexec fo
 
 1. the allreduce between two ranks here: latency alpha and seconds per byte beta of
    t = 2 (p - 1) alpha + 2 (p - 1) / p * bytes * beta (the ring allreduce) for p = 2;
-2. for each configuration, one epoch of `fit`: one process with 2 BLAS threads, one process
-   with 1 (the compute time of one batch), and `mpiexec -n 2` with 1 BLAS thread per rank
-   (best of three epochs each), and the time of the per-batch reductions alone;
+2. for each configuration, one epoch of `fit`: one process with 1 BLAS thread (the compute
+   time of one batch), then three rounds alternating one process with 2 BLAS threads and
+   `mpiexec -n 2` with 1 BLAS thread per rank (the best epoch of each kind counts), and the
+   time of the per-batch reductions alone;
 3. the predicted epoch time and efficiency on 1 to 256 ranks: per batch, the compute of one
    process divided among p ranks plus one ring allreduce of the gradient buffer, over 10 and
    100 Gb/s networks (alpha 20 us for TCP over 10 Gb/s Ethernet, 2 us for 100 Gb/s
@@ -38,7 +39,8 @@ import deltaprop as dp
 RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 NETWORKS = {"10 Gb/s": (20e-6, 8 / 10e9), "100 Gb/s": (2e-6, 8 / 100e9)}  # alpha, beta
 ROWS = {"A": N_TRAIN, "B": N_TRAIN, "C": N_TRAIN, "D": 10_240}
-REPEATS = 3
+REPEATS = 3  # epochs per process, the best one counts
+ROUNDS = 3  # processes of each kind per configuration, alternating
 
 
 def _mpiexec() -> str:
@@ -183,9 +185,14 @@ def driver(args: argparse.Namespace) -> None:
     models = {}
     for key in args.configs:
         config = CONFIGS[key]
-        two_threads = _worker(["--measure", "epoch", "--config", key], 2)
         one_thread = _worker(["--measure", "epoch", "--config", key], 1)
-        ranks = _worker(["--measure", "epoch", "--config", key, "--distributed"], 1, ranks=2)
+        # Side by side: the two ways alternate, so that a disturbance hits both alike.
+        two_threads, ranks = [], []
+        for _ in range(ROUNDS):
+            two_threads.append(_worker(["--measure", "epoch", "--config", key], 2))
+            ranks.append(_worker(["--measure", "epoch", "--config", key, "--distributed"], 1, 2))
+        two_threads = min(two_threads, key=lambda m: m["seconds"])
+        ranks = min(ranks, key=lambda m: m["seconds"])
         nbytes = (config.n_params + dp._core.REDUCTION_TAIL) * np.dtype(config.dtype).itemsize
         rate = lambda m: m["rows"] / m["seconds"]  # noqa: E731
         print(f"| {key} | {nbytes / 1e6:.2f} MB | {rate(two_threads):,.0f} samples/s "
