@@ -7,7 +7,6 @@ Each epoch itself runs in the core, through `Network.train_rows`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -723,7 +722,9 @@ def _check_metrics(metrics: Any) -> dict[str, Callable]:
     return dict(metrics)
 
 
-@dataclass
+# No generated == or repr: it holds arrays (== would compare them element by element),
+# and skipping them halves the class's cost to `import deltaprop`.
+@dataclass(eq=False, repr=False)
 class TrainingRun:
     """Everything one call of `fit` needs, validated, and its epoch loop.
 
@@ -1005,6 +1006,8 @@ class TrainingRun:
         """Before anything is trained: the checkpoint's run had the same arguments."""
         if not isinstance(saved, dict):
             return  # written before checkpoints kept their arguments
+        import json  # here only: json is costly to import, and resuming is rare
+
         now = json.loads(json.dumps(self.arguments()))  # as the file holds them
         for key, value in now.items():
             if key in saved and saved[key] != value:
