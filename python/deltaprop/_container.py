@@ -20,7 +20,7 @@ pickles). Writing goes through `deltaprop._files.write_atomically`.
 from __future__ import annotations
 
 # hashlib, json and zipfile are imported where they are used: together they would cost
-# `import deltaprop` more than everything else it loads (see tests/test_import.py).
+# `import deltaprop` more than everything else it loads (see tests/test_layout.py).
 import ast
 import contextlib
 import io
