@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
+from conftest import under_address_space_limit
 from deltaprop import cli
 
 
@@ -218,6 +219,7 @@ sys.exit(cli.main(["predict", sys.argv[1], sys.argv[2]]))
 """
 
 
+@under_address_space_limit
 def test_npy_header_claiming_terabytes_is_refused_under_a_memory_limit(tmp_path):
     """A header announcing 46 TiB in a file of a few hundred bytes: refused from the
     file's size, before anything is allocated."""
