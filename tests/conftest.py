@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,13 @@ VALID_OUTPUT_COSTS = (
 )
 # Relative tolerances against the float64 reference, per dtype of the core.
 RTOL = {"float64": 1e-10, "float32": 1e-3}
+
+# Under AddressSanitizer (README, "Development builds") a process reserves terabytes of
+# address space for its shadow memory, so a child limited to 1 GiB cannot start.
+under_address_space_limit = pytest.mark.skipif(
+    "libasan" in os.environ.get("LD_PRELOAD", ""),
+    reason="AddressSanitizer cannot run under a limit of the address space",
+)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
+from conftest import under_address_space_limit
 from deltaprop import cli
 
 
@@ -216,6 +219,7 @@ sys.exit(cli.main(["predict", sys.argv[1], sys.argv[2]]))
 """
 
 
+@under_address_space_limit
 def test_npy_header_claiming_terabytes_is_refused_under_a_memory_limit(tmp_path):
     """A header announcing 46 TiB in a file of a few hundred bytes: refused from the
     file's size, before anything is allocated."""
@@ -275,3 +279,59 @@ def test_predict_output_keeps_the_permissions_of_the_file_it_replaces(tmp_path):
     out.chmod(0o644)
     assert cli.main(["predict", str(model), str(data), "-o", str(out)]) == 0
     assert (out.stat().st_mode & 0o777) == 0o644 and np.load(out).shape == (3, 10)
+
+
+def test_version_is_the_package_version_and_the_installed_one(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"deltaprop {dp.__version__}\n"
+    assert importlib.metadata.version("deltaprop") == dp.__version__
+
+
+def _options(parser: argparse.ArgumentParser):
+    """Every option of the parser and of its subcommands, with the parser showing it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                yield from _options(subparser)
+        elif action.option_strings and action.default is not argparse.SUPPRESS:
+            yield parser, action
+
+
+def test_help_shows_every_option_default():
+    options = list(_options(cli._parser()))
+    assert len(options) > 25
+    for parser, action in options:
+        shown = parser._get_formatter()._get_help_string(action)
+        assert "default" in shown, action.option_strings
+
+
+def test_predict_classes_never_replace_the_activations(tmp_path, capsys):
+    model, data = tmp_path / "model.npz", tmp_path / "x.npy"
+    net = dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0)
+    net.save(model)
+    np.save(data, dp.datasets.load_digits()[0][:5])
+    assert cli.main(["predict", str(model), str(data)]) == 0
+    assert cli.main(["predict", str(model), str(data), "--classes"]) == 0
+    out = capsys.readouterr().out
+    assert f"written to {tmp_path / 'x.predictions.npy'}" in out
+    assert f"written to {tmp_path / 'x.classes.npy'}" in out
+    outputs = np.load(tmp_path / "x.predictions.npy")
+    np.testing.assert_allclose(outputs, net.predict(np.load(data)), rtol=1e-12)
+    np.testing.assert_array_equal(np.load(tmp_path / "x.classes.npy"), outputs.argmax(axis=1))
+
+
+def test_predict_checks_its_output_before_reading_anything(tmp_path, capsys):
+    missing = tmp_path / "missing"
+    argv = ["predict", str(missing / "model.npz"), str(missing / "x.npy")]
+    err = _one_line_error([*argv, "-o", str(missing / "out.npy")], capsys)
+    assert err.startswith("deltaprop: error: --output: directory") and "does not exist" in err
+
+
+def test_missing_fashion_mnist_is_reported_in_the_command_line_words(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(dp.datasets, "FASHION_MNIST_DIRS", ())
+    monkeypatch.setenv(dp.datasets.FASHION_MNIST_ENV, str(tmp_path))
+    installed = _one_line_error(["--data", "fashion-mnist", "--epochs", "1"], capsys)
+    directory = _one_line_error(["--data", str(tmp_path), "--epochs", "1"], capsys)
+    assert "--data fashion-mnist: Fashion-MNIST is not installed" in installed
+    assert f"--data: {tmp_path} does not hold Fashion-MNIST's four IDX files" in directory
+    assert "directory=" not in installed + directory

@@ -12,6 +12,7 @@ from importlib.resources import files
 import numpy as np
 import pytest
 
+from conftest import under_address_space_limit
 from deltaprop import datasets
 
 # First row of digits.csv.gz, copied from the file: 64 pixels, then the label 0.
@@ -727,6 +728,7 @@ except datasets.IDXFormatError as error:
 """
 
 
+@under_address_space_limit
 @pytest.mark.parametrize("compression", ["plain", "gz"])
 def test_idx_header_claiming_terabytes_is_refused_under_a_memory_limit(tmp_path, compression):
     done = subprocess.run(

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
+from conftest import under_address_space_limit
 
 OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rprop"]
 
@@ -681,6 +682,7 @@ def _bomb(path, model_file, n_params_claimed: int, zip64: bool) -> None:
     pathlib.Path(path).write_bytes(_seal(bytes(data)))
 
 
+@under_address_space_limit
 @pytest.mark.parametrize("claimed", [2**29, 2**31 - 2], ids=["4GiB", "16GiB"])
 def test_a_file_claiming_huge_members_is_refused_before_allocating(tmp_path, model_file, claimed):
     bomb = tmp_path / "bomb.npz"

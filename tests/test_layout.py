@@ -8,11 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import deltaprop
 
 PACKAGE = Path(deltaprop.__file__).parent
 # Imported inside functions on purpose: optional extras, or costly at import time.
 OPTIONAL = {"matplotlib", "sklearn", "tqdm", "mpi4py", "onnx", "onnxruntime", "scipy", "torch"}
+# Standard modules that alone would cost `import deltaprop` more than the package itself.
+COSTLY = {"hashlib", "json", "tempfile", "zipfile"}
+# What `import deltaprop` must not load beyond numpy: the above, the submodules it loads on
+# first use, and importlib.resources, pathlib and gzip, which only deltaprop.datasets needs.
+NOT_AT_IMPORT = OPTIONAL | COSTLY | {"importlib.resources", "pathlib", "gzip"}
+NOT_AT_IMPORT |= {
+    f"deltaprop.{name}" for name in ("datasets", "reference", "sklearn", "plot", "cli")
+}
 
 
 def _modules() -> dict[str, ast.Module]:
@@ -66,7 +76,36 @@ def test_imports_inside_functions_are_optional_dependencies_only():
                     roots = {alias.name.split(".")[0] for alias in node.names}
                 else:
                     continue
-                assert roots <= OPTIONAL, f"{name}.{function.name} imports {roots}"
+                assert roots <= OPTIONAL | COSTLY, f"{name}.{function.name} imports {roots}"
+
+
+def _modules_loaded_by_import_deltaprop() -> set[str]:
+    """Modules ``import deltaprop`` loads after numpy, per ``python -X importtime``."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import numpy, deltaprop"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    after_numpy = done.stderr.split("| numpy\n", 1)[1]
+    return {line.rsplit("|", 1)[1].strip() for line in after_numpy.splitlines()}
+
+
+def test_import_loads_nothing_optional_or_costly():
+    """`import deltaprop` stays within about 10 ms of `import numpy`: a time is too noisy to
+    assert, so the modules that would break it are named instead."""
+    loaded = _modules_loaded_by_import_deltaprop()
+    assert {"deltaprop", "deltaprop._core", "deltaprop.network"} <= loaded
+    assert not loaded & NOT_AT_IMPORT
+    assert not {name for name in loaded if name.split(".")[0] in OPTIONAL}
+
+
+def test_lazy_submodules_load_on_first_use():
+    assert {"datasets", "reference"} <= set(dir(deltaprop))
+    assert deltaprop.datasets.load_digits()[0].shape == (1797, 64)
+    assert callable(deltaprop.reference.gradients)
+    with pytest.raises(AttributeError, match="no attribute 'nowhere'"):
+        deltaprop.nowhere  # noqa: B018
 
 
 def test_no_module_imports_a_private_name_of_another():

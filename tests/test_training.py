@@ -276,6 +276,49 @@ def test_early_stopping_restores_the_best_weights():
     assert net.cost(Xv, yv) == pytest.approx(history["val_cost"][best], rel=1e-12)
 
 
+def test_early_stopping_says_when_it_stopped_and_whose_weights_it_restored(capsys):
+    net, X, y, Xv, yv = overfitting_problem()
+    options = dict(epochs=200, batch_size=8, optimizer="adam", lr=0.01, patience=3)
+    history = net.fit(X, y, validation_data=(Xv, yv), early_stopping=True, verbose=True, **options)
+    best, last = int(np.argmin(history["val_cost"])), len(history["cost"]) - 1
+    assert (history.stopped_epoch, history.restored_epoch) == (last, best)
+    assert net.history is history
+    ending = capsys.readouterr().out.strip().splitlines()[-1]
+    assert ending == (
+        f"early stopping after epoch {last + 1}/200: val_cost has not improved for 3 "
+        f"epochs; restored the weights of epoch {best + 1} "
+        f"(val_cost {history['val_cost'][best]:.4f})"
+    )
+
+
+def test_history_says_nothing_stopped_or_was_restored_when_nothing_was(capsys):
+    net, X, y, Xv, yv = overfitting_problem()
+    history = net.fit(
+        X,
+        y,
+        epochs=200,
+        batch_size=8,
+        optimizer="adam",
+        lr=0.01,
+        validation_data=(Xv, yv),
+        early_stopping=True,
+        patience=3,
+        restore_best_weights=False,
+    )
+    assert history.stopped_epoch == len(history["cost"]) - 1 and history.restored_epoch is None
+    history = net.fit(X, y, epochs=2, verbose=True)
+    assert history.stopped_epoch is None and history.restored_epoch is None
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("epoch 2/2")
+
+
+def test_a_stop_by_callback_is_recorded_and_told(capsys):
+    net, X, y = softmax_problem()
+    history = net.fit(X, y, epochs=10, verbose=True, callbacks=[lambda epoch, _: epoch == 1])
+    assert (history.stopped_epoch, history.restored_epoch) == (1, None)
+    ending = capsys.readouterr().out.strip().splitlines()[-1]
+    assert ending == "a callback stopped training after epoch 2/10"
+
+
 def test_early_stopping_without_validation_data_holds_out_a_tenth():
     net, X, y, _, _ = overfitting_problem()
     history = net.fit(X, y, epochs=3, early_stopping=True, patience=5)

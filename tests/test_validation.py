@@ -150,6 +150,22 @@ def test_non_real_dtypes_are_refused(net, data, dtype):
         net.predict(X)
 
 
+@pytest.mark.parametrize(
+    "to_text",
+    [
+        pytest.param(lambda y: y.astype(str), id="str"),
+        pytest.param(lambda y: [f"class {v}" for v in y], id="list"),
+        pytest.param(lambda y: y.astype(str).astype(object), id="object"),
+        pytest.param(lambda y: y.astype(bytes), id="bytes"),
+    ],
+)
+def test_text_labels_get_told_to_encode_them(net, data, to_text):
+    X, y = data
+    for call in (net.fit, net.cost, net.gradients):
+        with pytest.raises(TypeError, match=r"Y: class labels given as text .*DeltapropClassifier"):
+            call(X, to_text(y))
+
+
 def test_one_dimensional_sample_gets_a_hint(net):
     with pytest.raises(ValueError, match=r"reshape a single sample"):
         net.predict(np.zeros(4))

@@ -15,7 +15,9 @@ A C++ core runs the batched forward pass and the backward delta propagation
 from ._loader import _core
 
 # isort: split
-from . import datasets, interop, onnx, optim, reference, schedules
+import importlib
+
+from . import optim, schedules
 from ._checks import check_int
 from ._container import ModelFormatError
 from ._version import __version__
@@ -52,6 +54,38 @@ def get_num_threads() -> int:
         The thread count of the core's OpenBLAS pool (not numpy's).
     """
     return _core.get_num_threads()
+
+
+# Loaded on first use: `datasets` alone (importlib.resources, pathlib, gzip) would more than
+# double the cost of `import deltaprop`, and most programs never touch `reference`.
+_LAZY_SUBMODULES = ("datasets", "interop", "onnx", "reference")
+
+
+def __getattr__(name: str):
+    """Import the submodules of _LAZY_SUBMODULES when first asked for.
+
+    Parameters
+    ----------
+    name : str
+        The attribute asked for.
+
+    Returns
+    -------
+    module
+        The submodule ``deltaprop.<name>``.
+
+    Raises
+    ------
+    AttributeError
+        ``name`` is not a lazily loaded submodule.
+    """
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
 
 
 __all__ = [

@@ -19,22 +19,24 @@ pickles). Writing goes through `deltaprop._files.write_atomically`.
 
 from __future__ import annotations
 
+# hashlib, json and zipfile are imported where they are used: together they would cost
+# `import deltaprop` more than everything else it loads (see tests/test_layout.py).
 import ast
 import contextlib
-import hashlib
 import io
-import json
 import os
 import reprlib
 import struct
-import zipfile
 from collections.abc import Callable, Iterable
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
 from ._files import open_regular, write_atomically
 from ._version import __version__
+
+if TYPE_CHECKING:
+    import zipfile
 
 FORMAT = "deltaprop-model"
 FORMAT_VERSION = 1
@@ -47,10 +49,9 @@ _SEAL_BYTES = 64  # hex SHA-256 of everything before it, stored as the zip comme
 # Local header, central-directory entry and zip64 extras of one member, with its name.
 _ZIP_BYTES_PER_MEMBER = 256
 _END_OF_CENTRAL_DIRECTORY = b"PK\x05\x06"
-# What zipfile, the npy header parser and the JSON decoder raise on damaged input.
+# What the npy header parser and the JSON decoder raise on damaged input (zipfile's own
+# errors join them in _errors_naming).
 _READ_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
     EOFError,
     OSError,
     ValueError,
@@ -164,6 +165,8 @@ def canonical(fields: dict[str, Any]) -> bytes:
     TypeError
         ``fields`` is not JSON-able.
     """
+    import json
+
     text = json.dumps(
         fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )
@@ -172,6 +175,8 @@ def canonical(fields: dict[str, Any]) -> bytes:
 
 def _digest(fields: dict[str, Any], arrays: Iterable[np.ndarray]) -> str:
     """SHA-256 of the header without its ``sha256`` key, then of each array's bytes."""
+    import hashlib
+
     hasher = hashlib.sha256(canonical({k: v for k, v in fields.items() if k != "sha256"}))
     for array in arrays:
         array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
@@ -181,6 +186,8 @@ def _digest(fields: dict[str, Any], arrays: Iterable[np.ndarray]) -> str:
 
 def _write_npz(file: BinaryIO, header: bytes, arrays: dict[str, np.ndarray]) -> None:
     """Write the npz archive, sealed with the SHA-256 of all its bytes as its zip comment."""
+    import hashlib
+
     buffer = io.BytesIO()
     np.savez(buffer, header=np.frombuffer(header, dtype=np.uint8), allow_pickle=False, **arrays)
     archive = bytearray(buffer.getvalue())
@@ -224,6 +231,8 @@ def read(
     ModelFormatError
         Anything else; the message names the file.
     """
+    import zipfile
+
     name = os.fspath(path)
     with open_regular(name) as file, _errors_naming(name):
         size = file.seek(0, os.SEEK_END)
@@ -287,11 +296,13 @@ def _errors_naming(name: str):
 
     The file is open already: failing to open it is no format error.
     """
+    import zipfile
+
     try:
         yield
     except ModelFormatError as error:
         raise ModelFormatError(f"{name}: {error}") from error.__cause__
-    except _READ_ERRORS as error:
+    except (*_READ_ERRORS, zipfile.BadZipFile, zipfile.LargeZipFile) as error:
         raise ModelFormatError(
             f"{name}: not a readable deltaprop model file ({type(error).__name__}: {error})"
         ) from error
@@ -299,6 +310,8 @@ def _errors_naming(name: str):
 
 def _check_seal(file: BinaryIO, size: int) -> None:
     """Compare the seal at the end of the file with a streamed hash of the rest."""
+    import hashlib
+
     file.seek(size - _SEAL_BYTES)
     seal = file.read(_SEAL_BYTES)
     file.seek(0)
@@ -322,6 +335,8 @@ def _members(archive: zipfile.ZipFile, file_size: int) -> dict[str, zipfile.ZipI
 
     Anything but plain stored .npy files that lie within the file is refused.
     """
+    import zipfile
+
     members = {}
     for info in archive.infolist():
         if info.compress_size != info.file_size or info.header_offset + info.file_size > file_size:
@@ -342,6 +357,8 @@ def _members(archive: zipfile.ZipFile, file_size: int) -> dict[str, zipfile.ZipI
 
 def _read_header(archive: zipfile.ZipFile, members) -> tuple[dict[str, Any], bytes]:
     """Read the header's fields (the container's own checked) and its raw bytes."""
+    import json
+
     info = members["header"]
     if info.file_size > _MAX_HEADER_BYTES:
         raise ModelFormatError(f"header member of {info.file_size} bytes is too large")

@@ -159,7 +159,7 @@ def class_indices(labels: Any, n_samples: int, n_outputs: int, argument: str) ->
     ValueError
         A wrong shape, a value that is not a whole number, or one out of range.
     """
-    labels = as_real_array(labels, argument)
+    labels = as_real_array(_refuse_text_labels(labels, argument), argument)
     if labels.shape != (n_samples,):
         raise ValueError(
             f"{argument}: expected class indices of shape ({n_samples},), got {labels.shape}"
@@ -173,6 +173,22 @@ def class_indices(labels: Any, n_samples: int, n_outputs: int, argument: str) ->
             f"got values in [{labels.min()}, {labels.max()}]"
         )
     return labels.astype(np.int64)
+
+
+def _refuse_text_labels(labels: Any, argument: str) -> Any:
+    """Return ``labels`` unless they are text, which needs encoding first: say how."""
+    array = np.asarray(labels)
+    is_text = array.dtype.kind in "SU" or (
+        array.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in array.flat)
+    )
+    if is_text:
+        raise TypeError(
+            f"{argument}: class labels given as text (dtype {array.dtype}); a Network takes "
+            "class indices 0..n_classes-1: encode them, e.g. "
+            "classes, indices = np.unique(labels, return_inverse=True), or use "
+            "deltaprop.sklearn.DeltapropClassifier, which takes labels of any type"
+        )
+    return labels
 
 
 def targets(Y: Any, n_samples: int, architecture: Architecture, argument: str = "Y") -> np.ndarray:
@@ -203,7 +219,7 @@ def targets(Y: Any, n_samples: int, architecture: Architecture, argument: str = 
         A wrong shape, class indices out of range or not whole numbers, NaN or infinity,
         or targets outside [0, 1] for a cost that takes their logarithm.
     """
-    Y = as_real_array(Y, argument)
+    Y = as_real_array(_refuse_text_labels(Y, argument), argument)
     n_out = architecture.sizes[-1]
     if Y.ndim == 1 and n_out == 1:
         # One output unit: a 1-D Y holds the target values themselves.

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
@@ -49,6 +48,8 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
         or not writable, the disk is full...); the error names ``path``. Whatever
         ``write`` raises propagates too.
     """
+    import tempfile  # here only: with shutil and random, costly to import
+
     path = os.fspath(path)
     target = _regular_destination(path)
     directory = os.path.dirname(target)

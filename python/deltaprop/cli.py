@@ -21,6 +21,7 @@ import numpy as np
 from . import _core, datasets, onnx, optim, plot, schedules
 from ._checks import check_int, check_real
 from ._files import open_regular, write_atomically
+from ._version import __version__
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load
 from .training import DivergenceError
 
@@ -28,10 +29,22 @@ DATA_HELP = "'digits' (shipped), 'fashion-mnist' (installed data) or a directory
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors."""
+    """argparse with one-line errors, and every option's default in its help."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(formatter_class=_DefaultsShown, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"deltaprop: error: {message}\n")
+
+
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's "(default: ...)" after each option's help, unless the help says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "default" in action.help:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class CommandError(Exception):
@@ -72,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="deltaprop",
         description="Train, evaluate and use multilayer perceptrons (backpropagation on BLAS).",
     )
+    parser.add_argument("--version", action="version", version=f"deltaprop {__version__}")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     _add_train_options(commands.add_parser("train", help="train a network (the default)"))
     evaluate = commands.add_parser("evaluate", help="accuracy and confusion matrix of a model")
@@ -81,13 +95,17 @@ def _parser() -> argparse.ArgumentParser:
         "--test-fraction",
         type=_OPEN_FRACTION,
         default=0.2,
-        help="test split of the digits (default 0.2)",
+        help="test split of the digits",
     )
     evaluate.add_argument("--seed", type=_COUNT, default=0, help="seed of the digits split")
     predict = commands.add_parser("predict", help="write a model's predictions for an .npy file")
-    predict.add_argument("model")
+    predict.add_argument("model", help="a model file written by 'deltaprop train --save'")
     predict.add_argument("input", help=".npy file of shape (n_samples, n_inputs)")
-    predict.add_argument("--output", "-o", help="output .npy (default: INPUT.predictions.npy)")
+    predict.add_argument(
+        "--output",
+        "-o",
+        help="output .npy (default: INPUT.predictions.npy, with --classes INPUT.classes.npy)",
+    )
     predict.add_argument(
         "--classes", action="store_true", help="write class indices instead of output activations"
     )
@@ -114,11 +132,11 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="hidden layer sizes (default: 30)",
     )
-    add("--activation", choices=ACTIVATIONS, default="sigmoid")
-    add("--output", choices=OUTPUTS, default="softmax")
-    add("--cost", choices=COSTS, default="log_likelihood")
-    add("--init", choices=INITS, default="normal_scaled")
-    add("--optimizer", choices=optim.NAMES, default="sgd")
+    add("--activation", choices=ACTIVATIONS, default="sigmoid", help="hidden-layer activation")
+    add("--output", choices=OUTPUTS, default="softmax", help="output activation")
+    add("--cost", choices=COSTS, default="log_likelihood", help="cost function")
+    add("--init", choices=INITS, default="normal_scaled", help="weight initialiser")
+    add("--optimizer", choices=optim.NAMES, default="sgd", help="update rule")
     add(
         "--lr",
         type=_RATE,
@@ -126,14 +144,23 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="learning rate (default: 0.5 for sgd, else the optimizer's own)",
     )
     add("--momentum", type=_FRACTION, default=None, help="for momentum and nesterov (default 0.9)")
-    add("--batch-size", type=_POSITIVE, default=10)
-    add("--epochs", type=_COUNT, default=30)
+    add("--batch-size", type=_POSITIVE, default=10, help="rows per mini-batch")
+    add("--epochs", type=_COUNT, default=30, help="passes over the training data")
     add("--lmbda", type=_STRENGTH, default=0.0, help="L2 regularisation lambda (Nielsen's form)")
     add("--l1", type=_STRENGTH, default=0.0, help="L1 regularisation")
     add("--dropout", type=_FRACTION, default=0.0, help="dropout rate of the hidden layers")
-    add("--schedule", choices=("constant", "step", "adaptive"), default="constant")
-    add("--early-stopping", action="store_true")
-    add("--patience", type=_POSITIVE, default=5)
+    add(
+        "--schedule",
+        choices=("constant", "step", "adaptive"),
+        default="constant",
+        help="learning-rate schedule",
+    )
+    add(
+        "--early-stopping",
+        action="store_true",
+        help="stop when the validation cost stops falling; keep the best epoch's weights",
+    )
+    add("--patience", type=_POSITIVE, default=5, help="epochs without improvement to stop after")
     add(
         "--validation-fraction",
         type=_FRACTION,
@@ -141,10 +168,14 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="hold out this fraction of the training data for validation",
     )
     add("--test-fraction", type=_OPEN_FRACTION, default=0.2, help="test split of the digits")
-    add("--dtype", choices=("float64", "float32"), default="float64")
-    add("--seed", type=_COUNT, default=0)
-    add("--save", metavar="MODEL", help="write the trained model to this file")
-    add("--plot", metavar="PNG", help="write learning curves to this PNG (needs matplotlib)")
+    add("--dtype", choices=("float64", "float32"), default="float64", help="precision")
+    add("--seed", type=_COUNT, default=0, help="seed of the weights, row orders and splits")
+    add("--save", metavar="MODEL", help="write the trained model to this file (default: none)")
+    add(
+        "--plot",
+        metavar="PNG",
+        help="write learning curves to this PNG (needs matplotlib; default: none)",
+    )
     add("--quiet", action="store_true", help="no per-epoch progress")
     add(
         "--distributed",
@@ -160,9 +191,22 @@ def _load_data(source: str, dtype: str, test_fraction: float, seed: int):
         X, y = datasets.load_digits(dtype=dtype)
         return datasets.train_test_split(X, y, test_fraction=test_fraction, seed=seed)
     if source == "fashion-mnist":
-        return datasets.load_fashion_mnist(dtype=dtype)
+        try:
+            return datasets.load_fashion_mnist(dtype=dtype)
+        except FileNotFoundError:
+            raise CommandError(
+                "--data fashion-mnist: Fashion-MNIST is not installed: apt-get install "
+                f"dataset-fashion-mnist (Debian), set {datasets.FASHION_MNIST_ENV} to the "
+                "directory of its IDX files, or give that directory as --data"
+            ) from None
     if os.path.isdir(source):
-        return datasets.load_fashion_mnist(directory=source, dtype=dtype)
+        try:
+            return datasets.load_fashion_mnist(directory=source, dtype=dtype)
+        except FileNotFoundError:
+            raise CommandError(
+                f"--data: {source} does not hold Fashion-MNIST's four IDX files "
+                "(train- and t10k- images and labels, plain or .gz)"
+            ) from None
     raise CommandError(f"--data: expected {DATA_HELP}, got {source!r}")
 
 
@@ -367,8 +411,10 @@ def evaluate(args: argparse.Namespace) -> None:
 def predict(args: argparse.Namespace) -> None:
     """Run ``deltaprop predict``: write a model's predictions for an ``.npy`` file.
 
-    The output (``--output``, else ``INPUT.predictions.npy``) is written atomically: the
-    output activations, or the class indices with ``--classes``.
+    The output activations go to ``--output``, else ``INPUT.predictions.npy``; the class
+    indices (``--classes``) to ``--output``, else ``INPUT.classes.npy``, so that they never
+    replace the activations. The file is written atomically, its destination checked
+    before the model is loaded.
 
     Parameters
     ----------
@@ -383,10 +429,12 @@ def predict(args: argparse.Namespace) -> None:
         An invalid model file, inputs that do not fit the model, or a file that cannot
         be read or written.
     """
+    suffix = ".classes.npy" if args.classes else ".predictions.npy"
+    path = args.output or os.path.splitext(args.input)[0] + suffix
+    _check_destination("--output", path)
     net = load(args.model)
     X = _read_input(args.input)
     result = net.predict_classes(X) if args.classes else net.predict(X)
-    path = args.output or os.path.splitext(args.input)[0] + ".predictions.npy"
     write_atomically(path, lambda file: np.save(file, result, allow_pickle=False))
     print(f"{len(result)} predictions written to {path}")
 
@@ -429,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command's error (reported in one line on stderr), 130 on Ctrl-C.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "train")
     try:
         args = _parser().parse_args(argv)

@@ -40,6 +40,7 @@ from ._files import open_regular
 
 __all__ = [
     "FASHION_MNIST_DIRS",
+    "FASHION_MNIST_ENV",
     "IDXFormatError",
     "load_digits",
     "load_fashion_mnist",
@@ -416,7 +417,8 @@ _DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 #: one named by the environment variable ``DELTAPROP_FASHION_MNIST``. Debian's package
 #: ``dataset-fashion-mnist`` installs the four ``.gz`` files directly in the first.
 FASHION_MNIST_DIRS = (_DEBIAN_FASHION_MNIST_DIR,)
-_FASHION_MNIST_ENV = "DELTAPROP_FASHION_MNIST"
+#: The environment variable naming a directory that holds the Fashion-MNIST files.
+FASHION_MNIST_ENV = "DELTAPROP_FASHION_MNIST"
 # (images, labels) file names of the training and the test split, each maybe with ".gz".
 _FASHION_MNIST_SPLITS = (
     ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -431,7 +433,7 @@ def _fashion_mnist_candidates(directory: str | os.PathLike[str] | None) -> list[
     """Return the directories to search, in order."""
     if directory is not None:
         return [Path(directory)]
-    from_env = os.environ.get(_FASHION_MNIST_ENV)
+    from_env = os.environ.get(FASHION_MNIST_ENV)
     return ([Path(from_env)] if from_env else []) + [Path(d) for d in FASHION_MNIST_DIRS]
 
 
@@ -455,7 +457,7 @@ def _find_fashion_mnist(directory: str | os.PathLike[str] | None) -> list[tuple[
     raise FileNotFoundError(
         f"Fashion-MNIST not found: looked in {looked} for {wanted} (each may end in .gz). "
         "Install it with `apt-get install dataset-fashion-mnist` (Debian; it puts the files "
-        f"in {_DEBIAN_FASHION_MNIST_DIR}), or pass directory= (or set {_FASHION_MNIST_ENV}) "
+        f"in {_DEBIAN_FASHION_MNIST_DIR}), or pass directory= (or set {FASHION_MNIST_ENV}) "
         "naming a directory that holds them."
     )
 

@@ -32,7 +32,9 @@ _FIELDS = {"sizes", "activation", "output", "cost", "leaky_slope", "dtype", "n_p
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 
 
-@dataclass
+# No generated == or repr: it holds arrays (== would compare them element by element),
+# and skipping them halves the class's cost to `import deltaprop`.
+@dataclass(eq=False, repr=False)
 class ModelRecord:
     """What a model file holds.
 

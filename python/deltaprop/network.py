@@ -74,6 +74,12 @@ class Network:
     TypeError, ValueError
         An argument of the wrong type or value, or a pairing of output and cost that does
         not exist (e.g. ``"log_likelihood"`` without ``"softmax"``).
+
+    Notes
+    -----
+    The defaults are Nielsen's chapter-1 network (sigmoid output, quadratic cost), kept as
+    they were released. For classification, ``output="softmax", cost="log_likelihood"``
+    learns faster and further, and is what the ``deltaprop`` command uses.
     """
 
     def __init__(

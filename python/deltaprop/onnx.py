@@ -40,7 +40,6 @@ read from files in the model's own directory only.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -423,6 +422,8 @@ class _Graph:
 
 
 def _metadata_text(value: Any) -> str:
+    import json  # here only: costly at import time, which loads this module
+
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -915,6 +916,8 @@ def _restore_deltaprop_fields(layers: Layers, metadata: dict[str, str]) -> None:
     activation of a network without hidden layers, the digits of a float32 slope) and is
     used only where it agrees with the graph.
     """
+    import json  # here only: costly at import time, which loads this module
+
     try:
         fields = {
             key: json.loads(value) if key in ("sizes", "leaky_slope") else value

@@ -8,7 +8,6 @@ Each epoch itself runs in the core, through `Network.train_rows`.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sys
@@ -29,7 +28,7 @@ from ._checks import (
 )
 from ._container import ModelFormatError
 
-__all__ = ["DivergenceError", "EarlyStopping", "fit", "l2_coefficient"]
+__all__ = ["DivergenceError", "EarlyStopping", "History", "fit", "l2_coefficient"]
 
 # With a progress bar an epoch runs in about this many core calls, so the bar can move.
 _PROGRESS_STEPS = 50
@@ -126,6 +125,25 @@ class DivergenceError(FloatingPointError):
         self.epoch, self.batch, self.history = epoch, batch, history
 
 
+class History(dict):
+    """What `fit` returns: the per-epoch lists of metrics, and how training ended.
+
+    A dict of str to list of float (see `fit`), with two attributes.
+
+    Attributes
+    ----------
+    stopped_epoch : int or None
+        The epoch (from 0) after which early stopping or a callback ended training before
+        its ``epochs``; None when it ran them all.
+    restored_epoch : int or None
+        The epoch (from 0) whose parameters early stopping gave back to the network at the
+        end (``restore_best_weights``); None when the network has those of its last epoch.
+    """
+
+    stopped_epoch: int | None = None
+    restored_epoch: int | None = None
+
+
 @dataclass
 class EarlyStopping:
     """Stop when a metric of the history has not improved for ``patience`` epochs.
@@ -154,6 +172,8 @@ class EarlyStopping:
         State: epochs since the last improvement.
     stopped_epoch : int or None, default=None
         State: the epoch (from 0) after which it stopped training; None if it has not.
+    best_epoch : int or None, default=None
+        State: the epoch (from 0) of the best value; None before any.
 
     Raises
     ------
@@ -171,6 +191,7 @@ class EarlyStopping:
     best_params: np.ndarray | None = None
     epochs_without_improvement: int = 0
     stopped_epoch: int | None = None
+    best_epoch: int | None = None
 
     def __post_init__(self) -> None:
         if self.patience != math.inf:
@@ -214,7 +235,7 @@ class EarlyStopping:
         else:
             improved = better = value < self.best_cost - self.min_delta
         if better:
-            self.best_cost = value
+            self.best_cost, self.best_epoch = value, epoch
             if self.restore_best:
                 self.best_params = params.copy()
         self.epochs_without_improvement = 0 if improved else self.epochs_without_improvement + 1
@@ -223,16 +244,23 @@ class EarlyStopping:
             return True
         return False
 
-    def restore(self, params: np.ndarray) -> None:
+    def restore(self, params: np.ndarray) -> bool:
         """Put the best epoch's parameters back, if kept.
 
         Parameters
         ----------
         params : ndarray
             The network's parameters, overwritten in place.
+
+        Returns
+        -------
+        bool
+            Whether they were put back (``best_epoch`` says whose they are).
         """
         if self.restore_best and self.best_params is not None:
             params[...] = self.best_params
+            return True
+        return False
 
     def state(self) -> dict[str, Any]:
         """Return what a checkpoint keeps of the state (the best parameters go beside it).
@@ -240,11 +268,15 @@ class EarlyStopping:
         Returns
         -------
         dict
-            JSON-able: ``best_cost`` (None while infinite) and
+            JSON-able: ``best_cost`` (None while infinite), ``best_epoch`` and
             ``epochs_without_improvement``.
         """
         best = None if math.isinf(self.best_cost) else self.best_cost
-        return {"best_cost": best, "epochs_without_improvement": self.epochs_without_improvement}
+        return {
+            "best_cost": best,
+            "best_epoch": self.best_epoch,
+            "epochs_without_improvement": self.epochs_without_improvement,
+        }
 
     def set_state(self, state: dict[str, Any], best_params: np.ndarray | None) -> None:
         """Continue from a checkpoint's `state`.
@@ -263,6 +295,8 @@ class EarlyStopping:
         """
         self.best_cost = math.inf if state["best_cost"] is None else float(state["best_cost"])
         self.epochs_without_improvement = int(state["epochs_without_improvement"])
+        best_epoch = state.get("best_epoch")  # absent from checkpoints of version 0.1.0
+        self.best_epoch = None if best_epoch is None else int(best_epoch)
         self.best_params = best_params
 
 
@@ -414,14 +448,17 @@ default=None
 
     Returns
     -------
-    history : dict of str to list of float
-        Per-epoch lists: ``"cost"`` (mean cost of the batches during the epoch),
+    history : History
+        A dict of per-epoch lists: ``"cost"`` (mean cost of the batches during the epoch),
         ``"accuracy"`` (with ``train_accuracy``), ``"val_cost"`` and ``"val_accuracy"``
         (with validation data; no ``"val_accuracy"`` for an identity output), those of
         ``metrics``, ``"lr"`` and ``"time"`` (seconds). The same lists are in
         ``net.history``, also after an interruption: Ctrl-C or an exception from a
         callback leaves the weights of the last batch done and the metrics of the
-        completed epochs.
+        completed epochs. ``history.stopped_epoch`` is the epoch (from 0) after which early
+        stopping or a callback ended training (None if it ran every epoch), and
+        ``history.restored_epoch`` the epoch whose parameters early stopping restored (None
+        if none were); with ``verbose`` a last line says the same.
 
     Raises
     ------
@@ -820,7 +857,9 @@ def _check_metrics(metrics: Any) -> dict[str, Callable]:
     return dict(metrics)
 
 
-@dataclass
+# No generated == or repr: it holds arrays (== would compare them element by element),
+# and skipping them halves the class's cost to `import deltaprop`.
+@dataclass(eq=False, repr=False)
 class TrainingRun:
     """Everything one call of `fit` needs, validated, and its epoch loop.
 
@@ -930,7 +969,7 @@ class TrainingRun:
         """
         # The network's own history grows epoch by epoch, so that an interrupted fit
         # leaves the metrics of the epochs it completed in net.history.
-        self.history = self.net.history = {key: [] for key in self._history_keys()}
+        self.history = self.net.history = History((key, []) for key in self._history_keys())
         self.net.comm = None if self.group is None else self.group.comm
         if self.group is None:
             return self._run()
@@ -959,8 +998,7 @@ class TrainingRun:
                 with self._agreeing():
                     if self._writes_files():
                         self._save_checkpoint(epoch + 1, stopped)
-        if self.early_stopping is not None:
-            self.early_stopping.restore(self.net.params)
+        self._end(stopped)
         return self.history
 
     def shared_arguments(self) -> dict[str, Any]:
@@ -1041,6 +1079,19 @@ class TrainingRun:
         exists = os.path.exists(self.checkpoint)
         return exists if self.group is None else self.group.any(exists)
 
+    def _end(self, stopped: bool) -> None:
+        """Give the network its best epoch's parameters back; record and tell how it ended."""
+        history, stopping = self.history, self.early_stopping
+        epochs_done = len(history["cost"])
+        if stopped and epochs_done < self.epochs:
+            history.stopped_epoch = epochs_done - 1
+        if stopping is not None and stopping.restore(self.net.params):
+            history.restored_epoch = stopping.best_epoch
+        if self.verbose and (
+            history.stopped_epoch is not None or history.restored_epoch is not None
+        ):
+            print(_ending(history, stopping, self.epochs), flush=True)
+
     def run_lbfgs(self, minimize, max_fun: int, tol: float):
         """Minimise the full-batch objective with scipy's L-BFGS-B.
 
@@ -1064,7 +1115,9 @@ class TrainingRun:
             The history.
         """
         net = self.net
-        self.history = net.history = {key: [] for key in self._history_keys() if key != "lr"}
+        self.history = net.history = History(
+            (key, []) for key in self._history_keys() if key != "lr"
+        )
         net.comm = None if self.group is None else self.group.comm
         if self.group is None:
             return self._run_lbfgs(minimize, max_fun, tol)
@@ -1234,6 +1287,8 @@ class TrainingRun:
         """Before anything is trained: the checkpoint's run had the same arguments."""
         if not isinstance(saved, dict):
             return  # written before checkpoints kept their arguments
+        import json  # here only: json is costly to import, and resuming is rare
+
         now = json.loads(json.dumps(self.arguments()))  # as the file holds them
         for key, value in now.items():
             if key in saved and saved[key] != value:
@@ -1451,6 +1506,26 @@ def _progress_bar(epoch: int, epochs: int, n: int):
         bar.close()
         return None
     return bar
+
+
+def _ending(history: History, stopping: EarlyStopping | None, epochs: int) -> str:
+    """Say, in the per-epoch lines' numbering (from 1), how a run ended."""
+    parts = []
+    if history.stopped_epoch is not None:
+        done = history.stopped_epoch + 1
+        if stopping is not None and stopping.stopped_epoch == history.stopped_epoch:
+            parts.append(
+                f"early stopping after epoch {done}/{epochs}: {stopping.monitor} has not "
+                f"improved for {stopping.epochs_without_improvement} epochs"
+            )
+        else:
+            parts.append(f"a callback stopped training after epoch {done}/{epochs}")
+    if history.restored_epoch is not None:
+        parts.append(
+            f"restored the weights of epoch {history.restored_epoch + 1} "
+            f"({stopping.monitor} {stopping.best:.4f})"
+        )
+    return "; ".join(parts)
 
 
 def _print_progress(epoch: int, epochs: int, history: dict[str, list[float]]) -> None:
