@@ -519,10 +519,9 @@ default=None
         seed = group.broadcast_seed(seed)
     # Every rank checks its own arguments and data; with comm, all raise the first
     # failing rank's error before anything is trained.
-    with contextlib.nullcontext() if group is None else group.agreeing():
-        X, Y = _validate(net, X, Y, group)
+    with _agreeing(group):
+        X, Y, sample_weight = _checked_data(net, X, Y, sample_weight, group)
         sharded = group is not None and group.sharded
-        sample_weight = check_sample_weight(sample_weight, len(X), net.dtype, sharded)
         if sample_weight is not None and not sharded:
             # Only relative weights matter; scaled to at most 1, no sum of them overflows.
             sample_weight /= sample_weight.max()
@@ -578,6 +577,18 @@ def _group(comm: Any, sharded: Any) -> _distributed.Group | None:
             raise ValueError("sharded: applies to data-parallel training only (give comm)")
         return None
     return _distributed.Group(comm, bool(sharded))
+
+
+def _agreeing(group: _distributed.Group | None):
+    """With comm: every rank raises the first failing rank's error at the end of the block."""
+    return contextlib.nullcontext() if group is None else group.agreeing()
+
+
+def _checked_data(net, X: Any, Y: Any, sample_weight: Any, group: _distributed.Group | None):
+    """Return X, Y and the sample weights of this rank, checked (see `_validate`)."""
+    X, Y = _validate(net, X, Y, group)
+    sharded = group is not None and group.sharded
+    return X, Y, check_sample_weight(sample_weight, len(X), net.dtype, sharded)
 
 
 def _validate(net, X: Any, Y: Any, group: _distributed.Group | None):
@@ -652,10 +663,9 @@ def _fit_lbfgs(
         ) from error
     if group is not None:
         seed = group.broadcast_seed(seed)
-    with contextlib.nullcontext() if group is None else group.agreeing():
-        X, Y = _validate(net, X, Y, group)
+    with _agreeing(group):
+        X, Y, sample_weight = _checked_data(net, X, Y, sample_weight, group)
         sharded = group is not None and group.sharded
-        sample_weight = check_sample_weight(sample_weight, len(X), net.dtype, sharded)
         train, validation = split_validation(
             net,
             (X, Y, sample_weight),
@@ -1065,7 +1075,7 @@ class TrainingRun:
         return self.group.mean(lambda *rows: _nan_on_overflow(metric, *rows), X, Y)
 
     def _agreeing(self):
-        return contextlib.nullcontext() if self.group is None else self.group.agreeing()
+        return _agreeing(self.group)
 
     def _raised_by_all(self, error: BaseException) -> BaseException:
         """Mark an error every rank raises at once (see `Group.raised_by_all`)."""
