@@ -166,6 +166,13 @@ deltaprop::Reduction<T> reduction(const Mlp<T> &mlp, const py::function &reduce,
             }};
 }
 
+// The L2 and L1 coefficients of the regularisation term.
+void check_strengths(double l2, double l1) {
+    if (!(std::isfinite(l2) && l2 >= 0 && std::isfinite(l1) && l1 >= 0)) {
+        throw std::invalid_argument("l2, l1: expected finite numbers >= 0");
+    }
+}
+
 std::string to_string(deltaprop::Activation f) {
     using deltaprop::Activation;
     switch (f) {
@@ -276,9 +283,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 const std::size_t n = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
                 check_matrix(Y, "Y", n, net.mlp().n_outputs());
                 if (sample_weight) check_sample_weight(*sample_weight, n);
-                if (!(std::isfinite(l2) && l2 >= 0 && std::isfinite(l1) && l1 >= 0)) {
-                    throw std::invalid_argument("l2, l1: expected finite numbers >= 0");
-                }
+                check_strengths(l2, l1);
                 check_disjoint(
                     {{"grads", &grads, true},
                      {"params", &params, false},
@@ -302,9 +307,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 check_params(net.mlp(), params, "params");
                 check_params(net.mlp(), grads, "grads");
                 check_writeable<T>(grads, "grads");
-                if (!(std::isfinite(l2) && l2 >= 0 && std::isfinite(l1) && l1 >= 0)) {
-                    throw std::invalid_argument("l2, l1: expected finite numbers >= 0");
-                }
+                check_strengths(l2, l1);
                 check_disjoint({{"grads", &grads, true}, {"params", &params, false}});
                 const T *p = params.data();
                 T *g = grads.mutable_data();
