@@ -295,6 +295,9 @@ default="sigmoid"
         # The communicator of the last data-parallel fit (mpi4py): save() writes on its
         # rank 0 only, so that every rank may call it. None: this process alone.
         self.comm: Any = None
+        # train_rows' buffer of gradient sums for `reduce`, made on first use (it is the
+        # size of the parameters) and kept: data-parallel epochs make many calls.
+        self._reduction_buffer: np.ndarray | None = None
         self._training = threading.Lock()  # held by fit: one training run at a time
         # Held while the core updates the parameters, and while they are copied to be
         # saved or pickled: a copy is never half of one batch and half of the next.
@@ -874,7 +877,10 @@ default="sigmoid"
         self.optimizer.bind(self._core.n_params, self.dtype)
         sum_over_processes = {}
         if reduce is not None:
-            buffer = np.empty(self._core.n_params + _core.REDUCTION_TAIL, self.dtype)
+            if self._reduction_buffer is None:
+                size = self._core.n_params + _core.REDUCTION_TAIL
+                self._reduction_buffer = np.empty(size, self.dtype)
+            buffer = self._reduction_buffer
             sum_over_processes = dict(
                 shares=shares, reduce=lambda: reduce(buffer), reduce_buffer=buffer
             )

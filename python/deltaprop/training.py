@@ -1423,13 +1423,17 @@ class TrainingRun:
         for first in range(0, steps, per_call):
             batches = range(first, min(steps, first + per_call))
             rows = min(n, batches.stop * B) - first * B
+            # The call gets the stretch of the order its shares lie in, positions from 0.
+            share = shares(batches)
+            start, stop = share[0, 0], share[1, -1]
+            share[:2] -= start
             arguments = dict(
                 X=X,
                 Y=Y,
-                rows=order,
+                rows=order[start:stop],
                 sample_weight=sample_weight,
                 first_batch=first,
-                shares=shares(batches),
+                shares=share,
                 reduce=group.reduce,
             )
             calls.append((rows, arguments))
