@@ -147,23 +147,18 @@ deltaprop::Shares check_shares(const Array<std::int64_t> &shares) {
     return {data, data + n_batches, data + 2 * n_batches, n_batches};
 }
 
-// The reduction of data-parallel training: `reduce()`, a Python callable, sums `buffer`
-// over the processes; the core calls it once per batch, with the GIL.
-template <class T>
-deltaprop::Reduction<T> reduction(const Mlp<T> &mlp, const py::function &reduce, Array<T> &buffer) {
-    check_aligned<T>(buffer, "reduce_buffer");
-    check_writeable<T>(buffer, "reduce_buffer");
-    const std::size_t length = mlp.n_params() + deltaprop::kReductionTail;
-    if (buffer.ndim() != 1 || std::size_t(buffer.shape(0)) != length) {
-        throw std::invalid_argument("reduce_buffer: expected shape (" + std::to_string(length) +
-                                    ",), got " + shape_of(buffer));
-    }
+// The reductions of data-parallel training: Python callables that sum, in place, a
+// float array over the processes. The core calls them with the GIL, on arrays that view
+// its own memory (the statuses, the parameters, the velocity or a gradient buffer) and
+// are valid during the call only.
+template <class T> std::function<void(T *, std::size_t)> summing_with(const py::function &reduce) {
     // `reduce` outlives the call: the lambda holds a reference, never a copy (no py::
     // object is copied or destroyed without the GIL).
-    return {buffer.mutable_data(), [&reduce] {
-                py::gil_scoped_acquire gil;
-                reduce();
-            }};
+    return [&reduce](T *values, std::size_t count) {
+        py::gil_scoped_acquire gil;
+        const py::capsule no_owner(values, [](void *) {});  // a view: numpy copies nothing
+        reduce(py::array_t<T>(py::ssize_t(count), values, no_owner));
+    };
 }
 
 // The L2 and L1 coefficients of the regularisation term.
@@ -325,7 +320,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                const std::optional<Array<std::int64_t>> &order, std::size_t batch_size,
                const deltaprop::UpdateRule &rule, double dropout, std::uint64_t seed,
                std::uint64_t first_batch, const std::optional<Array<std::int64_t>> &shares,
-               const std::optional<py::function> &reduce, std::optional<Array<T>> &reduce_buffer) {
+               const std::optional<py::function> &reduce,
+               const std::optional<py::function> &reduce_statuses, bool lead) {
                 check_params(net.mlp(), params, "params");
                 check_writeable<T>(params, "params");
                 deltaprop::OptimizerState<T> memory = optimizer_state(net.mlp(), rule, state, step);
@@ -339,14 +335,13 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 if (!(dropout >= 0 && dropout < 1)) {
                     throw std::invalid_argument("dropout: must lie in [0, 1)");
                 }
-                if (bool(reduce) != bool(reduce_buffer) || bool(reduce) != bool(shares)) {
+                if (bool(reduce) != bool(reduce_statuses) || bool(reduce) != bool(shares)) {
                     throw std::invalid_argument(
-                        "shares, reduce, reduce_buffer: give all three (data-parallel "
+                        "shares, reduce, reduce_statuses: give all three (data-parallel "
                         "training) or none");
                 }
                 std::vector<Span> spans;
                 for (const auto &array : state) spans.push_back({"state", &array, true});
-                if (reduce_buffer) spans.push_back({"reduce_buffer", &*reduce_buffer, true});
                 check_disjoint({{"params", &params, true},
                                 {"step", &step, true},
                                 {"X", &X, false},
@@ -359,7 +354,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 std::optional<deltaprop::Reduction<T>> sum;
                 if (shares) {
                     share = check_shares(*shares);
-                    sum = reduction(net.mlp(), *reduce, *reduce_buffer);
+                    sum = deltaprop::Reduction<T>{summing_with<T>(*reduce_statuses),
+                                                  summing_with<T>(*reduce), lead};
                 }
                 T *p = params.mutable_data();
                 const deltaprop::Rows<T> rows{X.data(),
@@ -386,13 +382,17 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             py::arg("sample_weight").noconvert(), py::arg("order").noconvert(),
             py::arg("batch_size"), py::arg("rule"), py::arg("dropout") = 0.0, py::arg("seed") = 0,
             py::arg("first_batch") = 0, py::arg("shares").noconvert() = py::none(),
-            py::arg("reduce") = py::none(), py::arg("reduce_buffer").noconvert() = py::none(),
+            py::arg("reduce") = py::none(), py::arg("reduce_statuses") = py::none(),
+            py::arg("lead") = true,
             "Mini-batch training over the rows order (None: all rows in storage order), "
             "updating params, the optimizer state and its step count in place. With shares "
             "(3, n_batches) (this process's rows begin, end and position in each global "
-            "batch), reduce() sums reduce_buffer (the gradient, then cost, sample weight, "
-            "statuses and stop requests) over the processes once per batch. Returns (summed "
-            "cost, summed sample weight, diverged batch or -1, batch stopped after or -1).");
+            "batch), each batch calls reduce_statuses(statuses) (REDUCTION_TAIL entries: "
+            "cost, sample weight, non-finite counts, stop requests) and then reduce(values) "
+            "(n_params: the velocity, the parameters or the gradient), each to sum its array "
+            "over the processes in place; lead: this process adds the state every process "
+            "shares. Returns (summed cost, summed sample weight, diverged batch or -1, batch "
+            "stopped after or -1).");
 }
 
 // all_finite(values): no NaN or infinity among the values of a C-contiguous, aligned

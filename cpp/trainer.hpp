@@ -64,25 +64,29 @@ template <class T> struct Rows {
     const Shares *shares;  // nullptr: one process trains every row
 };
 
-// The entries after the gradient in a reduction buffer.
+// What the processes of data-parallel training sum for each batch before its backward
+// pass: the statuses that decide the batch, and the total sample weight the mean needs.
 enum ReductionTail : std::size_t {
     tail_cost,                   // summed over the batch's samples (times sample_weight)
     tail_sample_weight,          // summed over the batch's samples
     tail_parameters_not_finite,  // processes whose forward pass was not finite
     tail_error_not_finite,       // processes whose cost or output error was not finite
-    tail_stop,                   // requests to stop after this batch (set by all_reduce)
+    tail_stop,                   // requests to stop after this batch (set by sum_statuses)
     kReductionTail
 };
 
-// The per-batch seam of data-parallel training. After backward, buffer
-// (n_params + kReductionTail,) holds this process's ∂C/∂params summed over its rows of
-// the batch (each times its sample_weight), then the tail; all_reduce() sums the buffer
-// over every process in place (an MPI allreduce, outside the core) and may ask to stop.
+// The per-batch seam of data-parallel training: two sums over every process, in place
+// (MPI allreduces, outside the core). After the forward pass and BP1, sum_statuses adds
+// up the kReductionTail statuses (and may ask to stop); then BP2-BP4 write this
+// process's share of the mean gradient into the route's destination (see Route), which
+// sum adds up: the velocity or the parameters themselves where one process's BP4 GEMM
+// writes them, else a gradient buffer. The lead process alone adds what every process
+// holds (mu V, the decayed W) to its share, so that the sum counts it once.
 template <class T> struct Reduction {
-    T *buffer;
-    std::function<void()> all_reduce;
+    std::function<void(T *values, std::size_t count)> sum_statuses;
+    std::function<void(T *values, std::size_t count)> sum;
+    bool lead;
 };
-
 // What stopped a batch: a z not finite (the previous update made a parameter non-finite),
 // its cost or output error not finite (no update made), or its own update left optimizer
 // state non-finite under finite parameters (Adam's squared gradient overflowing).
@@ -115,11 +119,11 @@ template <class T> GradientUpdate<T> gradient_update(Method method) {
     return nullptr;
 }
 
-// Where a rule's update takes a batch's gradient in one process. Plain SGD is
-// network2.py's rule folded into the BP4 GEMM (W <- (1 - lr l2) W - (lr / B) δ^T a^{l-1});
-// momentum's BP4 GEMM adds the gradient to the velocity, which each layer's step then
-// reads; every other update reads a gradient buffer, as every update does in
-// data-parallel training (the gradient is complete only after the reduction).
+// Where a rule's update takes a batch's gradient. Plain SGD is network2.py's rule folded
+// into the BP4 GEMM (W <- (1 - lr l2) W - (lr / B) δ^T a^{l-1}); momentum's BP4 GEMM adds
+// the gradient to the velocity, which each layer's step then reads; every other update
+// reads a gradient buffer. Data-parallel training sums the same destinations over the
+// processes (see Reduction): no buffer beside W and V for SGD and momentum.
 template <class T> struct Route {
     enum class Into { weights, velocity, buffer } into;
     GradientUpdate<T> update;  // into == buffer: the update that reads it
@@ -150,12 +154,12 @@ template <class T> class Trainer {
         const std::size_t n_batches =
             rows.shares ? rows.shares->n_batches : (rows.n_order - 1) / rows.batch_size + 1;
         take_snapshot(params, state);
-        begin_sequence(state, rule, reduction);
+        begin_sequence(state, rule);
         TrainOutcome outcome;
         std::size_t trained = n_batches;
         for (std::size_t k = 0; k < n_batches; ++k) {
             const BatchOutcome seen =
-                train_batch(params, state, rule, rows, reduction, k, k + 1 < n_batches);
+                train_batch_or_restore(params, state, rule, rows, reduction, k, n_batches);
             if (seen.status != BatchStatus::ok) {
                 // Back to the parameters before the batch to blame: the previous one when
                 // its update made a parameter non-finite (seen only by this batch's forward
@@ -195,9 +199,23 @@ template <class T> class Trainer {
     BatchOutcome train_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                              const Rows<T> &rows, const Reduction<T> *reduction, std::size_t k,
                              bool more_follow) {
-        if (reduction != nullptr)
-            return train_shared_batch(params, state, rule, rows, *reduction, k);
+        if (reduction != nullptr) {
+            return train_shared_batch(params, state, rule, rows, *reduction, k, more_follow);
+        }
         return train_own_batch(params, state, rule, rows, k, more_follow);
+    }
+
+    // A reduction that throws (the network between the processes failed) may leave the
+    // destination of the batch half summed: back to the snapshot, then the error.
+    BatchOutcome train_batch_or_restore(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                                        const Rows<T> &rows, const Reduction<T> *reduction,
+                                        std::size_t k, std::size_t n_batches) {
+        try {
+            return train_batch(params, state, rule, rows, reduction, k, k + 1 < n_batches);
+        } catch (...) {
+            if (reduction != nullptr) restore_snapshot(params, state);
+            throw;
+        }
     }
 
     // One training step on batch k, unless something is not finite: a z (a parameter
@@ -227,44 +245,45 @@ template <class T> class Trainer {
     }
 
     // One step of data-parallel training on batch k: this process's rows of it forward
-    // and backward into the reduction buffer as sums, the sum over every process, then
-    // the update from the mean gradient. Every process then holds the same sums and takes
-    // the same decisions: a cost or error not finite in any process stops them all at
-    // this batch, with the same parameters.
+    // and through BP1, the statuses summed over every process, then BP2-BP4 of this
+    // process's share of the mean gradient into the route's destination, summed, and the
+    // update. Every process then holds the same sums and takes the same decisions: a cost
+    // or error not finite in any process stops them all at this batch, before any
+    // parameter or state changed.
     BatchOutcome train_shared_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                                     const Rows<T> &rows, const Reduction<T> &reduction,
-                                    std::size_t k) {
-        const std::size_t n = mlp_.n_params();
-        T *gradient = reduction.buffer;
-        T *tail = reduction.buffer + n;
-        std::fill(tail, tail + kReductionTail, T(0));
+                                    std::size_t k, bool more_follow) {
         const Batch batch = batch_at(rows, k);
-        const BatchStatus local = batch.size == 0
-                                      ? BatchStatus::ok
-                                      : sum_gradient(params, rows, k, batch, gradient, tail);
-        if (batch.size == 0 || local != BatchStatus::ok) std::fill(gradient, gradient + n, T(0));
+        T *tail = statuses_.data();
+        std::fill(statuses_.begin(), statuses_.end(), T(0));
+        const BatchStatus local =
+            batch.size == 0 ? BatchStatus::ok : forward(params, rows, k, batch);
         if (local == BatchStatus::parameters_not_finite) tail[tail_parameters_not_finite] = 1;
         if (local == BatchStatus::error_not_finite) tail[tail_error_not_finite] = 1;
-        reduction.all_reduce();
+        reduction.sum_statuses(tail, kReductionTail);
         if (tail[tail_parameters_not_finite] > 0) return {0, 0, BatchStatus::parameters_not_finite};
         if (tail[tail_error_not_finite] > 0) return {0, 0, BatchStatus::error_not_finite};
-        // The update reads the mean over the global batch: the sums of every process over
-        // their summed weight.
         const double total_weight = double(tail[tail_sample_weight]);
-        const T to_mean = total_weight > 0 ? T(1 / total_weight) : T(0);
         ++*state.step;
-        if (!update_from_gradient(params, state, rule, gradient_update<T>(rule.method), gradient,
-                                  to_mean)) {
+        // BP1 scaled the rows of δ^L for a mean over this process's B rows (by
+        // w_i B / sum(w) with sample weights); alpha = sum(w) / (B total_weight) makes
+        // BP3 and BP4 this process's share of the mean over the global batch.
+        const double local_weight = batch.size == 0 ? 0 : seen_weight_;
+        const T alpha = batch.size == 0 || total_weight <= 0
+                            ? T(0)
+                            : T(local_weight / double(batch.size) / total_weight);
+        const Route<T> route = route_of<T>(rule);
+        T *destination = share_backward(params, state, rule, route, batch, alpha, reduction.lead);
+        reduction.sum(destination, mlp_.n_params());
+        if (!finish_shared_update(params, state, rule, route, more_follow)) {
             return {0, 0, BatchStatus::update_not_finite};
         }
         return {double(tail[tail_cost]), total_weight, BatchStatus::ok, tail[tail_stop] > 0};
     }
 
-    // Forward, BP1 and BP2-BP4 of this process's rows of batch k: their gradient summed
-    // (each row times its sample_weight) into `gradient`, their cost and sample weight
-    // into the reduction's tail.
-    BatchStatus sum_gradient(const T *params, const Rows<T> &rows, std::size_t k,
-                             const Batch &batch, T *gradient, T *tail) {
+    // Forward and BP1 of this process's rows of batch k; their cost and sample weight
+    // into the statuses.
+    BatchStatus forward(const T *params, const Rows<T> &rows, std::size_t k, const Batch &batch) {
         const std::size_t B = batch.size;
         if (!mlp_.forward(params, batch.X, B, draw_masks(rows, k, B), true)) {
             return BatchStatus::parameters_not_finite;
@@ -273,13 +292,75 @@ template <class T> class Trainer {
         if (!std::isfinite(seen.cost) || !mlp_.output_error_is_finite(B)) {
             return BatchStatus::error_not_finite;
         }
-        // BP1 scaled the rows of δ^L for a mean over the B rows (by w_i B / sum(w) with
-        // sample weights); alpha = sum(w) / B turns BP3 and BP4 into sums.
-        mlp_.backward(params, batch.X, B,
-                      {gradient, T(seen.sample_weight / double(B)), T(0), T(0)});
-        tail[tail_cost] = T(seen.cost);
-        tail[tail_sample_weight] = T(seen.sample_weight);
+        statuses_[tail_cost] = T(seen.cost);
+        statuses_[tail_sample_weight] = T(seen.sample_weight);
+        seen_weight_ = seen.sample_weight;
         return BatchStatus::ok;
+    }
+
+    // BP2-BP4 of this process's share (alpha) of the mean gradient into the route's
+    // destination, which it returns for the sum. The lead process keeps what the
+    // destination holds (beta as in one process); the others overwrite it (beta = 0).
+    // Without rows, the lead contributes beta times the destination, the others zeros.
+    T *share_backward(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                      const Route<T> &route, const Batch &batch, T alpha, bool lead) {
+        using Into = typename Route<T>::Into;
+        GradientDestination<T> into{nullptr, alpha, T(0), T(0)};
+        switch (route.into) {
+            case Into::weights:
+                into = {params, T(-rule.lr) * alpha, T(1 - rule.lr * rule.l2), T(1)};
+                break;
+            case Into::velocity:  // mu V is stored already (see begin_sequence)
+                into = {state.first, alpha, T(1), T(1)};
+                break;
+            case Into::buffer:
+                if (gradient_.size() < mlp_.n_params()) gradient_.resize(mlp_.n_params());
+                into.out = gradient_.data();
+                break;
+        }
+        if (!lead) into.weight_beta = into.bias_beta = T(0);
+        if (batch.size > 0) {
+            mlp_.backward(params, batch.X, batch.size, into);
+        } else {
+            scale_by_betas(into);
+        }
+        return into.out;
+    }
+
+    // What a BP4 and BP3 over no rows leave in the destination: beta times its content
+    // (beta = 0 writes zeros, whatever was there).
+    void scale_by_betas(const GradientDestination<T> &into) const {
+        const auto scale = [](T *begin, T *end, T beta) {
+            if (beta == T(0)) std::fill(begin, end, T(0));
+            if (beta != T(0) && beta != T(1)) {
+                for (T *value = begin; value != end; ++value) *value *= beta;
+            }
+        };
+        for (std::size_t l = 1; l <= mlp_.n_layers(); ++l) {
+            const LayerParams &layer = mlp_.layer(l);
+            scale(into.out + layer.weights, into.out + layer.biases, into.weight_beta);
+            scale(into.out + layer.biases, into.out + layer.end, into.bias_beta);
+        }
+    }
+
+    // After the sum: momentum's step per layer, or the update that reads the summed
+    // gradient (plain SGD is done: the sum is the new W). False: the update left optimizer
+    // state non-finite.
+    bool finish_shared_update(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                              const Route<T> &route, bool more_follow) {
+        using Into = typename Route<T>::Into;
+        switch (route.into) {
+            case Into::weights: return true;
+            case Into::velocity:
+                for (std::size_t l = 1; l <= mlp_.n_layers(); ++l) {
+                    velocity_step(params, state.first, rule, l, more_follow);
+                }
+                return true;
+            case Into::buffer:
+                return update_from_gradient(params, state, rule, route.update, gradient_.data(),
+                                            T(1));
+        }
+        return true;
     }
 
     // BP2-BP4 into the route's destination (see Route).
@@ -424,26 +505,29 @@ template <class T> class Trainer {
     // reduction, every process replays the same batches: they all saw the same sums).
     void replay(T *params, OptimizerState<T> &state, const UpdateRule &rule, const Rows<T> &rows,
                 const Reduction<T> *reduction, std::size_t n_batches) {
-        const std::size_t n = mlp_.n_params();
-        std::copy(snapshot_.begin(), snapshot_.begin() + n, params);
-        if (state.first) std::copy(&snapshot_[n], &snapshot_[2 * n], state.first);
-        if (state.second) std::copy(&snapshot_[2 * n], &snapshot_[3 * n], state.second);
-        *state.step = snapshot_step_;
+        restore_snapshot(params, state);
         if (n_batches == 0) return;
-        begin_sequence(state, rule, reduction);
+        begin_sequence(state, rule);
         for (std::size_t k = 0; k < n_batches; ++k) {
             train_batch(params, state, rule, rows, reduction, k, k + 1 < n_batches);
         }
     }
 
-    // Momentum in one process keeps mu V, not V, between the batches of one call (the
+    void restore_snapshot(T *params, OptimizerState<T> &state) const {
+        const std::size_t n = mlp_.n_params();
+        std::copy(snapshot_.begin(), snapshot_.begin() + n, params);
+        if (state.first) std::copy(&snapshot_[n], &snapshot_[2 * n], state.first);
+        if (state.second) std::copy(&snapshot_[2 * n], &snapshot_[3 * n], state.second);
+        *state.step = snapshot_step_;
+    }
+
+    // Momentum keeps mu V, not V, between the batches of one call (the
     // velocity GEMM then adds the gradient with beta = 1, which spares OpenBLAS a scaling
     // pass over V); the last batch stores V itself. mu V is rounded (and flushed) exactly
     // as a GEMM with beta = mu would, so results do not depend on how batches are split
-    // into calls. Data-parallel momentum reads the reduced gradient (momentum_update).
-    void begin_sequence(OptimizerState<T> &state, const UpdateRule &rule,
-                        const Reduction<T> *reduction) const {
-        if (rule.method != Method::momentum || reduction != nullptr) return;
+    // into calls.
+    void begin_sequence(OptimizerState<T> &state, const UpdateRule &rule) const {
+        if (rule.method != Method::momentum) return;
         const T mu = T(rule.momentum);
         T *velocity = state.first;
         for (std::size_t k = 0; k < mlp_.n_params(); ++k) {
@@ -477,7 +561,9 @@ template <class T> class Trainer {
     Mlp<T> &mlp_;
     Buffer<T> batch_x_, batch_y_, batch_sample_weight_;  // gathered rows of a batch
     DropoutMasks<T> masks_;                              // of the batch in training
-    Buffer<T> gradient_;       // ∂C/∂params of the batch, for one process's updates that read it
+    Buffer<T> gradient_;  // ∂C/∂params of the batch, for the updates that read it
+    std::vector<T> statuses_ = std::vector<T>(kReductionTail);  // of a shared batch, summed
+    double seen_weight_ = 0;   // this process's sample weight in the shared batch
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
     std::int64_t snapshot_step_ = 0;
 };

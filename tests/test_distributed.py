@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -423,72 +424,136 @@ def _seam_case(optimizer: str):
     return net, X, Y
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "rprop"])
-def test_a_reduction_that_sums_identical_ranks_trains_as_one_process(optimizer):
-    """Doubling the buffer is two ranks with the same rows: the mean gradient is the same."""
+class _ThreadRanks:
+    """Ranks as threads of one process (the core releases the GIL while it trains): each
+    reduction sums the ranks' arrays, in rank order, as an allreduce would."""
+
+    def __init__(self, size: int) -> None:
+        self.barrier, self.arrays = threading.Barrier(size, timeout=60), [None] * size
+
+    def rank(self, rank: int) -> _ThreadRank:
+        return _ThreadRank(self, rank)
+
+
+class _ThreadRank:
+    def __init__(self, ranks: _ThreadRanks, rank: int) -> None:
+        self.ranks, self.rank, self.lead = ranks, rank, rank == 0
+        self.statuses_seen = []  # this rank's statuses before each sum
+        self.values_seen = []  # this rank's share of each step, before the sum
+
+    def _sum(self, values: np.ndarray) -> None:
+        self.ranks.arrays[self.rank] = values.copy()
+        self.ranks.barrier.wait()
+        values[:] = sum(self.ranks.arrays)
+        self.ranks.barrier.wait()
+
+    def reduce_statuses(self, statuses: np.ndarray) -> None:
+        self.statuses_seen.append(statuses.copy())
+        self._sum(statuses)
+
+    def reduce(self, values: np.ndarray) -> None:
+        self.values_seen.append(values.copy())
+        self._sum(values)
+
+
+class _OneRank:
+    """The reduction of a single process: sums are the arrays themselves."""
+
+    def __init__(self, lead: bool = True, stop_at: int = 0, fail_at: tuple[str, int] = ("", 0)):
+        self.lead, self.stop_at, self.fail_at = lead, stop_at, fail_at
+        self.calls = {"statuses": 0, "values": 0}
+        self.values_seen = []
+
+    def _call(self, kind: str) -> None:
+        self.calls[kind] += 1
+        if self.fail_at == (kind, self.calls[kind]):
+            raise ConnectionError("the network went away")
+
+    def reduce_statuses(self, statuses: np.ndarray) -> None:
+        self._call("statuses")
+        if self.calls["statuses"] == self.stop_at:
+            statuses[-1] += 1
+
+    def reduce(self, values: np.ndarray) -> None:
+        self._call("values")
+        self.values_seen.append(values.copy())
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "l1"),
+    [("sgd", 0.0), ("sgd", 0.01), ("momentum", 0.0), ("nesterov", 0.0), ("adam", 0.0),
+     ("rprop", 0.0)],
+)  # fmt: skip
+def test_two_ranks_in_threads_train_as_one_process(optimizer, l1):
+    """Each route of the step (into W, into V, into a gradient buffer) summed over two ranks
+    that each hold half of every batch: the lead adds the shared state once."""
     alone, X, Y = _seam_case(optimizer)
-    shared, _, _ = _seam_case(optimizer)
     order = np.arange(len(X), dtype=np.int64)
-    shares = _distributed.replicated_shares(len(X), 8, range(5), rank=0, size=1)
-    calls = []
+    expected = alone.train_rows(X, Y, rows=order, batch_size=8, l2=0.01, l1=l1)
+    ranks, results = _ThreadRanks(2), {}
 
-    def as_two_ranks(buffer: np.ndarray) -> None:
-        calls.append(buffer[-dp._core.REDUCTION_TAIL :].copy())
-        buffer *= 2
+    def train(rank: int) -> None:
+        net, _, _ = _seam_case(optimizer)
+        reduction = ranks.rank(rank)
+        shares = _distributed.replicated_shares(len(X), 8, range(5), rank=rank, size=2)
+        outcome = net.train_rows(X, Y, rows=order, batch_size=8, l2=0.01, l1=l1,
+                                 shares=shares, reduction=reduction)  # fmt: skip
+        results[rank] = (outcome, net.params, reduction)
 
-    cost, weight, diverged = shared.train_rows(X, Y, rows=order, batch_size=8, l2=0.01,
-                                               shares=shares, reduce=as_two_ranks)  # fmt: skip
-    expected = alone.train_rows(X, Y, rows=order, batch_size=8, l2=0.01)
-    assert diverged is None and len(calls) == 5
-    assert [c[1] for c in calls] == [8.0] * 5  # each batch's own weight, before the sum
-    assert weight == 2 * expected[1] and cost == pytest.approx(expected[0], rel=1e-12)
-    np.testing.assert_allclose(shared.params, alone.params, rtol=1e-12, atol=1e-14)
+    threads = [threading.Thread(target=train, args=(rank,)) for rank in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (cost, weight, diverged), params, reduction = results[0]
+    assert diverged is None and weight == expected[1] == 40
+    assert cost == pytest.approx(expected[0], rel=1e-12)
+    np.testing.assert_allclose(params, alone.params, rtol=1e-12, atol=1e-14)
+    assert np.array_equal(params, results[1][1])
+    # Before each sum, each rank's own half of the batch: 4 rows each.
+    assert [s[1] for s in reduction.statuses_seen] == [4.0] * 5
+    assert len(reduction.values_seen) == 5
 
 
 def test_a_reduction_asking_to_stop_ends_the_call_after_that_batch():
     net, X, Y = _seam_case("adam")
     three, _, _ = _seam_case("adam")
     order = np.arange(len(X), dtype=np.int64)
-    calls = []
-
-    def stop_at_third(buffer: np.ndarray) -> None:
-        calls.append(1)
-        if len(calls) == 3:
-            buffer[-1] += 1
-
+    reduction = _OneRank(stop_at=3)
     shares = _distributed.replicated_shares(len(X), 8, range(5), rank=0, size=1)
-    net.train_rows(X, Y, rows=order, batch_size=8, shares=shares, reduce=stop_at_third)
+    net.train_rows(X, Y, rows=order, batch_size=8, shares=shares, reduction=reduction)
     three.train_rows(X, Y, rows=order[:24], batch_size=8)
-    assert len(calls) == 3 and net.optimizer.step == 3
+    assert reduction.calls == {"statuses": 3, "values": 3} and net.optimizer.step == 3
     np.testing.assert_allclose(net.params, three.params, rtol=1e-12, atol=1e-14)
 
 
-def test_a_reduction_that_raises_leaves_the_parameters_of_the_batches_done():
-    net, X, Y = _seam_case("momentum")
-    two, _, _ = _seam_case("momentum")
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("kind", ["statuses", "values"])
+def test_a_reduction_that_raises_leaves_the_parameters_of_the_call_start(optimizer, kind):
+    """A sum half done would leave a destination (W itself, for SGD) that no process shares."""
+    net, X, Y = _seam_case(optimizer)
+    start = net.params.copy()
     order = np.arange(len(X), dtype=np.int64)
-    calls = []
-
-    def fail_at_third(buffer: np.ndarray) -> None:
-        calls.append(1)
-        if len(calls) == 3:
-            raise ConnectionError("the network went away")
-
     shares = _distributed.replicated_shares(len(X), 8, range(5), rank=0, size=1)
     with pytest.raises(ConnectionError, match="went away"):
-        net.train_rows(X, Y, rows=order, batch_size=8, shares=shares, reduce=fail_at_third)
-    two.train_rows(X, Y, rows=order[:16], batch_size=8, shares=np.ascontiguousarray(shares[:, :2]),
-                   reduce=lambda buffer: None)  # fmt: skip
-    assert net.optimizer.step == two.optimizer.step == 2
-    assert np.array_equal(net.params, two.params)
+        net.train_rows(X, Y, rows=order, batch_size=8, shares=shares,
+                       reduction=_OneRank(fail_at=(kind, 3)))  # fmt: skip
+    assert net.optimizer.step == 0
+    assert np.array_equal(net.params, start)
+    assert not any(np.any(state) for state in net.optimizer.state)
 
 
-def test_ranks_without_rows_of_a_batch_contribute_zeros():
+@pytest.mark.parametrize("lead", [False, True])
+def test_ranks_without_rows_of_a_batch_contribute_zeros_or_the_shared_state(lead):
     net, X, Y = _seam_case("sgd")
+    start = net.params.copy()
     order = np.arange(len(X), dtype=np.int64)
     shares = _distributed.replicated_shares(len(X), 2, range(20), rank=0, size=3)
     assert (shares[1] - shares[0] == 0).all()  # rank 0 of 3 never has a row of 2
-    sums = []
-    net.train_rows(X, Y, rows=order, batch_size=2, shares=shares,
-                   reduce=lambda buffer: sums.append(np.abs(buffer).sum()))  # fmt: skip
-    assert sums == [0.0] * 20
+    reduction = _OneRank(lead=lead)
+    net.train_rows(X, Y, rows=order, batch_size=2, shares=shares, reduction=reduction)
+    assert len(reduction.values_seen) == 20
+    if lead:  # the weights, decayed by nothing (l2 = 0): the start, as the sums leave them
+        assert all(np.array_equal(values, start) for values in reduction.values_seen)
+    else:
+        assert all(not values.any() for values in reduction.values_seen)

@@ -65,15 +65,17 @@ class _Mlp:
         seed: int = 0,
         first_batch: int = 0,
         shares: npt.NDArray[np.int64] | None = None,
-        reduce: Callable[[], object] | None = None,
-        reduce_buffer: npt.NDArray | None = None,
+        reduce: Callable[[npt.NDArray], object] | None = None,
+        reduce_statuses: Callable[[npt.NDArray], object] | None = None,
+        lead: bool = True,
     ) -> tuple[float, float, int, int]:
         """Train; return (summed cost, summed weight, diverged batch or -1, stopped or -1).
 
         params, state and step are updated in place. With ``shares`` (3, n_batches) of
-        this process's rows begin, end and position in each global batch, ``reduce()``
-        sums ``reduce_buffer`` (n_params + REDUCTION_TAIL,) over the processes once per
-        batch.
+        this process's rows begin, end and position in each global batch, each batch calls
+        ``reduce_statuses(statuses)`` (REDUCTION_TAIL,) and ``reduce(values)`` (n_params,)
+        to sum them over the processes in place; ``lead``: this process adds the state
+        every process shares.
         """
 
 class UpdateRule:

@@ -218,21 +218,36 @@ class Group:
         return np.array(self.comm.allgather(int(n_local)), dtype=np.int64)
 
     # ------------------------------------------------------------------ reductions
-    def reduce(self, buffer: np.ndarray) -> None:
-        """Sum ``buffer`` over the ranks, in place: the core's per-batch seam.
+    @property
+    def lead(self) -> bool:
+        """Whether this rank adds, once for all, what every rank holds to a summed step."""
+        return self.rank == 0
+
+    def reduce_statuses(self, statuses: np.ndarray) -> None:
+        """Sum a batch's statuses over the ranks, in place: the core's first per-batch seam.
 
         A Ctrl-C seen by this rank becomes a request to stop after this batch (the last
         entry), which every rank then sees; `stop_seen` records it.
 
         Parameters
         ----------
-        buffer : ndarray of shape (n_params + REDUCTION_TAIL,)
+        statuses : ndarray of shape (REDUCTION_TAIL,)
             Written by the core (see `Network.train_rows`).
         """
         if self.interrupted:
-            buffer[-1] += 1
-        self.comm.Allreduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM)
-        self.stop_seen = self.stop_seen or bool(buffer[-1] > 0)
+            statuses[-1] += 1
+        self.comm.Allreduce(self._MPI.IN_PLACE, statuses, op=self._MPI.SUM)
+        self.stop_seen = self.stop_seen or bool(statuses[-1] > 0)
+
+    def reduce(self, values: np.ndarray) -> None:
+        """Sum a batch's step over the ranks, in place: the core's second per-batch seam.
+
+        Parameters
+        ----------
+        values : ndarray of shape (n_params,)
+            Each rank's share of the step, written by the core (see `Network.train_rows`).
+        """
+        self.comm.Allreduce(self._MPI.IN_PLACE, values, op=self._MPI.SUM)
 
     def sum(self, values: np.ndarray) -> np.ndarray:
         """Return ``values`` (float64) summed over the ranks.

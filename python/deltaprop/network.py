@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -297,7 +297,6 @@ default="sigmoid"
         self.comm: Any = None
         # train_rows' buffer of gradient sums for `reduce`, made on first use (it is the
         # size of the parameters) and kept: data-parallel epochs make many calls.
-        self._reduction_buffer: np.ndarray | None = None
         self._training = threading.Lock()  # held by fit: one training run at a time
         # Held while the core updates the parameters, and while they are copied to be
         # saved or pickled: a copy is never half of one batch and half of the next.
@@ -813,7 +812,7 @@ default="sigmoid"
         seed: int = 0,
         first_batch: int = 0,
         shares: np.ndarray | None = None,
-        reduce: Callable[[np.ndarray], Any] | None = None,
+        reduction: Any = None,
     ) -> tuple[float, float, int | None]:
         """Train on rows of (X, Y) in mini-batches, in one call of the core.
 
@@ -844,16 +843,22 @@ default="sigmoid"
         first_batch : int, default=0
             Index of the first batch within its epoch.
         shares : ndarray of int64 of shape (3, n_batches) or None, default=None
-            Data-parallel training (with ``reduce``): this process's share of each batch,
+            Data-parallel training (with ``reduction``): this process's share of each batch,
             positions ``shares[0, k]:shares[1, k]`` of ``rows`` (possibly none), the first
             being row ``shares[2, k]`` of the global batch (dropout masks are drawn per
             row of the global batch). None: this process trains every row.
-        reduce : callable or None, default=None
-            With ``shares``: ``reduce(buffer)`` sums ``buffer`` over the processes in
-            place, once per batch (an MPI allreduce). ``buffer`` holds this process's
-            gradient summed over its rows, then ``_core.REDUCTION_TAIL`` entries (cost,
-            sample weight, non-finite counts); ``reduce`` may add 1 to the last entry to
-            ask every process to stop after this batch.
+        reduction : object or None, default=None
+            With ``shares``: how the processes sum their arrays, in place (MPI allreduces),
+            as `deltaprop._distributed.Group` does. Each batch calls
+            ``reduction.reduce_statuses(statuses)`` after the forward pass, on
+            ``_core.REDUCTION_TAIL`` entries (cost, sample weight, non-finite counts, stop
+            requests: it may add 1 to the last to stop every process after this batch), then
+            ``reduction.reduce(values)`` on ``n_params`` entries: this process's share of the
+            step (the new velocity, the new parameters, or the mean gradient, as the
+            optimizer takes it). ``reduction.lead`` is True on exactly one process, which
+            adds what every process holds (the decayed weights, mu times the velocity).
+            If a reduction raises, the parameters and optimizer state are those at the
+            start of the call.
 
         Returns
         -------
@@ -876,13 +881,12 @@ default="sigmoid"
             raise ValueError("optimizer: the network has none; set one (or call fit)")
         self.optimizer.bind(self._core.n_params, self.dtype)
         sum_over_processes = {}
-        if reduce is not None:
-            if self._reduction_buffer is None:
-                size = self._core.n_params + _core.REDUCTION_TAIL
-                self._reduction_buffer = np.empty(size, self.dtype)
-            buffer = self._reduction_buffer
+        if reduction is not None:
             sum_over_processes = dict(
-                shares=shares, reduce=lambda: reduce(buffer), reduce_buffer=buffer
+                shares=shares,
+                reduce=reduction.reduce,
+                reduce_statuses=reduction.reduce_statuses,
+                lead=bool(reduction.lead),
             )
         with GATE.call(), self._params_lock:
             cost, weight, diverged, _ = self._core.train(

@@ -1434,7 +1434,7 @@ class TrainingRun:
                 sample_weight=sample_weight,
                 first_batch=first,
                 shares=share,
-                reduce=group.reduce,
+                reduction=group,
             )
             calls.append((rows, arguments))
         return calls
