@@ -11,7 +11,8 @@ Measures, each in a fresh process (this script launches itself, under mpiexec fo
    `mpiexec -n 2` with 1 BLAS thread per rank (the best epoch of each kind counts), and the
    time of the per-batch reductions alone;
 3. the predicted epoch time and efficiency on 1 to 256 ranks: per batch, the compute of one
-   process divided among p ranks plus one ring allreduce of the gradient buffer, over 10 and
+   process divided among p ranks plus the two ring allreduces of a batch (its statuses, then
+   its step: as many numbers as the network has parameters), over 10 and
    100 Gb/s networks (alpha 20 us for TCP over 10 Gb/s Ethernet, 2 us for 100 Gb/s
    InfiniBand with RDMA: typical figures, not measured here).
 
@@ -118,16 +119,18 @@ def measure_epoch(key: str, distributed: bool) -> dict:
 
 
 def _reductions_alone(comm, n_params: int, config, batches: int) -> float:
-    """Seconds of an epoch's per-batch reductions alone (the buffer fit reduces)."""
+    """Seconds of an epoch's per-batch reductions alone (the arrays fit sums)."""
     from mpi4py import MPI
 
-    buffer = np.zeros(n_params + dp._core.REDUCTION_TAIL, config.dtype)
+    statuses = np.zeros(dp._core.REDUCTION_TAIL, config.dtype)
+    step = np.zeros(n_params, config.dtype)
     best = np.inf
     for _ in range(REPEATS):
         comm.Barrier()
         started = time.perf_counter()
         for _ in range(batches):
-            comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
+            comm.Allreduce(MPI.IN_PLACE, statuses, op=MPI.SUM)
+            comm.Allreduce(MPI.IN_PLACE, step, op=MPI.SUM)
         best = min(best, time.perf_counter() - started)
     return best
 
@@ -159,10 +162,12 @@ def ring_allreduce(p: int, nbytes: int, alpha: float, beta: float) -> float:
 
 
 def predicted(compute: float, batches: int, nbytes: int, alpha: float, beta: float):
-    """Epoch seconds and efficiency on each of RANKS ranks; compute: one batch, one process."""
+    """Epoch seconds and efficiency on each of RANKS ranks; compute: one batch, one process;
+    nbytes: the step summed per batch, after the statuses (a few numbers: latency alone)."""
     rows = []
     for p in RANKS:
-        epoch = batches * (compute / p + ring_allreduce(p, nbytes, alpha, beta))
+        reductions = ring_allreduce(p, 0, alpha, beta) + ring_allreduce(p, nbytes, alpha, beta)
+        epoch = batches * (compute / p + reductions)
         rows.append((p, epoch, batches * compute / (p * epoch)))
     return rows
 
@@ -179,7 +184,7 @@ def driver(args: argparse.Namespace) -> None:
     networks = {"here (2 ranks, shared memory)": (alpha, beta), **NETWORKS}
     print(f"allreduce between 2 ranks here: alpha {alpha * 1e6:.2f} us, "
           f"beta {beta * 1e9:.3f} ns/byte ({1 / beta / 1e9:.1f} GB/s)\n")  # fmt: skip
-    print("| config | gradient buffer | 1 process, 2 threads | 2 ranks, 1 thread each | ratio "
+    print("| config | summed per batch | 1 process, 2 threads | 2 ranks, 1 thread each | ratio "
           "| reductions' share of the 2-rank epoch |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|")
     models = {}
@@ -193,7 +198,7 @@ def driver(args: argparse.Namespace) -> None:
             ranks.append(_worker(["--measure", "epoch", "--config", key, "--distributed"], 1, 2))
         two_threads = min(two_threads, key=lambda m: m["seconds"])
         ranks = min(ranks, key=lambda m: m["seconds"])
-        nbytes = (config.n_params + dp._core.REDUCTION_TAIL) * np.dtype(config.dtype).itemsize
+        nbytes = config.n_params * np.dtype(config.dtype).itemsize
         rate = lambda m: m["rows"] / m["seconds"]  # noqa: E731
         print(f"| {key} | {nbytes / 1e6:.2f} MB | {rate(two_threads):,.0f} samples/s "
               f"| {rate(ranks):,.0f} samples/s | {rate(ranks) / rate(two_threads):.2f} "
