@@ -441,7 +441,7 @@ PYBIND11_MODULE(_core, m) {
         .def_readonly("lr", &deltaprop::UpdateRule::lr)
         .def_readonly("l2", &deltaprop::UpdateRule::l2)
         .def_readonly("l1", &deltaprop::UpdateRule::l1);
-    // Entries after the gradient in a reduction buffer; the last counts stop requests.
+    // The statuses data-parallel training sums per batch; the last counts stop requests.
     m.attr("REDUCTION_TAIL") = py::int_(std::size_t(deltaprop::kReductionTail));
     bind_mlp<float>(m, "Mlp32");
     bind_mlp<double>(m, "Mlp64");

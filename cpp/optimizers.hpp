@@ -101,52 +101,35 @@ template <class T> inline T regularised(T g, T w, T l2, T l1) { return g + l2 * 
 template <class T> using NotFiniteBits = decltype(not_finite_bit(T(0)));
 
 // The updates that read a gradient buffer: one pass over `count` parameters w with
-// gradient g_scale * g (state pointers offset to the same segment): data-parallel training
-// turns its summed gradient into the mean here, sparing a pass over the buffer; 1 in one
-// process (1 * g is g, bit for bit). `regularise` is false for biases. Each returns false when it
-// left optimizer state non-finite under finite parameters; non-finite parameters are seen by the
-// next forward pass (or at the end of the call). In one process, momentum's BP4 GEMM adds its
-// gradient straight into the velocity instead, and momentum_step follows.
+// gradient g (state pointers offset to the same segment). `regularise` is false for biases.
+// Each returns false when it left optimizer state non-finite under finite parameters;
+// non-finite parameters are seen by the next forward pass (or at the end of the call).
+// Plain SGD and momentum need none: their BP4 GEMM writes W or the velocity itself.
 template <class T>
 using GradientUpdate = bool (*)(const UpdateRule &rule, std::int64_t step, T *w, const T *g,
-                                T g_scale, T *first, T *second, std::size_t count, bool regularise);
+                                T *first, T *second, std::size_t count, bool regularise);
 
 // w <- w - lr (g + l2 w + l1 sign(w)): plain SGD when an L1 term keeps it out of the
 // BP4 GEMM.
 template <class T>
-bool sgd_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T g_scale, T *, T *,
-                std::size_t count, bool regularise) {
+bool sgd_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *, T *, std::size_t count,
+                bool regularise) {
     const T l2 = regularise ? T(rule.l2) : T(0);
     const T l1 = regularise ? T(rule.l1) : T(0);
     const T lr = T(rule.lr);
-    for (std::size_t i = 0; i < count; ++i) w[i] -= lr * regularised(g_scale * g[i], w[i], l2, l1);
+    for (std::size_t i = 0; i < count; ++i) w[i] -= lr * regularised(g[i], w[i], l2, l1);
     return true;  // no state
-}
-
-// v <- mu v + g; w <- w - lr v, g regularised: momentum reading a gradient buffer, as
-// data-parallel training does (one process folds it into the BP4 GEMM: momentum_step).
-template <class T>
-bool momentum_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T g_scale, T *velocity,
-                     T *, std::size_t count, bool regularise) {
-    const T l2 = regularise ? T(rule.l2) : T(0);
-    const T l1 = regularise ? T(rule.l1) : T(0);
-    const T lr = T(rule.lr), mu = T(rule.momentum);
-    for (std::size_t i = 0; i < count; ++i) {
-        velocity[i] = flush_subnormal(mu * velocity[i] + regularised(g_scale * g[i], w[i], l2, l1));
-        w[i] -= lr * velocity[i];
-    }
-    return true;  // a non-finite velocity makes w non-finite too
 }
 
 // v <- mu v + g; w <- w - lr (g + mu v), g regularised.
 template <class T>
-bool nesterov_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T g_scale, T *velocity,
-                     T *, std::size_t count, bool regularise) {
+bool nesterov_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *velocity, T *,
+                     std::size_t count, bool regularise) {
     const T l2 = regularise ? T(rule.l2) : T(0);
     const T l1 = regularise ? T(rule.l1) : T(0);
     const T lr = T(rule.lr), mu = T(rule.momentum);
     for (std::size_t i = 0; i < count; ++i) {
-        const T gi = regularised(g_scale * g[i], w[i], l2, l1);
+        const T gi = regularised(g[i], w[i], l2, l1);
         velocity[i] = flush_subnormal(mu * velocity[i] + gi);
         w[i] -= lr * (gi + mu * velocity[i]);
     }
@@ -157,7 +140,7 @@ bool nesterov_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T g
 // w <- decay w - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps), g regularised;
 // decay is AdamW's 1 - lr decoupled_decay on the weights.
 template <class T>
-bool adam_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T g_scale, T *m, T *v,
+bool adam_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T *m, T *v,
                  std::size_t count, bool regularise) {
     const T l2 = regularise ? T(rule.l2) : T(0);
     const T l1 = regularise ? T(rule.l1) : T(0);
@@ -168,7 +151,7 @@ bool adam_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T 
     const T decay = regularise ? T(1 - rule.lr * rule.decoupled_decay) : T(1);
     NotFiniteBits<T> not_finite = 0;
     for (std::size_t i = 0; i < count; ++i) {
-        const T gi = regularised(g_scale * g[i], w[i], l2, l1);
+        const T gi = regularised(g[i], w[i], l2, l1);
         m[i] = flush_subnormal(b1 * m[i] + (T(1) - b1) * gi);
         v[i] = flush_subnormal(b2 * v[i] + (T(1) - b2) * gi * gi);
         const T denominator = std::sqrt(v[i]) / sqrt_correction2 + eps;
@@ -185,14 +168,14 @@ bool adam_update(const UpdateRule &rule, std::int64_t step, T *w, const T *g, T 
 // (g p < 0) g counts as 0: no move, and no flip seen at the next step; then
 // w <- w - sign(g) s and p <- g. Only the signs of the gradients matter.
 template <class T>
-bool rprop_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T g_scale, T *previous,
-                  T *step, std::size_t count, bool regularise) {
+bool rprop_update(const UpdateRule &rule, std::int64_t, T *w, const T *g, T *previous, T *step,
+                  std::size_t count, bool regularise) {
     const T l2 = regularise ? T(rule.l2) : T(0);
     const T l1 = regularise ? T(rule.l1) : T(0);
     const T eta_minus = T(rule.eta_minus), eta_plus = T(rule.eta_plus);
     const T step_min = T(rule.step_min), step_max = T(rule.step_max);
     for (std::size_t i = 0; i < count; ++i) {
-        T gi = regularised(g_scale * g[i], w[i], l2, l1);
+        T gi = regularised(g[i], w[i], l2, l1);
         const T agreement = gi * previous[i];
         const T eta = agreement > T(0) ? eta_plus : (agreement < T(0) ? eta_minus : T(1));
         step[i] = std::min(std::max(step[i] * eta, step_min), step_max);

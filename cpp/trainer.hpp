@@ -111,7 +111,7 @@ struct TrainOutcome {
 template <class T> GradientUpdate<T> gradient_update(Method method) {
     switch (method) {
         case Method::sgd: return sgd_update<T>;
-        case Method::momentum: return momentum_update<T>;
+        case Method::momentum: return nullptr;  // its BP4 GEMM writes the velocity
         case Method::nesterov: return nesterov_update<T>;
         case Method::adam: return adam_update<T>;
         case Method::rprop: return rprop_update<T>;
@@ -238,7 +238,7 @@ template <class T> class Trainer {
         const Route<T> route = route_of<T>(rule);
         backward(params, state, rule, route, batch, more_follow);
         if (route.update &&
-            !update_from_gradient(params, state, rule, route.update, gradient_.data(), T(1))) {
+            !update_from_gradient(params, state, rule, route.update, gradient_.data())) {
             return {0, 0, BatchStatus::update_not_finite};
         }
         return {seen.cost, seen.sample_weight, BatchStatus::ok};
@@ -357,8 +357,7 @@ template <class T> class Trainer {
                 }
                 return true;
             case Into::buffer:
-                return update_from_gradient(params, state, rule, route.update, gradient_.data(),
-                                            T(1));
+                return update_from_gradient(params, state, rule, route.update, gradient_.data());
         }
         return true;
     }
@@ -410,24 +409,24 @@ template <class T> class Trainer {
 
     // Returns false when the update left optimizer state non-finite (see GradientUpdate).
     bool update_from_gradient(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                              GradientUpdate<T> update, const T *gradient, T g_scale) const {
+                              GradientUpdate<T> update, const T *gradient) const {
         bool finite = true;
         for (std::size_t l = 1; l <= mlp_.n_layers(); ++l) {
             const LayerParams &layer = mlp_.layer(l);
             const Segment weights{layer.weights, layer.biases}, biases{layer.biases, layer.end};
-            finite &= update_segment(params, state, rule, update, gradient, g_scale, weights, true);
-            finite &= update_segment(params, state, rule, update, gradient, g_scale, biases, false);
+            finite &= update_segment(params, state, rule, update, gradient, weights, true);
+            finite &= update_segment(params, state, rule, update, gradient, biases, false);
         }
         return finite;
     }
 
     static bool update_segment(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                               GradientUpdate<T> update, const T *gradient, T g_scale, Segment at,
+                               GradientUpdate<T> update, const T *gradient, Segment at,
                                bool regularise) {
         T *first = state.first ? state.first + at.begin : nullptr;
         T *second = state.second ? state.second + at.begin : nullptr;
-        return update(rule, *state.step, params + at.begin, gradient + at.begin, g_scale, first,
-                      second, at.end - at.begin, regularise);
+        return update(rule, *state.step, params + at.begin, gradient + at.begin, first, second,
+                      at.end - at.begin, regularise);
     }
 
     // Batch k of the rows (this process's share of it, with shares): gathered through

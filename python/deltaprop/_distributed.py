@@ -1,11 +1,13 @@
 """Data-parallel training over MPI: what `fit(comm=...)` adds to one process's training.
 
 Every process (rank) of the communicator runs the same `fit`. Each trains its share of
-every global mini-batch; the core sums the gradients of all ranks once per batch through
-`Group.reduce` (one MPI allreduce of one contiguous buffer: the gradient, then the cost,
-the sample weight and the statuses), so that every rank makes the same update and the same
-decisions. Everything else a rank decides alone (bad input, a callback's exception, Ctrl-C,
-a stop) goes through one collective agreement, so that no rank waits forever for another.
+every global mini-batch; the core sums two arrays over the ranks per batch, each with one
+MPI allreduce in place: the statuses after the forward pass (`Group.reduce_statuses`: cost,
+sample weight, non-finite flags, stop requests), then the step (`Group.reduce`: the new
+weights, the new velocity or the mean gradient, as the optimizer takes it), so that every
+rank makes the same update and the same decisions. Everything else a rank decides alone
+(bad input, a callback's exception, Ctrl-C, a stop) goes through one collective agreement,
+so that no rank waits forever for another.
 
 mpi4py is imported here only, and only when a communicator is given.
 """
