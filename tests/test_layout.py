@@ -20,10 +20,12 @@ OPTIONAL = {"matplotlib", "sklearn", "tqdm", "mpi4py", "onnx", "onnxruntime", "s
 COSTLY = {"hashlib", "json", "tempfile", "zipfile"}
 # The package's own modules that the functions needing them import (``from . import onnx``):
 # rarely used, and together they would add milliseconds to `import deltaprop`.
-ON_FIRST_USE = {"interop", "onnx"}
+ON_FIRST_USE = {"interop", "onnx", "_distributed"}
 # What `import deltaprop` must not load beyond numpy: the above, the submodules it loads on
-# first use, and importlib.resources, pathlib and gzip, which only deltaprop.datasets needs.
+# first use, importlib.resources, pathlib and gzip, which only deltaprop.datasets needs, and
+# signal and traceback, which only deltaprop._distributed needs.
 NOT_AT_IMPORT = OPTIONAL | COSTLY | {"importlib.resources", "pathlib", "gzip"}
+NOT_AT_IMPORT |= {"signal", "traceback"}
 NOT_AT_IMPORT |= {
     f"deltaprop.{name}"
     for name in ("datasets", "reference", "sklearn", "plot", "cli", *ON_FIRST_USE)

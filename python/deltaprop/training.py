@@ -14,11 +14,11 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from . import _data, _distributed, io, optim, schedules
+from . import _data, io, optim, schedules
 from ._checks import (
     as_real_array,
     check_callables,
@@ -27,6 +27,9 @@ from ._checks import (
     check_real,
 )
 from ._container import ModelFormatError
+
+if TYPE_CHECKING:
+    from ._distributed import Group
 
 __all__ = ["DivergenceError", "EarlyStopping", "History", "fit", "l2_coefficient"]
 
@@ -570,28 +573,30 @@ default=None
         return run.run()
 
 
-def _group(comm: Any, sharded: Any) -> _distributed.Group | None:
+def _group(comm: Any, sharded: Any) -> Group | None:
     """Return the ranks of data-parallel training, or None for one process."""
     if comm is None:
         if sharded:
             raise ValueError("sharded: applies to data-parallel training only (give comm)")
         return None
-    return _distributed.Group(comm, bool(sharded))
+    from ._distributed import Group  # here only: 2 ms to import, with signal and traceback
+
+    return Group(comm, bool(sharded))
 
 
-def _agreeing(group: _distributed.Group | None):
+def _agreeing(group: Group | None):
     """With comm: every rank raises the first failing rank's error at the end of the block."""
     return contextlib.nullcontext() if group is None else group.agreeing()
 
 
-def _checked_data(net, X: Any, Y: Any, sample_weight: Any, group: _distributed.Group | None):
+def _checked_data(net, X: Any, Y: Any, sample_weight: Any, group: Group | None):
     """Return X, Y and the sample weights of this rank, checked (see `_validate`)."""
     X, Y = _validate(net, X, Y, group)
     sharded = group is not None and group.sharded
     return X, Y, check_sample_weight(sample_weight, len(X), net.dtype, sharded)
 
 
-def _validate(net, X: Any, Y: Any, group: _distributed.Group | None):
+def _validate(net, X: Any, Y: Any, group: Group | None):
     """`Network.validate`, for the rows of this rank.
 
     A rank's shard of sharded data may have no rows. Of replicated data (an `np.memmap`
@@ -614,7 +619,7 @@ def _validate(net, X: Any, Y: Any, group: _distributed.Group | None):
     return X, _data.targets(Y, len(X), net.architecture)
 
 
-def _batch_size(batch_size: Any, n: int, group: _distributed.Group | None) -> int:
+def _batch_size(batch_size: Any, n: int, group: Group | None) -> int:
     """Return the global batch size; None means all rows.
 
     In one process, a batch larger than the data is the whole data (and fits the core's
@@ -934,7 +939,7 @@ class TrainingRun:
     checkpoint: str | None = None
     checkpoint_every: int = 1
     resume: bool = False
-    group: _distributed.Group | None = None
+    group: Group | None = None
     optimizer: optim.Optimizer | None = None  # chosen last (see fit)
     history: dict[str, list[float]] = field(default_factory=dict)
     # Training rows of an epoch over every rank, and the sizes of sharded data's shards.
