@@ -22,10 +22,11 @@ COSTLY = {"hashlib", "json", "tempfile", "zipfile"}
 # rarely used, and together they would add milliseconds to `import deltaprop`.
 ON_FIRST_USE = {"interop", "onnx", "_distributed"}
 # What `import deltaprop` must not load beyond numpy: the above, the submodules it loads on
-# first use, importlib.resources, pathlib and gzip, which only deltaprop.datasets needs, and
-# signal and traceback, which only deltaprop._distributed needs.
+# first use, importlib.resources, pathlib and gzip, which only deltaprop.datasets needs,
+# signal and traceback, which only deltaprop._distributed needs, and dataclasses, which
+# only deltaprop.interop uses (the classes loaded at import are written out instead).
 NOT_AT_IMPORT = OPTIONAL | COSTLY | {"importlib.resources", "pathlib", "gzip"}
-NOT_AT_IMPORT |= {"signal", "traceback"}
+NOT_AT_IMPORT |= {"signal", "traceback", "dataclasses"}
 NOT_AT_IMPORT |= {
     f"deltaprop.{name}"
     for name in ("datasets", "reference", "sklearn", "plot", "cli", *ON_FIRST_USE)
