@@ -23,10 +23,11 @@ COSTLY = {"hashlib", "json", "tempfile", "zipfile"}
 ON_FIRST_USE = {"interop", "onnx", "_distributed"}
 # What `import deltaprop` must not load beyond numpy: the above, the submodules it loads on
 # first use, importlib.resources, pathlib and gzip, which only deltaprop.datasets needs,
-# signal and traceback, which only deltaprop._distributed needs, and dataclasses, which
-# only deltaprop.interop uses (the classes loaded at import are written out instead).
+# signal and traceback, which only deltaprop._distributed needs, dataclasses, which only
+# deltaprop.interop uses (the classes loaded at import are written out instead), and
+# threading (the locks come from _thread).
 NOT_AT_IMPORT = OPTIONAL | COSTLY | {"importlib.resources", "pathlib", "gzip"}
-NOT_AT_IMPORT |= {"signal", "traceback", "dataclasses"}
+NOT_AT_IMPORT |= {"signal", "traceback", "dataclasses", "threading"}
 NOT_AT_IMPORT |= {
     f"deltaprop.{name}"
     for name in ("datasets", "reference", "sklearn", "plot", "cli", *ON_FIRST_USE)

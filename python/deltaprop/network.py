@@ -13,9 +13,9 @@ first use: few programs do, and `import deltaprop` would take 3 ms longer.
 
 from __future__ import annotations
 
+import _thread  # threading's locks, without threading's cost to `import deltaprop`
 import contextlib
 import os
-import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -311,10 +311,10 @@ default="sigmoid"
         # train_rows' buffer of gradient sums for `reduce`, made on first use (it is the
         # size of the parameters) and kept: data-parallel epochs make many calls.
         self._reduction_buffer: np.ndarray | None = None
-        self._training = threading.Lock()  # held by fit: one training run at a time
+        self._training = _thread.allocate_lock()  # held by fit: one training run at a time
         # Held while the core updates the parameters, and while they are copied to be
         # saved or pickled: a copy is never half of one batch and half of the next.
-        self._params_lock = threading.Lock()
+        self._params_lock = _thread.allocate_lock()
 
     # Pickling (copy, multiprocessing, scikit-learn's joblib): the compiled core is rebuilt
     # from the architecture; parameters, optimizer and history travel as they are.
