@@ -8,7 +8,7 @@ Parameters live in one flat array, layer after layer: W^l (row-major, shape
 alignment) once per call here; the core then takes them as they are. Training runs
 (`Network.fit`) are organised by `deltaprop.training`; model files by `deltaprop.io`.
 `deltaprop.onnx` and `deltaprop.interop` are imported by the methods that use them, on
-first use: few programs do, and `import deltaprop` would take 3 ms longer.
+first use: few programs do, and `import deltaprop` would take about 3 ms longer.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from ._checks import (
 from ._container import ModelFormatError
 
 if TYPE_CHECKING:
-    from ._distributed import Group
+    from . import _distributed
 
 __all__ = ["DivergenceError", "EarlyStopping", "History", "fit", "l2_coefficient"]
 
@@ -606,30 +606,30 @@ default=None
         return run.run()
 
 
-def _group(comm: Any, sharded: Any) -> Group | None:
+def _group(comm: Any, sharded: Any) -> _distributed.Group | None:
     """Return the ranks of data-parallel training, or None for one process."""
     if comm is None:
         if sharded:
             raise ValueError("sharded: applies to data-parallel training only (give comm)")
         return None
-    from ._distributed import Group  # here only: 2 ms to import, with signal and traceback
+    from . import _distributed  # here only: 2 ms to import, with signal and traceback
 
-    return Group(comm, bool(sharded))
+    return _distributed.Group(comm, bool(sharded))
 
 
-def _agreeing(group: Group | None):
+def _agreeing(group: _distributed.Group | None):
     """With comm: every rank raises the first failing rank's error at the end of the block."""
     return contextlib.nullcontext() if group is None else group.agreeing()
 
 
-def _checked_data(net, X: Any, Y: Any, sample_weight: Any, group: Group | None):
+def _checked_data(net, X: Any, Y: Any, sample_weight: Any, group: _distributed.Group | None):
     """Return X, Y and the sample weights of this rank, checked (see `_validate`)."""
     X, Y = _validate(net, X, Y, group)
     sharded = group is not None and group.sharded
     return X, Y, check_sample_weight(sample_weight, len(X), net.dtype, sharded)
 
 
-def _validate(net, X: Any, Y: Any, group: Group | None):
+def _validate(net, X: Any, Y: Any, group: _distributed.Group | None):
     """`Network.validate`, for the rows of this rank.
 
     A rank's shard of sharded data may have no rows. Of replicated data (an `np.memmap`
@@ -652,7 +652,7 @@ def _validate(net, X: Any, Y: Any, group: Group | None):
     return X, _data.targets(Y, len(X), net.architecture)
 
 
-def _batch_size(batch_size: Any, n: int, group: Group | None) -> int:
+def _batch_size(batch_size: Any, n: int, group: _distributed.Group | None) -> int:
     """Return the global batch size; None means all rows.
 
     In one process, a batch larger than the data is the whole data (and fits the core's
@@ -977,7 +977,7 @@ class TrainingRun:
         checkpoint: str | None = None,
         checkpoint_every: int = 1,
         resume: bool = False,
-        group: Group | None = None,
+        group: _distributed.Group | None = None,
         optimizer: optim.Optimizer | None = None,  # chosen last (see fit)
     ) -> None:
         self.net, self.data, self.validation = net, data, validation
