@@ -4,6 +4,7 @@ optional dependencies only where they are used."""
 from __future__ import annotations
 
 import ast
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,22 @@ import deltaprop
 PACKAGE = Path(deltaprop.__file__).parent
 # Imported inside functions on purpose: optional extras, or costly at import time.
 OPTIONAL = {"matplotlib", "sklearn", "tqdm", "mpi4py", "onnx", "onnxruntime", "scipy", "torch"}
-# Standard modules that alone would cost `import deltaprop` more than the package itself.
-COSTLY = {"hashlib", "json", "tempfile", "zipfile"}
+# Standard modules that alone would cost `import deltaprop` more than the package itself,
+# and copy, which only copying an optimizer (saving, pickling) needs.
+COSTLY = {"hashlib", "json", "tempfile", "zipfile", "copy"}
+# The package's own modules that the functions needing them import (``from . import onnx``):
+# rarely used, and together they would add milliseconds to `import deltaprop`.
+ON_FIRST_USE = {"interop", "onnx", "_distributed"}
 # What `import deltaprop` must not load beyond numpy: the above, the submodules it loads on
-# first use, and importlib.resources, pathlib and gzip, which only deltaprop.datasets needs.
+# first use, importlib.resources, pathlib and gzip, which only deltaprop.datasets needs,
+# signal and traceback, which only deltaprop._distributed needs, dataclasses, which only
+# deltaprop.interop uses (the classes loaded at import are written out instead), and
+# threading (the locks come from _thread).
 NOT_AT_IMPORT = OPTIONAL | COSTLY | {"importlib.resources", "pathlib", "gzip"}
+NOT_AT_IMPORT |= {"signal", "traceback", "dataclasses", "threading"}
 NOT_AT_IMPORT |= {
-    f"deltaprop.{name}" for name in ("datasets", "reference", "sklearn", "plot", "cli")
+    f"deltaprop.{name}"
+    for name in ("datasets", "reference", "sklearn", "plot", "cli", *ON_FIRST_USE)
 }
 
 
@@ -62,6 +72,8 @@ def test_the_import_graph_has_no_circle():
 
 
 def test_imports_inside_functions_are_optional_dependencies_only():
+    """Optional dependencies, costly standard modules and the package's ON_FIRST_USE modules
+    only."""
     for name, tree in _modules().items():
         for function in ast.walk(tree):
             if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -69,8 +81,11 @@ def test_imports_inside_functions_are_optional_dependencies_only():
             for node in ast.walk(function):
                 if isinstance(node, ast.ImportFrom) and node.level == 1 and name == "_loader":
                     continue  # the compiled module is loaded under a set environment
+                if isinstance(node, ast.ImportFrom) and node.level == 1:
+                    imported = {node.module} if node.module else {a.name for a in node.names}
+                    assert imported <= ON_FIRST_USE, f"{name}.{function.name} imports {imported}"
+                    continue
                 if isinstance(node, ast.ImportFrom):
-                    assert node.level == 0, f"{name}.{function.name} imports .{node.module}"
                     roots = {node.module.split(".")[0]}
                 elif isinstance(node, ast.Import):
                     roots = {alias.name.split(".")[0] for alias in node.names}
@@ -106,6 +121,13 @@ def test_lazy_submodules_load_on_first_use():
     assert callable(deltaprop.reference.gradients)
     with pytest.raises(AttributeError, match="no attribute 'nowhere'"):
         deltaprop.nowhere  # noqa: B018
+
+
+def test_to_onnx_spells_out_the_opset_of_deltaprop_onnx():
+    """Network.to_onnx's default is written as a number, so that deltaprop.onnx loads on
+    first use only: it must stay that module's OPSET."""
+    default = inspect.signature(deltaprop.Network.to_onnx).parameters["opset"].default
+    assert default == deltaprop.onnx.OPSET
 
 
 def test_no_module_imports_a_private_name_of_another():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,11 +22,12 @@ MAX_UNITS = 2**31 - 1  # BLAS's 32-bit integer
 MAX_LAYERS = 1000
 
 
-@dataclass(frozen=True)
 class Architecture:
     """The architecture of a network: everything but its parameters.
 
     The constructor checks each field; pairings of output and cost are the core's to refuse.
+    Immutable, compared and hashed by its fields: what a frozen dataclass would be, written
+    out so that `import deltaprop` does not load `dataclasses`.
 
     Parameters
     ----------
@@ -55,15 +55,23 @@ class Architecture:
         float32 or float64, or a non-finite ``leaky_slope``.
     """
 
+    _FIELDS = ("sizes", "activation", "output", "cost", "dtype", "leaky_slope")
     sizes: tuple[int, ...]
     activation: str
     output: str
     cost: str
     dtype: np.dtype
-    leaky_slope: float = 0.01
+    leaky_slope: float
 
-    def __post_init__(self) -> None:
-        sizes = self.sizes
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activation: str,
+        output: str,
+        cost: str,
+        dtype: Any,
+        leaky_slope: float = 0.01,
+    ) -> None:
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
             raise TypeError(f"sizes: expected a sequence of layer sizes, got {sizes!r}")
         sizes = tuple(check_int(n, "sizes", 1) for n in sizes)
@@ -74,12 +82,33 @@ class Architecture:
                 f"sizes: expected an input, an output and at most {MAX_LAYERS - 2} hidden "
                 f"layers, got {list(sizes)}"
             )
-        object.__setattr__(self, "sizes", sizes)
-        check_name(self.activation, ACTIVATIONS, "activation")
-        check_name(self.output, OUTPUTS, "output")
-        check_name(self.cost, COSTS, "cost")
-        object.__setattr__(self, "dtype", float_dtype(self.dtype))
-        object.__setattr__(self, "leaky_slope", check_real(self.leaky_slope, "leaky_slope"))
+        check_name(activation, ACTIVATIONS, "activation")
+        check_name(output, OUTPUTS, "output")
+        check_name(cost, COSTS, "cost")
+        dtype, leaky_slope = float_dtype(dtype), check_real(leaky_slope, "leaky_slope")
+        for name, value in zip(self._FIELDS, (sizes, activation, output, cost, dtype, leaky_slope)):
+            object.__setattr__(self, name, value)  # past __setattr__, which refuses
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: an Architecture is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: an Architecture is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in zip(self._FIELDS, self._values()))
+        return f"{type(self).__qualname__}({fields})"
 
     def __str__(self) -> str:
         return (

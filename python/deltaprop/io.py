@@ -14,7 +14,6 @@ early stopping ``best_params``. Everything is checked before any array is read.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,9 +31,8 @@ _FIELDS = {"sizes", "activation", "output", "cost", "leaky_slope", "dtype", "n_p
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 
 
-# No generated == or repr: it holds arrays (== would compare them element by element),
-# and skipping them halves the class's cost to `import deltaprop`.
-@dataclass(eq=False, repr=False)
+# A plain class: no == or repr is wanted (it holds arrays), and a dataclass would make
+# `import deltaprop` load `dataclasses`.
 class ModelRecord:
     """What a model file holds.
 
@@ -52,11 +50,16 @@ class ModelRecord:
         In a checkpoint with early stopping, the parameters of the best epoch.
     """
 
-    architecture: Architecture
-    params: np.ndarray
-    optimizer: optim.Optimizer | None
-    training: dict[str, Any] | None = None
-    best_params: np.ndarray | None = None
+    def __init__(
+        self,
+        architecture: Architecture,
+        params: np.ndarray,
+        optimizer: optim.Optimizer | None,
+        training: dict[str, Any] | None = None,
+        best_params: np.ndarray | None = None,
+    ) -> None:
+        self.architecture, self.params, self.optimizer = architecture, params, optimizer
+        self.training, self.best_params = training, best_params
 
 
 def write(path: str | os.PathLike, record: ModelRecord) -> None:

@@ -7,23 +7,28 @@ Parameters live in one flat array, layer after layer: W^l (row-major, shape
 `Network.biases` are views into it. Inputs are checked and converted (dtype, C order,
 alignment) once per call here; the core then takes them as they are. Training runs
 (`Network.fit`) are organised by `deltaprop.training`; model files by `deltaprop.io`.
+`deltaprop.onnx` and `deltaprop.interop` are imported by the methods that use them, on
+first use: few programs do, and `import deltaprop` would take about 3 ms longer.
 """
 
 from __future__ import annotations
 
+import _thread  # threading's locks, without threading's cost to `import deltaprop`
 import contextlib
 import os
-import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _core, _data, interop, io, onnx, optim, training
+from . import _core, _data, io, optim, training
 from ._architecture import ACTIVATIONS, COSTS, INITS, OUTPUTS, Architecture
 from ._checks import as_real_array, check_int, check_name, check_real
 from ._container import ModelFormatError
 from ._forksafe import GATE
+
+if TYPE_CHECKING:
+    from .interop import Layers
 
 __all__ = ["ACTIVATIONS", "COSTS", "INITS", "OUTPUTS", "Network", "load", "save"]
 
@@ -194,6 +199,8 @@ default="sigmoid"
         ValueError
             ``cost`` does not go with the model's output activation.
         """
+        from . import onnx
+
         return cls._from_layers(onnx.read(source), cost, dtype)
 
     @classmethod
@@ -228,6 +235,8 @@ default="sigmoid"
             It is not fitted, uses an option deltaprop does not have (named), or ``cost``
             does not go with its output.
         """
+        from . import interop
+
         return cls._from_layers(interop.sklearn_layers(estimator), cost, dtype)
 
     @classmethod
@@ -261,11 +270,15 @@ default="sigmoid"
             A module that cannot be mapped (named by its index and type), or ``cost`` does
             not go with the output.
         """
+        from . import interop
+
         return cls._from_layers(interop.torch_layers(module), cost, dtype)
 
     @classmethod
-    def _from_layers(cls, layers: interop.Layers, cost: str | None, dtype: Any) -> Network:
+    def _from_layers(cls, layers: Layers, cost: str | None, dtype: Any) -> Network:
         if cost is None:
+            from . import interop
+
             cost = layers.cost or interop.default_cost(layers.output)
         return cls.from_params(
             layers.weights,
@@ -295,12 +308,10 @@ default="sigmoid"
         # The communicator of the last data-parallel fit (mpi4py): save() writes on its
         # rank 0 only, so that every rank may call it. None: this process alone.
         self.comm: Any = None
-        # train_rows' buffer of gradient sums for `reduce`, made on first use (it is the
-        # size of the parameters) and kept: data-parallel epochs make many calls.
-        self._training = threading.Lock()  # held by fit: one training run at a time
+        self._training = _thread.allocate_lock()  # held by fit: one training run at a time
         # Held while the core updates the parameters, and while they are copied to be
         # saved or pickled: a copy is never half of one batch and half of the next.
-        self._params_lock = threading.Lock()
+        self._params_lock = _thread.allocate_lock()
 
     # Pickling (copy, multiprocessing, scikit-learn's joblib): the compiled core is rebuilt
     # from the architecture; parameters, optimizer and history travel as they are.
@@ -413,7 +424,9 @@ default="sigmoid"
             return
         io.write(path, self._snapshot())
 
-    def to_onnx(self, path: str | os.PathLike, *, opset: int = onnx.OPSET) -> None:
+    # 9 is deltaprop.onnx.OPSET, spelled out: that module loads on first use (tests/test_layout.py
+    # checks that the two agree).
+    def to_onnx(self, path: str | os.PathLike, *, opset: int = 9) -> None:
         """Write the network as an ONNX model, atomically (``pip install "deltaprop[onnx]"``).
 
         Input ``X`` of shape (N, n_0) with N symbolic, output ``output`` of shape (N, n_L):
@@ -436,6 +449,8 @@ default="sigmoid"
         OSError
             The file cannot be written.
         """
+        from . import onnx
+
         weights, biases = self.layer_copies()
         onnx.write(path, onnx.network_model(self.architecture, weights, biases, opset=opset))
 

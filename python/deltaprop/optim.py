@@ -24,7 +24,6 @@ the step count) is part of the model: it is saved with it and training resumes f
 
 from __future__ import annotations
 
-import copy
 import inspect
 from typing import Any
 
@@ -206,6 +205,8 @@ class Optimizer:
         Optimizer
             The copy.
         """
+        import copy  # here only: saving and pickling need it, `import deltaprop` does not
+
         twin = copy.copy(self)
         twin.state = [array.copy() for array in self.state]
         twin._step = self._step.copy()

@@ -13,12 +13,11 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from . import _data, _distributed, io, optim, schedules
+from . import _data, io, optim, schedules
 from ._checks import (
     as_real_array,
     check_callables,
@@ -27,6 +26,9 @@ from ._checks import (
     check_real,
 )
 from ._container import ModelFormatError
+
+if TYPE_CHECKING:
+    from . import _distributed
 
 __all__ = ["DivergenceError", "EarlyStopping", "History", "fit", "l2_coefficient"]
 
@@ -144,7 +146,6 @@ class History(dict):
     restored_epoch: int | None = None
 
 
-@dataclass
 class EarlyStopping:
     """Stop when a metric of the history has not improved for ``patience`` epochs.
 
@@ -179,26 +180,61 @@ class EarlyStopping:
     ------
     TypeError, ValueError
         An invalid ``patience``, ``min_delta`` or ``mode``.
+
+    Notes
+    -----
+    Compared (``==``) and shown (``repr``) by its fields, as a dataclass would be: written
+    out so that `import deltaprop` does not load `dataclasses`.
     """
 
-    patience: float = 5
-    min_delta: float = 0.0
-    restore_best: bool = True
-    monitor: str = "val_cost"
-    mode: str = "min"
-    running_best: bool = False
-    best_cost: float = math.inf  # the best value, negated for mode "max"
-    best_params: np.ndarray | None = None
-    epochs_without_improvement: int = 0
-    stopped_epoch: int | None = None
-    best_epoch: int | None = None
+    _FIELDS = (
+        "patience",
+        "min_delta",
+        "restore_best",
+        "monitor",
+        "mode",
+        "running_best",
+        "best_cost",
+        "best_params",
+        "epochs_without_improvement",
+        "stopped_epoch",
+        "best_epoch",
+    )
 
-    def __post_init__(self) -> None:
-        if self.patience != math.inf:
-            self.patience = check_int(self.patience, "patience", 1)
-        self.min_delta = check_real(self.min_delta, "min_delta", 0.0)
-        if self.mode not in ("min", "max"):
-            raise ValueError(f"mode: expected 'min' or 'max', got {self.mode!r}")
+    def __init__(
+        self,
+        patience: float = 5,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+        monitor: str = "val_cost",
+        mode: str = "min",
+        running_best: bool = False,
+        best_cost: float = math.inf,  # the best value, negated for mode "max"
+        best_params: np.ndarray | None = None,
+        epochs_without_improvement: int = 0,
+        stopped_epoch: int | None = None,
+        best_epoch: int | None = None,
+    ) -> None:
+        self.patience = patience if patience == math.inf else check_int(patience, "patience", 1)
+        self.min_delta = check_real(min_delta, "min_delta", 0.0)
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
+        self.restore_best, self.monitor, self.mode = restore_best, monitor, mode
+        self.running_best, self.best_cost, self.best_params = running_best, best_cost, best_params
+        self.epochs_without_improvement = epochs_without_improvement
+        self.stopped_epoch, self.best_epoch = stopped_epoch, best_epoch
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in zip(self._FIELDS, self._values()))
+        return f"{type(self).__qualname__}({fields})"
 
     @property
     def best(self) -> float:
@@ -576,6 +612,8 @@ def _group(comm: Any, sharded: Any) -> _distributed.Group | None:
         if sharded:
             raise ValueError("sharded: applies to data-parallel training only (give comm)")
         return None
+    from . import _distributed  # here only: 2 ms to import, with signal and traceback
+
     return _distributed.Group(comm, bool(sharded))
 
 
@@ -867,9 +905,8 @@ def _check_metrics(metrics: Any) -> dict[str, Callable]:
     return dict(metrics)
 
 
-# No generated == or repr: it holds arrays (== would compare them element by element),
-# and skipping them halves the class's cost to `import deltaprop`.
-@dataclass(eq=False, repr=False)
+# A plain class: no == or repr is wanted (it holds arrays), and a dataclass would make
+# `import deltaprop` load `dataclasses`.
 class TrainingRun:
     """Everything one call of `fit` needs, validated, and its epoch loop.
 
@@ -911,38 +948,50 @@ class TrainingRun:
         As for `fit`.
     group : Group or None, default=None
         The ranks of data-parallel training (``fit``'s ``comm``); None: one process.
-    history : dict of str to list of float, default={}
+
+    Attributes
+    ----------
+    history : dict of str to list of float
         Filled by `run`.
     """
 
-    net: Any
-    data: tuple[np.ndarray, np.ndarray, np.ndarray | None]  # X, Y, sample weights
-    validation: tuple[np.ndarray, np.ndarray] | None
-    epochs: int
-    batch_size: int
-    lmbda: float
-    l1: float
-    dropout: float
-    schedule: schedules.Schedule
-    shuffle: bool
-    rng: np.random.Generator
-    early_stopping: EarlyStopping | None
-    callbacks: Sequence[Callable[[int, dict[str, float]], Any]]
-    metrics: dict[str, Callable[[Any, dict[str, float]], float]]
-    train_accuracy: bool
-    verbose: bool
-    checkpoint: str | None = None
-    checkpoint_every: int = 1
-    resume: bool = False
-    group: _distributed.Group | None = None
-    optimizer: optim.Optimizer | None = None  # chosen last (see fit)
-    history: dict[str, list[float]] = field(default_factory=dict)
-    # Training rows of an epoch over every rank, and the sizes of sharded data's shards.
-    n_samples: int = field(init=False, default=0)
-    shard_sizes: np.ndarray | None = field(init=False, default=None)
-
-    def __post_init__(self) -> None:
-        self.n_samples = len(self.data[0])
+    def __init__(
+        self,
+        *,
+        net: Any,
+        data: tuple[np.ndarray, np.ndarray, np.ndarray | None],  # X, Y, sample weights
+        validation: tuple[np.ndarray, np.ndarray] | None,
+        epochs: int,
+        batch_size: int,
+        lmbda: float,
+        l1: float,
+        dropout: float,
+        schedule: schedules.Schedule,
+        shuffle: bool,
+        rng: np.random.Generator,
+        early_stopping: EarlyStopping | None,
+        callbacks: Sequence[Callable[[int, dict[str, float]], Any]],
+        metrics: dict[str, Callable[[Any, dict[str, float]], float]],
+        train_accuracy: bool,
+        verbose: bool,
+        checkpoint: str | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
+        group: _distributed.Group | None = None,
+        optimizer: optim.Optimizer | None = None,  # chosen last (see fit)
+    ) -> None:
+        self.net, self.data, self.validation = net, data, validation
+        self.epochs, self.batch_size = epochs, batch_size
+        self.lmbda, self.l1, self.dropout = lmbda, l1, dropout
+        self.schedule, self.shuffle, self.rng = schedule, shuffle, rng
+        self.early_stopping, self.callbacks, self.metrics = early_stopping, callbacks, metrics
+        self.train_accuracy, self.verbose = train_accuracy, verbose
+        self.checkpoint, self.checkpoint_every, self.resume = checkpoint, checkpoint_every, resume
+        self.group, self.optimizer = group, optimizer
+        self.history: dict[str, list[float]] = {}
+        # Training rows of an epoch over every rank, and the sizes of sharded data's shards.
+        self.n_samples = len(data[0])
+        self.shard_sizes: np.ndarray | None = None
 
     def check_monitor(self) -> None:
         """Check that early stopping watches a metric this run records.
