@@ -76,23 +76,37 @@ def _comm(distributed: bool):
     return MPI.COMM_WORLD
 
 
+def _median_seconds(comm, collective, calls: int) -> float:
+    samples = []
+    for _ in range(7):
+        comm.Barrier()
+        started = time.perf_counter()
+        for _ in range(calls):
+            collective()
+        samples.append((time.perf_counter() - started) / calls)
+    return float(np.median(samples))
+
+
 def measure_allreduce() -> dict:
-    """Median time of an in-place float32 Allreduce, by size (bytes), on every rank."""
+    """Median time of an in-place float32 Allreduce, by size (bytes), on every rank; and, at
+    the largest size, of the Reduce_scatter and Allgather a ZeRO-1 step would make instead
+    (each rank updating its part of the parameters)."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     times = {}
     for exponent in range(0, 23, 2):
         buffer = np.ones(2**exponent, np.float32)
-        calls, samples = max(5, 2**18 // 2**exponent), []
-        for _ in range(7):
-            comm.Barrier()
-            started = time.perf_counter()
-            for _ in range(calls):
-                comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
-            samples.append((time.perf_counter() - started) / calls)
-        times[buffer.nbytes] = float(np.median(samples))
-    return times
+        allreduce = lambda b=buffer: comm.Allreduce(MPI.IN_PLACE, b, op=MPI.SUM)  # noqa: E731
+        times[buffer.nbytes] = _median_seconds(comm, allreduce, max(5, 2**18 // 2**exponent))
+    part = np.empty(buffer.size // comm.Get_size(), np.float32)
+
+    def reduce_scatter_allgather() -> None:
+        comm.Reduce_scatter_block(buffer, part, op=MPI.SUM)
+        comm.Allgather(MPI.IN_PLACE, buffer)
+
+    zero = _median_seconds(comm, reduce_scatter_allgather, 5)
+    return {"allreduce": times, "reduce_scatter_allgather": {buffer.nbytes: zero}}
 
 
 def measure_epoch(key: str, distributed: bool) -> dict:
@@ -179,11 +193,15 @@ def stops_scaling(rows) -> str:
 
 
 def driver(args: argparse.Namespace) -> None:
-    times = _worker(["--measure", "allreduce"], 1, ranks=2)
+    collectives = _worker(["--measure", "allreduce"], 1, ranks=2)
+    times = collectives["allreduce"]
     alpha, beta = fit_alpha_beta(times)
     networks = {"here (2 ranks, shared memory)": (alpha, beta), **NETWORKS}
     print(f"allreduce between 2 ranks here: alpha {alpha * 1e6:.2f} us, "
-          f"beta {beta * 1e9:.3f} ns/byte ({1 / beta / 1e9:.1f} GB/s)\n")  # fmt: skip
+          f"beta {beta * 1e9:.3f} ns/byte ({1 / beta / 1e9:.1f} GB/s)")  # fmt: skip
+    (nbytes, zero), = collectives["reduce_scatter_allgather"].items()
+    print(f"{int(nbytes) / 1e6:.1f} MB: Allreduce {times[nbytes] * 1e3:.2f} ms; Reduce_scatter "
+          f"then Allgather (a ZeRO-1 step) {zero * 1e3:.2f} ms\n")  # fmt: skip
     print("| config | summed per batch | 1 process, 2 threads | 2 ranks, 1 thread each | ratio "
           "| reductions' share of the 2-rank epoch |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|")
