@@ -321,7 +321,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                const deltaprop::UpdateRule &rule, double dropout, std::uint64_t seed,
                std::uint64_t first_batch, const std::optional<Array<std::int64_t>> &shares,
                const std::optional<py::function> &reduce,
-               const std::optional<py::function> &reduce_statuses, bool lead) {
+               const std::optional<py::function> &reduce_statuses, bool lead,
+               std::size_t bucket_bytes) {
                 check_params(net.mlp(), params, "params");
                 check_writeable<T>(params, "params");
                 deltaprop::OptimizerState<T> memory = optimizer_state(net.mlp(), rule, state, step);
@@ -355,7 +356,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 if (shares) {
                     share = check_shares(*shares);
                     sum = deltaprop::Reduction<T>{summing_with<T>(*reduce_statuses),
-                                                  summing_with<T>(*reduce), lead};
+                                                  summing_with<T>(*reduce), lead, bucket_bytes};
                 }
                 T *p = params.mutable_data();
                 const deltaprop::Rows<T> rows{X.data(),
@@ -383,16 +384,16 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             py::arg("batch_size"), py::arg("rule"), py::arg("dropout") = 0.0, py::arg("seed") = 0,
             py::arg("first_batch") = 0, py::arg("shares").noconvert() = py::none(),
             py::arg("reduce") = py::none(), py::arg("reduce_statuses") = py::none(),
-            py::arg("lead") = true,
+            py::arg("lead") = true, py::arg("bucket_bytes") = std::size_t(1) << 20,
             "Mini-batch training over the rows order (None: all rows in storage order), "
             "updating params, the optimizer state and its step count in place. With shares "
             "(3, n_batches) (this process's rows begin, end and position in each global "
             "batch), each batch calls reduce_statuses(statuses) (REDUCTION_TAIL entries: "
             "cost, sample weight, non-finite counts, stop requests) and then reduce(values) "
-            "(n_params: the velocity, the parameters or the gradient), each to sum its array "
-            "over the processes in place; lead: this process adds the state every process "
-            "shares. Returns (summed cost, summed sample weight, diverged batch or -1, batch "
-            "stopped after or -1).");
+            "(a bucket of layers' velocity, parameters or gradient, of bucket_bytes or more, "
+            "from the top layer down), each to sum its array over the processes in place; "
+            "lead: this process adds the state every process shares. Returns (summed cost, "
+            "summed sample weight, diverged batch or -1, batch stopped after or -1).");
 }
 
 // all_finite(values): no NaN or infinity among the values of a C-contiguous, aligned

@@ -82,10 +82,16 @@ enum ReductionTail : std::size_t {
 // sum adds up: the velocity or the parameters themselves where one process's BP4 GEMM
 // writes them, else a gradient buffer. The lead process alone adds what every process
 // holds (mu V, the decayed W) to its share, so that the sum counts it once.
+//
+// The step is summed in buckets, as PyTorch's DDP does: layers from the top down until
+// their parameters reach bucket_bytes (or the input layer), each bucket summed as soon as
+// BP4 and BP3 have written it and its layers updated at once, while W and V are still in
+// cache (the update reads them right after the sum wrote them).
 template <class T> struct Reduction {
     std::function<void(T *values, std::size_t count)> sum_statuses;
     std::function<void(T *values, std::size_t count)> sum;
     bool lead;
+    std::size_t bucket_bytes;
 };
 // What stopped a batch: a z not finite (the previous update made a parameter non-finite),
 // its cost or output error not finite (no update made), or its own update left optimizer
@@ -273,11 +279,19 @@ template <class T> class Trainer {
                             ? T(0)
                             : T(local_weight / double(batch.size) / total_weight);
         const Route<T> route = route_of<T>(rule);
-        T *destination = share_backward(params, state, rule, route, batch, alpha, reduction.lead);
-        reduction.sum(destination, mlp_.n_params());
-        if (!finish_shared_update(params, state, rule, route, more_follow)) {
-            return {0, 0, BatchStatus::update_not_finite};
+        const GradientDestination<T> into =
+            shared_destination(params, state, rule, route, alpha, reduction.lead);
+        SharedStep step{params, state, rule, route, into, reduction, more_follow, mlp_.n_layers()};
+        if (batch.size > 0) {
+            mlp_.backward(params, batch.X, batch.size, into,
+                          [&](std::size_t l) { sum_bucket_below(step, l); });
+        } else {  // BP4 and BP3 over no rows: beta times the destination
+            for (std::size_t l = mlp_.n_layers(); l >= 1; --l) {
+                scale_by_betas(into, l);
+                sum_bucket_below(step, l);
+            }
         }
+        if (!step.finite) return {0, 0, BatchStatus::update_not_finite};
         return {double(tail[tail_cost]), total_weight, BatchStatus::ok, tail[tail_stop] > 0};
     }
 
@@ -298,12 +312,12 @@ template <class T> class Trainer {
         return BatchStatus::ok;
     }
 
-    // BP2-BP4 of this process's share (alpha) of the mean gradient into the route's
-    // destination, which it returns for the sum. The lead process keeps what the
-    // destination holds (beta as in one process); the others overwrite it (beta = 0).
-    // Without rows, the lead contributes beta times the destination, the others zeros.
-    T *share_backward(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                      const Route<T> &route, const Batch &batch, T alpha, bool lead) {
+    // Where BP4 and BP3 write this process's share (alpha) of the step: the route's
+    // destination. The lead process keeps what the destination holds (beta as in one
+    // process); the others overwrite it (beta = 0).
+    GradientDestination<T> shared_destination(T *params, OptimizerState<T> &state,
+                                              const UpdateRule &rule, const Route<T> &route,
+                                              T alpha, bool lead) {
         using Into = typename Route<T>::Into;
         GradientDestination<T> into{nullptr, alpha, T(0), T(0)};
         switch (route.into) {
@@ -319,45 +333,66 @@ template <class T> class Trainer {
                 break;
         }
         if (!lead) into.weight_beta = into.bias_beta = T(0);
-        if (batch.size > 0) {
-            mlp_.backward(params, batch.X, batch.size, into);
-        } else {
-            scale_by_betas(into);
-        }
-        return into.out;
+        return into;
     }
 
-    // What a BP4 and BP3 over no rows leave in the destination: beta times its content
-    // (beta = 0 writes zeros, whatever was there).
-    void scale_by_betas(const GradientDestination<T> &into) const {
+    // What a BP4 and BP3 of layer l over no rows leave in the destination: beta times its
+    // content (beta = 0 writes zeros, whatever was there).
+    void scale_by_betas(const GradientDestination<T> &into, std::size_t l) const {
         const auto scale = [](T *begin, T *end, T beta) {
             if (beta == T(0)) std::fill(begin, end, T(0));
             if (beta != T(0) && beta != T(1)) {
                 for (T *value = begin; value != end; ++value) *value *= beta;
             }
         };
-        for (std::size_t l = 1; l <= mlp_.n_layers(); ++l) {
-            const LayerParams &layer = mlp_.layer(l);
-            scale(into.out + layer.weights, into.out + layer.biases, into.weight_beta);
-            scale(into.out + layer.biases, into.out + layer.end, into.bias_beta);
-        }
+        const LayerParams &layer = mlp_.layer(l);
+        scale(into.out + layer.weights, into.out + layer.biases, into.weight_beta);
+        scale(into.out + layer.biases, into.out + layer.end, into.bias_beta);
     }
 
-    // After the sum: momentum's step per layer, or the update that reads the summed
-    // gradient (plain SGD is done: the sum is the new W). False: the update left optimizer
-    // state non-finite.
-    bool finish_shared_update(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                              const Route<T> &route, bool more_follow) {
+    // A data-parallel step in progress: the layers above `unsummed` are summed and updated.
+    struct SharedStep {
+        T *params;
+        OptimizerState<T> &state;
+        const UpdateRule &rule;
+        const Route<T> &route;
+        const GradientDestination<T> &into;
+        const Reduction<T> &reduction;
+        bool more_follow;
+        std::size_t unsummed;  // the highest layer not summed yet
+        bool finite = true;    // no update left optimizer state non-finite
+    };
+
+    // After BP4 and BP3 of layer l: the layers from l up to the last summed form a bucket
+    // once they hold bucket_bytes, or at the input layer; sum it and update its layers.
+    void sum_bucket_below(SharedStep &step, std::size_t l) {
+        const std::size_t begin = mlp_.layer(l).weights, end = mlp_.layer(step.unsummed).end;
+        if (l > 1 && (end - begin) * sizeof(T) < step.reduction.bucket_bytes) return;
+        step.reduction.sum(step.into.out + begin, end - begin);
+        for (std::size_t m = l; m <= step.unsummed; ++m) step.finite &= finish_layer(step, m);
+        step.unsummed = l - 1;
+    }
+
+    // Layer l's update once its step is summed: momentum's step, or the update that reads
+    // the summed gradient (plain SGD is done: the sum is the new W). False: the update
+    // left optimizer state non-finite.
+    bool finish_layer(const SharedStep &step, std::size_t l) const {
         using Into = typename Route<T>::Into;
-        switch (route.into) {
+        switch (step.route.into) {
             case Into::weights: return true;
             case Into::velocity:
-                for (std::size_t l = 1; l <= mlp_.n_layers(); ++l) {
-                    velocity_step(params, state.first, rule, l, more_follow);
-                }
+                velocity_step(step.params, step.state.first, step.rule, l, step.more_follow);
                 return true;
-            case Into::buffer:
-                return update_from_gradient(params, state, rule, route.update, gradient_.data());
+            case Into::buffer: {
+                const LayerParams &layer = mlp_.layer(l);
+                const Segment weights{layer.weights, layer.biases}, biases{layer.biases, layer.end};
+                const T *gradient = gradient_.data();
+                const bool weights_finite = update_segment(
+                    step.params, step.state, step.rule, step.route.update, gradient, weights, true);
+                return update_segment(step.params, step.state, step.rule, step.route.update,
+                                      gradient, biases, false) &&
+                       weights_finite;
+            }
         }
         return true;
     }

@@ -431,13 +431,13 @@ class _ThreadRanks:
     def __init__(self, size: int) -> None:
         self.barrier, self.arrays = threading.Barrier(size, timeout=60), [None] * size
 
-    def rank(self, rank: int) -> _ThreadRank:
-        return _ThreadRank(self, rank)
+    def rank(self, rank: int, bucket_bytes: int) -> _ThreadRank:
+        return _ThreadRank(self, rank, bucket_bytes)
 
 
 class _ThreadRank:
-    def __init__(self, ranks: _ThreadRanks, rank: int) -> None:
-        self.ranks, self.rank, self.lead = ranks, rank, rank == 0
+    def __init__(self, ranks: _ThreadRanks, rank: int, bucket_bytes: int) -> None:
+        self.ranks, self.rank, self.lead, self.bucket_bytes = ranks, rank, rank == 0, bucket_bytes
         self.statuses_seen = []  # this rank's statuses before each sum
         self.values_seen = []  # this rank's share of each step, before the sum
 
@@ -461,6 +461,7 @@ class _OneRank:
 
     def __init__(self, lead: bool = True, stop_at: int = 0, fail_at: tuple[str, int] = ("", 0)):
         self.lead, self.stop_at, self.fail_at = lead, stop_at, fail_at
+        self.bucket_bytes = 2**20
         self.calls = {"statuses": 0, "values": 0}
         self.values_seen = []
 
@@ -479,12 +480,13 @@ class _OneRank:
         self.values_seen.append(values.copy())
 
 
+@pytest.mark.parametrize("bucket_bytes", [0, 2**20])  # a bucket per layer; one for all
 @pytest.mark.parametrize(
     ("optimizer", "l1"),
     [("sgd", 0.0), ("sgd", 0.01), ("momentum", 0.0), ("nesterov", 0.0), ("adam", 0.0),
      ("rprop", 0.0)],
 )  # fmt: skip
-def test_two_ranks_in_threads_train_as_one_process(optimizer, l1):
+def test_two_ranks_in_threads_train_as_one_process(optimizer, l1, bucket_bytes):
     """Each route of the step (into W, into V, into a gradient buffer) summed over two ranks
     that each hold half of every batch: the lead adds the shared state once."""
     alone, X, Y = _seam_case(optimizer)
@@ -494,7 +496,7 @@ def test_two_ranks_in_threads_train_as_one_process(optimizer, l1):
 
     def train(rank: int) -> None:
         net, _, _ = _seam_case(optimizer)
-        reduction = ranks.rank(rank)
+        reduction = ranks.rank(rank, bucket_bytes)
         shares = _distributed.replicated_shares(len(X), 8, range(5), rank=rank, size=2)
         outcome = net.train_rows(X, Y, rows=order, batch_size=8, l2=0.01, l1=l1,
                                  shares=shares, reduction=reduction)  # fmt: skip
@@ -512,7 +514,9 @@ def test_two_ranks_in_threads_train_as_one_process(optimizer, l1):
     assert np.array_equal(params, results[1][1])
     # Before each sum, each rank's own half of the batch: 4 rows each.
     assert [s[1] for s in reduction.statuses_seen] == [4.0] * 5
-    assert len(reduction.values_seen) == 5
+    n_layers = len(alone.sizes) - 1
+    assert len(reduction.values_seen) == 5 * (n_layers if bucket_bytes == 0 else 1)
+    assert sum(v.size for v in reduction.values_seen) == 5 * alone.params.size
 
 
 def test_a_reduction_asking_to_stop_ends_the_call_after_that_batch():

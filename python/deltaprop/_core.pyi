@@ -68,14 +68,15 @@ class _Mlp:
         reduce: Callable[[npt.NDArray], object] | None = None,
         reduce_statuses: Callable[[npt.NDArray], object] | None = None,
         lead: bool = True,
+        bucket_bytes: int = 1048576,
     ) -> tuple[float, float, int, int]:
         """Train; return (summed cost, summed weight, diverged batch or -1, stopped or -1).
 
         params, state and step are updated in place. With ``shares`` (3, n_batches) of
         this process's rows begin, end and position in each global batch, each batch calls
-        ``reduce_statuses(statuses)`` (REDUCTION_TAIL,) and ``reduce(values)`` (n_params,)
-        to sum them over the processes in place; ``lead``: this process adds the state
-        every process shares.
+        ``reduce_statuses(statuses)`` (REDUCTION_TAIL,) and ``reduce(values)`` on buckets of
+        layers of ``bucket_bytes`` or more, from the top down, to sum them over the
+        processes in place; ``lead``: this process adds the state every process shares.
         """
 
 class UpdateRule:

@@ -220,6 +220,10 @@ class Group:
         return np.array(self.comm.allgather(int(n_local)), dtype=np.int64)
 
     # ------------------------------------------------------------------ reductions
+    # The step is summed in buckets of layers of at least this size, each as soon as the
+    # backward pass has written it: its update then reads W and V while they are in cache.
+    bucket_bytes = 2**20
+
     @property
     def lead(self) -> bool:
         """Whether this rank adds, once for all, what every rank holds to a summed step."""
@@ -246,8 +250,9 @@ class Group:
 
         Parameters
         ----------
-        values : ndarray of shape (n_params,)
-            Each rank's share of the step, written by the core (see `Network.train_rows`).
+        values : ndarray of shape (n,)
+            Each rank's share of a bucket of the step (the parameters of some layers),
+            written by the core (see `Network.train_rows`).
         """
         self.comm.Allreduce(self._MPI.IN_PLACE, values, op=self._MPI.SUM)
 

@@ -868,10 +868,12 @@ default="sigmoid"
             ``reduction.reduce_statuses(statuses)`` after the forward pass, on
             ``_core.REDUCTION_TAIL`` entries (cost, sample weight, non-finite counts, stop
             requests: it may add 1 to the last to stop every process after this batch), then
-            ``reduction.reduce(values)`` on ``n_params`` entries: this process's share of the
-            step (the new velocity, the new parameters, or the mean gradient, as the
-            optimizer takes it). ``reduction.lead`` is True on exactly one process, which
-            adds what every process holds (the decayed weights, mu times the velocity).
+            ``reduction.reduce(values)`` on each bucket of this process's share of the step
+            (the new velocity, the new parameters, or the mean gradient, as the optimizer
+            takes it): the parameters of layers from the top down, summed as soon as the
+            backward pass has written ``reduction.bucket_bytes`` of them (or reached the
+            input layer). ``reduction.lead`` is True on exactly one process, which adds
+            what every process holds (the decayed weights, mu times the velocity).
             If a reduction raises, the parameters and optimizer state are those at the
             start of the call.
 
@@ -902,6 +904,7 @@ default="sigmoid"
                 reduce=reduction.reduce,
                 reduce_statuses=reduction.reduce_statuses,
                 lead=bool(reduction.lead),
+                bucket_bytes=int(reduction.bucket_bytes),
             )
         with GATE.call(), self._params_lock:
             cost, weight, diverged, _ = self._core.train(
