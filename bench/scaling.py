@@ -11,9 +11,9 @@ Measures, each in a fresh process (this script launches itself, under mpiexec fo
    `mpiexec -n 2` with 1 BLAS thread per rank (the best epoch of each kind counts), and the
    time of the per-batch reductions alone;
 3. the predicted epoch time and efficiency on 1 to 256 ranks: per batch, the compute of one
-   process divided among p ranks plus the two ring allreduces of a batch (its statuses, then
-   its step: as many numbers as the network has parameters), over 10 and
-   100 Gb/s networks (alpha 20 us for TCP over 10 Gb/s Ethernet, 2 us for 100 Gb/s
+   process divided among p ranks plus the ring allreduces of a batch (its statuses, then
+   its step in buckets of layers: as many numbers as the network has parameters), over 10
+   and 100 Gb/s networks (alpha 20 us for TCP over 10 Gb/s Ethernet, 2 us for 100 Gb/s
    InfiniBand with RDMA: typical figures, not measured here).
 
 Prints markdown tables (the README's "Scaling" tables come from one run).
@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import CONFIGS, N_TRAIN, SEED, data, make_network, make_optimizer
 
 import deltaprop as dp
+from deltaprop._distributed import Group
 
 RANKS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 NETWORKS = {"10 Gb/s": (20e-6, 8 / 10e9), "100 Gb/s": (2e-6, 8 / 100e9)}  # alpha, beta
@@ -128,23 +129,33 @@ def measure_epoch(key: str, distributed: bool) -> dict:
     batches = -(-len(train.X) // config.batch_size)
     result = {"seconds": best, "rows": len(train.X), "batches": batches}
     if comm is not None:
-        result["reduce_seconds"] = _reductions_alone(comm, net.params.size, config, batches)
+        result["reduce_seconds"] = _reductions_alone(comm, config, batches)
     return result
 
 
-def _reductions_alone(comm, n_params: int, config, batches: int) -> float:
+def buckets(config) -> list[int]:
+    """Parameters of each bucket of the step fit sums per batch: layers from the top down
+    until they reach Group.bucket_bytes, or the input layer."""
+    sizes, counts, pending = config.sizes, [], 0
+    for n_in, n_out in reversed(list(zip(sizes[:-1], sizes[1:]))):
+        pending += (n_in + 1) * n_out
+        if pending * np.dtype(config.dtype).itemsize >= Group.bucket_bytes:
+            counts, pending = counts + [pending], 0
+    return counts + [pending] if pending else counts
+
+
+def _reductions_alone(comm, config, batches: int) -> float:
     """Seconds of an epoch's per-batch reductions alone (the arrays fit sums)."""
     from mpi4py import MPI
 
-    statuses = np.zeros(dp._core.REDUCTION_TAIL, config.dtype)
-    step = np.zeros(n_params, config.dtype)
+    arrays = [np.zeros(n, config.dtype) for n in [dp._core.REDUCTION_TAIL, *buckets(config)]]
     best = np.inf
     for _ in range(REPEATS):
         comm.Barrier()
         started = time.perf_counter()
         for _ in range(batches):
-            comm.Allreduce(MPI.IN_PLACE, statuses, op=MPI.SUM)
-            comm.Allreduce(MPI.IN_PLACE, step, op=MPI.SUM)
+            for array in arrays:
+                comm.Allreduce(MPI.IN_PLACE, array, op=MPI.SUM)
         best = min(best, time.perf_counter() - started)
     return best
 
@@ -175,12 +186,12 @@ def ring_allreduce(p: int, nbytes: int, alpha: float, beta: float) -> float:
     return 0.0 if p == 1 else 2 * (p - 1) * alpha + 2 * (p - 1) / p * nbytes * beta
 
 
-def predicted(compute: float, batches: int, nbytes: int, alpha: float, beta: float):
+def predicted(compute: float, batches: int, sums: list[int], alpha: float, beta: float):
     """Epoch seconds and efficiency on each of RANKS ranks; compute: one batch, one process;
-    nbytes: the step summed per batch, after the statuses (a few numbers: latency alone)."""
+    sums: the bytes of each allreduce of a batch (the statuses, the step's buckets)."""
     rows = []
     for p in RANKS:
-        reductions = ring_allreduce(p, 0, alpha, beta) + ring_allreduce(p, nbytes, alpha, beta)
+        reductions = sum(ring_allreduce(p, nbytes, alpha, beta) for nbytes in sums)
         epoch = batches * (compute / p + reductions)
         rows.append((p, epoch, batches * compute / (p * epoch)))
     return rows
@@ -221,15 +232,16 @@ def driver(args: argparse.Namespace) -> None:
         print(f"| {key} | {nbytes / 1e6:.2f} MB | {rate(two_threads):,.0f} samples/s "
               f"| {rate(ranks):,.0f} samples/s | {rate(ranks) / rate(two_threads):.2f} "
               f"| {ranks['reduce_seconds'] / ranks['seconds']:.0%} |")  # fmt: skip
-        models[key] = (one_thread["seconds"] / one_thread["batches"], one_thread["batches"],
-                       nbytes)  # fmt: skip
+        itemsize = np.dtype(config.dtype).itemsize
+        sums = [n * itemsize for n in [dp._core.REDUCTION_TAIL, *buckets(config)]]
+        models[key] = (one_thread["seconds"] / one_thread["batches"], one_thread["batches"], sums)
     for name, (a, b) in networks.items():
         print(f"\nPredicted epoch time (efficiency) over {name}: alpha {a * 1e6:.1f} us, "
               f"{8 / b / 1e9:.0f} Gb/s")  # fmt: skip
         print("| config | " + " | ".join(f"{p}" for p in RANKS) + " | stops scaling at |")
         print("|---|" + "---:|" * len(RANKS) + "---|")
-        for key, (compute, batches, nbytes) in models.items():
-            rows = predicted(compute, batches, nbytes, a, b)
+        for key, (compute, batches, sums) in models.items():
+            rows = predicted(compute, batches, sums, a, b)
             cells = " | ".join(f"{epoch:.2f} s ({efficiency:.0%})" for _, epoch, efficiency in rows)
             print(f"| {key} | {cells} | {stops_scaling(rows)} |")
 
