@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -260,10 +261,11 @@ template <class T> class Trainer {
                                     const Rows<T> &rows, const Reduction<T> &reduction,
                                     std::size_t k, bool more_follow) {
         const Batch batch = batch_at(rows, k);
-        T *tail = statuses_.data();
-        std::fill(statuses_.begin(), statuses_.end(), T(0));
+        std::array<T, kReductionTail> statuses{};
+        T *tail = statuses.data();
+        double local_weight = 0;  // this process's sample weight in the batch
         const BatchStatus local =
-            batch.size == 0 ? BatchStatus::ok : forward(params, rows, k, batch);
+            batch.size == 0 ? BatchStatus::ok : forward(params, rows, k, batch, tail, local_weight);
         if (local == BatchStatus::parameters_not_finite) tail[tail_parameters_not_finite] = 1;
         if (local == BatchStatus::error_not_finite) tail[tail_error_not_finite] = 1;
         reduction.sum_statuses(tail, kReductionTail);
@@ -274,13 +276,14 @@ template <class T> class Trainer {
         // BP1 scaled the rows of δ^L for a mean over this process's B rows (by
         // w_i B / sum(w) with sample weights); alpha = sum(w) / (B total_weight) makes
         // BP3 and BP4 this process's share of the mean over the global batch.
-        const double local_weight = batch.size == 0 ? 0 : seen_weight_;
         const T alpha = batch.size == 0 || total_weight <= 0
                             ? T(0)
                             : T(local_weight / double(batch.size) / total_weight);
         const Route<T> route = route_of<T>(rule);
-        const GradientDestination<T> into =
-            shared_destination(params, state, rule, route, alpha, reduction.lead);
+        GradientDestination<T> into =
+            destination(params, state, rule, route, alpha, T(-rule.lr) * alpha);
+        // The lead keeps what the destination holds; the others overwrite it.
+        if (!reduction.lead) into.weight_beta = into.bias_beta = T(0);
         SharedStep step{params, state, rule, route, into, reduction, more_follow, mlp_.n_layers()};
         if (batch.size > 0) {
             mlp_.backward(params, batch.X, batch.size, into,
@@ -296,8 +299,9 @@ template <class T> class Trainer {
     }
 
     // Forward and BP1 of this process's rows of batch k; their cost and sample weight
-    // into the statuses.
-    BatchStatus forward(const T *params, const Rows<T> &rows, std::size_t k, const Batch &batch) {
+    // into the statuses, and the sample weight unrounded into `sample_weight`.
+    BatchStatus forward(const T *params, const Rows<T> &rows, std::size_t k, const Batch &batch,
+                        T *statuses, double &sample_weight) {
         const std::size_t B = batch.size;
         if (!mlp_.forward(params, batch.X, B, draw_masks(rows, k, B), true)) {
             return BatchStatus::parameters_not_finite;
@@ -306,34 +310,26 @@ template <class T> class Trainer {
         if (!std::isfinite(seen.cost) || !mlp_.output_error_is_finite(B)) {
             return BatchStatus::error_not_finite;
         }
-        statuses_[tail_cost] = T(seen.cost);
-        statuses_[tail_sample_weight] = T(seen.sample_weight);
-        seen_weight_ = seen.sample_weight;
+        statuses[tail_cost] = T(seen.cost);
+        statuses[tail_sample_weight] = T(seen.sample_weight);
+        sample_weight = seen.sample_weight;
         return BatchStatus::ok;
     }
 
-    // Where BP4 and BP3 write this process's share (alpha) of the step: the route's
-    // destination. The lead process keeps what the destination holds (beta as in one
-    // process); the others overwrite it (beta = 0).
-    GradientDestination<T> shared_destination(T *params, OptimizerState<T> &state,
-                                              const UpdateRule &rule, const Route<T> &route,
-                                              T alpha, bool lead) {
+    // Where BP4 and BP3 write the route's share of the step, and how: the gradient times
+    // alpha (a gradient buffer, the velocity, which holds mu V already: see
+    // begin_sequence), or the weights' step times -lr folded into W itself with its L2
+    // decay (weight_step: -lr alpha, rounded as the caller needs it).
+    GradientDestination<T> destination(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                                       const Route<T> &route, T alpha, T weight_step) {
         using Into = typename Route<T>::Into;
-        GradientDestination<T> into{nullptr, alpha, T(0), T(0)};
         switch (route.into) {
-            case Into::weights:
-                into = {params, T(-rule.lr) * alpha, T(1 - rule.lr * rule.l2), T(1)};
-                break;
-            case Into::velocity:  // mu V is stored already (see begin_sequence)
-                into = {state.first, alpha, T(1), T(1)};
-                break;
-            case Into::buffer:
-                if (gradient_.size() < mlp_.n_params()) gradient_.resize(mlp_.n_params());
-                into.out = gradient_.data();
-                break;
+            case Into::weights: return {params, weight_step, T(1 - rule.lr * rule.l2), T(1)};
+            case Into::velocity: return {state.first, alpha, T(1), T(1)};
+            case Into::buffer: break;
         }
-        if (!lead) into.weight_beta = into.bias_beta = T(0);
-        return into;
+        if (gradient_.size() < mlp_.n_params()) gradient_.resize(mlp_.n_params());
+        return {gradient_.data(), alpha, T(0), T(0)};
     }
 
     // What a BP4 and BP3 of layer l over no rows leave in the destination: beta times its
@@ -383,44 +379,27 @@ template <class T> class Trainer {
             case Into::velocity:
                 velocity_step(step.params, step.state.first, step.rule, l, step.more_follow);
                 return true;
-            case Into::buffer: {
-                const LayerParams &layer = mlp_.layer(l);
-                const Segment weights{layer.weights, layer.biases}, biases{layer.biases, layer.end};
-                const T *gradient = gradient_.data();
-                const bool weights_finite = update_segment(
-                    step.params, step.state, step.rule, step.route.update, gradient, weights, true);
-                return update_segment(step.params, step.state, step.rule, step.route.update,
-                                      gradient, biases, false) &&
-                       weights_finite;
-            }
+            case Into::buffer:
+                return update_layer(step.params, step.state, step.rule, step.route.update,
+                                    gradient_.data(), l);
         }
         return true;
     }
 
-    // BP2-BP4 into the route's destination (see Route).
+    // BP2-BP4 into the route's destination (see Route); momentum's step follows each
+    // layer's BP4 and BP3.
     void backward(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                   const Route<T> &route, const Batch &batch, bool more_follow) {
-        using Into = typename Route<T>::Into;
         const std::size_t B = batch.size;
-        switch (route.into) {
-            case Into::weights: {
-                const T lr_per_sample = T(rule.lr / double(B));
-                const T decay = T(1 - rule.lr * rule.l2);
-                mlp_.backward(params, batch.X, B, {params, -lr_per_sample, decay, T(1)});
-                return;
-            }
-            case Into::velocity:
-                // mu V is stored already (see begin_sequence): beta = 1.
-                mlp_.backward(params, batch.X, B, {state.first, T(1) / T(B), T(1), T(1)},
-                              [&](std::size_t l) {
-                                  velocity_step(params, state.first, rule, l, more_follow);
-                              });
-                return;
-            case Into::buffer:
-                if (gradient_.size() < mlp_.n_params()) gradient_.resize(mlp_.n_params());
-                mlp_.backward(params, batch.X, B, {gradient_.data(), T(1) / T(B), T(0), T(0)});
-                return;
+        const GradientDestination<T> into =
+            destination(params, state, rule, route, T(1) / T(B), -T(rule.lr / double(B)));
+        if (route.into != Route<T>::Into::velocity) {
+            mlp_.backward(params, batch.X, B, into);
+            return;
         }
+        mlp_.backward(params, batch.X, B, into, [&](std::size_t l) {
+            velocity_step(params, state.first, rule, l, more_follow);
+        });
     }
 
     // Momentum's step for layer l, right after BP4 and BP3 added its gradient to the
@@ -447,12 +426,20 @@ template <class T> class Trainer {
                               GradientUpdate<T> update, const T *gradient) const {
         bool finite = true;
         for (std::size_t l = 1; l <= mlp_.n_layers(); ++l) {
-            const LayerParams &layer = mlp_.layer(l);
-            const Segment weights{layer.weights, layer.biases}, biases{layer.biases, layer.end};
-            finite &= update_segment(params, state, rule, update, gradient, weights, true);
-            finite &= update_segment(params, state, rule, update, gradient, biases, false);
+            finite &= update_layer(params, state, rule, update, gradient, l);
         }
         return finite;
+    }
+
+    // Layer l's weights (regularised) and biases; false as update_from_gradient.
+    bool update_layer(T *params, OptimizerState<T> &state, const UpdateRule &rule,
+                      GradientUpdate<T> update, const T *gradient, std::size_t l) const {
+        const LayerParams &layer = mlp_.layer(l);
+        const Segment weights{layer.weights, layer.biases}, biases{layer.biases, layer.end};
+        const bool weights_finite =
+            update_segment(params, state, rule, update, gradient, weights, true);
+        return update_segment(params, state, rule, update, gradient, biases, false) &&
+               weights_finite;
     }
 
     static bool update_segment(T *params, OptimizerState<T> &state, const UpdateRule &rule,
@@ -595,9 +582,7 @@ template <class T> class Trainer {
     Mlp<T> &mlp_;
     Buffer<T> batch_x_, batch_y_, batch_sample_weight_;  // gathered rows of a batch
     DropoutMasks<T> masks_;                              // of the batch in training
-    Buffer<T> gradient_;  // ∂C/∂params of the batch, for the updates that read it
-    std::vector<T> statuses_ = std::vector<T>(kReductionTail);  // of a shared batch, summed
-    double seen_weight_ = 0;   // this process's sample weight in the shared batch
+    Buffer<T> gradient_;       // ∂C/∂params of the batch, for the updates that read it
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
     std::int64_t snapshot_step_ = 0;
 };
