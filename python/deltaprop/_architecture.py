@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import check_int, check_name, check_real, float_dtype
+from ._fields import ComparedByFields
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
 OUTPUTS = ("sigmoid", "softmax", "identity")
@@ -22,12 +23,12 @@ MAX_UNITS = 2**31 - 1  # BLAS's 32-bit integer
 MAX_LAYERS = 1000
 
 
-class Architecture:
+class Architecture(ComparedByFields):
     """The architecture of a network: everything but its parameters.
 
     The constructor checks each field; pairings of output and cost are the core's to refuse.
-    Immutable, compared and hashed by its fields: what a frozen dataclass would be, written
-    out so that `import deltaprop` does not load `dataclasses`.
+    Immutable, compared and hashed by its fields: what a frozen dataclass would be
+    (`ComparedByFields`), without loading `dataclasses`.
 
     Parameters
     ----------
@@ -89,26 +90,14 @@ class Architecture:
         for name, value in zip(self._FIELDS, (sizes, activation, output, cost, dtype, leaky_slope)):
             object.__setattr__(self, name, value)  # past __setattr__, which refuses
 
-    def _values(self) -> tuple:
-        return tuple(getattr(self, name) for name in self._FIELDS)
-
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"cannot assign to field {name!r}: an Architecture is immutable")
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"cannot delete field {name!r}: an Architecture is immutable")
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._values() == other._values()
-
     def __hash__(self) -> int:
         return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in zip(self._FIELDS, self._values()))
-        return f"{type(self).__qualname__}({fields})"
 
     def __str__(self) -> str:
         return (

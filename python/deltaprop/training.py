@@ -26,6 +26,7 @@ from ._checks import (
     check_real,
 )
 from ._container import ModelFormatError
+from ._fields import ComparedByFields
 
 if TYPE_CHECKING:
     from . import _distributed
@@ -146,7 +147,7 @@ class History(dict):
     restored_epoch: int | None = None
 
 
-class EarlyStopping:
+class EarlyStopping(ComparedByFields):
     """Stop when a metric of the history has not improved for ``patience`` epochs.
 
     Parameters
@@ -183,8 +184,8 @@ class EarlyStopping:
 
     Notes
     -----
-    Compared (``==``) and shown (``repr``) by its fields, as a dataclass would be: written
-    out so that `import deltaprop` does not load `dataclasses`.
+    Compared (``==``) and shown (``repr``) by its fields, as a dataclass would be
+    (`ComparedByFields`), without loading `dataclasses`.
     """
 
     _FIELDS = (
@@ -223,18 +224,6 @@ class EarlyStopping:
         self.running_best, self.best_cost, self.best_params = running_best, best_cost, best_params
         self.epochs_without_improvement = epochs_without_improvement
         self.stopped_epoch, self.best_epoch = stopped_epoch, best_epoch
-
-    def _values(self) -> tuple:
-        return tuple(getattr(self, name) for name in self._FIELDS)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in zip(self._FIELDS, self._values()))
-        return f"{type(self).__qualname__}({fields})"
 
     @property
     def best(self) -> float:
