@@ -125,6 +125,63 @@ def test_non_finite_input_in_the_last_chunk_of_a_long_predict(bad):
         net.predict(X)
 
 
+def _trained_state(net: dp.Network) -> tuple:
+    optimizer = net.optimizer
+    state = None if optimizer is None else [array.copy() for array in optimizer.state]
+    return net.params.copy(), optimizer, state, None if optimizer is None else optimizer.step
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "rprop"])
+@pytest.mark.parametrize("where", ["first batch", "last row", "held-out row"])
+def test_non_finite_input_found_in_the_first_epoch_changes_nothing(bad, optimizer, where):
+    # One process checks X in the first epoch's forward pass (a non-finite x makes every
+    # z^1 non-finite): what that epoch trained before the bad row is undone, and the
+    # network, its optimizer and the given optimizer are as fit found them. 9,000 rows
+    # take three core calls; the bad row is the second visited, the last or held out.
+    net = dp.Network([4, 6, 3], activation="relu", output="softmax", seed=0)
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(9_000, 4)), rng.integers(0, 3, size=9_000)
+    net.fit(X[:50], y[:50], epochs=1, optimizer=optimizer, lr=0.01)  # state to keep
+    given = dp.optim.get("momentum", lr=0.02)
+    given.bind(net.params.size, net.dtype)
+    given.state[0][:] = 0.5
+    before, given_before = _trained_state(net), (given.lr, given.step, given.state[0].copy())
+    history = net.history
+    order = np.random.default_rng(7).permutation(len(X))  # fit's order with seed=7
+    row = {"first batch": order[1], "last row": len(X) - 1, "held-out row": None}[where]
+    options = {"validation_fraction": 0.1} if where == "held-out row" else {}
+    if row is None:  # the first of the validation split's rows
+        row = np.sort(np.random.default_rng([7, 0x5EED]).permutation(len(X))[:900])[0]
+    X[row, 2] = bad
+    for chosen in (None, given):
+        with pytest.raises(ValueError, match="X: contains NaN or infinity"):
+            net.fit(X, y, epochs=3, optimizer=chosen, lr=0.5, seed=7, **options)
+        params, optimizer_after, state, step = _trained_state(net)
+        np.testing.assert_array_equal(params, before[0])
+        assert optimizer_after is before[1] and step == before[3] and net.history is history
+        assert optimizer_after.lr == 0.01
+        for kept, expected in zip(state, before[2]):
+            np.testing.assert_array_equal(kept, expected)
+        assert (given.lr, given.step) == given_before[:2]
+        np.testing.assert_array_equal(given.state[0], given_before[2])
+
+
+def test_non_finite_input_without_an_epoch_is_refused(net, data):
+    X, y = data
+    X = X.copy()
+    X[-1, 0] = np.nan
+    with pytest.raises(ValueError, match="X: contains NaN or infinity"):
+        net.fit(X, y, epochs=0)
+
+
+def test_a_divergence_with_finite_inputs_stays_a_divergence():
+    net = dp.Network([2, 3, 1], output="identity", cost="quadratic", seed=0)
+    X, Y = np.ones((40, 2)), np.full((40, 1), 1e200)
+    with pytest.raises(dp.DivergenceError):
+        net.fit(X, Y, epochs=2, batch_size=10, lr=1.0)
+
+
 def test_values_that_overflow_float32_are_refused(data):
     net32 = dp.Network([4, 3], output="sigmoid", dtype="float32", seed=0)
     X = data[0].copy()
