@@ -415,6 +415,7 @@ template <class T> void bind_all_finite(py::module_ &m) {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "deltaprop's compiled core: batched backpropagation on OpenBLAS (private API)";
+    deltaprop::blas::use_team();
     py::class_<deltaprop::UpdateRule>(m, "UpdateRule", "Hyper-parameters of a parameter update.")
         .def(py::init([](const std::string &method, double lr, double momentum, double beta1,
                          double beta2, double eps, double l2, double l1, double decoupled_decay,

@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "team.hpp"
+
 namespace deltaprop::blas {
 
 // Every size handed to BLAS must fit its 32-bit integer; BLAS itself never
@@ -64,5 +66,27 @@ inline void gemv(bool trans, std::size_t M, std::size_t N, double alpha, const d
 
 inline void set_num_threads(int n) { scipy_openblas_set_num_threads(n); }
 inline int get_num_threads() { return scipy_openblas_get_num_threads(); }
+
+// OpenBLAS's threading backend: its parallel regions (numjobs jobs of jobsize bytes
+// each, run at once) on the core's team of threads.
+inline void run_on_team(int /*sync*/, openblas_dojob_callback dojob, int numjobs,
+                        std::size_t jobsize, void *jobs, int dojob_data) {
+    struct Region {
+        openblas_dojob_callback dojob;
+        char *jobs;
+        std::size_t jobsize;
+        int data;
+    } region{dojob, static_cast<char *>(jobs), jobsize, dojob_data};
+    Team::instance().run(
+        numjobs,
+        [](void *context, int index) {
+            const Region &r = *static_cast<const Region *>(context);
+            r.dojob(index, r.jobs + std::size_t(index) * r.jobsize, r.data);
+        },
+        &region);
+}
+
+// Called once, before any BLAS call: OpenBLAS's parallel work goes to the core's team.
+inline void use_team() { scipy_openblas_set_threads_callback_function(run_on_team); }
 
 }  // namespace deltaprop::blas

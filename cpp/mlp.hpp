@@ -242,10 +242,7 @@ template <class T> class Mlp {
                 blas::gemm(false, true, B, n_out, n_in, T(1), a_prev, n_in, W, n_in, T(0),
                            z_[l].data(), n_out);
             }
-            finite &= add_bias_and_activate(activation_of(l), T(arch_.leaky_slope),
-                                            params + layer(l).biases, z_[l].data(), a_[l].data(), B,
-                                            n_out, kept_derivative(l));
-            if (masks_ && l < n_layers()) multiply(a_[l].data(), (*masks_)[l].data(), B * n_out);
+            finite &= activate_layer(params, l, B);
             a_prev = a_[l].data();
         }
         return finite;
@@ -395,13 +392,42 @@ template <class T> class Mlp {
         T *delta = delta_[l - 1].data();
         blas::gemm(false, false, B, n_in, n_out, T(1), delta_[l].data(), n_out,
                    params + layer(l).weights, n_in, T(0), delta, n_in);
-        if (const T *derivative = kept_derivative(l - 1)) {
-            multiply(delta, derivative, count);
-        } else {
-            multiply_by_derivative(arch_.hidden, T(arch_.leaky_slope), z_[l - 1].data(), delta,
-                                   count);
-        }
-        if (masks_) multiply(delta, (*masks_)[l - 1].data(), count);
+        const T *derivative = kept_derivative(l - 1), *z = z_[l - 1].data();
+        const T *mask = masks_ ? (*masks_)[l - 1].data() : nullptr;
+        Team::instance().parallel_for(
+            count, kElementsPerJob, blas::get_num_threads(),
+            [&](std::size_t begin, std::size_t end) {
+                if (derivative) {
+                    multiply(delta + begin, derivative + begin, end - begin);
+                } else {
+                    multiply_by_derivative(arch_.hidden, T(arch_.leaky_slope), z + begin,
+                                           delta + begin, end - begin);
+                }
+                if (mask) multiply(delta + begin, mask + begin, end - begin);
+            });
+    }
+
+    // z^l += b^l, a^l = σ(z^l) (times the dropout mask of a hidden layer) for B rows, rows
+    // shared among the team; whether every z was finite.
+    bool activate_layer(const T *params, std::size_t l, std::size_t B) {
+        const std::size_t n = arch_.sizes[l];
+        const Activation f = activation_of(l);
+        const T *b = params + layer(l).biases, *mask = nullptr;
+        if (masks_ && l < n_layers()) mask = (*masks_)[l].data();
+        T *z = z_[l].data(), *a = a_[l].data(), *derivative = kept_derivative(l);
+        std::atomic<bool> finite{true};
+        const std::size_t rows_per_job = std::max<std::size_t>(1, kElementsPerJob / n);
+        Team::instance().parallel_for(B, rows_per_job, blas::get_num_threads(),
+                                      [&](std::size_t begin, std::size_t end) {
+                                          const std::size_t at = begin * n, rows = end - begin;
+                                          T *d = derivative ? derivative + at : nullptr;
+                                          if (!add_bias_and_activate(f, T(arch_.leaky_slope), b,
+                                                                     z + at, a + at, rows, n, d)) {
+                                              finite.store(false, std::memory_order_relaxed);
+                                          }
+                                          if (mask) multiply(a + at, mask + at, rows * n);
+                                      });
+        return finite.load(std::memory_order_relaxed);
     }
 
     // BP4 in one GEMM: dW <- alpha (δ^l)^T a^{l-1} + beta dW, where δ^l is (B, n_l),
