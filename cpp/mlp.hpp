@@ -439,18 +439,28 @@ template <class T> class Mlp {
     }
 
     // BP3: db <- alpha sum_rows(δ^l) + beta db; δ^l is (B, n_l), db is (n_l,).
+    // The team shares the columns: each db[j] sums its rows in the same order.
     void bias_gradient(std::size_t l, std::size_t B, T alpha, T beta, T *db) {
         const std::size_t n = arch_.sizes[l];
-        // As in BLAS, beta = 0 means db is not read: it may hold garbage or NaN.
-        if (beta == T(0)) {
-            std::fill(db, db + n, T(0));
-        } else if (beta != T(1)) {
-            for (std::size_t j = 0; j < n; ++j) db[j] *= beta;
-        }
         const T *delta = delta_[l].data();
-        for (std::size_t i = 0; i < B; ++i) {
-            for (std::size_t j = 0; j < n; ++j) db[j] += alpha * delta[i * n + j];
-        }
+        const std::size_t columns_per_job =
+            std::max<std::size_t>(1, kElementsPerJob / std::max<std::size_t>(B, 1));
+        Team::instance().parallel_for(n, columns_per_job, blas::get_num_threads(),
+                                      [&](std::size_t begin, std::size_t end) {
+                                          // As in BLAS, beta = 0 means db is not read: it may hold
+                                          // garbage or NaN.
+                                          if (beta == T(0)) {
+                                              std::fill(db + begin, db + end, T(0));
+                                          } else if (beta != T(1)) {
+                                              for (std::size_t j = begin; j < end; ++j)
+                                                  db[j] *= beta;
+                                          }
+                                          for (std::size_t i = 0; i < B; ++i) {
+                                              const T *row = delta + i * n;
+                                              for (std::size_t j = begin; j < end; ++j)
+                                                  db[j] += alpha * row[j];
+                                          }
+                                      });
     }
 
     Architecture arch_;

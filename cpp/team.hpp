@@ -26,9 +26,9 @@
 
 namespace deltaprop {
 
-// The least of an element-wise pass worth a job of its own on the team: 16K elements
-// (64 KB of float32) take microseconds, a parallel region about one.
-constexpr std::size_t kElementsPerJob = std::size_t(1) << 14;
+// The least of an element-wise pass worth a job of its own on the team: 4K elements
+// (16 KB of float32) take a microsecond or more, a parallel region a fraction of one.
+constexpr std::size_t kElementsPerJob = std::size_t(1) << 12;
 
 // A parallel region: job(i) for every i in [0, n_jobs), all at once (OpenBLAS's jobs
 // wait for each other's packed blocks, so they may not run one after another).

@@ -1,9 +1,11 @@
 """Loads the compiled module ``deltaprop._core`` before anything else in the package.
 
-Its OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when it is loaded: by default idle OpenBLAS
-threads spin for ~2^28 cycles (0.1 s) after each call, stealing cores from the user's numpy
-between deltaprop's calls. 2^20 cycles keep them spinning between the GEMMs of a training
-run only. A value the user set wins, and the environment is left as it was.
+Its OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when it is loaded, and starts its own
+threads then, which spin for that long before they sleep: by default ~2^28 cycles (0.1 s),
+a core taken from the user's numpy right after the import. The core hands OpenBLAS's
+parallel work to a team of its own (cpp/team.hpp), so those threads never get any: 2^20
+cycles send them to sleep at once. A value the user set wins, and the environment is left
+as it was.
 """
 
 import os
