@@ -488,7 +488,8 @@ default=None
     Raises
     ------
     TypeError, ValueError
-        Invalid data or options; nothing has been trained.
+        Invalid data or options; the network is left as it was. NaN or infinity in X is
+        found in the first epoch's forward pass (in one process), whose training is undone.
     ModelFormatError
         With ``resume``: the checkpoint is damaged or is a model file.
     DivergenceError
