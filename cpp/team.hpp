@@ -65,7 +65,9 @@ class Team {
             wake_.notify_all();
         }
         job(context, 0);
-        while (unfinished_.load(std::memory_order_acquire) != 0) DELTAPROP_PAUSE();
+        for (unsigned spins = 1; unfinished_.load(std::memory_order_acquire) != 0; ++spins) {
+            pause_or_yield(spins);
+        }
     }
 
     // A loop over [0, count) in chunks of `grain` (a multiple of it, but the last), one
@@ -115,6 +117,17 @@ class Team {
         pthread_atfork(nullptr, nullptr, [] { instance().forget_workers_after_fork(); });
     }
 
+    // A pause while spinning, and every 256th time a yield of the core: with more threads
+    // than cores (set_num_threads above the core count, or several processes), the thread
+    // waited for may need this one's core to finish.
+    static void pause_or_yield(unsigned spins) {
+        if (spins % 256 == 0) {
+            std::this_thread::yield();
+        } else {
+            DELTAPROP_PAUSE();
+        }
+    }
+
     // A new worker starts from the generation before the region that hires it.
     void hire(std::size_t n_workers) {
         const std::uint64_t seen = generation_.load(std::memory_order_relaxed);
@@ -138,7 +151,7 @@ class Team {
         for (unsigned spins = 0;; ++spins) {
             const std::uint64_t now = generation_.load(std::memory_order_acquire);
             if (now != seen) return now;
-            DELTAPROP_PAUSE();
+            pause_or_yield(spins);
             if (spins % 256 == 255 && std::chrono::steady_clock::now() > until) break;
         }
         std::unique_lock<std::mutex> lock(sleep_mutex_);
