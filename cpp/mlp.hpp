@@ -8,18 +8,17 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
 #include <cstring>
 #include <new>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "activations.hpp"
 #include "blas.hpp"
 #include "output_layer.hpp"
+#include "team.hpp"
 
 namespace deltaprop {
 
@@ -50,24 +49,14 @@ template <class T> bool all_finite(const T *values, std::size_t count) {
     return not_finite == 0;
 }
 
-// all_finite over up to `threads` threads, for a user's X: the pass is memory-bound,
-// and one core does not draw the memory's whole bandwidth (about 2x on 2 cores).
+// all_finite on up to `threads` threads of the team, for a user's X: the pass is
+// memory-bound, and one core does not draw the memory's whole bandwidth (about 2x on 2
+// cores).
 template <class T> bool all_finite(const T *values, std::size_t count, int threads) {
-    constexpr std::size_t kMinPerThread = std::size_t(1) << 20;  // a thread costs ~50 us
-    const std::size_t workers =
-        std::clamp<std::size_t>(count / kMinPerThread, 1, std::size_t(std::max(threads, 1)));
-    const std::size_t share = (count + workers - 1) / workers;
-    std::vector<char> finite(workers);
-    std::vector<std::thread> helpers;
-    for (std::size_t w = 1; w < workers; ++w) {
-        const std::size_t begin = w * share, end = std::min(count, begin + share);
-        helpers.emplace_back([&finite, values, w, begin, end] {
-            finite[w] = all_finite(values + begin, end - begin);
-        });
-    }
-    finite[0] = all_finite(values, std::min(count, share));
-    for (std::thread &helper : helpers) helper.join();
-    return std::all_of(finite.begin(), finite.end(), [](char ok) { return ok != 0; });
+    return Team::instance().parallel_all(count, kElementsPerJob, threads,
+                                         [values](std::size_t begin, std::size_t end) {
+                                             return all_finite(values + begin, end - begin);
+                                         });
 }
 
 // Workspaces start on a 64-byte boundary: OpenBLAS's kernels (and the GEMV that a
@@ -416,19 +405,17 @@ template <class T> class Mlp {
         const T *b = params + layer(l).biases, *mask = nullptr;
         if (masks_ && l < n_layers()) mask = (*masks_)[l].data();
         T *z = z_[l].data(), *a = a_[l].data(), *derivative = kept_derivative(l);
-        std::atomic<bool> finite{true};
+        const auto activate_rows = [&](std::size_t begin, std::size_t end) {
+            const std::size_t at = begin * n, rows = end - begin;
+            T *d = derivative ? derivative + at : nullptr;
+            const bool finite =
+                add_bias_and_activate(f, T(arch_.leaky_slope), b, z + at, a + at, rows, n, d);
+            if (mask) multiply(a + at, mask + at, rows * n);
+            return finite;
+        };
         const std::size_t rows_per_job = std::max<std::size_t>(1, kElementsPerJob / n);
-        Team::instance().parallel_for(B, rows_per_job, blas::get_num_threads(),
-                                      [&](std::size_t begin, std::size_t end) {
-                                          const std::size_t at = begin * n, rows = end - begin;
-                                          T *d = derivative ? derivative + at : nullptr;
-                                          if (!add_bias_and_activate(f, T(arch_.leaky_slope), b,
-                                                                     z + at, a + at, rows, n, d)) {
-                                              finite.store(false, std::memory_order_relaxed);
-                                          }
-                                          if (mask) multiply(a + at, mask + at, rows * n);
-                                      });
-        return finite.load(std::memory_order_relaxed);
+        return Team::instance().parallel_all(B, rows_per_job, blas::get_num_threads(),
+                                             activate_rows);
     }
 
     // BP4 in one GEMM: dW <- alpha (δ^l)^T a^{l-1} + beta dW, where δ^l is (B, n_l),
@@ -444,24 +431,21 @@ template <class T> class Mlp {
     void bias_gradient(std::size_t l, std::size_t B, T alpha, T beta, T *db) {
         const std::size_t n = arch_.sizes[l];
         const T *delta = delta_[l].data();
+        const auto sum_columns = [&](std::size_t begin, std::size_t end) {
+            // As in BLAS, beta = 0 means db is not read: it may hold garbage or NaN.
+            if (beta == T(0)) {
+                std::fill(db + begin, db + end, T(0));
+            } else if (beta != T(1)) {
+                for (std::size_t j = begin; j < end; ++j) db[j] *= beta;
+            }
+            for (std::size_t i = 0; i < B; ++i) {
+                const T *row = delta + i * n;
+                for (std::size_t j = begin; j < end; ++j) db[j] += alpha * row[j];
+            }
+        };
         const std::size_t columns_per_job =
             std::max<std::size_t>(1, kElementsPerJob / std::max<std::size_t>(B, 1));
-        Team::instance().parallel_for(n, columns_per_job, blas::get_num_threads(),
-                                      [&](std::size_t begin, std::size_t end) {
-                                          // As in BLAS, beta = 0 means db is not read: it may hold
-                                          // garbage or NaN.
-                                          if (beta == T(0)) {
-                                              std::fill(db + begin, db + end, T(0));
-                                          } else if (beta != T(1)) {
-                                              for (std::size_t j = begin; j < end; ++j)
-                                                  db[j] *= beta;
-                                          }
-                                          for (std::size_t i = 0; i < B; ++i) {
-                                              const T *row = delta + i * n;
-                                              for (std::size_t j = begin; j < end; ++j)
-                                                  db[j] += alpha * row[j];
-                                          }
-                                      });
+        Team::instance().parallel_for(n, columns_per_job, blas::get_num_threads(), sum_columns);
     }
 
     Architecture arch_;

@@ -96,6 +96,17 @@ class Team {
             &loop);
     }
 
+    // parallel_for over a body that answers whether its chunk was good (finite, say):
+    // whether every chunk was.
+    template <class Body>
+    bool parallel_all(std::size_t count, std::size_t grain, int threads, const Body &body) {
+        std::atomic<bool> all{true};
+        parallel_for(count, grain, threads, [&](std::size_t begin, std::size_t end) {
+            if (!body(begin, end)) all.store(false, std::memory_order_relaxed);
+        });
+        return all.load(std::memory_order_relaxed);
+    }
+
     // In the child of a fork, which has only the forking thread: forget the workers and
     // reset the locks. The Python layer forks only when no call of the core is running.
     void forget_workers_after_fork() {

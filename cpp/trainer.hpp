@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -453,19 +452,15 @@ template <class T> class Trainer {
     static bool update_segment(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                                GradientUpdate<T> update, const T *gradient, Segment at,
                                bool regularise) {
-        std::atomic<bool> finite{true};
-        Team::instance().parallel_for(
-            at.end - at.begin, kElementsPerJob, blas::get_num_threads(),
-            [&](std::size_t begin, std::size_t end) {
-                const std::size_t from = at.begin + begin;
-                T *first = state.first ? state.first + from : nullptr;
-                T *second = state.second ? state.second + from : nullptr;
-                if (!update(rule, *state.step, params + from, gradient + from, first, second,
-                            end - begin, regularise)) {
-                    finite.store(false, std::memory_order_relaxed);
-                }
-            });
-        return finite.load(std::memory_order_relaxed);
+        const auto update_part = [&](std::size_t begin, std::size_t end) {
+            const std::size_t from = at.begin + begin;
+            T *first = state.first ? state.first + from : nullptr;
+            T *second = state.second ? state.second + from : nullptr;
+            return update(rule, *state.step, params + from, gradient + from, first, second,
+                          end - begin, regularise);
+        };
+        return Team::instance().parallel_all(at.end - at.begin, kElementsPerJob,
+                                             blas::get_num_threads(), update_part);
     }
 
     // Batch k of the rows (this process's share of it, with shares): gathered through

@@ -546,10 +546,10 @@ default=None
     # Every rank checks its own arguments and data; with comm, all raise the first
     # failing rank's error before anything is trained. One process checks X for NaN and
     # infinity during the first epoch instead (see _FirstEpochChecksX).
-    as_found = _FirstEpochChecksX(net, optimizer) if group is None else None
+    inputs_unchecked = _FirstEpochChecksX(net, optimizer) if group is None else None
     with _agreeing(group):
         X, Y, sample_weight = _checked_data(
-            net, X, Y, sample_weight, group, check_finite=as_found is None
+            net, X, Y, sample_weight, group, check_finite=inputs_unchecked is None
         )
         sharded = group is not None and group.sharded
         if sample_weight is not None and not sharded:
@@ -568,7 +568,7 @@ default=None
             seed,
             stream=group.rank if group is not None and group.sharded else None,
         )
-        if as_found is not None and validation is not None and validation_data is None:
+        if inputs_unchecked is not None and validation is not None and validation_data is None:
             _data.require_finite(validation[0], "X")  # held out of X: never trained on
         run = TrainingRun(
             net=net,
@@ -591,7 +591,7 @@ default=None
             checkpoint_every=check_int(checkpoint_every, "checkpoint_every", 1),
             resume=bool(resume),
             group=group,
-            inputs_unchecked=as_found,
+            inputs_unchecked=inputs_unchecked,
         )
         run.check_monitor()
         # Chosen last: an invalid argument leaves the network's optimizer untouched.
@@ -664,29 +664,24 @@ def _checked_data(
     group: _distributed.Group | None,
     check_finite: bool = True,
 ):
-    """Return X, Y and the sample weights of this rank, checked (see `_validate`).
-
-    Without `check_finite`, X is not checked for NaN and infinity (see `_FirstEpochChecksX`).
-    """
-    if check_finite:
-        X, Y = _validate(net, X, Y, group)
-    else:
-        X = _data.inputs(X, net.architecture, check_finite=False)
-        Y = _data.targets(Y, len(X), net.architecture)
+    """Return X, Y and the sample weights of this rank, checked (see `_validate`)."""
+    X, Y = _validate(net, X, Y, group, check_finite)
     sharded = group is not None and group.sharded
     return X, Y, check_sample_weight(sample_weight, len(X), net.dtype, sharded)
 
 
-def _validate(net, X: Any, Y: Any, group: _distributed.Group | None):
+def _validate(net, X: Any, Y: Any, group: _distributed.Group | None, check_finite: bool = True):
     """`Network.validate`, for the rows of this rank.
 
     A rank's shard of sharded data may have no rows. Of replicated data (an `np.memmap`
     of the network's dtype, say), each rank reads only its share of the rows to check
-    them: the agreement that follows makes every rank raise what any found.
+    them: the agreement that follows makes every rank raise what any found. Without
+    `check_finite`, one process's X is not checked for NaN and infinity (see
+    `_FirstEpochChecksX`).
     """
-    if group is None:
+    if group is None and check_finite:
         return net.validate(X, Y)
-    if group.sharded:
+    if group is not None and group.sharded:
         if np.shape(X)[:1] != (0,):
             return net.validate(X, Y)
         n_inputs, n_outputs = net.architecture.sizes[0], net.architecture.sizes[-1]
@@ -696,7 +691,8 @@ def _validate(net, X: Any, Y: Any, group: _distributed.Group | None):
             )
         return np.empty((0, n_inputs), net.dtype), np.empty((0, n_outputs), net.dtype)
     X = _data.inputs(X, net.architecture, check_finite=False)
-    _data.require_finite(X[group.share(len(X))], "X")
+    if group is not None:
+        _data.require_finite(X[group.share(len(X))], "X")
     return X, _data.targets(Y, len(X), net.architecture)
 
 
