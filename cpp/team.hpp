@@ -107,9 +107,37 @@ class Team {
         return all.load(std::memory_order_relaxed);
     }
 
+    // Work that idle workers take up between regions, one piece at a time (the rows of
+    // the next batch, gathered ahead): a region started meanwhile waits at most for the
+    // pieces in hand. Pieces must not start regions.
+    class IdleWork {
+      public:
+        virtual bool do_one() = 0;  // false: nothing left to do
+
+      protected:
+        ~IdleWork() = default;
+    };
+
+    // Offers `work` to the workers; false when another thread's work is posted already
+    // (then nobody but the caller does it).
+    bool post_idle_work(IdleWork *work) {
+        IdleWork *none = nullptr;
+        return idle_work_.compare_exchange_strong(none, work);
+    }
+
+    // Takes `work` back, if posted, and returns once no worker is inside a piece of it:
+    // what they did is then visible to the caller.
+    void withdraw_idle_work(IdleWork *work) {
+        IdleWork *posted = work;
+        idle_work_.compare_exchange_strong(posted, nullptr);
+        for (unsigned spins = 1; in_idle_work_.load() != 0; ++spins) pause_or_yield(spins);
+    }
+
     // In the child of a fork, which has only the forking thread: forget the workers and
     // reset the locks. The Python layer forks only when no call of the core is running.
     void forget_workers_after_fork() {
+        idle_work_.store(nullptr);
+        in_idle_work_.store(0);
         n_workers_ = 0;
         new (&region_) std::mutex();
         new (&sleep_mutex_) std::mutex();
@@ -162,7 +190,7 @@ class Team {
         for (unsigned spins = 0;; ++spins) {
             const std::uint64_t now = generation_.load(std::memory_order_acquire);
             if (now != seen) return now;
-            pause_or_yield(spins);
+            if (!do_idle_work()) pause_or_yield(spins);
             if (spins % 256 == 255 && std::chrono::steady_clock::now() > until) break;
         }
         std::unique_lock<std::mutex> lock(sleep_mutex_);
@@ -174,11 +202,25 @@ class Team {
         return generation_.load(std::memory_order_acquire);
     }
 
+    // One piece of the posted idle work, if any; whether there was one. The count goes
+    // up before the work is read, and withdraw_idle_work clears the work before it
+    // reads the count (both sequentially consistent): either this thread sees no work,
+    // or the withdrawal waits for this piece.
+    bool do_idle_work() {
+        in_idle_work_.fetch_add(1);
+        IdleWork *work = idle_work_.load();
+        const bool did = work != nullptr && work->do_one();
+        in_idle_work_.fetch_sub(1, std::memory_order_release);
+        return did;
+    }
+
     std::mutex region_;          // one parallel region at a time
     std::size_t n_workers_ = 0;  // detached threads, which live as long as the process
     std::atomic<std::uint64_t> generation_{0};  // bumped by each region
     std::atomic<int> unfinished_{0};            // workers yet to finish the region
     std::atomic<int> sleepers_{0};
+    std::atomic<IdleWork *> idle_work_{nullptr};
+    std::atomic<int> in_idle_work_{0};  // workers inside a piece of idle work
     std::mutex sleep_mutex_;
     std::condition_variable wake_;
     Job job_ = nullptr;  // the region's job and its context (written before the bump)

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -145,6 +146,82 @@ template <class T> Route<T> route_of(const UpdateRule &rule) {
     return {Into::buffer, gradient_update<T>(rule.method)};
 }
 
+// The rows order[0..B) of X, Y (and sample_weight) copied into buffers of their own:
+// by the call that needs them (finish), or ahead of it, one row at a time, by the team's
+// workers when idle (a Team::IdleWork) while the batch before is trained. Random rows
+// of a large X come from memory, and gathering a batch took a few percent of an epoch
+// of C: the workers' idle moments (while the calling thread runs the small output
+// layer's products, say) now take most of it.
+template <class T> class GatheredRows final : public Team::IdleWork {
+  public:
+    // Sized for B rows, none copied yet.
+    void prepare(const Rows<T> &rows, const std::int64_t *order, std::size_t B, std::size_t n_in,
+                 std::size_t n_out) {
+        rows_ = &rows;
+        order_ = order;
+        size_ = B;
+        n_in_ = n_in;
+        n_out_ = n_out;
+        if (x_.size() < B * n_in) x_.resize(B * n_in);
+        if (y_.size() < B * n_out) y_.resize(B * n_out);
+        if (rows.sample_weight && sample_weight_.size() < B) sample_weight_.resize(B);
+        claimed_.store(0, std::memory_order_relaxed);
+    }
+
+    // The next row nobody claimed, if any (a worker's piece of idle work).
+    bool do_one() override {
+        const std::size_t i = claimed_.fetch_add(1, std::memory_order_relaxed);
+        if (i >= size_) return false;
+        copy(i, i + 1);
+        return true;
+    }
+
+    // Copies the rows nobody claimed on the team's threads; then all B rows are in place.
+    // The workers must be done with their pieces (Team::withdraw_idle_work).
+    void finish(int threads) {
+        const std::size_t from = std::min(claimed_.exchange(size_), size_);
+        // At least 32 KB of rows per job: the rows come from memory a few cache lines at
+        // a time, and the team's cores fetch them side by side.
+        const std::size_t rows_per_job = std::max<std::size_t>(1, (32 << 10) / (n_in_ * sizeof(T)));
+        Team::instance().parallel_for(
+            size_ - from, rows_per_job, threads,
+            [&](std::size_t begin, std::size_t end) { copy(from + begin, from + end); });
+    }
+
+    const T *X() const { return x_.data(); }
+    const T *Y() const { return y_.data(); }
+    const T *sample_weight() const {
+        return rows_->sample_weight ? sample_weight_.data() : nullptr;
+    }
+
+  private:
+    // Rows [begin, end), each X row's cache lines asked for a few rows ahead of its copy:
+    // the hardware prefetcher does not cross from one scattered row to the next.
+    void copy(std::size_t begin, std::size_t end) {
+        constexpr std::size_t kRowsAhead = 2, kLine = 64;
+        const Rows<T> &rows = *rows_;
+        for (std::size_t i = begin; i < end; ++i) {
+            if (i + kRowsAhead < size_) {
+                const char *ahead = reinterpret_cast<const char *>(
+                    rows.X + std::size_t(order_[i + kRowsAhead]) * n_in_);
+                for (std::size_t at = 0; at < n_in_ * sizeof(T); at += kLine) {
+                    __builtin_prefetch(ahead + at);
+                }
+            }
+            const std::size_t row = std::size_t(order_[i]);
+            std::memcpy(x_.data() + i * n_in_, rows.X + row * n_in_, n_in_ * sizeof(T));
+            std::memcpy(y_.data() + i * n_out_, rows.Y + row * n_out_, n_out_ * sizeof(T));
+            if (rows.sample_weight) sample_weight_.data()[i] = rows.sample_weight[row];
+        }
+    }
+
+    const Rows<T> *rows_ = nullptr;
+    const std::int64_t *order_ = nullptr;
+    std::size_t size_ = 0, n_in_ = 0, n_out_ = 0;
+    Buffer<T> x_, y_, sample_weight_;
+    std::atomic<std::size_t> claimed_{0};  // rows [0, claimed_) are someone's to copy
+};
+
 template <class T> class Trainer {
   public:
     explicit Trainer(Mlp<T> &mlp) : mlp_(mlp) {}
@@ -159,8 +236,12 @@ template <class T> class Trainer {
                        const Rows<T> &rows, const Reduction<T> *reduction) {
         if (rows.order != nullptr) check_order(rows);
         if (rows.shares != nullptr) check_shares(rows);
-        const std::size_t n_batches =
-            rows.shares ? rows.shares->n_batches : (rows.n_order - 1) / rows.batch_size + 1;
+        const std::size_t n_batches = batch_count(rows);
+        // However train() ends, no worker may go on gathering rows of this call.
+        const struct StopGatheringAhead {
+            Trainer &trainer;
+            ~StopGatheringAhead() { trainer.stop_gathering_ahead(); }
+        } stop_gathering_ahead_at_exit{*this};
         take_snapshot(params, state);
         begin_sequence(state, rule);
         TrainOutcome outcome;
@@ -464,42 +545,57 @@ template <class T> class Trainer {
     }
 
     // Batch k of the rows (this process's share of it, with shares): gathered through
-    // the order, or a slice of the data.
+    // the order, or a slice of the data. The rows of batch k + 1 are then offered to the
+    // team's idle workers (see GatheredRows), into the other buffer.
     Batch batch_at(const Rows<T> &rows, std::size_t k) {
-        std::size_t start = 0, B = 0;
-        if (rows.shares != nullptr) {
-            start = std::size_t(rows.shares->begin[k]);
-            B = std::size_t(rows.shares->end[k]) - start;
-        } else {
-            start = k * rows.batch_size;
-            B = std::min(rows.batch_size, rows.n_order - start);
+        const RowRange at = range_of(rows, k);
+        if (rows.order == nullptr) {
+            return Batch{rows.X + at.start * mlp_.n_inputs(), rows.Y + at.start * mlp_.n_outputs(),
+                         rows.sample_weight ? rows.sample_weight + at.start : nullptr, at.size};
         }
-        if (rows.order != nullptr) return gather(rows, rows.order + start, B);
-        return Batch{rows.X + start * mlp_.n_inputs(), rows.Y + start * mlp_.n_outputs(),
-                     rows.sample_weight ? rows.sample_weight + start : nullptr, B};
+        const bool gathered_ahead = ahead_ != nullptr && ahead_batch_ == k;
+        GatheredRows<T> &batch = gathered_ahead ? *ahead_ : gathered_[0];
+        stop_gathering_ahead();
+        if (!gathered_ahead) prepare(batch, rows, at);
+        batch.finish(blas::get_num_threads());
+        if (k + 1 < batch_count(rows)) {
+            GatheredRows<T> &next = &batch == &gathered_[0] ? gathered_[1] : gathered_[0];
+            const RowRange after = range_of(rows, k + 1);
+            prepare(next, rows, after);
+            if (after.size > 0 && Team::instance().post_idle_work(&next)) {
+                ahead_ = &next;
+                ahead_batch_ = k + 1;
+            }
+        }
+        return Batch{batch.X(), batch.Y(), batch.sample_weight(), at.size};
     }
 
-    // Copies the rows order[0..B) of X, Y (and sample_weight) into reused buffers.
-    Batch gather(const Rows<T> &rows, const std::int64_t *order, std::size_t B) {
-        const std::size_t n_in = mlp_.n_inputs(), n_out = mlp_.n_outputs();
-        if (batch_x_.size() < B * n_in) batch_x_.resize(B * n_in);
-        if (batch_y_.size() < B * n_out) batch_y_.resize(B * n_out);
-        if (rows.sample_weight && batch_sample_weight_.size() < B) batch_sample_weight_.resize(B);
-        T *x = batch_x_.data(), *y = batch_y_.data(), *weights = batch_sample_weight_.data();
-        // Rows scattered over a large X come from memory, a few cache lines at a time: the
-        // team's cores fetch them side by side (32 KB of rows per job at least).
-        const std::size_t rows_per_job = std::max<std::size_t>(1, (32 << 10) / (n_in * sizeof(T)));
-        Team::instance().parallel_for(
-            B, rows_per_job, blas::get_num_threads(), [&](std::size_t begin, std::size_t end) {
-                for (std::size_t i = begin; i < end; ++i) {
-                    const std::size_t row = std::size_t(order[i]);
-                    std::memcpy(x + i * n_in, rows.X + row * n_in, n_in * sizeof(T));
-                    std::memcpy(y + i * n_out, rows.Y + row * n_out, n_out * sizeof(T));
-                    if (rows.sample_weight) weights[i] = rows.sample_weight[row];
-                }
-            });
-        return Batch{batch_x_.data(), batch_y_.data(),
-                     rows.sample_weight ? batch_sample_weight_.data() : nullptr, B};
+    // Positions [start, start + size) of the order.
+    struct RowRange {
+        std::size_t start, size;
+    };
+
+    static RowRange range_of(const Rows<T> &rows, std::size_t k) {
+        if (rows.shares != nullptr) {
+            const std::size_t start = std::size_t(rows.shares->begin[k]);
+            return {start, std::size_t(rows.shares->end[k]) - start};
+        }
+        const std::size_t start = k * rows.batch_size;
+        return {start, std::min(rows.batch_size, rows.n_order - start)};
+    }
+
+    static std::size_t batch_count(const Rows<T> &rows) {
+        return rows.shares ? rows.shares->n_batches : (rows.n_order - 1) / rows.batch_size + 1;
+    }
+
+    void prepare(GatheredRows<T> &batch, const Rows<T> &rows, RowRange at) const {
+        batch.prepare(rows, rows.order + at.start, at.size, mlp_.n_inputs(), mlp_.n_outputs());
+    }
+
+    // Takes back the rows offered to the workers: none of them is copying any afterwards.
+    void stop_gathering_ahead() {
+        if (ahead_ != nullptr) Team::instance().withdraw_idle_work(ahead_);
+        ahead_ = nullptr;
     }
 
     // Inverted dropout for the B rows of batch k (nullptr: none): each hidden unit is
@@ -599,8 +695,10 @@ template <class T> class Trainer {
     }
 
     Mlp<T> &mlp_;
-    Buffer<T> batch_x_, batch_y_, batch_sample_weight_;  // gathered rows of a batch
-    DropoutMasks<T> masks_;                              // of the batch in training
+    std::array<GatheredRows<T>, 2> gathered_;  // a batch's rows, and the next batch's
+    GatheredRows<T> *ahead_ = nullptr;         // offered to the team's idle workers
+    std::size_t ahead_batch_ = 0;              // the batch whose rows ahead_ gathers
+    DropoutMasks<T> masks_;                    // of the batch in training
     Buffer<T> gradient_;       // ∂C/∂params of the batch, for the updates that read it
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
     std::int64_t snapshot_step_ = 0;

@@ -133,6 +133,24 @@ def test_thread_counts_agree_to_rounding_and_each_is_reproducible(restore_thread
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rows_gathered_ahead_are_the_rows_of_the_permutation(restore_threads, threads):
+    # While a batch trains, the team's idle workers gather the next batch's rows (see
+    # GatheredRows in trainer.hpp) and the call takes over the rows they did not reach:
+    # the epoch must be the one trained on the permuted rows in storage order.
+    dp.set_num_threads(threads)
+    net, X, y = big_problem(4, n=3001)  # 12 batches of 256, the last of 185
+    sample_weight = np.random.default_rng(4).uniform(0.5, 2.0, len(X))
+    again = big_problem(4, n=3001)[0]  # the same network
+    options = dict(epochs=1, batch_size=256, optimizer="momentum", lr=0.01)
+    net.fit(X, y, sample_weight=sample_weight, seed=9, **options)
+    order = np.random.default_rng(9).permutation(len(X))  # fit's first epoch with seed=9
+    again.fit(
+        X[order], y[order], sample_weight=sample_weight[order], shuffle=False, seed=9, **options
+    )
+    np.testing.assert_array_equal(net.params, again.params)
+
+
 def test_every_network_instance_computes_the_same_bits():
     # OpenBLAS peels its loops by the operands' alignment, which reorders sums: with
     # workspaces where malloc put them, about one instance in five of this network (found
