@@ -8,8 +8,10 @@ Measures, each in a fresh process (this script launches itself, under mpiexec fo
    t = 2 (p - 1) alpha + 2 (p - 1) / p * bytes * beta (the ring allreduce) for p = 2;
 2. for each configuration, one epoch of `fit`: one process with 1 BLAS thread (the compute
    time of one batch), then three rounds alternating one process with 2 BLAS threads and
-   `mpiexec -n 2` with 1 BLAS thread per rank (the best epoch of each kind counts), and the
-   time of the per-batch reductions alone;
+   `mpiexec -n 2` with 1 BLAS thread per rank (the best epoch of each kind counts); the
+   time the ranks spend in fit's reductions, and in the same reductions alone; and two ranks
+   that do not communicate, each training half the rows in batches of half the size by
+   itself: what two ranks would reach if their reductions cost nothing;
 3. the predicted epoch time and efficiency on 1 to 256 ranks: per batch, the compute of one
    process divided among p ranks plus the ring allreduces of a batch (its statuses, then
    its step in buckets of layers: as many numbers as the network has parameters), over 10
@@ -77,6 +79,23 @@ def _comm(distributed: bool):
     return MPI.COMM_WORLD
 
 
+def _timed(comm):
+    """`comm`, adding up the seconds spent in its Allreduce calls in `seconds`: those of
+    `fit`, each including the wait for the slowest rank, with the caches as the batch left
+    them. (fit wants an mpi4py Intracomm: a subclass of it, on the same communicator.)"""
+    from mpi4py import MPI
+
+    class TimedComm(MPI.Intracomm):
+        seconds = 0.0
+
+        def Allreduce(self, *args, **kwargs) -> None:  # mpi4py's name
+            started = time.perf_counter()
+            super().Allreduce(*args, **kwargs)
+            self.seconds += time.perf_counter() - started
+
+    return TimedComm(comm)
+
+
 def _median_seconds(comm, collective, calls: int) -> float:
     samples = []
     for _ in range(7):
@@ -110,27 +129,50 @@ def measure_allreduce() -> dict:
     return {"allreduce": times, "reduce_scatter_allgather": {buffer.nbytes: zero}}
 
 
-def measure_epoch(key: str, distributed: bool) -> dict:
-    """Best of REPEATS epochs of `fit` on configuration `key` (rows of ROWS)."""
-    config, comm = CONFIGS[key], _comm(distributed)
+def measure_epoch(key: str, distributed: bool, independent: bool = False) -> dict:
+    """Best of REPEATS epochs of `fit` on configuration `key` (rows of ROWS); independent:
+    each rank trains its half of the rows alone, in batches of half the size."""
+    config, comm = CONFIGS[key], _comm(distributed or independent)
     train = data("train", config.dtype).first(ROWS[key])
     net = make_network(config)
     options = dict(epochs=1, batch_size=config.batch_size, lmbda=config.lmbda, seed=SEED)
+    if independent:
+        return _independent_halves(comm, config, train, net, options)
     net.fit(
         train.X[:1024], train.labels[:1024], optimizer=make_optimizer(config), **options, comm=comm
     )  # fmt: skip  (warm-up: threads, workspaces, MPI connections)
-    best = np.inf
+    best, reducing = np.inf, 0.0
     for _ in range(REPEATS):
+        timed = None if comm is None else _timed(comm)
         if comm is not None:
             comm.Barrier()
         started = time.perf_counter()
-        net.fit(train.X, train.labels, optimizer=make_optimizer(config), **options, comm=comm)
-        best = min(best, time.perf_counter() - started)
+        net.fit(train.X, train.labels, optimizer=make_optimizer(config), **options, comm=timed)
+        seconds = time.perf_counter() - started
+        if seconds < best:
+            best, reducing = seconds, 0.0 if timed is None else timed.seconds
     batches = -(-len(train.X) // config.batch_size)
     result = {"seconds": best, "rows": len(train.X), "batches": batches}
     if comm is not None:
+        result["reduce_seconds_in_fit"] = reducing
         result["reduce_seconds"] = _reductions_alone(comm, config, batches)
     return result
+
+
+def _independent_halves(comm, config, train, net, options) -> dict:
+    """Each of two ranks trains half the rows in half batches, no reduction; the epoch lasts
+    until the slower one ends."""
+    half = slice(comm.Get_rank() * len(train.X) // 2, (comm.Get_rank() + 1) * len(train.X) // 2)
+    X, labels = train.X[half], train.labels[half]
+    options = {**options, "batch_size": config.batch_size // 2}
+    net.fit(X[:512], labels[:512], optimizer=make_optimizer(config), **options)
+    best = np.inf
+    for _ in range(REPEATS):
+        comm.Barrier()
+        started = time.perf_counter()
+        net.fit(X, labels, optimizer=make_optimizer(config), **options)
+        best = min(best, comm.allreduce(time.perf_counter() - started, op=max))
+    return {"seconds": best, "rows": len(train.X)}
 
 
 def buckets(config) -> list[int]:
@@ -165,8 +207,9 @@ def worker(args: argparse.Namespace) -> None:
     if args.measure == "allreduce":
         result = measure_allreduce()
     else:
-        result = measure_epoch(args.config, args.distributed)
-    rank = 0 if not (args.distributed or args.measure == "allreduce") else _comm(True).Get_rank()
+        result = measure_epoch(args.config, args.distributed, args.independent)
+    under_mpi = args.distributed or args.independent or args.measure == "allreduce"
+    rank = _comm(True).Get_rank() if under_mpi else 0
     if rank == 0:
         print(json.dumps(result))
 
@@ -214,24 +257,30 @@ def driver(args: argparse.Namespace) -> None:
     print(f"{int(nbytes) / 1e6:.1f} MB: Allreduce {times[nbytes] * 1e3:.2f} ms; Reduce_scatter "
           f"then Allgather (a ZeRO-1 step) {zero * 1e3:.2f} ms\n")  # fmt: skip
     print("| config | summed per batch | 1 process, 2 threads | 2 ranks, 1 thread each | ratio "
-          "| reductions' share of the 2-rank epoch |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|")
+          "| reductions' share of the 2-rank epoch: in fit | alone "
+          "| 2 ranks without reductions: ratio |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     models = {}
     for key in args.configs:
         config = CONFIGS[key]
         one_thread = _worker(["--measure", "epoch", "--config", key], 1)
         # Side by side: the two ways alternate, so that a disturbance hits both alike.
-        two_threads, ranks = [], []
+        two_threads, ranks, alone = [], [], []
+        epoch = ["--measure", "epoch", "--config", key]
         for _ in range(ROUNDS):
-            two_threads.append(_worker(["--measure", "epoch", "--config", key], 2))
-            ranks.append(_worker(["--measure", "epoch", "--config", key, "--distributed"], 1, 2))
-        two_threads = min(two_threads, key=lambda m: m["seconds"])
-        ranks = min(ranks, key=lambda m: m["seconds"])
+            two_threads.append(_worker(epoch, 2))
+            ranks.append(_worker([*epoch, "--distributed"], 1, 2))
+            alone.append(_worker([*epoch, "--independent"], 1, 2))
+        two_threads, ranks, alone = (
+            min(runs, key=lambda m: m["seconds"]) for runs in (two_threads, ranks, alone)
+        )
         nbytes = config.n_params * np.dtype(config.dtype).itemsize
         rate = lambda m: m["rows"] / m["seconds"]  # noqa: E731
         print(f"| {key} | {nbytes / 1e6:.2f} MB | {rate(two_threads):,.0f} samples/s "
               f"| {rate(ranks):,.0f} samples/s | {rate(ranks) / rate(two_threads):.2f} "
-              f"| {ranks['reduce_seconds'] / ranks['seconds']:.0%} |")  # fmt: skip
+              f"| {ranks['reduce_seconds_in_fit'] / ranks['seconds']:.0%} "
+              f"| {ranks['reduce_seconds'] / ranks['seconds']:.0%} "
+              f"| {rate(alone) / rate(two_threads):.2f} |")  # fmt: skip
         itemsize = np.dtype(config.dtype).itemsize
         sums = [n * itemsize for n in [dp._core.REDUCTION_TAIL, *buckets(config)]]
         models[key] = (one_thread["seconds"] / one_thread["batches"], one_thread["batches"], sums)
@@ -253,6 +302,7 @@ def main() -> None:
     parser.add_argument("--measure", choices=("allreduce", "epoch"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--independent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     worker(args) if args.worker else driver(args)
