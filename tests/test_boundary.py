@@ -302,6 +302,8 @@ def expect_weights(net: dp.Network, weights, n: int):
     weights = np.asarray(weights)
     if not is_real(weights):
         return None, {TypeError}
+    if weights.ndim == 0:  # a scalar weighs every sample alike
+        weights = np.full(n, weights)
     if weights.shape != (n,):
         return None, {ValueError}
     clean = clean_copy(weights, net.dtype)

@@ -411,9 +411,11 @@ def test_integer_weights_equal_repeated_samples(optimizer):
     assert history["cost"] == pytest.approx(twin_history["cost"], rel=1e-12)
 
 
-def test_uniform_weights_change_nothing():
+@pytest.mark.parametrize("weights", [np.full(12, 3.0), 3.0, np.array(0.5)], ids=repr)
+def test_uniform_weights_change_nothing(weights):
+    """Equal weights, as an array or a scalar for every sample, leave the mean cost as is."""
     net, twin, X, y = twin_networks()
-    net.fit(X, y, epochs=2, batch_size=5, sample_weight=np.full(12, 3.0), optimizer="momentum")
+    net.fit(X, y, epochs=2, batch_size=5, sample_weight=weights, optimizer="momentum")
     twin.fit(X, y, epochs=2, batch_size=5, optimizer="momentum")
     assert_close(net.params, twin.params, 1e-12)
 
@@ -425,6 +427,8 @@ def test_uniform_weights_change_nothing():
         (np.zeros(12), "positive sum"),
         (np.ones(11), r"shape \(12,\)"),
         (np.full(12, np.nan), "NaN"),
+        (0.0, "positive sum"),
+        (np.array([[1.0]]), r"shape \(12,\)"),
     ],
 )
 def test_invalid_sample_weights(weights, match):
