@@ -131,48 +131,40 @@ def measure_allreduce() -> dict:
 
 def measure_epoch(key: str, distributed: bool, independent: bool = False) -> dict:
     """Best of REPEATS epochs of `fit` on configuration `key` (rows of ROWS); independent:
-    each rank trains its half of the rows alone, in batches of half the size."""
+    each of two ranks trains its half of the rows alone, in batches of half the size, and
+    an epoch lasts until the slower one ends."""
     config, comm = CONFIGS[key], _comm(distributed or independent)
     train = data("train", config.dtype).first(ROWS[key])
+    X, labels = train.X, train.labels
     net = make_network(config)
     options = dict(epochs=1, batch_size=config.batch_size, lmbda=config.lmbda, seed=SEED)
+    fit_comm = comm if distributed else None
     if independent:
-        return _independent_halves(comm, config, train, net, options)
+        rank = comm.Get_rank()
+        half = slice(rank * len(X) // 2, (rank + 1) * len(X) // 2)
+        X, labels = X[half], labels[half]
+        options["batch_size"] //= 2
     net.fit(
-        train.X[:1024], train.labels[:1024], optimizer=make_optimizer(config), **options, comm=comm
+        X[:1024], labels[:1024], optimizer=make_optimizer(config), **options, comm=fit_comm
     )  # fmt: skip  (warm-up: threads, workspaces, MPI connections)
     best, reducing = np.inf, 0.0
     for _ in range(REPEATS):
-        timed = None if comm is None else _timed(comm)
+        timed = None if fit_comm is None else _timed(fit_comm)
         if comm is not None:
             comm.Barrier()
         started = time.perf_counter()
-        net.fit(train.X, train.labels, optimizer=make_optimizer(config), **options, comm=timed)
+        net.fit(X, labels, optimizer=make_optimizer(config), **options, comm=timed)
         seconds = time.perf_counter() - started
+        if independent:
+            seconds = comm.allreduce(seconds, op=max)
         if seconds < best:
             best, reducing = seconds, 0.0 if timed is None else timed.seconds
     batches = -(-len(train.X) // config.batch_size)
     result = {"seconds": best, "rows": len(train.X), "batches": batches}
-    if comm is not None:
+    if distributed:
         result["reduce_seconds_in_fit"] = reducing
         result["reduce_seconds"] = _reductions_alone(comm, config, batches)
     return result
-
-
-def _independent_halves(comm, config, train, net, options) -> dict:
-    """Each of two ranks trains half the rows in half batches, no reduction; the epoch lasts
-    until the slower one ends."""
-    half = slice(comm.Get_rank() * len(train.X) // 2, (comm.Get_rank() + 1) * len(train.X) // 2)
-    X, labels = train.X[half], train.labels[half]
-    options = {**options, "batch_size": config.batch_size // 2}
-    net.fit(X[:512], labels[:512], optimizer=make_optimizer(config), **options)
-    best = np.inf
-    for _ in range(REPEATS):
-        comm.Barrier()
-        started = time.perf_counter()
-        net.fit(X, labels, optimizer=make_optimizer(config), **options)
-        best = min(best, comm.allreduce(time.perf_counter() - started, op=max))
-    return {"seconds": best, "rows": len(train.X)}
 
 
 def buckets(config) -> list[int]:
