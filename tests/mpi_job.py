@@ -17,6 +17,7 @@ import pickle
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,9 @@ def pretrain(net: dp.Network, run: dict, seed: int) -> None:
     """One epoch of Adam alone, rows in the order of `seed`: optimizer state to carry on."""
     if run.get("pretrain"):
         X, y, _ = data(run)
-        net.fit(X, y, epochs=1, optimizer="adam", lr=0.01, seed=seed)
+        with warnings.catch_warnings():  # each rank pretrains alone on purpose
+            warnings.filterwarnings("ignore", "fit: runs under an MPI launcher")
+            net.fit(X, y, epochs=1, optimizer="adam", lr=0.01, seed=seed)
 
 
 def fit_arguments(run: dict) -> dict:

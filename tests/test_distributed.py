@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +275,22 @@ def test_a_callback_error_or_stop_on_one_rank_ends_every_rank_after_the_same_epo
     assert results[1][1]["error"] is None and len(results[1][1]["history"]["cost"]) == 2
 
 
+def _restore_default_sigint() -> None:
+    # A run started with SIGINT ignored (under nohup, or from a background job) hands that
+    # on to mpiexec and the ranks; the Ctrl-C tests need the default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _popen(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        command,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_restore_default_sigint,
+    )
+
+
 def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists():
@@ -289,7 +306,7 @@ LONG_RUN = {"epochs": 40, "batch_size": 32, "n": 20_000, "sizes": [20, 64, 64, 5
 @needs_mpi
 def test_ctrl_c_stops_every_rank_after_the_same_batch(tmp_path):
     command, out = _command(2, [LONG_RUN], tmp_path)
-    process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = _popen(command)
     try:
         _wait_for(out / "rank1.epoch", process)
         process.send_signal(signal.SIGINT)  # mpiexec forwards it to every rank
@@ -307,7 +324,7 @@ def test_a_killed_rank_ends_the_job_and_resume_gives_the_uninterrupted_result(tm
     checkpoint = tmp_path / "run.ckpt.npz"
     run = {**LONG_RUN, "epochs": 6, "checkpoint": str(checkpoint), "resume": True}
     command, out = _command(2, [run], tmp_path)
-    process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = _popen(command)
     try:
         _wait_for(checkpoint, process)
         killed = time.monotonic()
@@ -331,6 +348,59 @@ def test_save_on_every_rank_writes_the_file_once(tmp_path):
     results = launch(3, [{"epochs": 1, "save": str(path)}], tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "out", "spec.json"]
     assert np.array_equal(dp.load(path).params, results[2][0]["params"])
+
+
+# ------------------------------------------------------------------ a forgotten comm
+LAUNCHERS = {
+    "mpich": {"PMI_SIZE": "2", "PMI_RANK": "0"},
+    "open-mpi": {"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"},
+}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS.values(), ids=LAUNCHERS)
+def test_fit_without_comm_under_a_launcher_warns_once_on_rank_0(monkeypatch, launcher):
+    from deltaprop import training
+
+    monkeypatch.setattr(training, "_warned_of_launcher", False)
+    for name, value in launcher.items():
+        monkeypatch.setenv(name, value)
+    net, X, y = dp.Network([3, 2], seed=0), np.zeros((4, 3)), np.zeros(4, dtype=int)
+    with pytest.warns(RuntimeWarning, match="MPI launcher with 2 processes but without comm"):
+        net.fit(X, y, epochs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.fit(X, y, epochs=1)  # once per process
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [{"PMI_SIZE": "2", "PMI_RANK": "1"}, {"PMI_SIZE": "1", "PMI_RANK": "0"}, {}],
+    ids=["rank-1", "one-process", "no-launcher"],
+)
+def test_fit_without_comm_is_silent_elsewhere(monkeypatch, environment):
+    from deltaprop import training
+
+    monkeypatch.setattr(training, "_warned_of_launcher", False)
+    for name in (*training._LAUNCHER_SIZES, *training._LAUNCHER_RANKS):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dp.Network([3, 2], seed=0).fit(np.zeros((4, 3)), np.zeros(4, dtype=int), epochs=1)
+
+
+@needs_mpi
+def test_a_script_that_forgot_comm_is_warned_once_under_mpiexec(tmp_path):
+    script = tmp_path / "alone.py"
+    script.write_text(
+        "import numpy as np, deltaprop as dp\n"
+        "dp.Network([3, 2], seed=0).fit(np.zeros((4, 3)), np.zeros(4, dtype=int), epochs=1)\n"
+    )
+    done = subprocess.run([MPIEXEC, "-n", "3", sys.executable, str(script)], env=ENV,
+                          timeout=TIMEOUT, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("MPI launcher with 3 processes but without comm") == 1
 
 
 def test_sharded_needs_comm_and_comm_needs_mpi4py_communicator():

@@ -2,16 +2,72 @@
 
 from __future__ import annotations
 
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
 import pytest
 
 import deltaprop as dp
+
+# The longest any child of these tests may take to say or finish something.
+TIMEOUT = 120
+
+
+def _restore_default_sigint() -> None:
+    # A child started with SIGINT ignored (this run under nohup, or from a background job)
+    # installs no KeyboardInterrupt handler; with the default disposition Python does.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Child:
+    """A Python child process whose output lines are read with a timeout.
+
+    A thread reads its stdout, so a child that says nothing fails the test after
+    ``TIMEOUT`` seconds instead of hanging it; the child is killed when the block ends.
+    """
+
+    def __init__(self, command: list[str]) -> None:
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True, preexec_fn=_restore_default_sigint
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)  # end of output
+
+    def readline(self) -> str:
+        """Return the child's next line ("" at the end of its output)."""
+        try:
+            line = self.lines.get(timeout=TIMEOUT)
+        except queue.Empty:
+            raise AssertionError(f"the child said nothing for {TIMEOUT} s") from None
+        return "" if line is None else line
+
+    def rest(self) -> str:
+        """Return the rest of the child's output, once it has ended."""
+        parts = []
+        while (line := self.readline()) != "":
+            parts.append(line)
+        return "".join(parts)
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.process.kill()
+        self.process.wait(timeout=TIMEOUT)
+        self.reader.join(timeout=TIMEOUT)  # it reads to the end of the output, then stops
+        self.process.stdout.close()
 
 
 def exploding_problem(dtype="float64"):
@@ -112,14 +168,12 @@ INTERRUPTED_RUN = textwrap.dedent(
 def test_ctrl_c_leaves_the_weights_of_the_last_batch_done(tmp_path):
     script, result = tmp_path / "run.py", tmp_path / "state.npz"
     script.write_text(INTERRUPTED_RUN)
-    with subprocess.Popen(
-        [sys.executable, str(script), str(result)], stdout=subprocess.PIPE, text=True
-    ) as child:
-        assert child.stdout.readline().strip() == "started"
+    with Child([sys.executable, str(script), str(result)]) as child:
+        assert child.readline().strip() == "started"
         time.sleep(1.5)  # into the middle of some epoch
-        child.send_signal(signal.SIGINT)
-        assert child.stdout.read().strip() == "interrupted"
-        assert child.wait(timeout=60) == 0
+        child.process.send_signal(signal.SIGINT)
+        assert child.rest().strip() == "interrupted"
+        assert child.process.wait(timeout=TIMEOUT) == 0
     saved = np.load(result)
     step, recorded = int(saved["step"]), int(saved["epochs"])
     epochs = step // 2000
@@ -249,14 +303,12 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(tmp_path):
     def command(name):
         return [sys.executable, str(script), str(tmp_path / name), epochs]
 
-    subprocess.run(command("clean.npz"), check=True, capture_output=True)
-    with subprocess.Popen(command("killed.npz"), stdout=subprocess.PIPE, text=True) as child:
-        while int(child.stdout.readline()) < 3:  # at least one checkpoint exists
+    subprocess.run(command("clean.npz"), check=True, capture_output=True, timeout=TIMEOUT)
+    with Child(command("killed.npz")) as child:
+        while int(child.readline()) < 3:  # at least one checkpoint exists
             pass
-        child.kill()
-        child.wait()
     assert not (tmp_path / "killed.npz.params.npy").exists()
-    subprocess.run(command("killed.npz"), check=True, capture_output=True)
+    subprocess.run(command("killed.npz"), check=True, capture_output=True, timeout=TIMEOUT)
     np.testing.assert_array_equal(
         np.load(tmp_path / "killed.npz.params.npy"), np.load(tmp_path / "clean.npz.params.npy")
     )
@@ -281,13 +333,9 @@ def test_a_save_killed_at_a_random_moment_leaves_a_whole_file(tmp_path):
     candidates = [dp.Network([300, 400, 10], seed=s).params for s in (0, 1)]
     rng = np.random.default_rng(0)
     for _ in range(5):
-        with subprocess.Popen(
-            [sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True
-        ) as child:
-            assert child.stdout.readline().strip() == "ready"
+        with Child([sys.executable, str(script), str(path)]) as child:
+            assert child.readline().strip() == "ready"
             time.sleep(0.2 + rng.random() * 0.3)
-            child.kill()
-            child.wait()
         loaded = dp.load(path).params
         assert any(np.array_equal(loaded, c) for c in candidates)
 

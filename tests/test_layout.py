@@ -101,6 +101,7 @@ def _modules_loaded_by_import_deltaprop() -> set[str]:
         capture_output=True,
         text=True,
         check=True,
+        timeout=120,
     )
     after_numpy = done.stderr.split("| numpy\n", 1)[1]
     return {line.rsplit("|", 1)[1].strip() for line in after_numpy.splitlines()}
@@ -147,6 +148,10 @@ def test_the_sources_pass_ruff():
     root = Path(__file__).resolve().parents[1]
     for command in (["check", "python", "tests", "bench"], ["format", "--check", "python"]):
         done = subprocess.run(
-            [sys.executable, "-m", "ruff", *command], cwd=root, capture_output=True, text=True
+            [sys.executable, "-m", "ruff", *command],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -540,6 +541,7 @@ default=None
                 "checkpoint": checkpoint is not None,
             },
         )
+    _warn_if_launched_without_comm(comm)
     group = _group(comm, sharded)
     if group is not None:
         seed = group.broadcast_seed(seed)
@@ -638,6 +640,50 @@ class _FirstEpochChecksX:
             for optimizer, lr, step, state in self.optimizers:
                 optimizer.lr, optimizer.step, optimizer.state = lr, step, state
             raise
+
+
+# What MPI launchers put in each process's environment: the number of processes of the
+# job (MPICH and Intel MPI's hydra, Open MPI, MVAPICH), and the process's rank among them.
+_LAUNCHER_SIZES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+_LAUNCHER_RANKS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+_warned_of_launcher = False
+
+
+def _launched_processes(environ: Any = os.environ) -> tuple[int, int]:
+    """Return the number of processes an MPI launcher started, and this one's rank.
+
+    (1, 0) outside a launcher. Read from the environment, so that MPI is not started.
+    """
+
+    def first_int(names: tuple[str, ...], default: int) -> int:
+        for name in names:
+            with contextlib.suppress(KeyError, ValueError):
+                return int(environ[name])
+        return default
+
+    return first_int(_LAUNCHER_SIZES, 1), first_int(_LAUNCHER_RANKS, 0)
+
+
+def _warn_if_launched_without_comm(comm: Any) -> None:
+    """Warn, once and on rank 0, when fit runs alone in each process of an MPI job.
+
+    ``mpiexec -n 2 python train.py`` whose fit has no ``comm`` runs independent, identical
+    trainings that each print everything: almost always a forgotten ``comm=`` (or the
+    command line's ``--distributed``).
+    """
+    global _warned_of_launcher
+    if comm is not None or _warned_of_launcher:
+        return
+    size, rank = _launched_processes()
+    if size > 1 and rank == 0:
+        _warned_of_launcher = True
+        warnings.warn(
+            f"fit: runs under an MPI launcher with {size} processes but without comm: each "
+            "process trains alone, on its own; give comm=MPI.COMM_WORLD (deltaprop train: "
+            "--distributed) for data-parallel training",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _group(comm: Any, sharded: Any) -> _distributed.Group | None:
