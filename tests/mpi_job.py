@@ -30,6 +30,7 @@ JOB_KEYS = {
     "n", "dtype", "sizes", "shards", "sample_weight", "nan_on_rank", "huge_on_rank",
     "raise_on_rank", "stop_on_rank", "sleep", "threads", "save", "on_rank", "activation",
     "memmap", "pretrain", "narrow_on_rank", "short_y_on_rank", "fewer_rows_on_rank",
+    "cost", "hyperparameters", "rank_metric",
 }  # fmt: skip
 
 
@@ -48,7 +49,7 @@ def network(run: dict, seed: int) -> dp.Network:
     """The run's network, initialised from `seed`."""
     return dp.Network(
         run.get("sizes", SIZES), activation=run.get("activation", "tanh"), output="softmax",
-        cost="log_likelihood", dtype=run.get("dtype", "float64"), seed=seed,
+        cost=run.get("cost", "log_likelihood"), dtype=run.get("dtype", "float64"), seed=seed,
     )  # fmt: skip
 
 
@@ -109,9 +110,14 @@ def train(run: dict, comm, out: Path) -> dict:
     net = network(run, seed=100 + rank)  # rank 0's parameters must win
     pretrain(net, run, seed=rank)  # and so must rank 0's optimizer state
     result = {"error": None}
+    arguments = fit_arguments(run)
+    if "hyperparameters" in run:  # an optimizer object with these hyper-parameters
+        arguments["optimizer"] = dp.optim.get(run["optimizer"], **run["hyperparameters"])
+    if run.get("rank_metric"):  # a metric of rank-local state
+        arguments["metrics"] = {"rank": lambda net, metrics: float(rank)}
     try:
         net.fit(X, y, sample_weight=weights, comm=comm, callbacks=_callbacks(run, rank, out),
-                **fit_arguments(run))  # fmt: skip
+                **arguments)  # fmt: skip
     except (Exception, KeyboardInterrupt) as error:
         result["error"] = (type(error).__name__, str(error))
     result.update(params=net.params.copy(), history=net.history)

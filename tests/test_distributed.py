@@ -350,6 +350,102 @@ def test_save_on_every_rank_writes_the_file_once(tmp_path):
     assert np.array_equal(dp.load(path).params, results[2][0]["params"])
 
 
+# ------------------------------------------------------------- ranks that disagree
+# A fit option, optimizer hyper-parameter or part of the architecture that one rank sets
+# differently, and the field the error names.
+DISAGREEMENTS = [
+    ({}, {"epochs": 3}, "epochs"),
+    ({}, {"batch_size": 5}, "batch_size"),
+    ({}, {"optimizer": "adam"}, "optimizer.class"),
+    ({}, {"lr": 0.2}, "optimizer.lr"),
+    ({"optimizer": "momentum"}, {"momentum": 0.5}, "optimizer.momentum"),
+    ({"optimizer": "nesterov"}, {"momentum": 0.5}, "optimizer.momentum"),
+    ({}, {"lmbda": 0.1}, "lmbda"),
+    ({}, {"l1": 0.1}, "l1"),
+    ({}, {"dropout": 0.1}, "dropout"),
+    ({}, {"schedule": "step"}, "schedule"),
+    ({}, {"validation_fraction": 0.2}, "validation_data"),
+    ({"validation_fraction": 0.2}, {"early_stopping": True}, "early_stopping"),
+    ({"early_stopping": True}, {"patience": 3}, "early_stopping.patience"),
+    ({"early_stopping": True}, {"min_delta": 0.1}, "early_stopping.min_delta"),
+    ({"early_stopping": True}, {"restore_best_weights": False}, "early_stopping.restore_best"),
+    ({}, {"train_accuracy": True}, "train_accuracy"),
+    ({}, {"shuffle": False}, "shuffle"),
+    ({"checkpoint": "{tmp}/a.npz"}, {"checkpoint_every": 2}, "checkpoint_every"),
+    ({"checkpoint": "{tmp}/b.npz"}, {"resume": True}, "resume"),
+    ({}, {"sharded": True}, "sharded"),
+    ({"optimizer": "adam", "hyperparameters": {}}, {"hyperparameters": {"betas": [0.8, 0.99]}},
+     "optimizer.betas"),
+    ({"optimizer": "adam", "hyperparameters": {}}, {"hyperparameters": {"eps": 1e-6}},
+     "optimizer.eps"),
+    ({"optimizer": "adamw", "hyperparameters": {}},
+     {"hyperparameters": {"weight_decay": 0.1}}, "optimizer.weight_decay"),
+    ({"optimizer": "rprop", "hyperparameters": {}},
+     {"hyperparameters": {"etas": [0.4, 1.2]}}, "optimizer.etas"),
+    ({"optimizer": "rprop", "hyperparameters": {}},
+     {"hyperparameters": {"step_sizes": [1e-5, 10.0]}}, "optimizer.step_sizes"),
+    ({}, {"activation": "relu"}, "architecture.activation"),
+    ({}, {"cost": "quadratic"}, "architecture.cost"),
+    ({}, {"sizes": [5, 9, 3]}, "architecture.sizes"),
+    ({}, {"dtype": "float32"}, "architecture.dtype"),
+    ({"optimizer": "lbfgs", "batch_size": None}, {"max_fun": 10}, "max_fun"),
+    ({"optimizer": "lbfgs", "batch_size": None}, {"tol": 1e-3}, "tol"),
+]  # fmt: skip
+
+
+@needs_mpi
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_any_disagreement_is_one_value_error_on_every_rank_naming_it(tmp_path, ranks):
+    last = str(ranks - 1)
+    runs = []
+    for common, differing, _ in DISAGREEMENTS:
+        common = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in common.items()}
+        runs.append({"epochs": 2, **common, "on_rank": {last: differing}})
+    # A checkpoint on rank 0 only (only rank 0 writes one) is refused too.
+    runs.append({"epochs": 2, "on_rank": {"0": {"checkpoint": str(tmp_path / "c.npz")}}})
+    fields = [field for _, _, field in DISAGREEMENTS] + ["checkpoint"]
+    results = launch(ranks, runs, tmp_path)
+    for run, field in enumerate(fields):
+        errors = {rank[run]["error"] for rank in results}
+        assert len(errors) == 1, (field, errors)
+        ((kind, message),) = errors
+        assert kind == "ValueError", (field, message)
+        assert f"fit's arguments: {field}" in message and " has " in message, (field, message)
+    for rank, per_rank in enumerate(results):  # nothing trained: each keeps its own start
+        start = mpi_job.network({}, seed=100 + rank).params
+        for run, result in enumerate(per_rank):
+            if "sizes" not in runs[run]["on_rank"].get(str(rank), {}):
+                if "dtype" not in runs[run]["on_rank"].get(str(rank), {}):
+                    assert np.array_equal(result["params"], start), fields[run]
+    assert not list(tmp_path.glob("*.npz"))  # no checkpoint written
+
+
+@needs_mpi
+def test_a_rank_local_metric_is_rank_0s_on_every_rank(tmp_path):
+    run = {"epochs": 3, "rank_metric": True, "validation_fraction": 0.2,
+           "early_stopping": True}  # fmt: skip
+    results = launch(3, [run], tmp_path)
+    assert_same_on_every_rank(results)
+    assert all(result[0]["history"]["rank"] == [0.0, 0.0, 0.0] for result in results)
+
+
+@needs_mpi
+def test_resume_continues_from_rank_0s_checkpoint_on_every_rank(tmp_path):
+    """Per-node checkpoint files that differ: every rank continues from rank 0's."""
+    paths = [tmp_path / f"node{rank}.npz" for rank in range(2)]
+    first = {"epochs": 2, "on_rank": {str(r): {"checkpoint": str(p)} for r, p in enumerate(paths)}}
+    launch(2, [first], tmp_path)
+    assert paths[0].exists() and not paths[1].exists()
+    paths[1].write_bytes(b"not a checkpoint")  # what rank 1 would read if it read its own
+    resumed = {**first, "epochs": 4, "resume": True}
+    results = launch(2, [resumed], tmp_path)
+    assert_same_on_every_rank(results)
+    assert results[0][0]["error"] is None, results[0][0]["error"]
+    uninterrupted = launch(2, [{"epochs": 4}], tmp_path)
+    np.testing.assert_array_equal(results[0][0]["params"], uninterrupted[0][0]["params"])
+    assert len(results[1][0]["history"]["cost"]) == 4
+
+
 # ------------------------------------------------------------------ a forgotten comm
 LAUNCHERS = {
     "mpich": {"PMI_SIZE": "2", "PMI_RANK": "0"},

@@ -535,13 +535,16 @@ def test_lbfgs_divergence_keeps_the_best_parameters():
     "option",
     [
         {"batch_size": 32},
+        {"batch_size": 10},
+        {"patience": 5},
+        {"checkpoint_every": 1},
         {"dropout": 0.1},
         {"schedule": "step"},
         {"early_stopping": True},
         {"lr": 0.1},
         {"momentum": 0.5},
     ],
-    ids=lambda option: next(iter(option)),
+    ids=lambda option: f"{next(iter(option))}={next(iter(option.values()))}",
 )
 def test_lbfgs_refuses_mini_batch_options(option):
     net, X, y = softmax_problem()

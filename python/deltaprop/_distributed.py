@@ -119,22 +119,26 @@ class Group:
         what : str
             What ``value`` is, for the message.
         value : object
-            Comparable with ``==`` and picklable.
+            Comparable with ``==`` and picklable; a dict is compared field by field (nested
+            dicts too), and the message names the first field that differs.
 
         Raises
         ------
         ValueError
             Two ranks differ.
         """
-        values = self.comm.allgather(value)
+        values = [_fields_of(one) for one in self.comm.allgather(value)]
         for rank, other in enumerate(values):
-            if other != values[0]:
-                raise self.raised_by_all(
-                    ValueError(
-                        f"{what}: rank {rank} has {other!r}, rank 0 has {values[0]!r}; every rank "
-                        "must call fit with the same arguments"
+            for field in (*values[0], *(name for name in other if name not in values[0])):
+                mine, first = other.get(field, _ABSENT), values[0].get(field, _ABSENT)
+                if mine != first:
+                    name = f"{what}: {field}" if field else what
+                    raise self.raised_by_all(
+                        ValueError(
+                            f"{name}: rank {rank} has {mine!r}, rank 0 has {first!r}; every "
+                            "rank must call fit with the same arguments"
+                        )
                     )
-                )
 
     def any(self, flag: bool) -> bool:
         """Return whether ``flag`` is true on any rank (collective).
@@ -454,6 +458,26 @@ class Group:
                 sys.stderr.flush()
                 self.comm.Abort(1)
             raise
+
+
+class _Absent:
+    """A field one rank's value lacks."""
+
+    def __repr__(self) -> str:
+        return "nothing"
+
+
+_ABSENT = _Absent()
+
+
+def _fields_of(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Return a (nested) dict's leaves by dotted name; anything else under the name ""."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    fields: dict[str, Any] = {}
+    for key, inner in value.items():
+        fields.update(_fields_of(inner, f"{prefix}.{key}" if prefix else str(key)))
+    return fields
 
 
 def _report(error: BaseException | None) -> _Report:

@@ -41,6 +41,39 @@ _PROGRESS_STEPS = 50
 _ROWS_PER_CALL = 4096
 
 
+class _Default:
+    """Marks a default value of `fit`, so that it can be told from the same value given.
+
+    L-BFGS refuses the mini-batch options a caller gives, ``batch_size=10`` (the default's
+    value) included, and nothing it was not given.
+    """
+
+    def __repr__(self) -> str:  # as the plain value: `fit`'s signature shows 10, not a class
+        return super().__repr__()
+
+
+class _DefaultInt(_Default, int):
+    """An int default of `fit`."""
+
+
+class _DefaultFloat(_Default, float):
+    """A float default of `fit`."""
+
+
+class _DefaultStr(_Default, str):
+    """A str default of `fit`."""
+
+
+# fit's marked defaults (see _Default).
+_BATCH_SIZE, _DROPOUT, _SCHEDULE = _DefaultInt(10), _DefaultFloat(0.0), _DefaultStr("constant")
+_PATIENCE, _MIN_DELTA, _CHECKPOINT_EVERY = _DefaultInt(5), _DefaultFloat(0.0), _DefaultInt(1)
+
+
+def _given(value: Any) -> bool:
+    """Whether a `fit` argument was given (its default is marked `_Default`)."""
+    return not isinstance(value, _Default)
+
+
 def l2_coefficient(
     name: str,
     strength: float,
@@ -333,19 +366,19 @@ def fit(
     *,
     sample_weight: Any = None,
     epochs: int = 30,
-    batch_size: int | None = 10,
+    batch_size: int | None = _BATCH_SIZE,
     optimizer: str | optim.Optimizer | None = None,
     lr: float | None = None,
     momentum: float | None = None,
     lmbda: float = 0.0,
     l1: float = 0.0,
-    dropout: float = 0.0,
-    schedule: Any = "constant",
+    dropout: float = _DROPOUT,
+    schedule: Any = _SCHEDULE,
     validation_data: tuple[Any, Any] | None = None,
     validation_fraction: float = 0.0,
     early_stopping: bool | EarlyStopping = False,
-    patience: int = 5,
-    min_delta: float = 0.0,
+    patience: int = _PATIENCE,
+    min_delta: float = _MIN_DELTA,
     restore_best_weights: bool = True,
     callbacks: Sequence[Callable[[int, dict[str, float]], Any]] = (),
     metrics: dict[str, Callable[[Any, dict[str, float]], float]] | None = None,
@@ -354,7 +387,7 @@ def fit(
     seed: int | None = 0,
     verbose: bool = False,
     checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int = 1,
+    checkpoint_every: int = _CHECKPOINT_EVERY,
     resume: bool = False,
     max_fun: int = 15000,
     tol: float = 1e-4,
@@ -436,7 +469,9 @@ default=None
         early stopping: ``f(net, metrics) -> float``, where ``metrics`` holds the epoch's
         built-in metrics (cost, accuracy, val_cost, val_accuracy, lr, time) and those of
         the metrics before it in the dict. Their names must differ from those of the
-        built-in metrics the run records (``"lr"`` and ``"time"`` included).
+        built-in metrics the run records (``"lr"`` and ``"time"`` included). With ``comm``
+        every rank records rank 0's value of each (a metric of rank-local data included),
+        so that early stopping stops and restores the same epoch on every rank.
     train_accuracy : bool, default=False
         Also record the training accuracy (one more pass over the data each epoch).
     shuffle : bool, default=True
@@ -449,13 +484,16 @@ default=None
     checkpoint : str, os.PathLike or None, default=None
         Save a training checkpoint there (atomically) every ``checkpoint_every`` epochs,
         after the last and when training stops early: the model, its optimizer, the
-        random state and the history.
+        random state and the history. With ``comm``, rank 0 writes it, and every rank
+        gives a checkpoint (its path may differ between ranks) or none: a checkpoint on
+        some ranks only is refused on every rank.
     checkpoint_every : int, default=1
         Epochs between checkpoints, >= 1.
     resume : bool, default=False
         If ``checkpoint`` exists, continue from it (it must come from the same network
         and data): a run killed and resumed with the same arguments ends with the same
-        weights as one that was never interrupted.
+        weights as one that was never interrupted. With ``comm``, rank 0's checkpoint
+        is read and broadcast to every rank (the other ranks' files are not read).
     max_fun : int, default=15000
         With ``optimizer="lbfgs"``: at most this many evaluations of the objective
         (scikit-learn's ``max_fun``); ``epochs`` is then the most iterations.
@@ -531,14 +569,19 @@ default=None
             seed=seed,
             verbose=verbose,
             group=_group(comm, sharded),
+            # Given, whatever their value (None for batch_size: every row, as L-BFGS takes).
             refused={
-                "batch_size": batch_size not in (10, None),
+                "batch_size": _given(batch_size) and batch_size is not None,
                 "lr": lr is not None,
                 "momentum": momentum is not None,
-                "dropout": dropout != 0,
-                "schedule": not (isinstance(schedule, str) and schedule == "constant"),
+                "dropout": _given(dropout),
+                "schedule": _given(schedule),
                 "early_stopping": bool(early_stopping),
+                "patience": _given(patience),
+                "min_delta": _given(min_delta),
                 "checkpoint": checkpoint is not None,
+                "checkpoint_every": _given(checkpoint_every),
+                "resume": bool(resume),
             },
         )
     _warn_if_launched_without_comm(comm)
@@ -1133,7 +1176,11 @@ class TrainingRun:
         start, stopped = 0, False
         if self.resume and self.checkpoint and self._checkpoint_exists():
             with self._agreeing():
-                start, stopped = self._resume()
+                record = io.read(self.checkpoint) if self._writes_files() else None
+            if self.group is not None:  # rank 0's checkpoint, whatever the others' files hold
+                record = self.group.broadcast_value(record)
+            with self._agreeing():
+                start, stopped = self._resume(record)
         for epoch in range(start, self.epochs):
             if stopped:
                 break
@@ -1162,10 +1209,38 @@ class TrainingRun:
         Returns
         -------
         dict
-            `arguments`, the epochs, and the number of samples of replicated data.
+            `arguments`, the epochs, the number of samples of replicated data, the
+            network's architecture and precision, the optimizer's class and
+            hyper-parameters, early stopping whole, checkpointing and resuming (whether a
+            checkpoint is given: only its path may differ between ranks), and whether the
+            data is sharded.
         """
-        shared = {**self.arguments(), "epochs": self.epochs}
-        if self.group is not None and not self.group.sharded:
+        net, stopping, optimizer = self.net, self.early_stopping, self.optimizer
+        architecture = net.architecture
+        shared = {
+            **self.arguments(),
+            "epochs": self.epochs,
+            "architecture": {
+                **dict(zip(architecture._FIELDS, architecture._values())),
+                "dtype": str(np.dtype(net.dtype)),
+                "matmul_precision": getattr(net, "matmul_precision", "highest"),
+            },
+            "optimizer": "lbfgs"
+            if optimizer is None
+            else {"class": type(optimizer).__qualname__, **optimizer.hyperparameters()},
+            "early_stopping": None
+            if stopping is None
+            else {  # its state too (an object kept between calls), but not its parameters
+                name: value
+                for name, value in zip(stopping._FIELDS, stopping._values())
+                if name != "best_params"
+            },
+            "checkpoint": self.checkpoint is not None,
+            "checkpoint_every": self.checkpoint_every,
+            "resume": self.resume,
+            "sharded": self.group.sharded,
+        }
+        if not self.group.sharded:
             shared["n_samples"] = self.n_samples
         return shared
 
@@ -1231,8 +1306,9 @@ class TrainingRun:
         return self.group is None or self.group.rank == 0
 
     def _checkpoint_exists(self) -> bool:
-        exists = os.path.exists(self.checkpoint)
-        return exists if self.group is None else self.group.any(exists)
+        """Whether rank 0 (the process that writes checkpoints) has one to resume from."""
+        exists = self._writes_files() and os.path.exists(self.checkpoint)
+        return exists if self.group is None else self.group.broadcast_value(exists)
 
     def _end(self, stopped: bool) -> None:
         """Give the network its best epoch's parameters back; record and tell how it ended."""
@@ -1378,9 +1454,8 @@ class TrainingRun:
         record = io.ModelRecord(net.architecture, net.params, net.optimizer, progress, best)
         io.write(self.checkpoint, record)
 
-    def _resume(self) -> tuple[int, bool]:
+    def _resume(self, record: io.ModelRecord) -> tuple[int, bool]:
         """Continue from the checkpoint: parameters, optimizer, random state, history."""
-        record = io.read(self.checkpoint)
         if record.training is None:
             raise ModelFormatError(f"{self.checkpoint}: a model file, not a training checkpoint")
         net, progress = self.net, record.training
@@ -1612,7 +1687,10 @@ class TrainingRun:
             current["lr"] = self.optimizer.lr
         current["time"] = seconds
         for name, metric in self.metrics.items():  # each sees the epoch's metrics so far
-            current[name] = float(_nan_on_overflow(metric, net, dict(current)))
+            value = float(_nan_on_overflow(metric, net, dict(current)))
+            # A metric may see rank-local data: every rank takes rank 0's, so that early
+            # stopping stops, and restores, the same epoch everywhere.
+            current[name] = value if self.group is None else self.group.broadcast_value(value)
         for key, values in self.history.items():
             values.append(current[key])
 
