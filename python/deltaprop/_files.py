@@ -1,8 +1,10 @@
 """Files written atomically and files opened safely.
 
 Model files, checkpoints, plots and the command line's ``.npy`` outputs all go through
-`write_atomically`; files are read through `open_regular`, which never blocks on a FIFO or
-a device.
+`write_atomically`; a file that must not exist yet (the command line keeping a model it
+could not save where asked) through `write_new`. Both write a private temporary file and
+rename it into place, so the name holds nothing or the whole content. Files are read
+through `open_regular`, which never blocks on a FIFO or a device.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ _TEMPORARY_PREFIX = ".deltaprop-"
 _TEMPORARY_SUFFIX = ".tmp"
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+def write_atomically(path: str | bytes | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write a file atomically: ``path`` holds its old content or the whole new one.
 
     Never a part of the new one, even if the process dies midway.
@@ -34,13 +36,15 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
         The destination file.
     write : callable
         Called once with the temporary file, open for writing in binary mode.
 
     Raises
     ------
+    TypeError
+        ``path`` is not a path.
     ValueError
         ``path`` is a device, a FIFO or a socket.
     OSError
@@ -48,29 +52,103 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
         or not writable, the disk is full...); the error names ``path``. Whatever
         ``write`` raises propagates too.
     """
+    path = _path_text(path)
+    target = _regular_destination(path)
+    with _naming(path):
+        _replace(target, write, _new_file_mode(target))
+
+
+def write_new(
+    directory: str | bytes | os.PathLike,
+    prefix: str,
+    suffix: str,
+    write: Callable[[BinaryIO], None],
+) -> str:
+    """Write a new file under a name no one else could have chosen, atomically.
+
+    For a directory other users may write to (the temporary directory): the name,
+    ``prefix`` + random characters + ``suffix``, is created exclusively (``O_EXCL``, as
+    `tempfile.mkstemp` does), so that nothing planted there, a symbolic link least of all,
+    is ever written through or replaced. The file is readable and writable by its owner
+    only. Its content is written as `write_atomically` writes it: the name holds nothing
+    (an empty file, if the process dies midway) or the whole content.
+
+    Parameters
+    ----------
+    directory : str, bytes or os.PathLike
+        Where to create the file.
+    prefix, suffix : str
+        The start and end of its name.
+    write : callable
+        Called once with the temporary file, open for writing in binary mode.
+
+    Returns
+    -------
+    str
+        The path of the new file.
+
+    Raises
+    ------
+    OSError
+        The file cannot be written (the directory is missing or not writable, the disk
+        is full...); nothing is left behind. Whatever ``write`` raises propagates too.
+    """
     import tempfile  # here only: with shutil and random, costly to import
 
-    path = os.fspath(path)
-    target = _regular_destination(path)
+    fd, path = tempfile.mkstemp(dir=_path_text(directory), prefix=prefix, suffix=suffix)
+    os.close(fd)
+    try:
+        # The name is ours; rename replaces what it names, never following a link that
+        # another user might swap in for it in a directory without the sticky bit.
+        with _naming(path):
+            _replace(path, write, 0o600)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return path
+
+
+def _replace(target: str, write: Callable[[BinaryIO], None], mode: int) -> None:
+    """Write a temporary file next to ``target``, flush it to disk, rename it onto ``target``.
+
+    ``target`` is replaced as it is: a symbolic link there would be replaced, not followed.
+    """
+    import tempfile  # here only: with shutil and random, costly to import
+
     directory = os.path.dirname(target)
-    with _naming(path):
-        _remove_stale_temporaries(directory)
-        mode = _new_file_mode(target)
-        fd, temporary = tempfile.mkstemp(
-            dir=directory, prefix=f"{_TEMPORARY_PREFIX}{os.getpid()}-", suffix=_TEMPORARY_SUFFIX
-        )
-        try:
-            with os.fdopen(fd, "wb") as file:
-                write(file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.chmod(temporary, mode)  # mkstemp creates the file readable by its owner only
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-        _fsync_directory(directory)
+    _remove_stale_temporaries(directory)
+    fd, temporary = tempfile.mkstemp(
+        dir=directory, prefix=f"{_TEMPORARY_PREFIX}{os.getpid()}-", suffix=_TEMPORARY_SUFFIX
+    )
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, mode)  # mkstemp creates the file readable by its owner only
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(directory)
+
+
+def _path_text(path: str | bytes | os.PathLike) -> str:
+    """Return a path (str, bytes decoded as the file system does, os.PathLike) as str.
+
+    Raises
+    ------
+    TypeError
+        Anything else (an int would be taken for a file descriptor).
+    """
+    try:
+        return os.fsdecode(path)
+    except TypeError:
+        raise TypeError(
+            f"path: expected str, bytes or os.PathLike, got {type(path).__name__}"
+        ) from None
 
 
 def open_regular(path: str | os.PathLike) -> BinaryIO:
