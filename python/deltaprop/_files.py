@@ -1,10 +1,9 @@
 """Files written atomically and files opened safely.
 
 Model files, checkpoints, plots and the command line's ``.npy`` outputs all go through
-`write_atomically`; a file that must not exist yet (the command line keeping a model it
-could not save where asked) through `write_new`. Both write a private temporary file and
-rename it into place, so the name holds nothing or the whole content. Files are read
-through `open_regular`, which never blocks on a FIFO or a device.
+`write_atomically`; a file the program names itself in the shared temporary directory goes
+into a `private_directory` first. Files are read through `open_regular`, which never
+blocks on a FIFO or a device.
 """
 
 from __future__ import annotations
@@ -52,87 +51,54 @@ def write_atomically(path: str | bytes | os.PathLike, write: Callable[[BinaryIO]
         or not writable, the disk is full...); the error names ``path``. Whatever
         ``write`` raises propagates too.
     """
+    import tempfile  # here only: with shutil and random, costly to import
+
     path = _path_text(path)
     target = _regular_destination(path)
+    directory = os.path.dirname(target)
     with _naming(path):
-        _replace(target, write, _new_file_mode(target))
+        _remove_stale_temporaries(directory)
+        mode = _new_file_mode(target)
+        fd, temporary = tempfile.mkstemp(
+            dir=directory, prefix=f"{_TEMPORARY_PREFIX}{os.getpid()}-", suffix=_TEMPORARY_SUFFIX
+        )
+        try:
+            with os.fdopen(fd, "wb") as file:
+                write(file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.chmod(temporary, mode)  # mkstemp creates the file readable by its owner only
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        _fsync_directory(directory)
 
 
-def write_new(
-    directory: str | bytes | os.PathLike,
-    prefix: str,
-    suffix: str,
-    write: Callable[[BinaryIO], None],
-) -> str:
-    """Write a new file under a name no one else could have chosen, atomically.
+def private_directory() -> str:
+    """Create a new directory in the temporary directory that only this user can enter.
 
-    For a directory other users may write to (the temporary directory): the name,
-    ``prefix`` + random characters + ``suffix``, is created exclusively (``O_EXCL``, as
-    `tempfile.mkstemp` does), so that nothing planted there, a symbolic link least of all,
-    is ever written through or replaced. The file is readable and writable by its owner
-    only. Its content is written as `write_atomically` writes it: the name holds nothing
-    (an empty file, if the process dies midway) or the whole content.
-
-    Parameters
-    ----------
-    directory : str, bytes or os.PathLike
-        Where to create the file.
-    prefix, suffix : str
-        The start and end of its name.
-    write : callable
-        Called once with the temporary file, open for writing in binary mode.
+    For a file the program names itself there (the command line keeping a model it could
+    not save where asked): the temporary directory is shared, and a name chosen in it
+    could already be taken by anything another user planted, a symbolic link to a victim
+    file above all. The directory is created exclusively under a random name (as
+    `tempfile.mkdtemp` does: ``mkdir`` never follows a link) with mode 0o700, so that
+    nothing in it can be planted or read by another user.
 
     Returns
     -------
     str
-        The path of the new file.
+        The path of the new, empty directory.
 
     Raises
     ------
     OSError
-        The file cannot be written (the directory is missing or not writable, the disk
-        is full...); nothing is left behind. Whatever ``write`` raises propagates too.
+        The temporary directory is missing, full or not writable.
     """
     import tempfile  # here only: with shutil and random, costly to import
 
-    fd, path = tempfile.mkstemp(dir=_path_text(directory), prefix=prefix, suffix=suffix)
-    os.close(fd)
-    try:
-        # The name is ours; rename replaces what it names, never following a link that
-        # another user might swap in for it in a directory without the sticky bit.
-        with _naming(path):
-            _replace(path, write, 0o600)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
-    return path
-
-
-def _replace(target: str, write: Callable[[BinaryIO], None], mode: int) -> None:
-    """Write a temporary file next to ``target``, flush it to disk, rename it onto ``target``.
-
-    ``target`` is replaced as it is: a symbolic link there would be replaced, not followed.
-    """
-    import tempfile  # here only: with shutil and random, costly to import
-
-    directory = os.path.dirname(target)
-    _remove_stale_temporaries(directory)
-    fd, temporary = tempfile.mkstemp(
-        dir=directory, prefix=f"{_TEMPORARY_PREFIX}{os.getpid()}-", suffix=_TEMPORARY_SUFFIX
-    )
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, mode)  # mkstemp creates the file readable by its owner only
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(directory)
+    return tempfile.mkdtemp(prefix=_TEMPORARY_PREFIX.lstrip("."))
 
 
 def _path_text(path: str | bytes | os.PathLike) -> str:
