@@ -26,7 +26,13 @@ extensions = [
     "sphinx_gallery.gen_gallery",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "README.md", "examples", "auto_examples/*.ipynb", "auto_examples/*.py"]
+exclude_patterns = [
+    "_build",
+    "README.md",
+    "examples",
+    "auto_examples/*.ipynb",
+    "auto_examples/*.py",
+]
 root_doc = "index"
 nitpicky = False
 
