@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -335,3 +336,49 @@ def test_missing_fashion_mnist_is_reported_in_the_command_line_words(tmp_path, c
     assert "--data fashion-mnist: Fashion-MNIST is not installed" in installed
     assert f"--data: {tmp_path} does not hold Fashion-MNIST's four IDX files" in directory
     assert "directory=" not in installed + directory
+
+
+def test_a_full_stdout_costs_neither_training_nor_the_save(tmp_path):
+    model = tmp_path / "m.npz"
+    with open(os.devnull if not os.path.exists("/dev/full") else "/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "deltaprop", "--epochs", "2", "--save", str(model)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "standard output" in done.stderr and dp.load(model).sizes == (64, 30, 10)
+
+
+def test_a_closed_pipe_ends_quietly_after_the_save(tmp_path):
+    model = tmp_path / "m.npz"
+    argv = [sys.executable, "-m", "deltaprop", "--epochs", "2", "--save", str(model)]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # as `| head -n 0` would
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141 and err == b""
+    assert dp.load(model).sizes == (64, 30, 10)
+
+
+def test_the_kept_model_never_goes_through_a_planted_link(tmp_path, capsys, monkeypatch):
+    shared, victim = tmp_path / "shared", tmp_path / "victim"
+    shared.mkdir()
+    victim.write_text("precious")
+    (shared / f"deltaprop-{os.getpid()}.npz").symlink_to(victim)
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    real_save, calls = dp.Network.save, []
+
+    def save_failing_once(net, path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise PermissionError(13, "Permission denied", str(path))
+        real_save(net, path)
+
+    monkeypatch.setattr(dp.Network, "save", save_failing_once)
+    err = _one_line_error(["--epochs", "1", "--quiet", "--save", str(tmp_path / "m.npz")], capsys)
+    kept = calls[1]
+    assert victim.read_text() == "precious" and f"saved to {kept}" in err
+    assert (os.stat(os.path.dirname(kept)).st_mode & 0o777) == 0o700

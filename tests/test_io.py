@@ -177,8 +177,8 @@ def test_round_trip_of_an_optimizer_not_yet_used(tmp_path):
     assert_same_model(loaded, net)
 
 
-@pytest.mark.parametrize("kind", [str, pathlib.Path], ids=["str", "pathlib"])
-def test_save_and_load_take_str_and_pathlib_paths(tmp_path, kind):
+@pytest.mark.parametrize("kind", [str, pathlib.Path, os.fsencode], ids=["str", "pathlib", "bytes"])
+def test_save_and_load_take_str_bytes_and_pathlib_paths(tmp_path, kind):
     net = _network(optimizer="momentum")
     path = kind(tmp_path / "weights.bin")  # nothing is appended to the name
     net.save(path)
@@ -584,6 +584,25 @@ def test_other_kinds_of_file_are_refused(tmp_path):
     fields, arrays = _parts(_saved(tmp_path))
     _write_model(tmp_path / "compressed.npz", fields, arrays, savez=np.savez_compressed)
     _refused(tmp_path / "compressed.npz", "compressed")
+
+
+def test_save_refuses_a_file_descriptor_for_a_path(tmp_path):
+    with pytest.raises(TypeError, match=r"path: expected str, bytes or os\.PathLike, got int"):
+        _network().save(1)
+
+
+def test_save_after_the_fits_communicator_is_freed_says_what_to_do(tmp_path):
+    MPI = pytest.importorskip("mpi4py.MPI", reason="needs mpi4py: pip install 'deltaprop[mpi]'")
+    comm = MPI.COMM_SELF.Dup()
+    net = _network()
+    X, y = np.random.default_rng(0).normal(size=(12, 4)), np.arange(12) % 3
+    net.fit(X, y, epochs=1, comm=comm)
+    comm.Free()
+    with pytest.raises(RuntimeError, match=r"net.comm.*has been freed.*net.comm = None"):
+        net.save(tmp_path / "m.npz")
+    net.comm = None
+    net.save(tmp_path / "m.npz")
+    assert_same_model(dp.load(tmp_path / "m.npz"), net)
 
 
 # ---------------------------------------------------------------------------- destinations

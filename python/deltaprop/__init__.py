@@ -57,8 +57,10 @@ def get_num_threads() -> int:
 
 
 # Loaded on first use: `datasets` alone (importlib.resources, pathlib, gzip) would more than
-# double the cost of `import deltaprop`, and most programs never touch `reference`.
-_LAZY_SUBMODULES = ("datasets", "interop", "onnx", "reference")
+# double the cost of `import deltaprop`, and most programs never touch `reference`, `plot`
+# or `sklearn`. Every public submodule is reachable as ``dp.<name>``; `sklearn` stays out of
+# __all__ because it needs scikit-learn, and ``from deltaprop import *`` must not.
+_LAZY_SUBMODULES = ("datasets", "interop", "onnx", "plot", "reference", "sklearn")
 
 
 def __getattr__(name: str):
@@ -103,6 +105,7 @@ __all__ = [
     "load",
     "onnx",
     "optim",
+    "plot",
     "reference",
     "save",
     "schedules",

@@ -1,8 +1,9 @@
 """Files written atomically and files opened safely.
 
 Model files, checkpoints, plots and the command line's ``.npy`` outputs all go through
-`write_atomically`; files are read through `open_regular`, which never blocks on a FIFO or
-a device.
+`write_atomically`; a file the program names itself in the shared temporary directory goes
+into a `private_directory` first. Files are read through `open_regular`, which never
+blocks on a FIFO or a device.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ _TEMPORARY_PREFIX = ".deltaprop-"
 _TEMPORARY_SUFFIX = ".tmp"
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+def write_atomically(path: str | bytes | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write a file atomically: ``path`` holds its old content or the whole new one.
 
     Never a part of the new one, even if the process dies midway.
@@ -34,13 +35,15 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
         The destination file.
     write : callable
         Called once with the temporary file, open for writing in binary mode.
 
     Raises
     ------
+    TypeError
+        ``path`` is not a path.
     ValueError
         ``path`` is a device, a FIFO or a socket.
     OSError
@@ -50,7 +53,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     """
     import tempfile  # here only: with shutil and random, costly to import
 
-    path = os.fspath(path)
+    path = _path_text(path)
     target = _regular_destination(path)
     directory = os.path.dirname(target)
     with _naming(path):
@@ -71,6 +74,47 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
                 os.unlink(temporary)
             raise
         _fsync_directory(directory)
+
+
+def private_directory() -> str:
+    """Create a new directory in the temporary directory that only this user can enter.
+
+    For a file the program names itself there (the command line keeping a model it could
+    not save where asked): the temporary directory is shared, and a name chosen in it
+    could already be taken by anything another user planted, a symbolic link to a victim
+    file above all. The directory is created exclusively under a random name (as
+    `tempfile.mkdtemp` does: ``mkdir`` never follows a link) with mode 0o700, so that
+    nothing in it can be planted or read by another user.
+
+    Returns
+    -------
+    str
+        The path of the new, empty directory.
+
+    Raises
+    ------
+    OSError
+        The temporary directory is missing, full or not writable.
+    """
+    import tempfile  # here only: with shutil and random, costly to import
+
+    return tempfile.mkdtemp(prefix=_TEMPORARY_PREFIX.lstrip("."))
+
+
+def _path_text(path: str | bytes | os.PathLike) -> str:
+    """Return a path (str, bytes decoded as the file system does, os.PathLike) as str.
+
+    Raises
+    ------
+    TypeError
+        Anything else (an int would be taken for a file descriptor).
+    """
+    try:
+        return os.fsdecode(path)
+    except TypeError:
+        raise TypeError(
+            f"path: expected str, bytes or os.PathLike, got {type(path).__name__}"
+        ) from None
 
 
 def open_regular(path: str | os.PathLike) -> BinaryIO:

@@ -7,11 +7,11 @@ stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import NoReturn
@@ -20,11 +20,12 @@ import numpy as np
 
 from . import _core, datasets, onnx, optim, plot, schedules
 from ._checks import check_int, check_real
-from ._files import open_regular, write_atomically
+from ._files import open_regular, private_directory, write_atomically
 from ._version import __version__
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load
 from .training import DivergenceError
 
+_BROKEN_PIPE = 128 + 13  # as a shell reports a program that SIGPIPE ended
 DATA_HELP = "'digits' (shipped), 'fashion-mnist' (installed data) or a directory of IDX files"
 
 
@@ -336,13 +337,19 @@ def _save_keeping_the_model(net: Network, path: str) -> None:
     """Save the trained model; should that fail, keep it in the temporary directory.
 
     The destination was checked before training; if writing fails anyway, the model goes to
-    the temporary directory and the error says where, rather than lose the training.
+    a new directory of the temporary directory that only this user can enter (nothing
+    another user planted there is written through) and the error says where, rather than
+    lose the training.
     """
     try:
         net.save(path)
     except OSError as error:
-        fallback = os.path.join(tempfile.gettempdir(), f"deltaprop-{os.getpid()}.npz")
-        net.save(fallback)
+        try:
+            fallback = os.path.join(private_directory(), os.path.basename(path) or "model.npz")
+            net.save(fallback)
+        except OSError as also:
+            message = f"--save: {error}; the trained model could not be kept either: {also}"
+            raise CommandError(message) from None
         message = f"--save: {error}; the trained model was saved to {fallback}"
         raise CommandError(message) from None
     print(f"model written to {path}")
@@ -463,7 +470,9 @@ def export(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line: ``deltaprop [train | evaluate | predict | export] ...``.
 
-    Without a command (no arguments, or options first), ``train`` is meant.
+    Without a command (no arguments, or options first), ``train`` is meant. Output that
+    cannot be written (a full disk, a closed pipe) never stops a command: training goes
+    on and the model is saved, then the failure decides the exit status.
 
     Parameters
     ----------
@@ -474,8 +483,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         The exit status: 0 on success (``--help`` included), 2 for a usage error or a
-        command's error (reported in one line on stderr), 130 on Ctrl-C.
+        command's error (reported in one line on stderr; standard output failing is
+        one), 130 on Ctrl-C, 141 (128 + SIGPIPE, quietly, as other programs end) when
+        standard output is a pipe that was closed.
     """
+    with _Guarded("stdout") as out, _Guarded("stderr") as err:
+        status = _main(argv)
+        out.flush()
+        if out.error is not None and status == 0:
+            if out.error.errno == errno.EPIPE:
+                status = _BROKEN_PIPE
+            else:
+                _error(f"standard output: {out.error.strerror or out.error}")
+                status = 2
+        err.flush()
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "train")
@@ -499,20 +524,89 @@ def _run(command, args: argparse.Namespace) -> int:
     try:
         command(args)
     except DivergenceError as error:
-        print(f"deltaprop: error: {error}; lower --lr (or --momentum)", file=sys.stderr)
+        _error(f"{error}; lower --lr (or --momentum)")
         return 2
     except MemoryError:
-        print(
-            "deltaprop: error: out of memory: use smaller --hidden layers or data", file=sys.stderr
-        )
+        _error("out of memory: use smaller --hidden layers or data")
         return 2
     except (CommandError, ValueError, TypeError, OSError, ImportError, RuntimeError) as error:
-        print(f"deltaprop: error: {error}", file=sys.stderr)
+        _error(str(error))
         return 2
     except KeyboardInterrupt:
-        print("deltaprop: interrupted", file=sys.stderr)
+        _to_stderr("deltaprop: interrupted")
         return 130
     return 0
+
+
+def _error(message: str) -> None:
+    """Report an error in one line on stderr."""
+    _to_stderr(f"deltaprop: error: {message}")
+
+
+def _to_stderr(line: str) -> None:
+    """Print a line on stderr; nowhere if it was closed (print would take stdout then)."""
+    if sys.stderr is not None:
+        print(line, file=sys.stderr)
+
+
+class _Guarded:
+    """``sys.stdout`` or ``sys.stderr`` replaced by a stream that remembers its failure.
+
+    Progress lines are written from inside `Network.fit`: a full disk or a closed pipe
+    there must cost neither the training nor the save. The first failure is kept in
+    ``error`` and what is written after it is dropped; on leaving, the stream is put back
+    and its file descriptor pointed at the null device, so that the interpreter's last
+    flush of what is still buffered fails neither (it would print a traceback and exit
+    with status 120).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name, self.error = name, None
+        self.stream = getattr(sys, name)
+
+    def __enter__(self) -> _Guarded:
+        if self.stream is not None:  # None: the descriptor was closed when Python started
+            setattr(sys, self.name, self)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if getattr(sys, self.name) is self:
+            setattr(sys, self.name, self.stream)
+        if self.error is not None:
+            _point_at_null_device(self.stream)
+
+    def write(self, text: str) -> int:
+        """Write ``text``, unless an earlier write or flush failed; never raise OSError."""
+        if self.error is None:
+            try:
+                self.stream.write(text)
+            except OSError as error:
+                self.error = error
+        return len(text)
+
+    def flush(self) -> None:
+        """Flush the stream, unless an earlier write or flush failed; never raise OSError."""
+        if self.error is None and self.stream is not None:
+            try:
+                self.stream.flush()
+            except OSError as error:
+                self.error = error
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)  # isatty, fileno, encoding...
+
+
+def _point_at_null_device(stream) -> None:
+    """Send what ``stream`` still holds, and anything written later, to the null device."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file (a test's capture): nothing will flush it at exit
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 if __name__ == "__main__":  # pragma: no cover

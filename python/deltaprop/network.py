@@ -409,20 +409,35 @@ default="sigmoid"
 
         Parameters
         ----------
-        path : str or os.PathLike
+        path : str, bytes or os.PathLike
             Destination file (``.npz`` by convention).
 
         Raises
         ------
+        TypeError
+            ``path`` is not a path.
         ValueError
             The network cannot be saved: non-finite values, or an optimizer that is not
             one of the built-in ones or whose state does not fit the network.
+        RuntimeError
+            ``comm`` has been freed since the fit that set it.
         OSError
             The file cannot be written.
         """
-        if self.comm is not None and self.comm.Get_rank() != 0:
+        if self.comm is not None and self._comm_rank() != 0:
             return
         io.write(path, self._snapshot())
+
+    def _comm_rank(self) -> int:
+        """Return this process's rank in ``comm``, which must still be usable."""
+        try:
+            return self.comm.Get_rank()
+        except RuntimeError as error:  # mpi4py's MPI.Exception: a freed communicator
+            raise RuntimeError(
+                "save: net.comm, the communicator of the last data-parallel fit, has been "
+                "freed (MPI cannot tell this process's rank in it); set net.comm = None to "
+                "save from this process, or to a live communicator whose rank 0 writes"
+            ) from error
 
     # 9 is deltaprop.onnx.OPSET, spelled out: that module loads on first use (tests/test_layout.py
     # checks that the two agree).

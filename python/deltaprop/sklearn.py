@@ -162,7 +162,7 @@ _ATTRIBUTES_DOC = """\
         Bias vectors, live views of ``network_.biases``.
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features seen during ``fit``, when ``X`` had string column names.
     n_iter_ : int
         Epochs the network has been trained for.
