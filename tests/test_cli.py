@@ -161,6 +161,13 @@ def test_predict_refuses_wrong_input(tmp_path, capsys):
     assert "not a deltaprop model file" in capsys.readouterr().err
 
 
+def test_evaluate_refuses_a_model_with_fewer_outputs_than_classes(tmp_path, capsys):
+    """The digits have 10 classes; a 5-output model cannot grade them (not an IndexError)."""
+    model = tmp_path / "five.npz"
+    dp.Network([64, 8, 5], output="softmax", cost="log_likelihood", seed=0).save(model)
+    err = _one_line_error(["evaluate", str(model), "--data", "digits"], capsys)
+    assert "--data digits: labels" in err and "5" in err
+
 def test_fashion_mnist_directory_as_data(tmp_path, capsys):
     """A directory of IDX files (here, tiny ones written for the test) is a data source."""
     rng = np.random.default_rng(0)

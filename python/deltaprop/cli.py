@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _core, datasets, onnx, optim, plot, schedules
 from ._checks import check_int, check_real
+from ._data import class_indices
 from ._files import open_regular, private_directory, write_atomically
 from ._version import __version__
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load
@@ -403,6 +404,9 @@ def evaluate(args: argparse.Namespace) -> None:
     net = load(args.model)
     dtype = net.dtype.name
     _, (X_test, y_test) = _load_data(args.data, dtype, args.test_fraction, args.seed)
+    # The labels must be classes of the model (a ValueError naming the out-of-range label
+    # otherwise), before they index the confusion matrix.
+    y_test = class_indices(y_test, len(y_test), net.sizes[-1], f"--data {args.data}: labels")
     predicted = net.predict_classes(X_test)
     n_classes = max(net.sizes[-1], 2)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
