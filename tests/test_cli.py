@@ -245,9 +245,9 @@ def test_npy_header_claiming_terabytes_is_refused_under_a_memory_limit(tmp_path)
     assert "more than the file's" in done.stderr
 
 
-def test_a_model_that_cannot_be_saved_after_training_is_kept(tmp_path, capsys, monkeypatch):
-    real_save = dp.Network.save
-    calls = []
+def _train_with_a_save_that_fails_once(tmp_path, capsys, monkeypatch):
+    """Train with --save failing once; return the error line and where the model was kept."""
+    real_save, calls = dp.Network.save, []
 
     def save_failing_once(net, path):
         calls.append(path)
@@ -257,7 +257,11 @@ def test_a_model_that_cannot_be_saved_after_training_is_kept(tmp_path, capsys, m
 
     monkeypatch.setattr(dp.Network, "save", save_failing_once)
     err = _one_line_error(["--epochs", "1", "--quiet", "--save", str(tmp_path / "m.npz")], capsys)
-    kept = calls[1]
+    return err, calls[1]
+
+
+def test_a_model_that_cannot_be_saved_after_training_is_kept(tmp_path, capsys, monkeypatch):
+    err, kept = _train_with_a_save_that_fails_once(tmp_path, capsys, monkeypatch)
     assert f"saved to {kept}" in err and dp.load(kept).sizes == (64, 30, 10)
     os.unlink(kept)
 
@@ -376,16 +380,6 @@ def test_the_kept_model_never_goes_through_a_planted_link(tmp_path, capsys, monk
     victim.write_text("precious")
     (shared / f"deltaprop-{os.getpid()}.npz").symlink_to(victim)
     monkeypatch.setattr(tempfile, "tempdir", str(shared))
-    real_save, calls = dp.Network.save, []
-
-    def save_failing_once(net, path):
-        calls.append(path)
-        if len(calls) == 1:
-            raise PermissionError(13, "Permission denied", str(path))
-        real_save(net, path)
-
-    monkeypatch.setattr(dp.Network, "save", save_failing_once)
-    err = _one_line_error(["--epochs", "1", "--quiet", "--save", str(tmp_path / "m.npz")], capsys)
-    kept = calls[1]
+    err, kept = _train_with_a_save_that_fails_once(tmp_path, capsys, monkeypatch)
     assert victim.read_text() == "precious" and f"saved to {kept}" in err
     assert (os.stat(os.path.dirname(kept)).st_mode & 0o777) == 0o700
