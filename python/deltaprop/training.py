@@ -45,11 +45,9 @@ class _Default:
     """Marks a default value of `fit`, so that it can be told from the same value given.
 
     L-BFGS refuses the mini-batch options a caller gives, ``batch_size=10`` (the default's
-    value) included, and nothing it was not given.
+    value) included, and nothing it was not given. Its subclasses take their repr from the
+    value's type, so `fit`'s signature shows ``10``, not a class.
     """
-
-    def __repr__(self) -> str:  # as the plain value: `fit`'s signature shows 10, not a class
-        return super().__repr__()
 
 
 class _DefaultInt(_Default, int):
