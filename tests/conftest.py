@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -96,3 +97,13 @@ def softmax_problem(n_samples: int = 12, dtype: str = "float64"):
         [5, 6, 3], activation="tanh", output="softmax", cost="log_likelihood", dtype=dtype, seed=11
     )
     return net, rng.normal(size=(n_samples, 5)), rng.integers(0, 3, size=n_samples)
+
+
+def restore_default_sigint() -> None:
+    """Give a child process SIGINT's default disposition (a ``preexec_fn``).
+
+    A run started with SIGINT ignored (under nohup, or from a background job) hands that on
+    to its children, which then install no KeyboardInterrupt handler (and mpiexec forwards
+    nothing); the Ctrl-C tests need the default.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

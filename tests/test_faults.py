@@ -14,15 +14,10 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
+from conftest import restore_default_sigint
 
 # The longest any child of these tests may take to say or finish something.
 TIMEOUT = 120
-
-
-def _restore_default_sigint() -> None:
-    # A child started with SIGINT ignored (this run under nohup, or from a background job)
-    # installs no KeyboardInterrupt handler; with the default disposition Python does.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Child:
@@ -34,7 +29,7 @@ class Child:
 
     def __init__(self, command: list[str]) -> None:
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, text=True, preexec_fn=_restore_default_sigint
+            command, stdout=subprocess.PIPE, text=True, preexec_fn=restore_default_sigint
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
