@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +110,16 @@ def restore_default_sigint() -> None:
     nothing); the Ctrl-C tests need the default.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# mpiexec: the mpich wheel's, beside this Python, else one on PATH; and mpi4py.
+MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+try:
+    import mpi4py  # noqa: F401
+
+    HAVE_MPI4PY = True
+except ImportError:
+    HAVE_MPI4PY = False
+HAVE_MPI = MPIEXEC is not None and HAVE_MPI4PY
+MPI_MISSING = "needs mpi4py and mpiexec: pip install 'deltaprop[mpi]'"
+needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason=MPI_MISSING)

@@ -10,7 +10,6 @@ import json
 import os
 import pickle
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,25 +22,13 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
-from conftest import restore_default_sigint
+from conftest import HAVE_MPI4PY, MPIEXEC, needs_mpi, restore_default_sigint
 from deltaprop import _distributed
 
 sys.path.insert(0, str(Path(__file__).parent))
 import mpi_job
 
 JOB = Path(mpi_job.__file__)
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
-try:
-    import mpi4py  # noqa: F401
-
-    HAVE_MPI4PY = True
-except ImportError:
-    HAVE_MPI4PY = False
-
-needs_mpi = pytest.mark.skipif(
-    MPIEXEC is None or not HAVE_MPI4PY,
-    reason="needs mpi4py and mpiexec: pip install 'deltaprop[mpi]'",
-)
 # One BLAS thread per rank: MPI ranks busy-poll, two cores hold two ranks.
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
 TIMEOUT = 180

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import os
 import re
-import shutil
 import subprocess
 import sys
 import warnings
@@ -20,10 +19,10 @@ from pathlib import Path
 import pytest
 
 import deltaprop as dp
+from conftest import HAVE_MPI, MPI_MISSING, MPIEXEC
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGES = sorted((DOCS / "guide").glob("*.md")) + [DOCS / "index.md"]
-MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
@@ -41,8 +40,8 @@ def test_the_python_blocks_of_each_guide_page_run(page, tmp_path, monkeypatch):
     source = "\n".join(_python_blocks(page))
     monkeypatch.chdir(tmp_path)
     if "comm=MPI.COMM_WORLD" in source:
-        if MPIEXEC is None:
-            pytest.skip("needs mpi4py and mpiexec: pip install 'deltaprop[mpi]'")
+        if not HAVE_MPI:
+            pytest.skip(MPI_MISSING)
         script = tmp_path / "block.py"
         script.write_text(source, encoding="utf-8")
         subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], check=True, timeout=300)
