@@ -9,6 +9,8 @@ rank makes the same update and the same decisions. Everything else a rank decide
 (bad input, a callback's exception, Ctrl-C, a stop) goes through one collective agreement,
 so that no rank waits forever for another.
 
+One process is a group of one (`Alone`): the same interface, each collective trivial, so
+that training code is written once and never asks which group it has (`group` chooses).
 mpi4py is imported here only, and only when a communicator is given.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import signal
 import sys
 import threading
@@ -25,12 +28,42 @@ from typing import Any
 
 import numpy as np
 
+from . import _data
+
 # What a rank tells the others at an agreement: its error (its type's module and name,
 # and its message), if any. Names, not classes: a class defined in a function does not
 # pickle, and a rank failing to send its report would leave the others waiting.
 _Report = "tuple[str, str, str] | None"
 # Set on an exception that every rank raises (see Group.raised_by_all).
 _RAISED_BY_ALL = "_deltaprop_raised_by_every_rank"
+
+
+def group(comm: Any, sharded: Any) -> Group | Alone:
+    """Return the processes of one `fit`: `Alone` without ``comm``, else a `Group` of ranks.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Intracomm or None
+        `fit`'s ``comm``.
+    sharded : bool
+        `fit`'s ``sharded``.
+
+    Returns
+    -------
+    Group or Alone
+
+    Raises
+    ------
+    ValueError
+        ``sharded`` without ``comm``.
+    TypeError, ImportError
+        See `Group`.
+    """
+    if comm is None:
+        if sharded:
+            raise ValueError("sharded: applies to data-parallel training only (give comm)")
+        return Alone()
+    return Group(comm, bool(sharded))
 
 
 def _mpi():
@@ -74,6 +107,12 @@ class Group:
         self.sharded = bool(sharded)
         self.interrupted = False  # Ctrl-C seen by this rank (see catching_interrupts)
         self.stop_seen = False  # some rank asked to stop during the last core call
+        self.shard_sizes: np.ndarray | None = None  # every rank's rows (see total_rows)
+
+    @property
+    def split_stream(self) -> int | None:
+        """Drawn into the validation split with the seed: each shard splits its own way."""
+        return self.rank if self.sharded else None
 
     # --------------------------------------------------------------------- agreement
     def agree(self, error: BaseException | None) -> None:
@@ -209,7 +248,7 @@ class Group:
         for array in arrays:
             self.comm.Bcast(array, root=0)
 
-    def shard_sizes(self, n_local: int) -> np.ndarray:
+    def shard_sizes_of(self, n_local: int) -> np.ndarray:
         """Return every rank's number of rows, rank by rank.
 
         Parameters
@@ -222,6 +261,204 @@ class Group:
         ndarray of int64 of shape (size,)
         """
         return np.array(self.comm.allgather(int(n_local)), dtype=np.int64)
+
+    # ------------------------------------------------------------------------ data
+    def validate(self, net: Any, X: Any, Y: Any, check_finite: bool = True):
+        """`Network.validate`, for the rows of this rank (X always checked for finiteness).
+
+        A rank's shard of sharded data may have no rows. Of replicated data (an `np.memmap`
+        of the network's dtype, say), each rank reads only its share of the rows to check
+        them: the agreement that follows makes every rank raise what any found.
+
+        Parameters
+        ----------
+        net : Network
+            The network to train.
+        X, Y : array_like
+            This rank's data.
+        check_finite : bool, default=True
+            Ignored: every rank checks its share before training, so that all raise at once.
+
+        Returns
+        -------
+        X, Y : ndarray
+            In the core's layout.
+        """
+        if self.sharded:
+            if np.shape(X)[:1] != (0,):
+                return net.validate(X, Y)
+            n_inputs, n_outputs = net.architecture.sizes[0], net.architecture.sizes[-1]
+            if np.ndim(X) != 2 or np.shape(X)[1] != n_inputs or len(Y) != 0:
+                raise ValueError(
+                    f"X, Y: an empty shard must be X of shape (0, {n_inputs}) and Y with 0 rows"
+                )
+            return np.empty((0, n_inputs), net.dtype), np.empty((0, n_outputs), net.dtype)
+        X = _data.inputs(X, net.architecture, check_finite=False)
+        _data.require_finite(X[self.share(len(X))], "X")
+        return X, _data.targets(Y, len(X), net.architecture)
+
+    def defer_input_check(self, check: Callable[[], Any]) -> None:
+        """Return None: every rank checks X before training (see `validate`).
+
+        A rank alone cannot undo an epoch the others trained with it.
+
+        Parameters
+        ----------
+        check : callable
+            What would check X during the first epoch; not called.
+        """
+        return None
+
+    def total_rows(self, n_local: int) -> int:
+        """Return the rows of an epoch over every rank (collective with sharded data).
+
+        Parameters
+        ----------
+        n_local : int
+            This rank's training rows.
+
+        Returns
+        -------
+        int
+        """
+        if not self.sharded:
+            return n_local
+        self.shard_sizes = self.shard_sizes_of(n_local)
+        n = int(self.shard_sizes.sum())
+        if n == 0:
+            raise self.raised_by_all(ValueError("X: the shards of every rank hold no rows"))
+        return n
+
+    def own_rows(self, data: tuple) -> tuple:
+        """Return the rows this rank evaluates metrics on: its share of replicated data.
+
+        Parameters
+        ----------
+        data : tuple (X, Y, sample_weight or None)
+            The training data of this rank.
+
+        Returns
+        -------
+        tuple (X, Y, sample_weight or None)
+        """
+        if self.sharded:
+            return data
+        share = self.share(len(data[0]))
+        return tuple(None if array is None else array[share] for array in data)
+
+    def epoch_calls(
+        self, data: tuple, n: int, batch_size: int, rows_per_call: int, rng, shuffle: bool
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Return a rank's core calls of an epoch: (rows, `Network.train_rows` arguments).
+
+        Replicated data: the epoch's order is drawn as in one process, and each global
+        batch is shared among the ranks. Sharded data: each rank draws an order of its own
+        rows, and contributes its next rows to each global batch.
+
+        Parameters
+        ----------
+        data : tuple (X, Y, sample_weight or None)
+            This rank's training data.
+        n, batch_size : int
+            Rows of the epoch over every rank, and the global batch size.
+        rows_per_call : int
+            About how many rows (of every rank) a call trains, in whole batches.
+        rng : numpy.random.Generator
+            The run's, the same on every rank.
+        shuffle : bool
+            Visit the rows in a random order.
+
+        Returns
+        -------
+        list of (int, dict)
+        """
+        X, Y, sample_weight = data
+        steps = -(-n // batch_size)
+        if self.sharded:
+            seed = int(rng.integers(2**63))  # the same on every rank
+            own = len(X)
+            order = (
+                np.random.default_rng([seed, self.rank]).permutation(own)
+                if shuffle
+                else np.arange(own, dtype=np.int64)
+            )
+
+            def shares(batches: range) -> np.ndarray:
+                return self.sharded_shares(self.shard_sizes, steps, batches)
+        else:
+            order = rng.permutation(n) if shuffle else np.arange(n, dtype=np.int64)
+
+            def shares(batches: range) -> np.ndarray:
+                return self.replicated_shares(n, batch_size, batches)
+
+        per_call = max(1, rows_per_call // batch_size)
+        calls = []
+        for first in range(0, steps, per_call):
+            batches = range(first, min(steps, first + per_call))
+            rows = min(n, batches.stop * batch_size) - first * batch_size
+            # The call gets the stretch of the order its shares lie in, positions from 0.
+            share = shares(batches)
+            start, stop = share[0, 0], share[1, -1]
+            share[:2] -= start
+            arguments = dict(
+                X=X,
+                Y=Y,
+                rows=order[start:stop],
+                sample_weight=sample_weight,
+                first_batch=first,
+                shares=share,
+                reduction=self,
+            )
+            calls.append((rows, arguments))
+        return calls
+
+    def objective(
+        self, net: Any, data: tuple, lmbda: float, l1: float, n_samples: int
+    ) -> tuple[float, np.ndarray]:
+        """Return the full-batch objective and its gradient over the rows of every rank.
+
+        One reduction: the gradient and cost summed over each rank's rows (each times its
+        sample weight), their weight, and Ctrl-C (which every rank then sees).
+
+        Parameters
+        ----------
+        net : Network
+            The network, at the point to evaluate.
+        data : tuple (X, Y, sample_weight or None)
+            This rank's own rows (see `own_rows`).
+        lmbda, l1 : float
+            Regularisation strengths, added once.
+        n_samples : int
+            Rows over every rank.
+
+        Returns
+        -------
+        cost : float
+        gradient : ndarray of shape (n_params,)
+
+        Raises
+        ------
+        ValueError
+            The cost or its gradient overflowed on some rank.
+        KeyboardInterrupt
+            Some rank saw Ctrl-C.
+        """
+        X, Y, sample_weight = data
+        sums = np.zeros(net.params.size + 3)
+        weight = float(len(X) if sample_weight is None else sample_weight.sum())
+        if weight > 0:
+            try:
+                cost, gradient = net.objective(X, Y, sample_weight=sample_weight)
+                sums[:-3], sums[-3] = gradient * weight, cost * weight
+            except ValueError:  # an overflow here: every rank sees a NaN cost
+                sums[-3] = math.nan
+        sums[-2], sums[-1] = weight, self.interrupted
+        sums = self.sum(sums)
+        self.raise_if_interrupted(sums[-1] > 0)
+        if not math.isfinite(sums[-3]):
+            raise ValueError("the cost or its gradient overflowed (is not finite) on some rank")
+        penalty, gradient = net.regularisation(lmbda=lmbda, l1=l1, n_samples=n_samples)
+        return sums[-3] / sums[-2] + penalty, sums[:-3] / sums[-2] + gradient
 
     # ------------------------------------------------------------------ reductions
     # The step is summed in buckets of layers of at least this size, each as soon as the
@@ -458,6 +695,344 @@ class Group:
                 sys.stderr.flush()
                 self.comm.Abort(1)
             raise
+
+
+class Alone:
+    """One process training alone: a `Group` of one, each collective trivial.
+
+    Its errors and Ctrl-C are its own, raised where they happen; nothing is shared, summed
+    or compared, and the core trains every row without a reduction.
+    """
+
+    rank, size, sharded, comm = 0, 1, False, None
+    interrupted = stop_seen = False
+    split_stream = None
+
+    # --------------------------------------------------------------------- agreement
+    def agree(self, error: BaseException | None) -> None:
+        """Raise ``error``, if any.
+
+        Parameters
+        ----------
+        error : BaseException or None
+            This process's error, or None.
+        """
+        if error is not None:
+            raise error
+
+    def agreeing(self) -> contextlib.AbstractContextManager[None]:
+        """Run a block, its errors raised as they are.
+
+        Returns
+        -------
+        context manager
+        """
+        return contextlib.nullcontext()
+
+    def check_same(self, what: str, value: Any) -> None:
+        """Do nothing: one process agrees with itself.
+
+        Parameters
+        ----------
+        what : str
+            What ``value`` is.
+        value : object
+            Ignored.
+        """
+
+    def any(self, flag: bool) -> bool:
+        """Return ``flag``.
+
+        Parameters
+        ----------
+        flag : bool
+            This process's flag.
+
+        Returns
+        -------
+        bool
+        """
+        return bool(flag)
+
+    def largest(self, value: float) -> float:
+        """Return ``value``.
+
+        Parameters
+        ----------
+        value : float
+            This process's.
+
+        Returns
+        -------
+        float
+        """
+        return float(value)
+
+    def broadcast_seed(self, seed: int | None) -> int | None:
+        """Return ``seed`` (None stays None: fresh entropy where it is used).
+
+        Parameters
+        ----------
+        seed : int or None
+            The seed.
+
+        Returns
+        -------
+        int or None
+        """
+        return seed
+
+    def broadcast_value(self, value: Any) -> Any:
+        """Return ``value``.
+
+        Parameters
+        ----------
+        value : object
+            Anything.
+
+        Returns
+        -------
+        object
+        """
+        return value
+
+    def broadcast(self, arrays: list[np.ndarray]) -> None:
+        """Do nothing: the arrays are this process's own.
+
+        Parameters
+        ----------
+        arrays : list of ndarray
+            Left as they are.
+        """
+
+    # ------------------------------------------------------------------------ data
+    def validate(self, net: Any, X: Any, Y: Any, check_finite: bool = True):
+        """`Network.validate`; without ``check_finite``, X is not checked for NaN and infinity.
+
+        Parameters
+        ----------
+        net : Network
+            The network to train.
+        X, Y : array_like
+            The data.
+        check_finite : bool, default=True
+            False when the first epoch checks X instead (see `fit`).
+
+        Returns
+        -------
+        X, Y : ndarray
+            In the core's layout.
+        """
+        if check_finite:
+            return net.validate(X, Y)
+        X = _data.inputs(X, net.architecture, check_finite=False)
+        return X, _data.targets(Y, len(X), net.architecture)
+
+    def defer_input_check(self, check: Callable[[], Any]) -> Any:
+        """Return ``check()``: X is checked for NaN and infinity during the first epoch.
+
+        Parameters
+        ----------
+        check : callable
+            Makes what restores the network if the first epoch finds X not finite.
+
+        Returns
+        -------
+        object
+            What ``check`` returns.
+        """
+        return check()
+
+    def total_rows(self, n_local: int) -> int:
+        """Return ``n_local``: the epoch's rows are this process's.
+
+        Parameters
+        ----------
+        n_local : int
+            The training rows.
+
+        Returns
+        -------
+        int
+        """
+        return n_local
+
+    def own_rows(self, data: tuple) -> tuple:
+        """Return ``data``: every row is this process's.
+
+        Parameters
+        ----------
+        data : tuple (X, Y, sample_weight or None)
+            The training data.
+
+        Returns
+        -------
+        tuple
+        """
+        return data
+
+    def epoch_calls(
+        self, data: tuple, n: int, batch_size: int, rows_per_call: int, rng, shuffle: bool
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Return the core calls of an epoch: (rows, `Network.train_rows` arguments).
+
+        The rows of the epoch's order, or of the data in storage order (no copy).
+
+        Parameters
+        ----------
+        data : tuple (X, Y, sample_weight or None)
+            The training data.
+        n, batch_size : int
+            Rows of the epoch, and the batch size.
+        rows_per_call : int
+            Rows a call trains, in whole batches.
+        rng : numpy.random.Generator
+            The run's source of row orders.
+        shuffle : bool
+            Visit the rows in a random order.
+
+        Returns
+        -------
+        list of (int, dict)
+        """
+        X, Y, sample_weight = data
+        order = rng.permutation(n) if shuffle else None
+        calls = []
+        for start in range(0, n, rows_per_call):
+            stop = min(n, start + rows_per_call)
+            if order is None:
+                part = slice(start, stop)
+                rows = dict(
+                    X=X[part],
+                    Y=Y[part],
+                    sample_weight=None if sample_weight is None else sample_weight[part],
+                )
+            else:
+                rows = dict(X=X, Y=Y, rows=order[start:stop], sample_weight=sample_weight)
+            calls.append((stop - start, dict(rows, first_batch=start // batch_size)))
+        return calls
+
+    def objective(
+        self, net: Any, data: tuple, lmbda: float, l1: float, n_samples: int
+    ) -> tuple[float, np.ndarray]:
+        """Return `Network.objective` over the rows, regularisation included.
+
+        Parameters
+        ----------
+        net : Network
+            The network, at the point to evaluate.
+        data : tuple (X, Y, sample_weight or None)
+            The training rows.
+        lmbda, l1 : float
+            Regularisation strengths.
+        n_samples : int
+            The number of rows (the objective counts them itself).
+
+        Returns
+        -------
+        cost : float
+        gradient : ndarray of shape (n_params,)
+        """
+        X, Y, sample_weight = data
+        return net.objective(X, Y, sample_weight=sample_weight, lmbda=lmbda, l1=l1)
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Return ``values`` as float64.
+
+        Parameters
+        ----------
+        values : ndarray
+            This process's.
+
+        Returns
+        -------
+        ndarray
+        """
+        return np.array(values, dtype=np.float64)
+
+    def mean(self, metric: Callable[..., float], X: np.ndarray, *args: Any) -> float:
+        """Return ``metric(X, *args)``.
+
+        Parameters
+        ----------
+        metric : callable
+            A per-sample mean metric.
+        X : ndarray of shape (n, n_0)
+            The rows.
+        *args : object
+            The rest of its arguments.
+
+        Returns
+        -------
+        float
+        """
+        return metric(X, *args)
+
+    # -------------------------------------------------------------------- Ctrl-C
+    def catching_interrupts(self) -> contextlib.AbstractContextManager[None]:
+        """Leave Ctrl-C as it is: KeyboardInterrupt ends the run after the core's call.
+
+        Returns
+        -------
+        context manager
+        """
+        return contextlib.nullcontext()
+
+    def check_stop(self, stop: bool, error: BaseException | None) -> bool:
+        """Raise ``error``, if any; else return ``stop``.
+
+        Parameters
+        ----------
+        stop : bool
+            Whether the callbacks or early stopping ask to stop.
+        error : BaseException or None
+            An exception the callbacks raised.
+
+        Returns
+        -------
+        bool
+        """
+        self.agree(error)
+        return bool(stop)
+
+    def raise_if_interrupted(self, interrupted: bool) -> None:
+        """Raise KeyboardInterrupt if ``interrupted``.
+
+        Parameters
+        ----------
+        interrupted : bool
+            Whether Ctrl-C was seen.
+
+        Raises
+        ------
+        KeyboardInterrupt
+        """
+        if interrupted:
+            raise KeyboardInterrupt
+
+    @staticmethod
+    def raised_by_all(error: BaseException) -> BaseException:
+        """Return ``error``: one process's errors are all raised by every process.
+
+        Parameters
+        ----------
+        error : BaseException
+            The error.
+
+        Returns
+        -------
+        BaseException
+        """
+        return error
+
+    def aborting_on_lone_errors(self) -> contextlib.AbstractContextManager[None]:
+        """Let errors pass: no other process waits for this one.
+
+        Returns
+        -------
+        context manager
+        """
+        return contextlib.nullcontext()
 
 
 class _Absent:

@@ -584,20 +584,15 @@ default=None
         )
     _warn_if_launched_without_comm(comm)
     group = _group(comm, sharded)
-    if group is not None:
-        seed = group.broadcast_seed(seed)
+    seed = group.broadcast_seed(seed)
     # Every rank checks its own arguments and data; with comm, all raise the first
     # failing rank's error before anything is trained. One process checks X for NaN and
     # infinity during the first epoch instead (see _FirstEpochChecksX).
-    inputs_unchecked = _FirstEpochChecksX(net, optimizer) if group is None else None
-    with _agreeing(group):
+    inputs_unchecked = group.defer_input_check(lambda: _FirstEpochChecksX(net, optimizer))
+    with group.agreeing():
         X, Y, sample_weight = _checked_data(
             net, X, Y, sample_weight, group, check_finite=inputs_unchecked is None
         )
-        sharded = group is not None and group.sharded
-        if sample_weight is not None and not sharded:
-            # Only relative weights matter; scaled to at most 1, no sum of them overflows.
-            sample_weight /= sample_weight.max()
         if not np.isfinite(net.params).all():
             raise ValueError("the network's parameters contain NaN or infinity")
         stopping = _early_stopping(early_stopping, patience, min_delta, restore_best_weights)
@@ -609,7 +604,7 @@ default=None
             validation_fraction,
             holds_out,
             seed,
-            stream=group.rank if group is not None and group.sharded else None,
+            stream=group.split_stream,
         )
         if inputs_unchecked is not None and validation is not None and validation_data is None:
             _data.require_finite(validation[0], "X")  # held out of X: never trained on
@@ -618,7 +613,7 @@ default=None
             data=train,
             validation=validation,
             epochs=check_int(epochs, "epochs", 0),
-            batch_size=_batch_size(batch_size, len(train[0]), group),
+            batch_size=_batch_size(batch_size),
             lmbda=check_real(lmbda, "lmbda", 0.0),
             l1=check_real(l1, "l1", 0.0),
             dropout=check_fraction(dropout, "dropout"),
@@ -629,7 +624,7 @@ default=None
             callbacks=check_callables(callbacks, "callbacks"),
             metrics=_check_metrics(metrics),
             train_accuracy=bool(train_accuracy),
-            verbose=bool(verbose) and (group is None or group.rank == 0),
+            verbose=bool(verbose) and group.rank == 0,
             checkpoint=None if checkpoint is None else os.fspath(checkpoint),
             checkpoint_every=check_int(checkpoint_every, "checkpoint_every", 1),
             resume=bool(resume),
@@ -639,8 +634,7 @@ default=None
         run.check_monitor()
         # Chosen last: an invalid argument leaves the network's optimizer untouched.
         run.optimizer = choose_optimizer(net, optimizer, lr, momentum)
-    if group is not None:
-        group.check_same("fit's arguments", run.shared_arguments())
+    group.check_same("fit's arguments", run.shared_arguments())
     with net.exclusive():
         net.optimizer = run.optimizer
         return run.run()
@@ -727,73 +721,28 @@ def _warn_if_launched_without_comm(comm: Any) -> None:
         )
 
 
-def _group(comm: Any, sharded: Any) -> _distributed.Group | None:
-    """Return the ranks of data-parallel training, or None for one process."""
-    if comm is None:
-        if sharded:
-            raise ValueError("sharded: applies to data-parallel training only (give comm)")
-        return None
+def _group(comm: Any, sharded: Any) -> _distributed.Group | _distributed.Alone:
+    """Return the processes of the run: the ranks of ``comm``, or this one alone."""
     from . import _distributed  # here only: 2 ms to import, with signal and traceback
 
-    return _distributed.Group(comm, bool(sharded))
+    return _distributed.group(comm, sharded)
 
 
-def _agreeing(group: _distributed.Group | None):
-    """With comm: every rank raises the first failing rank's error at the end of the block."""
-    return contextlib.nullcontext() if group is None else group.agreeing()
+def _checked_data(net, X: Any, Y: Any, sample_weight: Any, group, check_finite: bool = True):
+    """Return X, Y and the sample weights of this rank, checked (see `Group.validate`)."""
+    X, Y = group.validate(net, X, Y, check_finite)
+    return X, Y, check_sample_weight(sample_weight, len(X), net.dtype, group.sharded)
 
 
-def _checked_data(
-    net,
-    X: Any,
-    Y: Any,
-    sample_weight: Any,
-    group: _distributed.Group | None,
-    check_finite: bool = True,
-):
-    """Return X, Y and the sample weights of this rank, checked (see `_validate`)."""
-    X, Y = _validate(net, X, Y, group, check_finite)
-    sharded = group is not None and group.sharded
-    return X, Y, check_sample_weight(sample_weight, len(X), net.dtype, sharded)
+def _batch_size(batch_size: Any) -> int:
+    """Return the global batch size as given; 0 (None) means all rows.
 
-
-def _validate(net, X: Any, Y: Any, group: _distributed.Group | None, check_finite: bool = True):
-    """`Network.validate`, for the rows of this rank.
-
-    A rank's shard of sharded data may have no rows. Of replicated data (an `np.memmap`
-    of the network's dtype, say), each rank reads only its share of the rows to check
-    them: the agreement that follows makes every rank raise what any found. Without
-    `check_finite`, one process's X is not checked for NaN and infinity (see
-    `_FirstEpochChecksX`).
+    A batch larger than the data is the whole data: the run knows the rows of every rank
+    when it starts (see `TrainingRun.start`).
     """
-    if group is None and check_finite:
-        return net.validate(X, Y)
-    if group is not None and group.sharded:
-        if np.shape(X)[:1] != (0,):
-            return net.validate(X, Y)
-        n_inputs, n_outputs = net.architecture.sizes[0], net.architecture.sizes[-1]
-        if np.ndim(X) != 2 or np.shape(X)[1] != n_inputs or len(Y) != 0:
-            raise ValueError(
-                f"X, Y: an empty shard must be X of shape (0, {n_inputs}) and Y with 0 rows"
-            )
-        return np.empty((0, n_inputs), net.dtype), np.empty((0, n_outputs), net.dtype)
-    X = _data.inputs(X, net.architecture, check_finite=False)
-    if group is not None:
-        _data.require_finite(X[group.share(len(X))], "X")
-    return X, _data.targets(Y, len(X), net.architecture)
-
-
-def _batch_size(batch_size: Any, n: int, group: _distributed.Group | None) -> int:
-    """Return the global batch size; None means all rows.
-
-    In one process, a batch larger than the data is the whole data (and fits the core's
-    integers); in a sharded run the ranks' rows are counted when the run starts.
-    """
-    sharded = group is not None and group.sharded
     if batch_size is None:
-        return 0 if sharded else n
-    batch_size = check_int(batch_size, "batch_size", 1)
-    return batch_size if sharded else min(batch_size, n)
+        return 0
+    return check_int(batch_size, "batch_size", 1)
 
 
 def _fit_lbfgs(
@@ -830,11 +779,9 @@ def _fit_lbfgs(
         raise ImportError(
             "optimizer='lbfgs' needs scipy: pip install 'deltaprop[scipy]'"
         ) from error
-    if group is not None:
-        seed = group.broadcast_seed(seed)
-    with _agreeing(group):
+    seed = group.broadcast_seed(seed)
+    with group.agreeing():
         X, Y, sample_weight = _checked_data(net, X, Y, sample_weight, group)
-        sharded = group is not None and group.sharded
         train, validation = split_validation(
             net,
             (X, Y, sample_weight),
@@ -842,7 +789,7 @@ def _fit_lbfgs(
             validation_fraction,
             False,
             seed,
-            stream=group.rank if sharded else None,
+            stream=group.split_stream,
         )
         X, Y, sample_weight = train
         max_iter, max_fun = check_int(max_iter, "epochs", 0), check_int(max_fun, "max_fun", 1)
@@ -865,14 +812,11 @@ def _fit_lbfgs(
             callbacks=check_callables(callbacks, "callbacks"),
             metrics=_check_metrics(metrics),
             train_accuracy=bool(train_accuracy),
-            verbose=bool(verbose) and (group is None or group.rank == 0),
+            verbose=bool(verbose) and group.rank == 0,
             group=group,
         )
         run.check_monitor()
-    if group is not None:
-        group.check_same(
-            "fit's arguments", {**run.shared_arguments(), "max_fun": max_fun, "tol": tol}
-        )
+    group.check_same("fit's arguments", {**run.shared_arguments(), "max_fun": max_fun, "tol": tol})
     with net.exclusive():
         return run.run_lbfgs(minimize, max_fun, tol)
 
@@ -1077,8 +1021,8 @@ class TrainingRun:
         As for `fit`.
     resume : bool, default=False
         As for `fit`.
-    group : Group or None, default=None
-        The ranks of data-parallel training (``fit``'s ``comm``); None: one process.
+    group : Group or Alone
+        The ranks of data-parallel training (``fit``'s ``comm``), or one process alone.
 
     Attributes
     ----------
@@ -1108,7 +1052,7 @@ class TrainingRun:
         checkpoint: str | None = None,
         checkpoint_every: int = 1,
         resume: bool = False,
-        group: _distributed.Group | None = None,
+        group: _distributed.Group | _distributed.Alone,
         optimizer: optim.Optimizer | None = None,  # chosen last (see fit)
         inputs_unchecked: _FirstEpochChecksX | None = None,
     ) -> None:
@@ -1125,7 +1069,6 @@ class TrainingRun:
         self.history: dict[str, list[float]] = {}
         # Training rows of an epoch over every rank, and the sizes of sharded data's shards.
         self.n_samples = len(data[0])
-        self.shard_sizes: np.ndarray | None = None
 
     def check_monitor(self) -> None:
         """Check that early stopping watches a metric this run records.
@@ -1163,21 +1106,19 @@ class TrainingRun:
         # The network's own history grows epoch by epoch, so that an interrupted fit
         # leaves the metrics of the epochs it completed in net.history.
         self.history = self.net.history = History((key, []) for key in self._history_keys())
-        self.net.comm = None if self.group is None else self.group.comm
-        if self.group is None:
-            return self._run()
+        self.net.comm = self.group.comm
         with self.group.aborting_on_lone_errors(), self.group.catching_interrupts():
-            self._start_shared_run()
+            self.start()
             return self._run()
 
     def _run(self) -> dict[str, list[float]]:
         start, stopped = 0, False
         if self.resume and self.checkpoint and self._checkpoint_exists():
-            with self._agreeing():
+            with self.group.agreeing():
                 record = io.read(self.checkpoint) if self._writes_files() else None
-            if self.group is not None:  # rank 0's checkpoint, whatever the others' files hold
-                record = self.group.broadcast_value(record)
-            with self._agreeing():
+            # Rank 0's checkpoint, whatever the others' files hold.
+            record = self.group.broadcast_value(record)
+            with self.group.agreeing():
                 start, stopped = self._resume(record)
         for epoch in range(start, self.epochs):
             if stopped:
@@ -1193,7 +1134,7 @@ class TrainingRun:
             if self.checkpoint and (
                 stopped or (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
             ):
-                with self._agreeing():
+                with self.group.agreeing():
                     if self._writes_files():
                         self._save_checkpoint(epoch + 1, stopped)
         if self.inputs_unchecked is not None:  # no epoch was trained
@@ -1243,11 +1184,12 @@ class TrainingRun:
         return shared
 
     # ------------------------------------------------------- data-parallel training
-    def _start_shared_run(self) -> None:
-        """Rank 0's parameters and optimizer state to every rank; each rank's rows.
+    def start(self) -> None:
+        """Rank 0's parameters and optimizer state to every rank; the rows of every rank.
 
         Replicated data: every rank evaluates metrics on its share of the rows, and the
-        shares are summed. Sharded data: each rank's shard is its share.
+        shares are summed. Sharded data: each rank's shard is its share. One process: its
+        rows are all.
         """
         group, net = self.group, self.net
         group.broadcast([net.params])
@@ -1255,20 +1197,17 @@ class TrainingRun:
             self.optimizer.bind(net.params.size, net.dtype)
             group.broadcast(self.optimizer.state)
             self.optimizer.step = group.broadcast_value(self.optimizer.step)
-        if group.sharded:
-            self._scale_shared_sample_weight()
-            self.shard_sizes = group.shard_sizes(len(self.data[0]))
-            self.n_samples = int(self.shard_sizes.sum())
-            if self.n_samples == 0:
-                raise group.raised_by_all(ValueError("X: the shards of every rank hold no rows"))
-            self.batch_size = min(self.batch_size or self.n_samples, self.n_samples)
-            return
+        self._scale_sample_weight()
+        self.n_samples = group.total_rows(len(self.data[0]))
+        self.batch_size = min(self.batch_size or self.n_samples, self.n_samples)
         if self.validation is not None:
-            share = group.share(len(self.validation[0]))
-            self.validation = (self.validation[0][share], self.validation[1][share])
+            self.validation = group.own_rows(self.validation)
 
-    def _scale_shared_sample_weight(self) -> None:
-        """Scale the shards' sample weights to at most 1 by their largest over every rank."""
+    def _scale_sample_weight(self) -> None:
+        """Scale the sample weights to at most 1 by their largest (over every rank).
+
+        Only relative weights matter; scaled to at most 1, no sum of them overflows.
+        """
         weights = self.data[2]
         largest = self.group.largest(-1.0 if weights is None else float(weights.max(initial=0.0)))
         if largest == 0:
@@ -1278,35 +1217,18 @@ class TrainingRun:
         if weights is not None:
             weights /= largest
 
-    def _own_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Return the training rows this rank evaluates: its share of replicated data."""
-        if self.group is None or self.group.sharded:
-            return self.data
-        share = self.group.share(len(self.data[0]))
-        X, Y, sample_weight = self.data
-        return X[share], Y[share], None if sample_weight is None else sample_weight[share]
-
     def _metric(self, metric: Callable[..., float], X: np.ndarray, Y: np.ndarray) -> float:
         """Return a mean metric over rows (of every rank), NaN if its forward pass overflows."""
-        if self.group is None:
-            return _nan_on_overflow(metric, X, Y)
         return self.group.mean(lambda *rows: _nan_on_overflow(metric, *rows), X, Y)
-
-    def _agreeing(self):
-        return _agreeing(self.group)
-
-    def _raised_by_all(self, error: BaseException) -> BaseException:
-        """Mark an error every rank raises at once (see `Group.raised_by_all`)."""
-        return error if self.group is None else self.group.raised_by_all(error)
 
     def _writes_files(self) -> bool:
         """Whether this process writes checkpoints: rank 0 of data-parallel training."""
-        return self.group is None or self.group.rank == 0
+        return self.group.rank == 0
 
     def _checkpoint_exists(self) -> bool:
         """Whether rank 0 (the process that writes checkpoints) has one to resume from."""
         exists = self._writes_files() and os.path.exists(self.checkpoint)
-        return exists if self.group is None else self.group.broadcast_value(exists)
+        return self.group.broadcast_value(exists)
 
     def _end(self, stopped: bool) -> None:
         """Give the network its best epoch's parameters back; record and tell how it ended."""
@@ -1347,11 +1269,9 @@ class TrainingRun:
         self.history = net.history = History(
             (key, []) for key in self._history_keys() if key != "lr"
         )
-        net.comm = None if self.group is None else self.group.comm
-        if self.group is None:
-            return self._run_lbfgs(minimize, max_fun, tol)
+        net.comm = self.group.comm
         with self.group.aborting_on_lone_errors(), self.group.catching_interrupts():
-            self._start_shared_run()
+            self.start()
             return self._run_lbfgs(minimize, max_fun, tol)
 
     def _run_lbfgs(self, minimize, max_fun: int, tol: float):
@@ -1364,7 +1284,7 @@ class TrainingRun:
             try:
                 cost, gradient = self._objective()
             except ValueError as error:  # the cost or its gradient overflowed
-                raise self._raised_by_all(
+                raise self.group.raised_by_all(
                     DivergenceError(
                         f"L-BFGS diverged in iteration {len(self.history['cost'])}: {error}; the "
                         "network keeps the parameters of its best iteration",
@@ -1410,28 +1330,8 @@ class TrainingRun:
 
     def _objective(self) -> tuple[float, np.ndarray]:
         """Return the full-batch objective and its gradient, over the rows of every rank."""
-        net, (X, Y, sample_weight) = self.net, self._own_rows()
-        if self.group is None:
-            return net.objective(X, Y, sample_weight=sample_weight, lmbda=self.lmbda, l1=self.l1)
-        # One reduction: the gradient and cost summed over each rank's rows (each times its
-        # sample weight), their weight, and Ctrl-C (which every rank then sees).
-        sums = np.zeros(net.params.size + 3)
-        weight = float(len(X) if sample_weight is None else sample_weight.sum())
-        if weight > 0:
-            try:
-                cost, gradient = net.objective(X, Y, sample_weight=sample_weight)
-                sums[:-3], sums[-3] = gradient * weight, cost * weight
-            except ValueError:  # an overflow here: every rank sees a NaN cost
-                sums[-3] = math.nan
-        sums[-2], sums[-1] = weight, self.group.interrupted
-        sums = self.group.sum(sums)
-        self.group.raise_if_interrupted(sums[-1] > 0)
-        if not math.isfinite(sums[-3]):
-            raise ValueError("the cost or its gradient overflowed (is not finite) on some rank")
-        penalty, gradient = net.regularisation(
-            lmbda=self.lmbda, l1=self.l1, n_samples=self.n_samples
-        )
-        return sums[-3] / sums[-2] + penalty, sums[:-3] / sums[-2] + gradient
+        rows = self.group.own_rows(self.data)
+        return self.group.objective(self.net, rows, self.lmbda, self.l1, self.n_samples)
 
     # ------------------------------------------------------------- checkpoints
     def _save_checkpoint(self, epochs_done: int, stopped: bool) -> None:
@@ -1542,10 +1442,8 @@ class TrainingRun:
         n = self.n_samples
         bar = _progress_bar(epoch, self.epochs, n) if self.verbose else None
         rows_per_call = self._rows_per_call(n, bar is not None)
-        calls = (
-            self._own_calls(rows_per_call)
-            if self.group is None
-            else self._shared_calls(rows_per_call)
+        calls = self.group.epoch_calls(
+            self.data, n, self.batch_size, rows_per_call, self.rng, self.shuffle
         )
         dropout_seed = int(self.rng.integers(2**63))
         l2 = l2_coefficient("lmbda", self.lmbda, n_samples=n)
@@ -1564,7 +1462,7 @@ class TrainingRun:
                 if diverged is not None:
                     if self.inputs_unchecked is not None:
                         self.inputs_unchecked.raise_if_not_finite(self.data[0])
-                    raise self._raised_by_all(
+                    raise self.group.raised_by_all(
                         DivergenceError(
                             f"training diverged in epoch {epoch}, batch {diverged}: a non-finite "
                             "cost, gradient or parameter; the network keeps the weights it had "
@@ -1574,8 +1472,7 @@ class TrainingRun:
                             history=self.history,
                         )
                     )
-                if self.group is not None:
-                    self.group.raise_if_interrupted(self.group.stop_seen)
+                self.group.raise_if_interrupted(self.group.stop_seen)
                 total_cost, total_weight = total_cost + cost * weight, total_weight + weight
                 if bar is not None:
                     bar.update(rows)
@@ -1587,77 +1484,6 @@ class TrainingRun:
             if bar is not None:
                 bar.close()
         return total_cost / total_weight if total_weight else 0.0
-
-    def _own_calls(self, rows_per_call: int) -> list[tuple[int, dict[str, Any]]]:
-        """One process's core calls of an epoch: (rows, `Network.train_rows` arguments).
-
-        The rows of the epoch's order, or of the data in storage order.
-        """
-        X, Y, sample_weight = self.data
-        n = len(X)
-        order = self.rng.permutation(n) if self.shuffle else None
-        calls = []
-        for start in range(0, n, rows_per_call):
-            stop = min(n, start + rows_per_call)
-            if order is None:
-                part = slice(start, stop)
-                rows = dict(
-                    X=X[part],
-                    Y=Y[part],
-                    sample_weight=None if sample_weight is None else sample_weight[part],
-                )
-            else:
-                rows = dict(X=X, Y=Y, rows=order[start:stop], sample_weight=sample_weight)
-            calls.append((stop - start, dict(rows, first_batch=start // self.batch_size)))
-        return calls
-
-    def _shared_calls(self, rows_per_call: int) -> list[tuple[int, dict[str, Any]]]:
-        """Return a rank's core calls of an epoch of data-parallel training (see `_own_calls`).
-
-        Replicated data: the epoch's order is drawn as in one process, and each global
-        batch is shared among the ranks. Sharded data: each rank draws an order of its own
-        rows, and contributes its next rows to each global batch.
-        """
-        group, (X, Y, sample_weight) = self.group, self.data
-        n, B = self.n_samples, self.batch_size
-        steps = -(-n // B)
-        if group.sharded:
-            seed = int(self.rng.integers(2**63))  # the same on every rank
-            own = len(X)
-            order = (
-                np.random.default_rng([seed, group.rank]).permutation(own)
-                if self.shuffle
-                else np.arange(own, dtype=np.int64)
-            )
-
-            def shares(batches: range) -> np.ndarray:
-                return group.sharded_shares(self.shard_sizes, steps, batches)
-        else:
-            order = self.rng.permutation(n) if self.shuffle else np.arange(n, dtype=np.int64)
-
-            def shares(batches: range) -> np.ndarray:
-                return group.replicated_shares(n, B, batches)
-
-        per_call = max(1, rows_per_call // B)
-        calls = []
-        for first in range(0, steps, per_call):
-            batches = range(first, min(steps, first + per_call))
-            rows = min(n, batches.stop * B) - first * B
-            # The call gets the stretch of the order its shares lie in, positions from 0.
-            share = shares(batches)
-            start, stop = share[0, 0], share[1, -1]
-            share[:2] -= start
-            arguments = dict(
-                X=X,
-                Y=Y,
-                rows=order[start:stop],
-                sample_weight=sample_weight,
-                first_batch=first,
-                shares=share,
-                reduction=group,
-            )
-            calls.append((rows, arguments))
-        return calls
 
     def _rows_per_call(self, n: int, progress: bool) -> int:
         """Return the rows per core call, in whole batches.
@@ -1675,7 +1501,7 @@ class TrainingRun:
         net = self.net
         current = {"cost": cost}
         if self.train_accuracy:
-            current["accuracy"] = self._metric(net.evaluate, *self._own_rows()[:2])
+            current["accuracy"] = self._metric(net.evaluate, *self.group.own_rows(self.data)[:2])
         if self.validation is not None:
             X_val, Y_val = self.validation
             current["val_cost"] = self._metric(net.cost, X_val, Y_val)
@@ -1688,14 +1514,12 @@ class TrainingRun:
             value = float(_nan_on_overflow(metric, net, dict(current)))
             # A metric may see rank-local data: every rank takes rank 0's, so that early
             # stopping stops, and restores, the same epoch everywhere.
-            current[name] = value if self.group is None else self.group.broadcast_value(value)
+            current[name] = self.group.broadcast_value(value)
         for key, values in self.history.items():
             values.append(current[key])
 
     def _should_stop(self, epoch: int) -> bool:
         """Ask the callbacks and early stopping; with comm, agree with every rank."""
-        if self.group is None:
-            return self._asked_to_stop(epoch)
         stop, error = False, None
         try:
             stop = self._asked_to_stop(epoch)
