@@ -3,6 +3,7 @@ stopping, callbacks, progress and sample weights, and training on the shipped di
 
 from __future__ import annotations
 
+import inspect
 import io
 import sys
 
@@ -556,3 +557,39 @@ def test_lbfgs_trains_float32_networks():
     net, X, y = softmax_problem(n_samples=60, dtype="float32")
     history = net.fit(X, y, optimizer="lbfgs", epochs=30)
     assert net.params.dtype == np.float32 and history["cost"][-1] < history["cost"][0]
+
+
+# ------------------------------------------------------------------ fit's settings
+def _default_arguments() -> dict:
+    from deltaprop._settings import FitSettings
+
+    parameters = inspect.signature(dp.training.fit).parameters
+    return {name: p.default for name, p in parameters.items() if name not in FitSettings.DATA}
+
+
+def test_every_parameter_of_fit_is_a_field_of_its_settings():
+    """A new option of fit cannot be added without being part of the settings (and so of
+    what the ranks of data-parallel training compare)."""
+    from deltaprop._settings import FitSettings
+
+    parameters = set(inspect.signature(dp.training.fit).parameters)
+    assert set(FitSettings.DATA) <= parameters
+    assert parameters - set(FitSettings.DATA) <= set(FitSettings._FIELDS)
+    assert inspect.signature(dp.Network.fit) == inspect.signature(dp.training.fit)
+
+
+def test_fit_settings_are_one_frozen_value_and_the_ranks_compare_all_but_rank_local_fields():
+    from deltaprop._settings import FitSettings
+
+    net = dp.Network([3, 4, 2], seed=0)
+    settings = FitSettings.from_arguments(net, {**_default_arguments(), "lr": 0.5})
+    with pytest.raises(AttributeError, match="frozen"):
+        settings.epochs = 3
+    shared = settings.shared()
+    assert not set(shared) & {*FitSettings.RANK_LOCAL, *FitSettings.FOLDED}
+    assert shared["optimizer"] == {"class": "SGD", "lr": 0.5, "weight_decay": 0.0}
+    assert shared["architecture"]["dtype"] == "float64"
+    assert shared["architecture"]["matmul_precision"] == "highest"
+    assert net.optimizer is None  # checking the arguments changed nothing
+    with pytest.raises(TypeError, match="unknown \\['class_weight'\\]"):
+        FitSettings(**{name: None for name in FitSettings._FIELDS}, class_weight=None)

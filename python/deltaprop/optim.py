@@ -1,7 +1,9 @@
 """Optimizers: hyper-parameters, validated here, and state, updated in place by the core.
 
-Every optimizer is one general update applied after each mini-batch, element-wise and in
-C++ (cpp/optimizers.hpp), with PyTorch's semantics:
+Each optimizer is its own element-wise update after each mini-batch, in C++
+(cpp/optimizers.hpp: one pass per method over a segment of the parameters; plain SGD and
+momentum take their gradient in the BP4 GEMM itself, the others from a gradient buffer),
+with PyTorch's semantics:
 
 - ``SGD``: w <- w - lr g
 - ``Momentum``: v <- mu v + g; w <- w - lr v

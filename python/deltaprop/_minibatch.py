@@ -1,0 +1,141 @@
+"""The mini-batch run: the epoch loop around the core, each epoch in a few core calls."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ._checkpoints import Checkpoints
+from ._fit_data import FirstEpochChecksX
+from ._run import Run
+from ._settings import l2_coefficient
+from ._stopping import DivergenceError
+
+__all__ = ["MiniBatchRun"]
+
+# With a progress bar an epoch runs in about this many core calls, so the bar can move.
+_PROGRESS_STEPS = 50
+# Without one, an epoch runs in calls of about this many rows: Python sees Ctrl-C (and
+# KeyboardInterrupt leaves the weights of the last batch done) between calls.
+_ROWS_PER_CALL = 4096
+
+
+class MiniBatchRun(Run):
+    """Mini-batch gradient descent: schedules, checkpoints, and each epoch in the core.
+
+    Parameters
+    ----------
+    *args
+        As for `Run`.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.checkpoints = Checkpoints(self)
+
+    @staticmethod
+    def input_check(net: Any, optimizer: Any, group: Any) -> FirstEpochChecksX | None:
+        """Return what lets the first epoch check X, when the processes allow it.
+
+        Parameters
+        ----------
+        net : Network
+            The network, as fit found it.
+        optimizer : Optimizer
+            The run's optimizer, before it is bound.
+        group : Group or Alone
+            The processes of the run.
+
+        Returns
+        -------
+        FirstEpochChecksX or None
+        """
+        return group.defer_input_check(lambda: FirstEpochChecksX(net, optimizer))
+
+    def train(self) -> dict[str, list[float]]:
+        """Train every epoch, from the checkpoint when resuming.
+
+        Returns
+        -------
+        History
+        """
+        self.net.optimizer = self.optimizer
+        start, stopped = self.checkpoints.resume_point()
+        for epoch in range(start, self.epochs):
+            if stopped:
+                break
+            lr = self.settings.schedule(epoch, self.optimizer.lr, self.history)
+            self.optimizer.lr = float(lr)
+            started = time.perf_counter()
+            cost = self._train_epoch(epoch)
+            self.inputs_unchecked = None  # every row went through a forward pass
+            self.record(cost, time.perf_counter() - started)
+            self.progress.epoch(epoch, self.epochs, self.history)
+            stopped = self.should_stop(epoch)
+            self.checkpoints.after_epoch(epoch, stopped)
+        if self.inputs_unchecked is not None:  # no epoch was trained
+            self.inputs_unchecked.raise_if_not_finite(self.data[0])
+        self.end(stopped)
+        return self.history
+
+    def _train_epoch(self, epoch: int) -> float:
+        """Train one epoch in core calls; return its mean cost."""
+        n, settings = self.n_samples, self.settings
+        bar = self.progress.bar(epoch, self.epochs, n)
+        calls = self.group.epoch_calls(
+            self.data, n, self.batch_size, self._rows_per_call(n, bar), self.rng, settings.shuffle
+        )
+        dropout_seed = int(self.rng.integers(2**63))
+        l2 = l2_coefficient("lmbda", settings.lmbda, n_samples=n)
+        l1 = settings.l1 / n  # Nielsen's form, as for L2
+        total_cost = total_weight = 0.0
+        try:
+            for rows, arguments in calls:
+                cost, weight, diverged = self.net.train_rows(
+                    **arguments,
+                    batch_size=self.batch_size,
+                    l2=l2,
+                    l1=l1,
+                    dropout=settings.dropout,
+                    seed=dropout_seed,
+                )
+                if diverged is not None:
+                    self._diverged(epoch, diverged)
+                self.group.raise_if_interrupted(self.group.stop_seen)
+                total_cost, total_weight = total_cost + cost * weight, total_weight + weight
+                if bar is not None:
+                    bar.update(rows)
+                    running = total_cost / total_weight if total_weight else 0.0
+                    bar.set_postfix(cost=f"{running:.4f}", refresh=False)
+            if bar is not None:
+                bar.refresh()  # tqdm skips redraws within 0.1 s: show the epoch's end
+        finally:
+            if bar is not None:
+                bar.close()
+        return total_cost / total_weight if total_weight else 0.0
+
+    def _diverged(self, epoch: int, batch: int) -> None:
+        """Raise the ValueError of a non-finite X (one process), or a DivergenceError."""
+        if self.inputs_unchecked is not None:
+            self.inputs_unchecked.raise_if_not_finite(self.data[0])
+        raise self.group.raised_by_all(
+            DivergenceError(
+                f"training diverged in epoch {epoch}, batch {batch}: a non-finite cost, "
+                "gradient or parameter; the network keeps the weights it had before that batch",
+                epoch=epoch,
+                batch=batch,
+                history=self.history,
+            )
+        )
+
+    def _rows_per_call(self, n: int, bar: Any) -> int:
+        """Return the rows per core call, in whole batches.
+
+        About _ROWS_PER_CALL rows, or 1/50 of the epoch when a progress bar shows.
+        """
+        n_batches = -(-n // self.batch_size)
+        if bar is not None:
+            batches = max(1, n_batches // _PROGRESS_STEPS)
+        else:
+            batches = max(1, _ROWS_PER_CALL // self.batch_size)
+        return batches * self.batch_size
