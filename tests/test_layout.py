@@ -217,6 +217,6 @@ def test_functions_classes_and_modules_stay_within_their_size_targets():
 
 
 def test_the_size_count_skips_docstrings_and_comments():
-    source = ['def f():', '    """Say', '    what."""', '    # why', '', '    return 1']
+    source = ["def f():", '    """Say', '    what."""', "    # why", "", "    return 1"]
     tree = ast.parse("\n".join(source))
     assert _code_lines(source, 1, len(source), _docstring_lines(tree)) == 2
