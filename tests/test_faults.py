@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import queue
 import signal
 import subprocess
@@ -273,6 +274,82 @@ def test_resume_with_other_arguments_says_which_before_training(tmp_path, change
     with pytest.raises(ValueError, match=f"was trained with {named}"):
         net.fit(X, y, checkpoint=tmp_path / "ck.npz", resume=True, **{**FIT_OPTIONS, **changed})
     np.testing.assert_array_equal(net.params, before)
+
+
+def _crafted_checkpoint(tmp_path, change):
+    """A checkpoint of FIT_OPTIONS' run after 2 epochs, its progress altered by ``change``
+    and written with deltaprop's own container: its seal is valid."""
+    net, X, y = checkpoint_problem()
+    path = tmp_path / "ck.npz"
+    net.fit(X, y, checkpoint=path, **dict(FIT_OPTIONS, epochs=2))
+    record = dp.io.read(path)
+    progress = copy.deepcopy(record.training)
+    change(progress)
+    crafted = dp.io.ModelRecord(
+        record.architecture, record.params, record.optimizer, progress, record.best_params
+    )
+    dp.io.write(path, crafted)
+    return path, X, y
+
+
+def _set(field, value):
+    def change(progress):
+        progress[field] = value
+
+    return change
+
+
+def _set_in(field, key, value):
+    def change(progress):
+        progress[field][key] = value
+
+    return change
+
+
+CRAFTED_PROGRESS = {
+    "extra-history-key": (_set_in("history", "extra", [0.0, 0.0]), "history"),
+    "missing-history-key": (lambda progress: progress["history"].pop("val_cost"), "history"),
+    "history-list-a-string": (_set_in("history", "cost", "0.1 0.2"), "history"),
+    "history-list-of-strings": (_set_in("history", "cost", ["0.1", "0.2"]), "history"),
+    "history-of-3-epochs": (lambda progress: progress["history"]["cost"].append(0.5), "history"),
+    "rng-state-a-string": (_set_in("rng", "state", "x"), "rng"),
+    "rng-state-negative": (_set_in("rng", "state", {"state": -1, "inc": 1}), "rng"),
+    "rng-of-another-kind": (_set_in("rng", "bit_generator", "MT19937"), "rng"),
+    "schedule-best-a-string": (_set_in("schedule", "best", "nan"), "schedule"),
+    "schedule-stalled-negative": (_set_in("schedule", "stalled", -1), "schedule"),
+    "schedule-missing-key": (lambda progress: progress["schedule"].pop("stalled"), "schedule"),
+    "epochs-done-negative": (_set("epochs_done", -3), "epochs_done"),
+    "epochs-done-a-float": (_set("epochs_done", 2.0), "epochs_done"),
+    "stopped-a-string": (_set("stopped", "no"), "stopped"),
+    "n-samples-a-string": (_set("n_samples", "240"), "n_samples"),
+    "stopping-best-a-string": (_set_in("early_stopping", "best_cost", "0.3"), "early_stopping"),
+    "stopping-best-epoch-ahead": (_set_in("early_stopping", "best_epoch", 5), "early_stopping"),
+    "stopping-state-missing": (_set("early_stopping", None), "early_stopping"),
+    "arguments-a-list": (_set("arguments", []), "arguments"),
+    "unknown-field": (_set("more", 1), "more"),
+    "missing-field": (lambda progress: progress.pop("rng"), "rng"),
+}
+
+
+@pytest.mark.parametrize(("change", "field"), CRAFTED_PROGRESS.values(), ids=list(CRAFTED_PROGRESS))
+def test_a_crafted_checkpoint_progress_is_refused_naming_its_field_before_training(
+    tmp_path, change, field
+):
+    path, X, y = _crafted_checkpoint(tmp_path, change)
+    net, _, _ = checkpoint_problem()
+    before = net.params.copy()
+    with pytest.raises(dp.ModelFormatError, match=f"training progress is malformed: .*{field}"):
+        net.fit(X, y, checkpoint=path, resume=True, **FIT_OPTIONS)
+    np.testing.assert_array_equal(net.params, before)
+    assert not any(net.history.values())  # no epoch trained, none restored
+
+
+def test_an_unaltered_crafted_checkpoint_resumes(tmp_path):
+    """The crafting itself keeps a checkpoint valid: what the tests above refuse is theirs."""
+    path, X, y = _crafted_checkpoint(tmp_path, lambda progress: None)
+    net, _, _ = checkpoint_problem()
+    history = net.fit(X, y, checkpoint=path, resume=True, **FIT_OPTIONS)
+    assert len(history["cost"]) == FIT_OPTIONS["epochs"]
 
 
 KILLED_RUN = textwrap.dedent(
