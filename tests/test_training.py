@@ -553,6 +553,24 @@ def test_lbfgs_refuses_mini_batch_options(option):
         net.fit(X, y, optimizer="lbfgs", **option)
 
 
+@pytest.mark.parametrize("weight", [5e-324, 1e-300, 3.0, 1e308], ids=str)
+def test_full_batch_training_gives_any_uniform_weight_the_answer_of_weights_of_1(weight):
+    """The objective and L-BFGS scale sample weights to at most 1, as SGD does: a subnormal
+    or a huge uniform weight neither underflows to a zero objective nor overflows."""
+    net, X, y = softmax_problem(n_samples=60)
+    start = net.params.copy()
+    cost, gradient = net.objective(X, y, sample_weight=weight, lmbda=0.1)
+    cost_1, gradient_1 = net.objective(X, y, lmbda=0.1)
+    assert cost == pytest.approx(cost_1, rel=1e-12) and cost_1 > 0.1
+    np.testing.assert_allclose(gradient, gradient_1, rtol=1e-12, atol=1e-15)
+    history = net.fit(X, y, optimizer="lbfgs", epochs=20, sample_weight=weight)
+    weighted = net.params.copy()
+    net.params[...] = start
+    history_1 = net.fit(X, y, optimizer="lbfgs", epochs=20)
+    assert len(history["cost"]) == len(history_1["cost"]) == 20
+    np.testing.assert_allclose(weighted, net.params, rtol=1e-9, atol=1e-12)
+
+
 def test_lbfgs_trains_float32_networks():
     net, X, y = softmax_problem(n_samples=60, dtype="float32")
     history = net.fit(X, y, optimizer="lbfgs", epochs=30)

@@ -726,6 +726,10 @@ default="sigmoid"
         X, Y = self.validate(X, Y)
         n = X.shape[0]
         weights = training.check_sample_weight(sample_weight, n, self.dtype)
+        if weights is not None:
+            # Only relative weights matter: scaled to at most 1 (as fit does), neither a
+            # tiny nor a huge uniform weight underflows or overflows the weighted sums.
+            weights /= weights.max()
         l2 = training.l2_coefficient("lmbda", check_real(lmbda, "lmbda", 0.0), n_samples=n)
         l1 = check_real(l1, "l1", 0.0) / n
         gradient = np.empty_like(self._params)
