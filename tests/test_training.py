@@ -3,6 +3,7 @@ stopping, callbacks, progress and sample weights, and training on the shipped di
 
 from __future__ import annotations
 
+import errno
 import inspect
 import io
 import sys
@@ -360,6 +361,36 @@ def test_verbose_prints_one_line_per_epoch_off_a_terminal(capsys):
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+class _FailingStdout(io.StringIO):
+    """A standard output that fails: a full disk (OSError) or closed (ValueError)."""
+
+    def __init__(self, failure: str) -> None:
+        super().__init__()
+        self.failure, self.attempts = failure, 0
+
+    def write(self, text: str) -> int:
+        self.attempts += 1
+        if self.failure == "full":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise ValueError("I/O operation on closed file.")
+
+
+@pytest.mark.parametrize("failure", ["full", "closed"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_failing_standard_output_costs_fit_nothing(monkeypatch, failure, optimizer):
+    """verbose=True with a stdout that fails: the progress output remembers its failure
+    (one attempt, no more), and training runs every epoch as it would quietly."""
+    quiet, X, y = softmax_problem(n_samples=60)
+    loud, _, _ = softmax_problem(n_samples=60)
+    options = {"epochs": 4, "optimizer": optimizer, "validation_fraction": 0.25, "seed": 2}
+    quiet.fit(X, y, **options)
+    stdout = _FailingStdout(failure)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    history = loud.fit(X, y, verbose=True, **options)
+    assert len(history["cost"]) == 4 and stdout.attempts == 1
+    np.testing.assert_array_equal(loud.params, quiet.params)
 
 
 def test_progress_bar_on_a_terminal_does_not_change_training(monkeypatch, capsys):
