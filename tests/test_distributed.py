@@ -6,6 +6,7 @@ parameters with one another (bit for bit) and with one process training the same
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pickle
@@ -709,3 +710,39 @@ def test_ranks_without_rows_of_a_batch_contribute_zeros_or_the_shared_state(lead
         assert all(np.array_equal(values, start) for values in reduction.values_seen)
     else:
         assert all(not values.any() for values in reduction.values_seen)
+
+
+# ------------------------------------------------------------- one process: a group of one
+def test_one_process_is_a_group_with_the_interface_of_the_ranks():
+    """Alone offers every public method and attribute of Group, with the same signature,
+    so that training code never asks which it has."""
+    alone, ranks = _distributed.Alone, _distributed.Group
+    public = [name for name in dir(ranks) if not name.startswith("_")]
+    assert set(public) <= set(dir(alone)), set(public) - set(dir(alone))
+    for name in public:
+        mine, theirs = getattr(alone, name), getattr(ranks, name)
+        if callable(theirs) and not isinstance(theirs, type):
+            mine, theirs = inspect.signature(mine), inspect.signature(theirs)
+            assert list(mine.parameters) == list(theirs.parameters), name
+
+
+def test_one_process_agrees_with_itself():
+    alone = _distributed.group(None, False)
+    error = ZeroDivisionError("its own")
+    with pytest.raises(ZeroDivisionError) as raised:
+        with alone.agreeing():
+            raise error
+    assert raised.value is error  # neither rebuilt nor prefixed by a rank
+    with pytest.raises(ZeroDivisionError):
+        alone.check_stop(False, error)
+    assert alone.check_stop(True, None) is True
+    alone.check_same("fit's arguments", {"lr": 1})  # nothing to compare with
+    assert alone.broadcast_seed(None) is None and alone.broadcast_value([1]) == [1]
+    values = np.array([1.0, 2.0], dtype=np.float32)
+    assert alone.sum(values).dtype == np.float64 and alone.sum(values).tolist() == [1.0, 2.0]
+    assert alone.share(7) == slice(0, 7) and alone.total_rows(7) == 7
+    np.testing.assert_array_equal(
+        alone.replicated_shares(10, 4, range(3)), [[0, 4, 8], [4, 8, 10], [0, 0, 0]]
+    )
+    with alone.aborting_on_lone_errors(), pytest.raises(KeyError):
+        raise KeyError("passes")

@@ -323,7 +323,11 @@ CRAFTED_PROGRESS = {
     "stopped-a-string": (_set("stopped", "no"), "stopped"),
     "n-samples-a-string": (_set("n_samples", "240"), "n_samples"),
     "stopping-best-a-string": (_set_in("early_stopping", "best_cost", "0.3"), "early_stopping"),
-    "stopping-best-epoch-ahead": (_set_in("early_stopping", "best_epoch", 5), "early_stopping"),
+    "stopping-best-epoch-negative": (_set_in("early_stopping", "best_epoch", -1), "early_stopping"),
+    "stopping-stalled-a-float": (
+        _set_in("early_stopping", "epochs_without_improvement", 1.5),
+        "early_stopping",
+    ),
     "stopping-state-missing": (_set("early_stopping", None), "early_stopping"),
     "arguments-a-list": (_set("arguments", []), "arguments"),
     "unknown-field": (_set("more", 1), "more"),

@@ -233,7 +233,7 @@ def read_progress(path: str, progress: dict[str, Any], run: Run) -> dict[str, An
     checked.state("schedule", run.settings.schedule.state())
     stopping = run.settings.early_stopping
     if stopping is not None:
-        checked.early_stopping(epochs_done)
+        checked.early_stopping()
     checked.rng(run.rng)
     return progress
 
@@ -295,7 +295,7 @@ class _ProgressReader:
             if not _same_kind(state[key], like):
                 self.refuse(field, f"{key!r} {_kind(like)}")
 
-    def early_stopping(self, epochs_done: int) -> None:
+    def early_stopping(self) -> None:
         state = self.progress["early_stopping"]
         keys = {"best_cost", "best_epoch", "epochs_without_improvement"}
         if (
@@ -307,15 +307,12 @@ class _ProgressReader:
         best, best_epoch = state["best_cost"], state.get("best_epoch")
         if best is not None and not (_is_number(best) and math.isfinite(best)):
             self.refuse("early_stopping", "'best_cost' a finite number or null")
-        if best_epoch is not None and not (
-            type(best_epoch) is int and 0 <= best_epoch < max(epochs_done, 1)
-        ):
-            self.refuse("early_stopping", f"'best_epoch' an epoch below {epochs_done}, or null")
+        # An EarlyStopping kept between fit calls counts epochs of the calls before too.
+        if best_epoch is not None and not (type(best_epoch) is int and best_epoch >= 0):
+            self.refuse("early_stopping", "'best_epoch' an epoch (an integer >= 0) or null")
         stalled = state["epochs_without_improvement"]
-        if type(stalled) is not int or not 0 <= stalled <= epochs_done:
-            self.refuse(
-                "early_stopping", f"'epochs_without_improvement' an integer in [0, {epochs_done}]"
-            )
+        if type(stalled) is not int or stalled < 0:
+            self.refuse("early_stopping", "'epochs_without_improvement' an integer >= 0")
 
     def rng(self, rng: np.random.Generator) -> None:
         """Check the state of a bit generator of the run's kind, tried on a fresh one."""
@@ -334,21 +331,29 @@ def _is_number(value: Any) -> bool:
 
 
 def _same_kind(value: Any, like: Any) -> bool:
-    """Whether ``value`` may stand where a state holds ``like`` (None meaning "unset")."""
+    """Whether ``value`` may stand where a fresh state holds ``like``.
+
+    None there is a number not yet known (a best cost): None or a finite number; a count
+    (int) a count; a float any number; anything else a value of its type.
+    """
+    if like is None:
+        return value is None or (_is_number(value) and math.isfinite(value))
     if type(like) is bool:
         return type(value) is bool
     if type(like) is int:
         return type(value) is int and value >= 0
-    if like is None or _is_number(like) or isinstance(like, np.floating):
-        return value is None or (_is_number(value) and math.isfinite(value))
+    if isinstance(like, (float, np.floating)):
+        return _is_number(value)
     return type(value) is type(like)
 
 
 def _kind(like: Any) -> str:
+    if like is None:
+        return "a finite number or null"
     if type(like) is bool:
         return "true or false"
     if type(like) is int:
         return "an integer >= 0"
-    if like is None or _is_number(like) or isinstance(like, np.floating):
-        return "a finite number or null"
+    if isinstance(like, (float, np.floating)):
+        return "a number"
     return f"a {type(like).__name__}"

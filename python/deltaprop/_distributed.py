@@ -968,6 +968,91 @@ class Alone:
         """
         return metric(X, *args)
 
+    # ------------------------------------------------------------------ reductions
+    bucket_bytes = Group.bucket_bytes
+    lead = True  # the only process adds what it holds
+
+    def reduce_statuses(self, statuses: np.ndarray) -> None:
+        """Leave a batch's statuses as they are: the sum over one process.
+
+        Parameters
+        ----------
+        statuses : ndarray of shape (REDUCTION_TAIL,)
+            Written by the core.
+        """
+
+    def reduce(self, values: np.ndarray) -> None:
+        """Leave a batch's step as it is: the sum over one process.
+
+        Parameters
+        ----------
+        values : ndarray of shape (n,)
+            Written by the core.
+        """
+
+    # ---------------------------------------------------------------------- shares
+    def share(self, n: int) -> slice:
+        """Return every row: the share of the only process.
+
+        Parameters
+        ----------
+        n : int
+            The number of rows.
+
+        Returns
+        -------
+        slice
+        """
+        return slice(0, n)
+
+    def shard_sizes_of(self, n_local: int) -> np.ndarray:
+        """Return ``[n_local]``, the rows of the only process.
+
+        Parameters
+        ----------
+        n_local : int
+            Its rows.
+
+        Returns
+        -------
+        ndarray of int64 of shape (1,)
+        """
+        return np.array([n_local], dtype=np.int64)
+
+    def replicated_shares(self, n: int, batch_size: int, batches: range) -> np.ndarray:
+        """Return `replicated_shares` of one process: every row of each batch.
+
+        Parameters
+        ----------
+        n, batch_size : int
+            Rows in the epoch, and the batch size.
+        batches : range
+            The batches of a core call.
+
+        Returns
+        -------
+        ndarray of int64 of shape (3, len(batches))
+        """
+        return replicated_shares(n, batch_size, batches, 0, 1)
+
+    def sharded_shares(self, sizes: np.ndarray, steps: int, batches: range) -> np.ndarray:
+        """Return `sharded_shares` of one process: every row of each batch.
+
+        Parameters
+        ----------
+        sizes : ndarray of int64 of shape (1,)
+            Its number of rows.
+        steps : int
+            Batches per epoch.
+        batches : range
+            The batches of a core call.
+
+        Returns
+        -------
+        ndarray of int64 of shape (3, len(batches))
+        """
+        return sharded_shares(sizes, steps, batches, 0)
+
     # -------------------------------------------------------------------- Ctrl-C
     def catching_interrupts(self) -> contextlib.AbstractContextManager[None]:
         """Leave Ctrl-C as it is: KeyboardInterrupt ends the run after the core's call.
