@@ -732,3 +732,34 @@ def test_a_large_file_that_is_no_model_is_refused_without_hashing_it(tmp_path, m
         with pytest.raises(dp.ModelFormatError):
             dp.load(big)
     assert hashed == []
+
+
+# ------------------------------------------------------------ files named by other files
+@pytest.mark.parametrize(
+    "name", ["", "/etc/passwd", "..", "../x", "a/../../x", "./", "a//.."], ids=repr
+)
+def test_open_inside_refuses_names_that_leave_the_directory(tmp_path, name):
+    from deltaprop._files import open_inside
+
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ValueError, match="not a relative path inside the directory"):
+        open_inside(tmp_path, name)
+
+
+def test_open_inside_reads_through_real_directories_only(tmp_path):
+    from deltaprop._files import open_inside
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "w.bin").write_bytes(b"weights")
+    with open_inside(tmp_path, "./a//b/w.bin") as file:
+        assert file.read() == b"weights"
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    with pytest.raises(ValueError, match="'link' is a symbolic link"):
+        open_inside(tmp_path, "link/b/w.bin")
+    with pytest.raises(ValueError, match=r"'w\.bin' is not a directory"):
+        open_inside(tmp_path, "a/b/w.bin/c")
+    with pytest.raises(FileNotFoundError) as excinfo:
+        open_inside(tmp_path, "a/missing")
+    assert excinfo.value.filename == "a/missing"
+    with pytest.raises(IsADirectoryError):
+        open_inside(tmp_path, "a/b")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import tracemalloc
 import warnings
 
@@ -497,6 +498,86 @@ def test_external_data_is_read_from_the_model_directory_only(tmp_path, model_byt
     (tmp_path / "net.data").write_bytes(b"\0" * 8)  # shorter than its tensors
     with pytest.raises(dp.ModelFormatError, match=r"'net\.data' has 8 bytes"):
         dp.Network.from_onnx(tmp_path / "net.onnx")
+
+
+@pytest.fixture
+def external_model(tmp_path, model_bytes):
+    """A model in ``tmp_path/models`` with its weights in ``net.data``, and those weights."""
+    (tmp_path / "models").mkdir()
+    onnx.save_model(onnx.load_model_from_string(model_bytes), tmp_path / "models" / "net.onnx",
+                    save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="net.data", size_threshold=0)
+    return tmp_path / "models" / "net.onnx", dp.Network.from_onnx(model_bytes).params
+
+
+def test_external_data_is_never_read_through_a_link(tmp_path, external_model):
+    path, params = external_model
+    data = path.parent / "net.data"
+    outside = tmp_path / "secret.data"
+    data.rename(outside)
+    data.symlink_to(outside)
+    with pytest.raises(dp.ModelFormatError, match=r"'net\.data' is a symbolic link"):
+        dp.Network.from_onnx(path)
+    data.unlink()
+    data.symlink_to("net.copy")  # even to a file inside: the link could be swapped
+    (path.parent / "net.copy").write_bytes(outside.read_bytes())
+    with pytest.raises(dp.ModelFormatError, match="symbolic link"):
+        dp.Network.from_onnx(path)
+    data.unlink()
+    os.link(outside, data)  # another name of a file outside
+    with pytest.raises(dp.ModelFormatError, match="hard links"):
+        dp.Network.from_onnx(path)
+    data.unlink()
+    outside.rename(data)
+    assert dp.Network.from_onnx(path).params.tobytes() == params.tobytes()
+
+
+def test_external_data_in_a_linked_directory_is_refused(tmp_path, external_model):
+    path, _ = external_model
+    model = onnx.load(path, load_external_data=False)
+    for tensor in model.graph.initializer:
+        tensor.external_data[0].value = "sub/net.data"
+    onnx.save_model(model, path)
+    (tmp_path / "elsewhere").mkdir()
+    (path.parent / "net.data").rename(tmp_path / "elsewhere" / "net.data")
+    (path.parent / "sub").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(dp.ModelFormatError, match=r"'sub' is a symbolic link"):
+        dp.Network.from_onnx(path)
+    (path.parent / "sub").unlink()
+    (tmp_path / "elsewhere").rename(path.parent / "sub")  # a real subdirectory: read
+    dp.Network.from_onnx(path)
+
+
+def test_external_data_is_checked_on_what_was_opened_not_on_its_name(
+        tmp_path, external_model, monkeypatch):
+    # The race of a name checked, then opened: at the check the name is a file inside the
+    # directory, at the open a link out. Replaying it deterministically: every name looks
+    # as if it resolved inside; what is opened must be refused all the same.
+    path, _ = external_model
+    data = path.parent / "net.data"
+    data.rename(tmp_path / "secret.data")
+    data.symlink_to(tmp_path / "secret.data")
+    monkeypatch.setattr(os.path, "realpath", os.path.abspath)
+    with pytest.raises(dp.ModelFormatError, match="symbolic link"):
+        dp.Network.from_onnx(path)
+
+
+def test_external_data_that_is_not_a_regular_file_is_refused(external_model):
+    path, _ = external_model
+    data = path.parent / "net.data"
+    data.unlink()
+    os.mkfifo(data)  # would block a reader for ever
+    with pytest.raises(dp.ModelFormatError, match="not a regular file"):
+        dp.Network.from_onnx(path)
+
+
+def test_a_negative_external_data_offset_is_reported_as_such(external_model):
+    path, _ = external_model
+    model = onnx.load(path, load_external_data=False)
+    model.graph.initializer[0].external_data.add(key="offset", value="-8")
+    onnx.save_model(model, path)
+    with pytest.raises(dp.ModelFormatError, match=r"external data offset -8 is negative"):
+        dp.Network.from_onnx(path)
 
 
 def test_non_finite_weights_are_refused(model_bytes):

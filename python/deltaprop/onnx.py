@@ -35,7 +35,8 @@ is recognised and set aside. Anything else raises `UnsupportedGraphError`, namin
 node that cannot be mapped and why; a file that is not a well-formed model raises
 `ModelFormatError`. Every tensor's declared size is checked against the bytes that hold it
 before it is read; external data (what ``torch.onnx.export`` writes next to large models) is
-read from files in the model's own directory only.
+read from files in the model's own directory only, opened without following a symbolic
+link and checked by their descriptor (`deltaprop._files.open_inside`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import numpy as np
 from ._architecture import Architecture
 from ._checks import check_int
 from ._container import ModelFormatError
-from ._files import open_regular, write_atomically
+from ._files import open_inside, open_regular, write_atomically
 from ._version import __version__
 from .interop import Layer, Layers
 
@@ -597,24 +598,27 @@ class _Reader:
         location = entries.get("location", "")
         if self.directory is None:
             raise self.malformed(f"tensor {name!r} has external data: read the model's file")
-        path = os.path.realpath(os.path.join(self.directory, location))
-        if not location or not path.startswith(os.path.realpath(self.directory) + os.sep):
-            raise self.malformed(
-                f"tensor {name!r}: external data {location!r} is not a file "
-                "in the model's directory"
-            )
         try:
             offset, length = int(entries.get("offset", 0)), int(entries.get("length", nbytes))
         except ValueError:
             raise self.malformed(
                 f"tensor {name!r}: external data offset or length is not a number"
             ) from None
-        if offset < 0 or length != nbytes:
+        if offset < 0:
+            raise self.malformed(f"tensor {name!r}: external data offset {offset} is negative")
+        if length != nbytes:
             raise self.malformed(
                 f"tensor {name!r} declares {list(tensor.dims)} values, "
                 f"{nbytes} bytes; its external data claims {length}"
             )
-        with open_regular(path) as file:
+        try:
+            file = open_inside(self.directory, location)
+        except ValueError as error:
+            raise self.malformed(
+                f"tensor {name!r}: external data {location!r} is not a file in the model's "
+                f"directory ({error})"
+            ) from None
+        with file:
             size = os.fstat(file.fileno()).st_size
             if offset + nbytes > size:
                 raise self.malformed(
