@@ -436,6 +436,70 @@ def test_a_branch_reading_a_hidden_layer_is_refused(weights):
     refused(model, r"node 'peek' \(ArgMax\) reads 'a', which a layer")
 
 
+def softmax_model(outputs, extra_nodes=(), constants=()):
+    """deltaprop's own sigmoid-softmax model, its declared outputs replaced by ``outputs``."""
+    net = network("sigmoid", "softmax", "float64", sizes=(5, 7, 3))
+    model = dp.onnx.network_model(net.architecture, net.weights, net.biases)
+    model.graph.node.extend(extra_nodes)
+    model.graph.initializer.extend(numpy_helper.from_array(v, n) for n, v in constants)
+    del model.graph.output[:]
+    model.graph.output.extend(
+        helper.make_tensor_value_info(
+            name, TensorProto.INT64 if name == "index" else TensorProto.DOUBLE, None)
+        for name in outputs)
+    return model
+
+
+ONE = ("one", np.ones((1, 1)))
+DECLARED_OUTPUTS = {
+    "hidden-layer": (["a1"], [], [], r"output 'a1' is what node 'a1' \(Reciprocal\) computes "
+                                      "inside the network, not the network's output 'output'"),
+    "pre-activation": (["z2"], [], [], r"output 'z2' is what node 'z2' \(Gemm\) computes"),
+    "the-input": (["X"], [], [], r"output 'X' is the graph's input"),
+    "a-weight": (["W1"], [], [], r"output 'W1' is a constant"),
+    "gather": (["first"], [helper.make_node("Gather", ["output", "i"], ["first"], axis=1,
+                                            name="pick")],
+               [("i", np.array([0]))], r"output 'first' is what node 'pick' \(Gather\)"),
+    "sub": (["rest"], [helper.make_node("Sub", ["one", "output"], ["rest"], name="sub")],
+            [ONE], r"output 'rest' is what node 'sub' \(Sub\)"),
+    "concat": (["twice"], [helper.make_node("Concat", ["output", "output"], ["twice"], axis=1,
+                                            name="cat")],
+               [], r"output 'twice' is what node 'cat' \(Concat\)"),
+    "label-only": (["index"], [helper.make_node("ArgMax", ["output"], ["index"], axis=1,
+                                                name="argmax")],
+                   [], r"outputs labels only \('index'\)"),
+    "none": ([], [], [], "declares no output"),
+}
+
+
+@pytest.mark.parametrize("case", DECLARED_OUTPUTS)
+def test_a_graph_not_outputting_the_network_is_refused(rng, case):
+    outputs, nodes, constants, match = DECLARED_OUTPUTS[case]
+    model = softmax_model(outputs, nodes, constants)
+    if outputs and outputs[0] not in ("X", "W1", "index"):  # onnxruntime runs it, disagrees
+        X = inputs(rng, 4, 5, "float64", saturating=False)
+        computed = session(model).run(None, {"X": X})[0]
+        network_output = session(softmax_model(["output"])).run(None, {"X": X})[0]
+        assert computed.shape != network_output.shape or not np.allclose(computed, network_output)
+    refused(model, match)
+
+
+def test_the_network_output_may_be_declared_with_labels_and_aliases(rng):
+    nodes = [helper.make_node("ArgMax", ["output"], ["index"], axis=1, name="argmax"),
+             helper.make_node("Identity", ["output"], ["probabilities"], name="alias"),
+             helper.make_node("Reshape", ["output", "shape"], ["variable"], name="reshape")]
+    model = softmax_model(["index", "probabilities", "variable", "output"], nodes,
+                          [("shape", np.array([-1, 3]))])
+    expected = dp.Network.from_onnx(softmax_model(["output"])).params
+    assert dp.Network.from_onnx(model).params.tobytes() == expected.tobytes()
+    nodes[2] = helper.make_node("Reshape", ["output", "shape"], ["variable"], name="reshape")
+    refused(softmax_model(["variable"], nodes, [("shape", np.array([3, -1]))]),
+            r"output 'variable' is what node 'reshape' \(Reshape\)")
+    nodes[0] = helper.make_node("ArgMax", ["output"], ["index"], axis=0, name="argmax")
+    refused(softmax_model(["output", "index"], nodes, [("shape", np.array([-1, 3]))]),
+            r"output 'index' is what node 'argmax' \(ArgMax\)")
+
+
 # ---------------------------------------------------------------------- damaged files
 @pytest.fixture(scope="module")
 def model_bytes():

@@ -31,12 +31,16 @@ the forms above), as written by ``torch.onnx.export`` of an ``nn.Sequential``, b
 skl2onnx for ``MLPClassifier`` and ``MLPRegressor`` and by `export`. What follows the
 network's output in skl2onnx's classifiers (``ArgMax``, ``ArrayFeatureExtractor``,
 ``ZipMap``, ``Binarizer``, ``Cast``, ``Reshape``, the binary case's ``Sub`` and ``Concat``)
-is recognised and set aside. Anything else raises `UnsupportedGraphError`, naming the first
-node that cannot be mapped and why; a file that is not a well-formed model raises
-`ModelFormatError`. Every tensor's declared size is checked against the bytes that hold it
-before it is read; external data (what ``torch.onnx.export`` writes next to large models) is
-read from files in the model's own directory only, opened without following a symbolic
-link and checked by their descriptor (`deltaprop._files.open_inside`).
+is recognised and set aside. The graph must output the chain's end (as is, or as skl2onnx
+writes it: through ``Identity``, ``Cast``, ``Reshape``, ``ZipMap``, the binary case's
+``Concat(1 - p, p)``), besides labels derived from it; a graph outputting a hidden layer, a
+pre-activation, a piece of the output or nothing is refused. Anything else raises
+`UnsupportedGraphError`, naming the first node (or output) that cannot be mapped and why;
+a file that is not a well-formed model raises `ModelFormatError`. Every tensor's declared
+size is checked against the bytes that hold it before it is read; external data (what
+``torch.onnx.export`` writes next to large models) is read from files in the model's own
+directory only, opened without following a symbolic link and checked by their descriptor
+(`deltaprop._files.open_inside`).
 """
 
 from __future__ import annotations
@@ -520,6 +524,12 @@ _SET_ASIDE = {
 }
 
 
+# What a tensor after the chain is (`_Reader.derived`): the network's output (perhaps in
+# another form), a label derived from it, or 1 minus a one-unit output.
+_NETWORK, _LABEL, _COMPLEMENT = "network", "label", "complement"
+_SMALL_CONSTANT = 8  # elements: the most a shape or a scalar after the chain holds
+
+
 class _Reader:
     """Walks a graph from its input along the chain of layers."""
 
@@ -658,6 +668,7 @@ class _Reader:
         if not layers:
             raise UnsupportedGraphError(f"{self.name}: no fully connected layer reads the input")
         self.set_aside(tensor)
+        self.check_outputs(tensor, layers[-1].weights.shape[0])
         return self.finish(layers)
 
     def input(self) -> str:
@@ -874,6 +885,113 @@ class _Reader:
                     "output: it cannot be set aside as a label branch",
                 )
             available.update(node.output)
+
+    def check_outputs(self, end: str, n_out: int) -> None:
+        """Refuse a graph that does not output what the network computes.
+
+        Every declared output must be the chain's end ``end`` (as is, or in one of
+        skl2onnx's forms of it) or a label derived from it, and one must be the former: a
+        graph outputting a hidden layer, a pre-activation or a piece of the output computes
+        something else than the network read from it.
+        """
+        outputs = [value.name for value in self.graph.output]
+        if not outputs:
+            raise UnsupportedGraphError(f"{self.name}: the graph declares no output")
+        kinds = self.derived(end, n_out)
+        for output in outputs:
+            if output not in kinds or kinds[output] == _COMPLEMENT:
+                raise UnsupportedGraphError(
+                    f"{self.name}: output {output!r} is {self.producer(output)}, not the "
+                    f"network's output {end!r} nor a label derived from it"
+                )
+        if _NETWORK not in {kinds[output] for output in outputs}:
+            raise UnsupportedGraphError(
+                f"{self.name}: the graph outputs labels only ({', '.join(map(repr, outputs))}),"
+                f" not the network's output {end!r}"
+            )
+
+    def derived(self, end: str, n_out: int) -> dict[str, str]:
+        """Say what each tensor after the chain is: the network's output, a label, or 1 - it.
+
+        The network's output passes through Identity, a Cast to a float type, Flatten over
+        axis 1, ZipMap, a Reshape to (N, n_out), and skl2onnx's binary form
+        ``Concat(1 - p, p)``; a label is what ArgMax over the units, Binarizer or Greater
+        make of it, and what follows from labels alone (class lookups, casts, reshapes).
+        """
+        kinds = {end: _NETWORK}
+        complement_of: dict[str, str] = {}  # the tensor 1 - p: p
+        for index, node in enumerate(self.graph.node):
+            if index in self.mapped:
+                continue
+            data = [t for t in node.input if t and t not in self.constants]
+            sources = {kinds.get(t) for t in data}
+            if not data or None in sources:
+                continue
+            if sources == {_LABEL}:
+                kinds.update(dict.fromkeys(node.output, _LABEL))
+            elif sources == {_NETWORK} and len(node.output) == 1:
+                kind = self.derived_from_network(index, data, n_out)
+                if kind is not None:
+                    kinds[node.output[0]] = kind
+                    if kind == _COMPLEMENT:
+                        complement_of[node.output[0]] = data[0]
+            elif self.is_binary_probabilities(index, data, complement_of, kinds):
+                kinds[node.output[0]] = _NETWORK
+        return kinds
+
+    def derived_from_network(self, index: int, data: list[str], n_out: int) -> str | None:
+        """Say what a node reading only the network's output (``data``) makes of it, if known."""
+        node = self.graph.node[index]
+        op, axis = node.op_type, self.attribute(index, "axis", None)
+        if len(data) != 1:
+            return None
+        if op in ("ArgMax", "Binarizer", "Greater"):
+            return _LABEL if op != "ArgMax" or axis in (1, -1) else None
+        if op in ("Identity", "ZipMap") or (op == "Flatten" and axis in (None, 1)):
+            return _NETWORK
+        if op == "Cast":
+            return _NETWORK if self.attribute(index, "to", 0) in _ELEMENT_DTYPES else None
+        if op == "Reshape" and len(node.input) == 2 and node.input[0] == data[0]:
+            shape = self.small_constant(node.input[1])
+            return _NETWORK if shape in ([-1, n_out], [0, n_out]) else None
+        if op == "Sub" and n_out == 1 and list(node.input[1:]) == data:
+            return _COMPLEMENT if self.small_constant(node.input[0]) == [1] else None
+        return None
+
+    def is_binary_probabilities(self, index, data, complement_of, kinds) -> bool:
+        """``Concat(1 - p, p)`` over axis 1: skl2onnx's probabilities of a binary classifier."""
+        node = self.graph.node[index]
+        return (
+            node.op_type == "Concat"
+            and self.attribute(index, "axis", None) in (1, -1)
+            and len(data) == 2
+            and list(node.input) == data
+            and kinds.get(data[1]) == _NETWORK
+            and complement_of.get(data[0]) == data[1]
+        )
+
+    def small_constant(self, name: str) -> list | None:
+        """Return the values of a small constant held in the model (a shape, a 1), else None."""
+        tensor = self.constants.get(name)
+        if (
+            tensor is None
+            or tensor.data_location == self.onnx.TensorProto.EXTERNAL
+            or math.prod(tensor.dims) > _SMALL_CONSTANT
+        ):
+            return None
+        return self.onnx.numpy_helper.to_array(tensor).reshape(-1).tolist()
+
+    def producer(self, tensor: str) -> str:
+        """Say where ``tensor`` comes from, for a message."""
+        if tensor in self.constants:
+            return "a constant"
+        for index, node in enumerate(self.graph.node):
+            if tensor in node.output:
+                inside = " inside the network" if index in self.mapped else ""
+                return f"what {self._where(index)} computes{inside}"
+        if any(value.name == tensor for value in self.graph.input):
+            return "the graph's input"
+        return "computed by no node"
 
     def finish(self, layers: list[Layer]) -> Layers:
         dtypes = {layer.weights.dtype for layer in layers}
