@@ -745,6 +745,66 @@ def test_from_torch_refuses_modules_by_name():
             dp.Network.from_torch(module)
 
 
+def test_from_torch_maps_a_reused_module_in_each_place(rng):
+    nn = torch.nn
+    torch.manual_seed(0)
+    sigmoid, tied = nn.Sigmoid(), nn.Linear(4, 4, dtype=torch.float64)
+    shared_activation = nn.Sequential(nn.Linear(5, 4, dtype=torch.float64), sigmoid,
+                                      nn.Linear(4, 3, dtype=torch.float64), sigmoid)
+    tied_layer = nn.Sequential(nn.Linear(5, 4, dtype=torch.float64), nn.Tanh(), tied,
+                               nn.Tanh(), tied, nn.Tanh(), nn.Linear(4, 2, dtype=torch.float64))
+    X = inputs(rng, 30, 5, "float64", saturating=False)
+    for module, sizes, output in ((shared_activation, (5, 4, 3), "sigmoid"),
+                                  (tied_layer, (5, 4, 4, 4, 2), "identity")):
+        net = dp.Network.from_torch(module)
+        assert (net.sizes, net.output) == (sizes, output)
+        assert_close(net.predict(X), torch_predict(module, X), 1e-12)
+
+
+def test_from_torch_refuses_hooks_and_replaced_forwards():
+    nn = torch.nn
+
+    def doubled(module, args, result):
+        return 2 * result
+
+    def shifted(module, args):
+        return (args[0] + 1,)
+
+    def model():
+        return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+
+    module = model()
+    module[1].register_forward_hook(doubled)
+    with pytest.raises(ValueError, match=r"module\[1\] \('1': ReLU\) has a forward hook "
+                                         r"\(.*doubled\)"):
+        dp.Network.from_torch(module)
+    module = model()
+    module.register_forward_pre_hook(shifted)
+    with pytest.raises(ValueError, match=r"module \(Sequential\) has a forward pre-hook "
+                                         r"\(.*shifted\)"):
+        dp.Network.from_torch(module)
+    handle = nn.modules.module.register_module_forward_hook(doubled)
+    try:
+        with pytest.raises(ValueError, match=r"a global forward hook \(.*doubled\)"):
+            dp.Network.from_torch(model())
+    finally:
+        handle.remove()
+    module = model()
+    module[0].forward = lambda x: x @ module[0].weight.T
+    with pytest.raises(ValueError, match=r"module\[0\].*forward is replaced on the instance"):
+        dp.Network.from_torch(module)
+
+    class Reversed(nn.Sequential):
+        def forward(self, x):
+            for layer in reversed(self):
+                x = layer(x)
+            return x
+
+    with pytest.raises(ValueError, match=r"Reversed overrides Sequential\.forward"):
+        dp.Network.from_torch(Reversed(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 3)))
+    dp.Network.from_torch(model())  # nothing left behind
+
+
 # ---------------------------------------------------------------------------- command line
 def test_the_command_line_exports_a_model_file(tmp_path, rng, capsys):
     from deltaprop import cli

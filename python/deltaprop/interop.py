@@ -261,7 +261,11 @@ def torch_layers(module: Any) -> Layers:
     Each ``Linear`` may be followed by one of ``Sigmoid``, ``Tanh``, ``ReLU``,
     ``LeakyReLU``, ``Softmax`` (over the last dimension) or ``Identity``; without one the
     layer is linear (``"identity"``). The parameters are copied from the ``state_dict``
-    layout: ``weight`` is (out_features, in_features), as deltaprop's W.
+    layout: ``weight`` is (out_features, in_features), as deltaprop's W. The modules are
+    read in the order ``forward`` runs them, once per place: a module instance used in two
+    places (one ``Sigmoid`` after two layers, a ``Linear`` tied to itself) is mapped
+    in each, by what it computes there (a tied ``Linear`` becomes two layers with equal
+    weights, which further training unties).
 
     Parameters
     ----------
@@ -282,7 +286,10 @@ def torch_layers(module: Any) -> Layers:
     ValueError
         A module that is not one of those above (named by its index and type), two
         activations in a row, an activation before the first ``Linear``, a softmax over
-        another dimension, or parameters of another dtype.
+        another dimension, or parameters of another dtype; a forward hook or pre-hook
+        (on the ``Sequential``, a module in it, or every module) or a ``forward`` replaced
+        on an instance or a subclass of ``Sequential``: what runs is not what the modules
+        say.
     """
     try:
         import torch
@@ -290,50 +297,101 @@ def torch_layers(module: Any) -> Layers:
         raise ImportError("from_torch needs PyTorch: pip install torch") from error
     if not isinstance(module, torch.nn.Sequential):
         raise TypeError(f"module: expected a torch.nn.Sequential, got {type(module).__name__}")
+    _refuse_global_hooks(torch)
+    _refuse_changed_forward(module, f"module ({type(module).__name__})")
+    if type(module).forward is not torch.nn.Sequential.forward:
+        raise ValueError(
+            f"module: {type(module).__name__} overrides Sequential.forward, which may compute "
+            "something else than its modules in turn"
+        )
     layers: list[Layer] = []
-    dtype = None
     activated = True  # no Linear yet: an activation here has no layer to follow
-    for index, (key, child) in enumerate(module.named_children()):
+    # Sequential.forward runs self._modules' values in order, an instance as often as it is
+    # there; named_children() would list a reused instance once only.
+    for index, (key, child) in enumerate(module._modules.items()):
         where = f"module[{index}] ({key!r}: {type(child).__name__})"
+        _refuse_changed_forward(child, where)
         if type(child) is torch.nn.Identity:
             continue
         if type(child) is torch.nn.Linear:  # a subclass may compute something else
-            dtype = _float_dtype(_torch_dtype(child.weight), where) if dtype is None else dtype
-            if _torch_dtype(child.weight) != dtype:
-                raise ValueError(
-                    f"{where}: parameters of dtype {_torch_dtype(child.weight)} "
-                    f"after {dtype}; one dtype for the whole network"
-                )
-            weights = _torch_array(child.weight, dtype)
-            biases = (
-                np.zeros(weights.shape[0], dtype)
-                if child.bias is None
-                else _torch_array(child.bias, dtype)
-            )
-            layers.append(Layer(weights, biases, "identity", where))
+            layers.append(_torch_linear(child, where, layers[0].weights.dtype if layers else None))
             activated = False
             continue
-        own = getattr(torch.nn, type(child).__name__, None) is type(child)
-        activation = _TORCH_ACTIVATIONS.get(type(child).__name__) if own else None
-        if activation is None:
-            raise ValueError(
-                f"{where} is not supported: only Linear, {', '.join(_TORCH_ACTIVATIONS)} and "
-                "Identity"
-            )
         if activated:
+            _torch_activation(torch, child, where)  # a module it does not know: said first
             raise ValueError(f"{where}: an activation needs a Linear layer right before it")
-        if activation == "softmax" and child.dim not in (None, 1, -1):
-            raise ValueError(
-                f"{where}: softmax over dim={child.dim}; deltaprop's is over the "
-                "units (dim=1 or -1)"
-            )
-        layers[-1].activation, layers[-1].where = activation, where
-        if activation == "leaky_relu":
+        layers[-1].activation, layers[-1].where = _torch_activation(torch, child, where), where
+        if layers[-1].activation == "leaky_relu":
             layers[-1].leaky_slope = float(child.negative_slope)
         activated = True
     if not layers:
         raise ValueError("module: has no Linear layer")
-    return Layers.chain(layers, dtype)
+    return Layers.chain(layers, layers[0].weights.dtype)
+
+
+def _refuse_global_hooks(torch: Any) -> None:
+    """Refuse while a forward hook or pre-hook registered for every module is in place."""
+    for kind, registered in (
+        ("forward pre-hook", torch.nn.modules.module._global_forward_pre_hooks),
+        ("forward hook", torch.nn.modules.module._global_forward_hooks),
+    ):
+        if registered:
+            hook = next(iter(registered.values()))
+            raise ValueError(
+                f"module: a global {kind} ({_hook_name(hook)}) runs on every module and may "
+                "change what it computes; remove it to import"
+            )
+
+
+def _refuse_changed_forward(module: Any, where: str) -> None:
+    """Refuse a module whose forward hooks, pre-hooks or own ``forward`` change what it computes."""
+    for kind, registered in (
+        ("forward pre-hook", module._forward_pre_hooks),
+        ("forward hook", module._forward_hooks),
+    ):
+        if registered:
+            hook = next(iter(registered.values()))
+            raise ValueError(
+                f"{where} has a {kind} ({_hook_name(hook)}), which may change what it "
+                "computes; remove it to import"
+            )
+    if "forward" in vars(module):
+        raise ValueError(f"{where}: its forward is replaced on the instance")
+
+
+def _hook_name(hook: Any) -> str:
+    return getattr(hook, "__qualname__", None) or type(hook).__name__
+
+
+def _torch_linear(child: Any, where: str, dtype: np.dtype | None) -> Layer:
+    """Copy an ``nn.Linear``'s parameters as a layer, in ``dtype`` (None: the first one's)."""
+    found = _torch_dtype(child.weight)
+    if dtype is None:
+        dtype = _float_dtype(found, where)
+    elif found != dtype:
+        raise ValueError(
+            f"{where}: parameters of dtype {found} after {dtype}; one dtype for the whole network"
+        )
+    weights = _torch_array(child.weight, dtype)
+    biases = (
+        np.zeros(weights.shape[0], dtype) if child.bias is None else _torch_array(child.bias, dtype)
+    )
+    return Layer(weights, biases, "identity", where)
+
+
+def _torch_activation(torch: Any, child: Any, where: str) -> str:
+    """Return the deltaprop name of an activation module, or refuse it."""
+    own = getattr(torch.nn, type(child).__name__, None) is type(child)
+    activation = _TORCH_ACTIVATIONS.get(type(child).__name__) if own else None
+    if activation is None:
+        raise ValueError(
+            f"{where} is not supported: only Linear, {', '.join(_TORCH_ACTIVATIONS)} and Identity"
+        )
+    if activation == "softmax" and child.dim not in (None, 1, -1):
+        raise ValueError(
+            f"{where}: softmax over dim={child.dim}; deltaprop's is over the units (dim=1 or -1)"
+        )
+    return activation
 
 
 def _torch_dtype(parameter: Any) -> np.dtype:
