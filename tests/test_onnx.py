@@ -500,6 +500,40 @@ def test_the_network_output_may_be_declared_with_labels_and_aliases(rng):
             r"output 'index' is what node 'argmax' \(ArgMax\)")
 
 
+def malformed(model, match):
+    with pytest.raises(dp.ModelFormatError, match=match):
+        dp.Network.from_onnx(model)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan, 1e39], ids=str)
+@pytest.mark.parametrize("attribute", ["alpha", "beta"])
+def test_a_gemm_scale_that_is_not_finite_is_refused_naming_the_node(weights, attribute, value):
+    # An ONNX float attribute is a float32: 1e39 is stored as infinity.
+    model = gemm_model(*weights, **{attribute: value})
+    malformed(model, rf"node 'gemm' \(Gemm\) has {attribute}=(nan|-?inf), not a finite number")
+
+
+def test_a_gemm_scale_that_overflows_the_weights_is_refused_naming_the_node(weights):
+    W, b = weights
+    model = gemm_model(W * 10, b, alpha=1e38, dtype=np.float32)
+    malformed(model, r"node 'gemm' \(Gemm\): alpha=9\.99\d*e\+37 times its weights overflows "
+                     "float32")
+
+
+@pytest.mark.parametrize("slope", [1e39, np.nan], ids=str)
+def test_a_leaky_relu_slope_that_is_not_finite_is_refused_naming_the_node(weights, slope):
+    model = gemm_model(*weights, activation="LeakyRelu")
+    model.graph.node[1].attribute.append(helper.make_attribute("alpha", slope))
+    malformed(model, r"node 'activation' \(LeakyRelu\) has alpha=(inf|nan), not a finite")
+
+
+@pytest.mark.parametrize("matmul", [False, True], ids=["gemm", "matmul"])
+def test_a_layer_without_units_is_refused_naming_the_node(matmul):
+    model = gemm_model(np.zeros((4, 0)), np.zeros(0), matmul=matmul)
+    node = "matmul" if matmul else "gemm"
+    malformed(model, rf"node '{node}' \((Gemm|MatMul)\) has weights for 0 units of 4 inputs")
+
+
 # ---------------------------------------------------------------------- damaged files
 @pytest.fixture(scope="module")
 def model_bytes():
@@ -704,6 +738,64 @@ def test_from_sklearn_refuses_what_it_cannot_map(rng):
             X, np.exp(X[:, 0]))
     with pytest.raises(ValueError, match=r"out_activation_ 'exp'.*poisson"):
         dp.Network.from_sklearn(poisson)
+
+
+def test_from_sklearn_refuses_half_fitted_estimators(rng):
+    estimator, _ = fitted_mlp("int", rng)
+    estimator.intercepts_ = estimator.intercepts_[:-1]
+    with pytest.raises(ValueError, match="3 coefs_ and 2 intercepts_; a fitted MLPClassifier"):
+        dp.Network.from_sklearn(estimator)
+    estimator, _ = fitted_mlp("int", rng)
+    del estimator.out_activation_
+    with pytest.raises(ValueError, match="half fitted: it has no out_activation_"):
+        dp.Network.from_sklearn(estimator)
+    estimator, _ = fitted_mlp("regressor", rng)
+    estimator.intercepts_[1] = estimator.intercepts_[1][:2]
+    with pytest.raises(ValueError, match=r"coefs_\[1\] of shape \(6, 5\) and intercepts_\[1\] "
+                                         r"of shape \(2,\)"):
+        dp.Network.from_sklearn(estimator)
+    estimator, _ = fitted_mlp("int", rng)
+    estimator.coefs_[2] = estimator.coefs_[2][:4]
+    with pytest.raises(ValueError, match=r"coefs_\[2\].*4 inputs after a layer of 5 units"):
+        dp.Network.from_sklearn(estimator)
+    estimator, _ = fitted_mlp("int", rng)
+    estimator.coefs_[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"coefs_\[0\].*NaN or infinity"):
+        dp.Network.from_sklearn(estimator)
+
+
+def test_from_sklearn_refuses_estimators_computing_otherwise(rng):
+    class Shifted(MLPRegressor):
+        def predict(self, X):
+            return super().predict(X) + 1
+
+    X = rng.normal(size=(40, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        shifted = Shifted(hidden_layer_sizes=(4,), max_iter=5).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match=r"Shifted replaces MLPRegressor\.predict"):
+        dp.Network.from_sklearn(shifted)
+    estimator, _ = fitted_mlp("int", rng)
+    estimator.predict_proba = lambda X: np.ones((len(X), 3)) / 3
+    with pytest.raises(ValueError, match=r"replaces MLPClassifier\.predict_proba"):
+        dp.Network.from_sklearn(estimator)
+
+
+def test_from_torch_reports_bad_layers_by_module():
+    nn = torch.nn
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: initialising zero-element tensors is a no-op
+        empty = nn.Sequential(nn.Linear(3, 0))
+    cases = [
+        (nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(float("nan")), nn.Linear(4, 2)),
+         r"module\[1\] \('1': LeakyReLU\): leaky_relu with slope nan, not finite"),
+        (empty, r"module\[0\] \('0': Linear\): weights of shape \(0, 3\); a layer has at least"),
+        (nn.Sequential(nn.Linear(3, 4), nn.Linear(5, 2)),
+         r"module\[1\].*5 inputs after a layer of 4 units"),
+    ]
+    for module, match in cases:
+        with pytest.raises(ValueError, match=match):
+            dp.Network.from_torch(module)
 
 
 @pytest.mark.parametrize(("activation", "output", "dtype"), COMBINATIONS, ids=IDS)

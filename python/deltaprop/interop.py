@@ -111,12 +111,16 @@ class Layers:
         Raises
         ------
         ValueError
-            No layer, hidden layers with different activations or slopes, a softmax before
-            the output, or an output activation deltaprop does not have; the message names
-            the layer where the source names it.
+            No layer, a layer without units or inputs, weights that do not chain, biases
+            not one per unit, a NaN or infinite parameter or slope, hidden layers with
+            different activations or slopes, a softmax before the output, or an output
+            activation deltaprop does not have; the message names the layer where the
+            source names it.
         """
         if not layers:
             raise ValueError("the model has no fully connected layer")
+        for previous, layer in zip([None, *layers], layers):
+            _check_layer(layer, None if previous is None else previous.weights.shape[0])
         *hidden, last = layers
         if last.activation not in OUTPUTS:
             raise ValueError(
@@ -133,6 +137,27 @@ class Layers:
             0.01 if slope is None else slope,
             cost,
         )
+
+
+def _check_layer(layer: Layer, n_in: int | None) -> None:
+    """Check one layer's shapes and values; ``n_in`` is the previous layer's units, if any."""
+    W, b = layer.weights, layer.biases
+    if W.ndim != 2 or 0 in W.shape:
+        raise ValueError(
+            f"{layer.where}: weights of shape {W.shape}; a layer has at least one unit and "
+            "one input"
+        )
+    if n_in is not None and W.shape[1] != n_in:
+        raise ValueError(
+            f"{layer.where}: {W.shape[1]} inputs after a layer of {n_in} units; the layers do "
+            "not chain"
+        )
+    if b.shape != (W.shape[0],):
+        raise ValueError(f"{layer.where}: biases of shape {b.shape} for {W.shape[0]} units")
+    if not (np.isfinite(W).all() and np.isfinite(b).all()):
+        raise ValueError(f"{layer.where}: its weights or biases hold NaN or infinity")
+    if layer.leaky_slope is not None and not np.isfinite(layer.leaky_slope):
+        raise ValueError(f"{layer.where}: leaky_relu with slope {layer.leaky_slope!r}, not finite")
 
 
 def _common_hidden(hidden: list[Layer]) -> tuple[str, float | None]:
@@ -222,27 +247,76 @@ def sklearn_layers(estimator: Any) -> Layers:
             f"{type(estimator).__name__}"
         )
     name = type(estimator).__name__
-    if not hasattr(estimator, "coefs_"):
-        raise ValueError(f"estimator: this {name} is not fitted; call fit first")
+    base = MLPClassifier if isinstance(estimator, MLPClassifier) else MLPRegressor
+    _refuse_overrides(estimator, base, name)
+    coefs, intercepts = _fitted_parameters(estimator, name)
     out_activation = estimator.out_activation_
     if out_activation not in _SKLEARN_ACTIVATIONS:
         raise ValueError(
             f"estimator: out_activation_ {out_activation!r} (loss={estimator.loss!r}) is not "
             "supported; deltaprop's outputs are sigmoid (logistic), softmax and identity"
         )
-    dtype = _float_dtype(estimator.coefs_[0].dtype, "estimator.coefs_")
-    count = len(estimator.coefs_)
-    layers = [
-        Layer(
-            np.array(coef.T, dtype=dtype),
-            np.array(intercept, dtype=dtype),
-            _SKLEARN_ACTIVATIONS[estimator.activation if l < count - 1 else out_activation],
-            f"{name}.activation" if l < count - 1 else f"{name}.out_activation_",
-        )
-        for l, (coef, intercept) in enumerate(zip(estimator.coefs_, estimator.intercepts_))
-    ]
+    if len(coefs) > 1 and estimator.activation not in _SKLEARN_ACTIVATIONS:
+        raise ValueError(f"estimator: activation {estimator.activation!r} is not supported")
+    dtype = _float_dtype(np.asarray(coefs[0]).dtype, "estimator.coefs_")
+    count = len(coefs)
+    layers = []
+    for l, (coef, intercept) in enumerate(zip(coefs, intercepts)):
+        attribute = "activation" if l < count - 1 else "out_activation_"
+        activation = getattr(estimator, attribute)
+        where = f"{name}.coefs_[{l}] ({attribute} {activation!r})"
+        weights = np.array(np.asarray(coef).T, dtype=dtype)
+        biases = np.array(intercept, dtype=dtype)
+        layers.append(Layer(weights, biases, _SKLEARN_ACTIVATIONS[activation], where))
     output = layers[-1].activation
     return Layers.chain(layers, dtype, default_cost(output) if output in OUTPUTS else None)
+
+
+# What computes an MLP's output from its parameters: a subclass replacing one computes
+# something else than the parameters say.
+_SKLEARN_FORWARD = (
+    "predict",
+    "predict_proba",
+    "predict_log_proba",
+    "_predict",
+    "_forward_pass",
+    "_forward_pass_fast",
+)
+
+
+def _refuse_overrides(estimator: Any, base: type, name: str) -> None:
+    """Refuse an estimator whose class or instance replaces how the MLP computes."""
+    for method in _SKLEARN_FORWARD:
+        if method in vars(estimator) or getattr(type(estimator), method, None) is not getattr(
+            base, method, None
+        ):
+            raise ValueError(
+                f"estimator: {name} replaces {base.__name__}.{method}, so it may compute "
+                "something else than its coefs_ and intercepts_ say"
+            )
+
+
+def _fitted_parameters(estimator: Any, name: str) -> tuple[list, list]:
+    """Return ``coefs_`` and ``intercepts_`` of a fitted MLP, checked as a whole."""
+    fitted = ("coefs_", "intercepts_", "out_activation_")
+    missing = [attribute for attribute in fitted if not hasattr(estimator, attribute)]
+    if len(missing) == len(fitted):
+        raise ValueError(f"estimator: this {name} is not fitted; call fit first")
+    if missing:
+        raise ValueError(f"estimator: this {name} is half fitted: it has no {', '.join(missing)}")
+    coefs, intercepts = list(estimator.coefs_), list(estimator.intercepts_)
+    if not coefs or len(coefs) != len(intercepts):
+        raise ValueError(
+            f"estimator: {len(coefs)} coefs_ and {len(intercepts)} intercepts_; a fitted "
+            f"{name} has one of each per layer"
+        )
+    for l, (coef, intercept) in enumerate(zip(coefs, intercepts)):
+        if np.ndim(coef) != 2 or np.shape(intercept) != np.shape(coef)[1:]:
+            raise ValueError(
+                f"estimator: coefs_[{l}] of shape {np.shape(coef)} and intercepts_[{l}] of "
+                f"shape {np.shape(intercept)}; expected (n_in, n_out) and (n_out,)"
+            )
+    return coefs, intercepts
 
 
 # ------------------------------------------------------------------------------------ PyTorch

@@ -644,6 +644,37 @@ class _Reader:
                 return self.onnx.helper.get_attribute_value(attribute)
         return default
 
+    def finite_attribute(self, index: int, name: str, default: float) -> float:
+        """Return a float attribute (a float32 in the file: 1e39 reads as infinity), finite."""
+        value = float(self.attribute(index, name, default))
+        if not math.isfinite(value):
+            raise self.malformed(f"{self._where(index)} has {name}={value}, not a finite number")
+        return value
+
+    def scaled(self, array: np.ndarray, factor: float, name: str, index: int) -> np.ndarray:
+        """Return ``factor * array`` in float64, rounded once to the array's dtype; finite.
+
+        ``factor`` is the attribute ``name`` (alpha for the weights, beta for the bias).
+        """
+        if factor == 1.0:
+            return array
+        with np.errstate(over="ignore"):
+            result = (np.float64(factor) * array.astype(np.float64)).astype(array.dtype)
+        if not np.isfinite(result).all():
+            raise self.malformed(
+                f"{self._where(index)}: {name}={factor} times its "
+                f"{'weights' if name == 'alpha' else 'bias'} overflows {array.dtype.name}"
+            )
+        return result
+
+    def check_units(self, W: np.ndarray, index: int) -> None:
+        """Refuse weights W (n_out, n_in) of a layer without units or inputs."""
+        if 0 in W.shape:
+            raise self.malformed(
+                f"{self._where(index)} has weights for {W.shape[0]} units of {W.shape[1]} "
+                "inputs; a layer has at least one of each"
+            )
+
     def users(self, tensor: str) -> list[int]:
         return [i for i in self.consumers.get(tensor, []) if i not in self.mapped]
 
@@ -755,19 +786,20 @@ class _Reader:
                 if not transposed
                 else "reads a transposed input without transA=1",
             )
-        alpha = float(self.attribute(index, "alpha", 1.0))
-        beta = float(self.attribute(index, "beta", 1.0))
+        alpha, beta = (self.finite_attribute(index, name, 1.0) for name in ("alpha", "beta"))
         B = self.array(node.input[1], index, "weights (B)")
         if B.ndim != 2:
             raise self.refuse(index, f"has weights (B) of shape {B.shape}, not a matrix")
         W = B if self.attribute(index, "transB", 0) else B.T
+        self.check_units(W, index)
         C = (
             self.array(node.input[2], index, "bias (C)")
             if len(node.input) > 2 and node.input[2]
             else np.zeros((), W.dtype)
         )
         b = self.bias(C, W.shape[0], index, "bias (C)")
-        return node.output[0], _scaled(W, alpha), _scaled(b, beta), index
+        W, b = self.scaled(W, alpha, "alpha", index), self.scaled(b, beta, "beta", index)
+        return node.output[0], W, b, index
 
     def transposed_gemm(self, index: int):
         node = self.graph.node[index]
@@ -791,6 +823,7 @@ class _Reader:
         if B.ndim != 2:
             raise self.refuse(index, f"has weights of shape {B.shape}, not a matrix")
         W, z = B.T, node.output[0]
+        self.check_units(W, index)
         b = np.zeros(W.shape[0], W.dtype)
         users = self.users(z)
         if len(users) == 1 and self.graph.node[users[0]].op_type == "Add":
@@ -830,7 +863,7 @@ class _Reader:
         name = _ACTIVATION_OPS[node.op_type]
         layer = Layer(W, b, name, self._where(index))
         if name == "leaky_relu":
-            layer.leaky_slope = float(self.attribute(index, "alpha", 0.01))
+            layer.leaky_slope = self.finite_attribute(index, "alpha", 0.01)
         if name == "softmax" and self.attribute(index, "axis", 1) not in (1, -1):
             raise self.refuse(index, "is not over the units (axis 1 or -1)")
         return node.output[0], layer
@@ -1014,13 +1047,6 @@ class _Reader:
 def _other(pair: Iterable[str], tensor: str) -> str:
     rest = [t for t in pair if t != tensor]
     return rest[0] if rest else tensor
-
-
-def _scaled(array: np.ndarray, factor: float) -> np.ndarray:
-    """``factor * array`` in float64, rounded once to the array's dtype; as is for 1."""
-    if factor == 1.0:
-        return array
-    return (np.float64(factor) * array.astype(np.float64)).astype(array.dtype)
 
 
 def _unmappable(op: str) -> str:
