@@ -681,11 +681,22 @@ default="sigmoid"
         ------
         TypeError, ValueError
             Invalid data (see `validate`), or a forward pass that overflows.
+
+        Notes
+        -----
+        The rows are processed in chunks of bounded workspace (as by `objective`): a batch
+        of any size takes a few MB beyond its arrays and the result, during the call and
+        after it. Up to a chunk's rows (several thousand for small networks) the result is
+        bit for bit the one of a single pass over the batch; above, the chunks' sums are
+        added, which may round differently in the last bits.
         """
         X, Y = self.validate(X, Y)
         grads = np.empty_like(self._params)
+        # The unweighted, unregularised full-batch objective is this batch's gradient,
+        # computed in chunks: the core's workspaces grow to the rows of one call and stay,
+        # so one pass over a large batch would pin memory for the network's life.
         with GATE.call():
-            cost = self._core.gradients(self._params, X, Y, grads)
+            cost = self._core.objective(self._params, X, Y, None, 0.0, 0.0, grads)
         dW, db = self._layer_views(grads)
         return cost, dW, db
 
