@@ -950,3 +950,54 @@ def test_the_readme_interop_example_runs(tmp_path, monkeypatch):
     assert_close(namespace["from_torch"].predict(X), expected, 1e-12)
     assert namespace["regression"].cost_name == "quadratic"
     assert (tmp_path / "classifier.onnx").exists()
+
+
+def test_a_model_over_max_bytes_is_refused_before_it_is_parsed(tmp_path, model_bytes):
+    path = tmp_path / "net.onnx"
+    path.write_bytes(model_bytes)
+    size = len(model_bytes)
+    for source in (path, model_bytes, bytearray(model_bytes)):
+        with pytest.raises(dp.ModelFormatError, match=rf"{size} bytes, over max_bytes={size - 1}"):
+            dp.Network.from_onnx(source, max_bytes=size - 1)
+        dp.Network.from_onnx(source, max_bytes=size)
+    assert dp.onnx.MAX_BYTES == 1 << 30 and dp.onnx.PEAK_FACTOR == 3
+    with pytest.raises(TypeError, match="max_bytes"):
+        dp.onnx.read(path, max_bytes="1")
+
+
+def test_external_data_counts_towards_max_bytes(external_model):
+    path, params = external_model
+    model_size = path.stat().st_size
+    data_size = (path.parent / "net.data").stat().st_size
+    with pytest.raises(dp.ModelFormatError, match="external data, over what max_bytes leaves"):
+        dp.Network.from_onnx(path, max_bytes=model_size + data_size - 1)
+    net = dp.Network.from_onnx(path, max_bytes=model_size + data_size)
+    assert net.params.tobytes() == params.tobytes()
+
+
+def test_weights_held_as_repeated_floats_are_read_without_a_list(model_bytes):
+    model = onnx.load_model_from_string(model_bytes)
+    for tensor in model.graph.initializer:
+        values = numpy_helper.to_array(tensor).ravel().tolist()
+        tensor.ClearField("raw_data")
+        tensor.float_data.extend(values)
+    expected = dp.Network.from_onnx(model_bytes).params
+    assert dp.Network.from_onnx(model).params.tobytes() == expected.tobytes()
+
+
+def test_repeated_floats_are_read_in_bounded_memory():
+    net = network("relu", "identity", "float32", sizes=(1000, 500, 2))
+    model = dp.onnx.network_model(net.architecture, net.weights, net.biases)
+    for tensor in model.graph.initializer:
+        values = numpy_helper.to_array(tensor).ravel().tolist()
+        tensor.ClearField("raw_data")
+        tensor.float_data.extend(values)
+    del values
+    size = model.ByteSize()
+    tracemalloc.start()
+    try:
+        dp.Network.from_onnx(model)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < dp.onnx.PEAK_FACTOR * size  # a list of Python floats would take 8x

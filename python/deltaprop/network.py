@@ -162,7 +162,12 @@ default="sigmoid"
 
     @classmethod
     def from_onnx(
-        cls, source: str | os.PathLike | bytes | Any, *, cost: str | None = None, dtype: Any = None
+        cls,
+        source: str | os.PathLike | bytes | Any,
+        *,
+        cost: str | None = None,
+        dtype: Any = None,
+        max_bytes: int | None = None,
     ) -> Network:
         """Build a network from an ONNX model that is a chain of fully connected layers.
 
@@ -180,6 +185,10 @@ default="sigmoid"
             output's usual one (see `deltaprop.interop.default_cost`).
         dtype : {"float64", "float32"} or None, default=None
             None: the model's.
+        max_bytes : int or None, default=None
+            The most bytes read, file and external data together (None:
+            `deltaprop.onnx.MAX_BYTES`, 1 GiB); reading takes about
+            `deltaprop.onnx.PEAK_FACTOR` times as much memory at its peak.
 
         Returns
         -------
@@ -195,13 +204,14 @@ default="sigmoid"
         ModelFormatError
             Not a well-formed ONNX model; `deltaprop.onnx.UnsupportedGraphError` (a
             ModelFormatError) for a graph that is not a chain of fully connected layers,
-            naming the first node that cannot be mapped.
+            naming the first node that cannot be mapped; a model over ``max_bytes``.
         ValueError
             ``cost`` does not go with the model's output activation.
         """
         from . import onnx
 
-        return cls._from_layers(onnx.read(source), cost, dtype)
+        limit = onnx.MAX_BYTES if max_bytes is None else max_bytes
+        return cls._from_layers(onnx.read(source, max_bytes=limit), cost, dtype)
 
     @classmethod
     def from_sklearn(cls, estimator: Any, *, cost: str | None = None, dtype: Any = None) -> Network:
