@@ -73,6 +73,11 @@ class Network:
         when given ``optimizer=None``. None before any training.
     history : dict of str to list of float
         The metrics of the last `fit`, epoch by epoch (see `fit`).
+    trained_on : dict or None
+        What the network was trained on, saved with it and loaded back: the ``deltaprop``
+        command records its data set and split there (``data``, ``test_fraction``,
+        ``seed``), which ``deltaprop evaluate`` then uses. Short names to texts, numbers or
+        None (at most 16); None: not recorded (the default, and files that do not say).
 
     Raises
     ------
@@ -318,6 +323,9 @@ default="sigmoid"
         # The communicator of the last data-parallel fit (mpi4py): save() writes on its
         # rank 0 only, so that every rank may call it. None: this process alone.
         self.comm: Any = None
+        # What the network was trained on (the command line's data set and split), saved
+        # with it as the model file's "trained_on" field; None: not recorded.
+        self.trained_on: dict[str, Any] | None = None
         self._training = _thread.allocate_lock()  # held by fit: one training run at a time
         # Held while the core updates the parameters, and while they are copied to be
         # saved or pickled: a copy is never half of one batch and half of the next.
@@ -332,18 +340,24 @@ default="sigmoid"
             "params": record.params,
             "optimizer": record.optimizer,
             "history": self.history,
+            "trained_on": record.trained_on,
         }
 
     def _snapshot(self) -> io.ModelRecord:
         """Parameters and optimizer as they are between two batches, copied."""
         with self._params_lock:
             optimizer = None if self.optimizer is None else self.optimizer.copy()
-            return io.ModelRecord(self.architecture, self._params.copy(), optimizer)
+            trained_on = self.trained_on  # a dict copied, anything else refused by save
+            trained_on = trained_on.copy() if isinstance(trained_on, dict) else trained_on
+            return io.ModelRecord(
+                self.architecture, self._params.copy(), optimizer, trained_on=trained_on
+            )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._build(Architecture.from_fields(state["architecture"]))
         self._params[...] = state["params"]
         self.optimizer, self.history = state["optimizer"], state["history"]
+        self.trained_on = state.get("trained_on")  # absent from older pickles
 
     def _initialise(self, init: str, rng: np.random.Generator) -> None:
         for W, b in zip(self._weights, self._biases):
@@ -525,7 +539,7 @@ default="sigmoid"
                 f"{os.fspath(path)}: the network it describes is invalid: {error}"
             ) from error
         net._params[...] = record.params
-        net.optimizer = record.optimizer
+        net.optimizer, net.trained_on = record.optimizer, record.trained_on
         return net
 
     # ------------------------------------------------------------------ inputs
