@@ -391,8 +391,8 @@ def _train_quietly(tmp_path, capsys, *options):
     argv = ["train", "--epochs", "2", "--hidden", "12", "--save", str(model), *options]
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
-    return model, lines, float(next(line for line in lines if line.startswith("test accuracy"))
-                               .split()[2])
+    accuracy = next(line for line in lines if line.startswith("test accuracy")).split()[2]
+    return model, lines, float(accuracy)
 
 
 def _evaluated(argv, capsys):
@@ -457,3 +457,12 @@ def test_the_plot_calls_the_test_split_curve_so(tmp_path, capsys, monkeypatch):
         }
         other = "validation" if label == "test split" else "test split"
         assert {"training", label} <= labels and other not in labels
+
+
+def test_evaluate_names_a_recorded_data_set_that_is_gone(tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    net = dp.Network([784, 10], output="softmax", cost="log_likelihood", seed=0)
+    net.trained_on = {"data": str(tmp_path / "gone")}
+    net.save(model)
+    err = _one_line_error(["evaluate", str(model)], capsys)
+    assert "gone" in err and "records the model was trained on: give --data" in err

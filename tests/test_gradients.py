@@ -270,8 +270,9 @@ def resident_bytes() -> int:
 def test_a_large_batch_leaves_no_workspace_behind():
     # 30000 rows through 210 units: one pass would keep 3 workspaces of 30000 x 210
     # doubles (150 MB) for the network's life; chunks keep one chunk's (about 16 MB).
-    net = dp.Network([50, 100, 100, 10], activation="relu", output="softmax",
-                     cost="log_likelihood", seed=0)
+    net = dp.Network(
+        [50, 100, 100, 10], activation="relu", output="softmax", cost="log_likelihood", seed=0
+    )
     rng = np.random.default_rng(0)
     X, y = rng.random((30000, 50)), rng.integers(0, 10, 30000)
     before = resident_bytes()

@@ -736,7 +736,7 @@ def test_a_large_file_that_is_no_model_is_refused_without_hashing_it(tmp_path, m
 
 # ------------------------------------------------------------ files named by other files
 @pytest.mark.parametrize(
-    "name", ["", "/etc/passwd", "..", "../x", "a/../../x", "./", "a//.."], ids=repr
+    "name", ["", "/etc/passwd", "..", "../x", "a/../../x", "./", "a//..", "a/"], ids=repr
 )
 def test_open_inside_refuses_names_that_leave_the_directory(tmp_path, name):
     from deltaprop._files import open_inside

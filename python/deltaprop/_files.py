@@ -172,13 +172,14 @@ def open_inside(directory: str | os.PathLike, name: str) -> BinaryIO:
     Raises
     ------
     ValueError
-        ``name`` is empty, absolute or climbs out (``..``), or the file or a directory on
-        its way is a symbolic link, or the file is not a regular file or has hard links.
+        ``name`` is empty, absolute, a directory's (ends in ``/``) or climbs out (``..``),
+        or the file or a directory on its way is a symbolic link, or the file is not a
+        regular file or has hard links.
     OSError
         The file cannot be opened (missing, no permission).
     """
     parts = [part for part in name.split("/") if part not in ("", ".")]
-    if not name or name.startswith("/") or ".." in parts or not parts:
+    if name.startswith("/") or name.endswith("/") or ".." in parts or not parts:
         raise ValueError(f"{name!r}: not a relative path inside the directory")
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     try:

@@ -455,9 +455,17 @@ def evaluate(args: argparse.Namespace) -> None:
     """
     net = load(args.model)
     split, source = _evaluation_split(args, net.trained_on)
-    _, (X_test, y_test) = _load_data(
-        split["data"], net.dtype.name, split["test_fraction"], split["seed"]
-    )
+    try:
+        _, (X_test, y_test) = _load_data(
+            split["data"], net.dtype.name, split["test_fraction"], split["seed"]
+        )
+    except CommandError as error:
+        if args.data is not None:
+            raise
+        raise CommandError(
+            f"{error}; it is the data set {args.model} records the model was trained on: "
+            "give --data to evaluate on another"
+        ) from None
     # The labels must be classes of the model (a ValueError naming the out-of-range label
     # otherwise), before they index the confusion matrix.
     y_test = class_indices(y_test, len(y_test), net.sizes[-1], f"--data {args.data}: labels")
