@@ -383,3 +383,86 @@ def test_the_kept_model_never_goes_through_a_planted_link(tmp_path, capsys, monk
     err, kept = _train_with_a_save_that_fails_once(tmp_path, capsys, monkeypatch)
     assert victim.read_text() == "precious" and f"saved to {kept}" in err
     assert (os.stat(os.path.dirname(kept)).st_mode & 0o777) == 0o700
+
+
+# ------------------------------------------------------ the split a model was trained on
+def _train_quietly(tmp_path, capsys, *options):
+    model = tmp_path / "model.npz"
+    argv = ["train", "--epochs", "2", "--hidden", "12", "--save", str(model), *options]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    accuracy = next(line for line in lines if line.startswith("test accuracy")).split()[2]
+    return model, lines, float(accuracy)
+
+
+def _evaluated(argv, capsys):
+    assert cli.main(["evaluate", *argv]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    return float(first.split("accuracy ")[1].split()[0]), first
+
+
+def test_evaluate_grades_a_model_on_the_split_it_was_trained_with(tmp_path, capsys):
+    model, _, trained = _train_quietly(tmp_path, capsys, "--seed", "1", "--quiet")
+    assert dp.load(model).trained_on == {"data": "digits", "test_fraction": 0.2, "seed": 1}
+    accuracy, line = _evaluated([str(model)], capsys)
+    assert accuracy == pytest.approx(trained, abs=1e-4)
+    assert "digits (test fraction 0.2, seed 1)" in line
+    assert "the test split the model was trained with" in line
+    _, line = _evaluated([str(model), "--data", "digits", "--seed", "1"], capsys)
+    assert "the test split the model was trained with" in line  # the same, given
+
+
+def test_evaluate_on_another_split_says_it_is_not_the_training_one(tmp_path, capsys):
+    model, _, _ = _train_quietly(tmp_path, capsys, "--seed", "1", "--quiet")
+    _, line = _evaluated([str(model), "--seed", "0"], capsys)
+    assert "digits (test fraction 0.2, seed 0)" in line
+    assert "as given, not the split the model was trained with" in line
+    assert "seed 1" in line and "trained on" in line
+
+
+def test_evaluate_of_a_file_without_its_split_uses_the_defaults_and_says_so(tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0).save(model)
+    _, line = _evaluated([str(model)], capsys)
+    assert "digits (test fraction 0.2, seed 0)" in line
+    assert "does not record its training split: the defaults" in line
+
+
+def test_epoch_lines_name_the_test_split_for_what_it_is(tmp_path, capsys):
+    _, lines, _ = _train_quietly(tmp_path, capsys)
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all("test_cost" in e and "test_accuracy" in e for e in epochs)
+    assert not any("val_" in line for line in lines)
+    _, lines, _ = _train_quietly(tmp_path, capsys, "--validation-fraction", "0.2")
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2 and all("val_accuracy" in e and "test_" not in e for e in epochs)
+
+
+def test_the_plot_calls_the_test_split_curve_so(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    figures = []
+    draw = dp.plot.learning_curves
+    monkeypatch.setattr(
+        dp.plot, "learning_curves", lambda *a, **k: figures.append(draw(*a, **k)) or figures[-1]
+    )
+    png = tmp_path / "curves.png"
+    for options, label in (((), "test split"), (("--validation-fraction", "0.2"), "validation")):
+        _train_quietly(tmp_path, capsys, "--quiet", "--plot", str(png), *options)
+        assert png.read_bytes()[:4] == b"\x89PNG"
+        labels = {
+            text.get_text()
+            for axes in figures[-1].axes
+            if axes.get_legend() is not None
+            for text in axes.get_legend().get_texts()
+        }
+        other = "validation" if label == "test split" else "test split"
+        assert {"training", label} <= labels and other not in labels
+
+
+def test_evaluate_names_a_recorded_data_set_that_is_gone(tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    net = dp.Network([784, 10], output="softmax", cost="log_likelihood", seed=0)
+    net.trained_on = {"data": str(tmp_path / "gone")}
+    net.save(model)
+    err = _one_line_error(["evaluate", str(model)], capsys)
+    assert "gone" in err and "records the model was trained on: give --data" in err

@@ -746,3 +746,66 @@ def test_read_idx_of_a_fifo_fails_at_once(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="not a regular file"):
         datasets.read_idx(fifo)
+
+
+def gzip_bomb(header, zero_megabytes):
+    """A small multi-member gzip file: ``header``, then ``zero_megabytes`` MiB of zeros."""
+    member = gzip.compress(bytes(1 << 20), 9)  # 1 MiB of zeros in about 1 KiB
+    return gzip.compress(header) + member * zero_megabytes
+
+
+def peak_traced_bytes(read):
+    """Call ``read`` (which must raise IDXFormatError); return it and the peak memory."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(datasets.IDXFormatError) as excinfo:
+            read()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return excinfo.value, peak
+
+
+def test_gzip_bomb_claiming_2_to_the_31_images_is_refused_before_inflating(tmp_path):
+    # 64 MiB of zeros in 70 KB under a header claiming 2**31 one-byte images: a stream this
+    # short cannot inflate to the claim, so it is known truncated before anything inflates.
+    header = bytes([0, 0, 8, 1]) + struct.pack(">I", 2**31)
+    path = write(tmp_path / "bomb.gz", gzip_bomb(header, 64), False)
+    error, peak = peak_traced_bytes(lambda: datasets.read_idx(path))
+    assert "truncated" in str(error) and str(2**31) in str(error)
+    assert peak < 1 << 23  # the 64 MiB present were never inflated
+
+
+def test_gzip_claim_over_max_bytes_is_refused_before_inflating(tmp_path):
+    # A valid file: 32 MiB of zeros, as its header says; under max_bytes=1 MiB it is refused.
+    header = bytes([0, 0, 8, 1]) + struct.pack(">I", 32 << 20)
+    path = write(tmp_path / "zeros.gz", gzip_bomb(header, 32), False)
+    error, peak = peak_traced_bytes(lambda: datasets.read_idx(path, max_bytes=1 << 20))
+    assert "over max_bytes=1048576" in str(error) and str(path) in str(error)
+    assert peak < 1 << 23
+
+
+def test_gzip_stream_longer_than_its_claim_stops_inflating_at_the_claim(tmp_path):
+    header = bytes([0, 0, 8, 1]) + struct.pack(">I", 10)
+    path = write(tmp_path / "long.gz", gzip_bomb(header + bytes(10), 64), False)
+    error, peak = peak_traced_bytes(lambda: datasets.read_idx(path))
+    assert "trailing" in str(error)
+    assert peak < 1 << 23
+
+
+def test_read_idx_max_bytes_is_the_largest_data_read(tmp_path, compress):
+    array = np.arange(24, dtype=np.int16).reshape(2, 3, 4)  # 48 data bytes
+    path = write(tmp_path / "a.idx", idx_bytes(array), compress)
+    np.testing.assert_array_equal(datasets.read_idx(path, max_bytes=48), array)
+    with pytest.raises(datasets.IDXFormatError, match="48 data bytes, over max_bytes=47"):
+        datasets.read_idx(path, max_bytes=47)
+    assert datasets.IDX_MAX_BYTES == 1 << 30  # the documented default
+
+
+@pytest.mark.parametrize(
+    "max_bytes, error", [("48", TypeError), (48.0, TypeError), (-1, ValueError)]
+)
+def test_read_idx_rejects_a_bad_max_bytes(tmp_path, max_bytes, error):
+    path = write(tmp_path / "a.idx", VALID, False)
+    with pytest.raises(error, match="max_bytes"):
+        datasets.read_idx(path, max_bytes=max_bytes)

@@ -4,6 +4,7 @@ central finite differences, for every activation and (output, cost) pairing."""
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -257,3 +258,36 @@ def test_full_batch_objective_matches_central_differences():
         down = net.objective(X, Y, sample_weight=weights, lmbda=2.0)[0]
         net.params[k] = params[k]
         assert abs((up - down) / (2 * h) - gradient[k]) < 1e-6 * max(1.0, abs(gradient[k]))
+
+
+def resident_bytes() -> int:
+    """The process's resident memory (Linux's /proc; the core's buffers are not traced)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux's /proc")
+def test_a_large_batch_leaves_no_workspace_behind():
+    # 30000 rows through 210 units: one pass would keep 3 workspaces of 30000 x 210
+    # doubles (150 MB) for the network's life; chunks keep one chunk's (about 16 MB).
+    net = dp.Network(
+        [50, 100, 100, 10], activation="relu", output="softmax", cost="log_likelihood", seed=0
+    )
+    rng = np.random.default_rng(0)
+    X, y = rng.random((30000, 50)), rng.integers(0, 10, 30000)
+    before = resident_bytes()
+    cost, dW, db = net.gradients(X, y)
+    del dW, db
+    assert resident_bytes() - before < 48 << 20
+    assert np.isfinite(cost)
+
+
+def test_gradients_of_a_batch_larger_than_a_chunk_are_its_average(rng):
+    net = dp.Network([3, 4, 2], activation="tanh", output="identity", seed=1)
+    X, Y = rng.normal(size=(20000, 3)), rng.normal(size=(20000, 2))
+    cost, dW, db = net.gradients(X, Y)
+    halves = [net.gradients(X[part], Y[part]) for part in (slice(0, 10000), slice(10000, None))]
+    assert_close(cost, np.mean([c for c, _, _ in halves]), 1e-12)
+    for l in range(2):
+        assert_close(dW[l], (halves[0][1][l] + halves[1][1][l]) / 2, 1e-12)
+        assert_close(db[l], (halves[0][2][l] + halves[1][2][l]) / 2, 1e-12)

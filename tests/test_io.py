@@ -732,3 +732,78 @@ def test_a_large_file_that_is_no_model_is_refused_without_hashing_it(tmp_path, m
         with pytest.raises(dp.ModelFormatError):
             dp.load(big)
     assert hashed == []
+
+
+# ------------------------------------------------------------ files named by other files
+@pytest.mark.parametrize(
+    "name", ["", "/etc/passwd", "..", "../x", "a/../../x", "./", "a//..", "a/"], ids=repr
+)
+def test_open_inside_refuses_names_that_leave_the_directory(tmp_path, name):
+    from deltaprop._files import open_inside
+
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ValueError, match="not a relative path inside the directory"):
+        open_inside(tmp_path, name)
+
+
+def test_open_inside_reads_through_real_directories_only(tmp_path):
+    from deltaprop._files import open_inside
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "w.bin").write_bytes(b"weights")
+    with open_inside(tmp_path, "./a//b/w.bin") as file:
+        assert file.read() == b"weights"
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    with pytest.raises(ValueError, match="'link' is a symbolic link"):
+        open_inside(tmp_path, "link/b/w.bin")
+    with pytest.raises(ValueError, match=r"'w\.bin' is not a directory"):
+        open_inside(tmp_path, "a/b/w.bin/c")
+    with pytest.raises(FileNotFoundError) as excinfo:
+        open_inside(tmp_path, "a/missing")
+    assert excinfo.value.filename == "a/missing"
+    with pytest.raises(IsADirectoryError):
+        open_inside(tmp_path, "a/b")
+
+
+# ---------------------------------------------------------------- what it was trained on
+def test_trained_on_is_saved_loaded_and_pickled(tmp_path):
+    net = dp.Network([3, 4, 2], seed=0)
+    path = tmp_path / "m.npz"
+    net.save(path)
+    assert dp.load(path).trained_on is None  # a file without the field loads as before
+    net.trained_on = {"data": "digits", "test_fraction": 0.25, "seed": 7, "note": None}
+    net.save(path)
+    assert dp.load(path).trained_on == net.trained_on
+    assert pickle.loads(pickle.dumps(net)).trained_on == net.trained_on
+
+
+NAN_SEED = {"seed": float("nan")}  # JSON cannot hold NaN: refused on save, never in a file
+
+
+@pytest.mark.parametrize(
+    "trained_on",
+    [
+        "digits",
+        NAN_SEED,
+        {"data": ["a"]},
+        {"": 1},
+        {"flag": True},
+        {"data": "x" * 5000},
+        {str(i): i for i in range(17)},
+    ],
+    ids=["text", "nan", "list", "empty-name", "bool", "long", "17-entries"],
+)
+def test_an_invalid_trained_on_is_refused_on_save_and_on_load(tmp_path, trained_on):
+    net = dp.Network([3, 4, 2], seed=0)
+    net.trained_on = trained_on
+    with pytest.raises(ValueError, match="trained_on: expected"):
+        net.save(tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+    if trained_on is NAN_SEED:
+        return
+    net.trained_on = None
+    net.save(tmp_path / "m.npz")
+    fields, arrays = dp._container.read(tmp_path / "m.npz", dp.io._members)
+    dp._container.write(tmp_path / "crafted.npz", {**fields, "trained_on": trained_on}, arrays)
+    with pytest.raises(dp.ModelFormatError, match="trained_on"):
+        dp.load(tmp_path / "crafted.npz")

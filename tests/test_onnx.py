@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import tracemalloc
 import warnings
 
@@ -435,6 +436,104 @@ def test_a_branch_reading_a_hidden_layer_is_refused(weights):
     refused(model, r"node 'peek' \(ArgMax\) reads 'a', which a layer")
 
 
+def softmax_model(outputs, extra_nodes=(), constants=()):
+    """deltaprop's own sigmoid-softmax model, its declared outputs replaced by ``outputs``."""
+    net = network("sigmoid", "softmax", "float64", sizes=(5, 7, 3))
+    model = dp.onnx.network_model(net.architecture, net.weights, net.biases)
+    model.graph.node.extend(extra_nodes)
+    model.graph.initializer.extend(numpy_helper.from_array(v, n) for n, v in constants)
+    del model.graph.output[:]
+    model.graph.output.extend(
+        helper.make_tensor_value_info(
+            name, TensorProto.INT64 if name == "index" else TensorProto.DOUBLE, None)
+        for name in outputs)
+    return model
+
+
+ONE = ("one", np.ones((1, 1)))
+DECLARED_OUTPUTS = {
+    "hidden-layer": (["a1"], [], [], r"output 'a1' is what node 'a1' \(Reciprocal\) computes "
+                                      "inside the network, not the network's output 'output'"),
+    "pre-activation": (["z2"], [], [], r"output 'z2' is what node 'z2' \(Gemm\) computes"),
+    "the-input": (["X"], [], [], r"output 'X' is the graph's input"),
+    "a-weight": (["W1"], [], [], r"output 'W1' is a constant"),
+    "gather": (["first"], [helper.make_node("Gather", ["output", "i"], ["first"], axis=1,
+                                            name="pick")],
+               [("i", np.array([0]))], r"output 'first' is what node 'pick' \(Gather\)"),
+    "sub": (["rest"], [helper.make_node("Sub", ["one", "output"], ["rest"], name="sub")],
+            [ONE], r"output 'rest' is what node 'sub' \(Sub\)"),
+    "concat": (["twice"], [helper.make_node("Concat", ["output", "output"], ["twice"], axis=1,
+                                            name="cat")],
+               [], r"output 'twice' is what node 'cat' \(Concat\)"),
+    "label-only": (["index"], [helper.make_node("ArgMax", ["output"], ["index"], axis=1,
+                                                name="argmax")],
+                   [], r"outputs labels only \('index'\)"),
+    "none": ([], [], [], "declares no output"),
+}
+
+
+@pytest.mark.parametrize("case", DECLARED_OUTPUTS)
+def test_a_graph_not_outputting_the_network_is_refused(rng, case):
+    outputs, nodes, constants, match = DECLARED_OUTPUTS[case]
+    model = softmax_model(outputs, nodes, constants)
+    if outputs and outputs[0] not in ("X", "W1", "index"):  # onnxruntime runs it, disagrees
+        X = inputs(rng, 4, 5, "float64", saturating=False)
+        computed = session(model).run(None, {"X": X})[0]
+        network_output = session(softmax_model(["output"])).run(None, {"X": X})[0]
+        assert computed.shape != network_output.shape or not np.allclose(computed, network_output)
+    refused(model, match)
+
+
+def test_the_network_output_may_be_declared_with_labels_and_aliases(rng):
+    nodes = [helper.make_node("ArgMax", ["output"], ["index"], axis=1, name="argmax"),
+             helper.make_node("Identity", ["output"], ["probabilities"], name="alias"),
+             helper.make_node("Reshape", ["output", "shape"], ["variable"], name="reshape")]
+    model = softmax_model(["index", "probabilities", "variable", "output"], nodes,
+                          [("shape", np.array([-1, 3]))])
+    expected = dp.Network.from_onnx(softmax_model(["output"])).params
+    assert dp.Network.from_onnx(model).params.tobytes() == expected.tobytes()
+    nodes[2] = helper.make_node("Reshape", ["output", "shape"], ["variable"], name="reshape")
+    refused(softmax_model(["variable"], nodes, [("shape", np.array([3, -1]))]),
+            r"output 'variable' is what node 'reshape' \(Reshape\)")
+    nodes[0] = helper.make_node("ArgMax", ["output"], ["index"], axis=0, name="argmax")
+    refused(softmax_model(["output", "index"], nodes, [("shape", np.array([-1, 3]))]),
+            r"output 'index' is what node 'argmax' \(ArgMax\)")
+
+
+def malformed(model, match):
+    with pytest.raises(dp.ModelFormatError, match=match):
+        dp.Network.from_onnx(model)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan, 1e39], ids=str)
+@pytest.mark.parametrize("attribute", ["alpha", "beta"])
+def test_a_gemm_scale_that_is_not_finite_is_refused_naming_the_node(weights, attribute, value):
+    # An ONNX float attribute is a float32: 1e39 is stored as infinity.
+    model = gemm_model(*weights, **{attribute: value})
+    malformed(model, rf"node 'gemm' \(Gemm\) has {attribute}=(nan|-?inf), not a finite number")
+
+
+def test_a_gemm_scale_that_overflows_the_weights_is_refused_naming_the_node(weights):
+    W, b = weights
+    model = gemm_model(W * 10, b, alpha=1e38, dtype=np.float32)
+    malformed(model, r"node 'gemm' \(Gemm\): alpha=9\.99\d*e\+37 times its weights overflows "
+                     "float32")
+
+
+@pytest.mark.parametrize("slope", [1e39, np.nan], ids=str)
+def test_a_leaky_relu_slope_that_is_not_finite_is_refused_naming_the_node(weights, slope):
+    model = gemm_model(*weights, activation="LeakyRelu")
+    model.graph.node[1].attribute.append(helper.make_attribute("alpha", slope))
+    malformed(model, r"node 'activation' \(LeakyRelu\) has alpha=(inf|nan), not a finite")
+
+
+@pytest.mark.parametrize("matmul", [False, True], ids=["gemm", "matmul"])
+def test_a_layer_without_units_is_refused_naming_the_node(matmul):
+    model = gemm_model(np.zeros((4, 0)), np.zeros(0), matmul=matmul)
+    node = "matmul" if matmul else "gemm"
+    malformed(model, rf"node '{node}' \((Gemm|MatMul)\) has weights for 0 units of 4 inputs")
+
+
 # ---------------------------------------------------------------------- damaged files
 @pytest.fixture(scope="module")
 def model_bytes():
@@ -499,6 +598,86 @@ def test_external_data_is_read_from_the_model_directory_only(tmp_path, model_byt
         dp.Network.from_onnx(tmp_path / "net.onnx")
 
 
+@pytest.fixture
+def external_model(tmp_path, model_bytes):
+    """A model in ``tmp_path/models`` with its weights in ``net.data``, and those weights."""
+    (tmp_path / "models").mkdir()
+    onnx.save_model(onnx.load_model_from_string(model_bytes), tmp_path / "models" / "net.onnx",
+                    save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="net.data", size_threshold=0)
+    return tmp_path / "models" / "net.onnx", dp.Network.from_onnx(model_bytes).params
+
+
+def test_external_data_is_never_read_through_a_link(tmp_path, external_model):
+    path, params = external_model
+    data = path.parent / "net.data"
+    outside = tmp_path / "secret.data"
+    data.rename(outside)
+    data.symlink_to(outside)
+    with pytest.raises(dp.ModelFormatError, match=r"'net\.data' is a symbolic link"):
+        dp.Network.from_onnx(path)
+    data.unlink()
+    data.symlink_to("net.copy")  # even to a file inside: the link could be swapped
+    (path.parent / "net.copy").write_bytes(outside.read_bytes())
+    with pytest.raises(dp.ModelFormatError, match="symbolic link"):
+        dp.Network.from_onnx(path)
+    data.unlink()
+    os.link(outside, data)  # another name of a file outside
+    with pytest.raises(dp.ModelFormatError, match="hard links"):
+        dp.Network.from_onnx(path)
+    data.unlink()
+    outside.rename(data)
+    assert dp.Network.from_onnx(path).params.tobytes() == params.tobytes()
+
+
+def test_external_data_in_a_linked_directory_is_refused(tmp_path, external_model):
+    path, _ = external_model
+    model = onnx.load(path, load_external_data=False)
+    for tensor in model.graph.initializer:
+        tensor.external_data[0].value = "sub/net.data"
+    onnx.save_model(model, path)
+    (tmp_path / "elsewhere").mkdir()
+    (path.parent / "net.data").rename(tmp_path / "elsewhere" / "net.data")
+    (path.parent / "sub").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(dp.ModelFormatError, match=r"'sub' is a symbolic link"):
+        dp.Network.from_onnx(path)
+    (path.parent / "sub").unlink()
+    (tmp_path / "elsewhere").rename(path.parent / "sub")  # a real subdirectory: read
+    dp.Network.from_onnx(path)
+
+
+def test_external_data_is_checked_on_what_was_opened_not_on_its_name(
+        tmp_path, external_model, monkeypatch):
+    # The race of a name checked, then opened: at the check the name is a file inside the
+    # directory, at the open a link out. Replaying it deterministically: every name looks
+    # as if it resolved inside; what is opened must be refused all the same.
+    path, _ = external_model
+    data = path.parent / "net.data"
+    data.rename(tmp_path / "secret.data")
+    data.symlink_to(tmp_path / "secret.data")
+    monkeypatch.setattr(os.path, "realpath", os.path.abspath)
+    with pytest.raises(dp.ModelFormatError, match="symbolic link"):
+        dp.Network.from_onnx(path)
+
+
+def test_external_data_that_is_not_a_regular_file_is_refused(external_model):
+    path, _ = external_model
+    data = path.parent / "net.data"
+    data.unlink()
+    os.mkfifo(data)  # would block a reader for ever
+    with pytest.raises(dp.ModelFormatError, match="not a regular file"):
+        dp.Network.from_onnx(path)
+
+
+def test_a_negative_external_data_offset_is_reported_as_such(external_model):
+    path, _ = external_model
+    model = onnx.load(path, load_external_data=False)
+    model.graph.initializer[0].external_data.add(key="offset", value="-8")
+    onnx.save_model(model, path)
+    with pytest.raises(dp.ModelFormatError, match=r"external data offset -8 is negative"):
+        dp.Network.from_onnx(path)
+
+
 def test_non_finite_weights_are_refused(model_bytes):
     model = onnx.load_model_from_string(model_bytes)
     values = numpy_helper.to_array(model.graph.initializer[1]).copy()
@@ -561,6 +740,64 @@ def test_from_sklearn_refuses_what_it_cannot_map(rng):
         dp.Network.from_sklearn(poisson)
 
 
+def test_from_sklearn_refuses_half_fitted_estimators(rng):
+    estimator, _ = fitted_mlp("int", rng)
+    estimator.intercepts_ = estimator.intercepts_[:-1]
+    with pytest.raises(ValueError, match="3 coefs_ and 2 intercepts_; a fitted MLPClassifier"):
+        dp.Network.from_sklearn(estimator)
+    estimator, _ = fitted_mlp("int", rng)
+    del estimator.out_activation_
+    with pytest.raises(ValueError, match="half fitted: it has no out_activation_"):
+        dp.Network.from_sklearn(estimator)
+    estimator, _ = fitted_mlp("regressor", rng)
+    estimator.intercepts_[1] = estimator.intercepts_[1][:2]
+    with pytest.raises(ValueError, match=r"coefs_\[1\] of shape \(6, 5\) and intercepts_\[1\] "
+                                         r"of shape \(2,\)"):
+        dp.Network.from_sklearn(estimator)
+    estimator, _ = fitted_mlp("int", rng)
+    estimator.coefs_[2] = estimator.coefs_[2][:4]
+    with pytest.raises(ValueError, match=r"coefs_\[2\].*4 inputs after a layer of 5 units"):
+        dp.Network.from_sklearn(estimator)
+    estimator, _ = fitted_mlp("int", rng)
+    estimator.coefs_[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"coefs_\[0\].*NaN or infinity"):
+        dp.Network.from_sklearn(estimator)
+
+
+def test_from_sklearn_refuses_estimators_computing_otherwise(rng):
+    class Shifted(MLPRegressor):
+        def predict(self, X):
+            return super().predict(X) + 1
+
+    X = rng.normal(size=(40, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        shifted = Shifted(hidden_layer_sizes=(4,), max_iter=5).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match=r"Shifted replaces MLPRegressor\.predict"):
+        dp.Network.from_sklearn(shifted)
+    estimator, _ = fitted_mlp("int", rng)
+    estimator.predict_proba = lambda X: np.ones((len(X), 3)) / 3
+    with pytest.raises(ValueError, match=r"replaces MLPClassifier\.predict_proba"):
+        dp.Network.from_sklearn(estimator)
+
+
+def test_from_torch_reports_bad_layers_by_module():
+    nn = torch.nn
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: initialising zero-element tensors is a no-op
+        empty = nn.Sequential(nn.Linear(3, 0))
+    cases = [
+        (nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(float("nan")), nn.Linear(4, 2)),
+         r"module\[1\] \('1': LeakyReLU\): leaky_relu with slope nan, not finite"),
+        (empty, r"module\[0\] \('0': Linear\): weights of shape \(0, 3\); a layer has at least"),
+        (nn.Sequential(nn.Linear(3, 4), nn.Linear(5, 2)),
+         r"module\[1\].*5 inputs after a layer of 4 units"),
+    ]
+    for module, match in cases:
+        with pytest.raises(ValueError, match=match):
+            dp.Network.from_torch(module)
+
+
 @pytest.mark.parametrize(("activation", "output", "dtype"), COMBINATIONS, ids=IDS)
 def test_from_torch_predicts_as_the_module(rng, activation, output, dtype):
     module = sequential(activation, output, dtype, bias=activation != "tanh")
@@ -598,6 +835,66 @@ def test_from_torch_refuses_modules_by_name():
     for module, match in cases:
         with pytest.raises(ValueError, match=match):
             dp.Network.from_torch(module)
+
+
+def test_from_torch_maps_a_reused_module_in_each_place(rng):
+    nn = torch.nn
+    torch.manual_seed(0)
+    sigmoid, tied = nn.Sigmoid(), nn.Linear(4, 4, dtype=torch.float64)
+    shared_activation = nn.Sequential(nn.Linear(5, 4, dtype=torch.float64), sigmoid,
+                                      nn.Linear(4, 3, dtype=torch.float64), sigmoid)
+    tied_layer = nn.Sequential(nn.Linear(5, 4, dtype=torch.float64), nn.Tanh(), tied,
+                               nn.Tanh(), tied, nn.Tanh(), nn.Linear(4, 2, dtype=torch.float64))
+    X = inputs(rng, 30, 5, "float64", saturating=False)
+    for module, sizes, output in ((shared_activation, (5, 4, 3), "sigmoid"),
+                                  (tied_layer, (5, 4, 4, 4, 2), "identity")):
+        net = dp.Network.from_torch(module)
+        assert (net.sizes, net.output) == (sizes, output)
+        assert_close(net.predict(X), torch_predict(module, X), 1e-12)
+
+
+def test_from_torch_refuses_hooks_and_replaced_forwards():
+    nn = torch.nn
+
+    def doubled(module, args, result):
+        return 2 * result
+
+    def shifted(module, args):
+        return (args[0] + 1,)
+
+    def model():
+        return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+
+    module = model()
+    module[1].register_forward_hook(doubled)
+    with pytest.raises(ValueError, match=r"module\[1\] \('1': ReLU\) has a forward hook "
+                                         r"\(.*doubled\)"):
+        dp.Network.from_torch(module)
+    module = model()
+    module.register_forward_pre_hook(shifted)
+    with pytest.raises(ValueError, match=r"module \(Sequential\) has a forward pre-hook "
+                                         r"\(.*shifted\)"):
+        dp.Network.from_torch(module)
+    handle = nn.modules.module.register_module_forward_hook(doubled)
+    try:
+        with pytest.raises(ValueError, match=r"a global forward hook \(.*doubled\)"):
+            dp.Network.from_torch(model())
+    finally:
+        handle.remove()
+    module = model()
+    module[0].forward = lambda x: x @ module[0].weight.T
+    with pytest.raises(ValueError, match=r"module\[0\].*forward is replaced on the instance"):
+        dp.Network.from_torch(module)
+
+    class Reversed(nn.Sequential):
+        def forward(self, x):
+            for layer in reversed(self):
+                x = layer(x)
+            return x
+
+    with pytest.raises(ValueError, match=r"Reversed overrides Sequential\.forward"):
+        dp.Network.from_torch(Reversed(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 3)))
+    dp.Network.from_torch(model())  # nothing left behind
 
 
 # ---------------------------------------------------------------------------- command line
@@ -653,3 +950,54 @@ def test_the_readme_interop_example_runs(tmp_path, monkeypatch):
     assert_close(namespace["from_torch"].predict(X), expected, 1e-12)
     assert namespace["regression"].cost_name == "quadratic"
     assert (tmp_path / "classifier.onnx").exists()
+
+
+def test_a_model_over_max_bytes_is_refused_before_it_is_parsed(tmp_path, model_bytes):
+    path = tmp_path / "net.onnx"
+    path.write_bytes(model_bytes)
+    size = len(model_bytes)
+    for source in (path, model_bytes, bytearray(model_bytes)):
+        with pytest.raises(dp.ModelFormatError, match=rf"{size} bytes, over max_bytes={size - 1}"):
+            dp.Network.from_onnx(source, max_bytes=size - 1)
+        dp.Network.from_onnx(source, max_bytes=size)
+    assert dp.onnx.MAX_BYTES == 1 << 30 and dp.onnx.PEAK_FACTOR == 3
+    with pytest.raises(TypeError, match="max_bytes"):
+        dp.onnx.read(path, max_bytes="1")
+
+
+def test_external_data_counts_towards_max_bytes(external_model):
+    path, params = external_model
+    model_size = path.stat().st_size
+    data_size = (path.parent / "net.data").stat().st_size
+    with pytest.raises(dp.ModelFormatError, match="external data, over what max_bytes leaves"):
+        dp.Network.from_onnx(path, max_bytes=model_size + data_size - 1)
+    net = dp.Network.from_onnx(path, max_bytes=model_size + data_size)
+    assert net.params.tobytes() == params.tobytes()
+
+
+def test_weights_held_as_repeated_floats_are_read_without_a_list(model_bytes):
+    model = onnx.load_model_from_string(model_bytes)
+    for tensor in model.graph.initializer:
+        values = numpy_helper.to_array(tensor).ravel().tolist()
+        tensor.ClearField("raw_data")
+        tensor.float_data.extend(values)
+    expected = dp.Network.from_onnx(model_bytes).params
+    assert dp.Network.from_onnx(model).params.tobytes() == expected.tobytes()
+
+
+def test_repeated_floats_are_read_in_bounded_memory():
+    net = network("relu", "identity", "float32", sizes=(1000, 500, 2))
+    model = dp.onnx.network_model(net.architecture, net.weights, net.biases)
+    for tensor in model.graph.initializer:
+        values = numpy_helper.to_array(tensor).ravel().tolist()
+        tensor.ClearField("raw_data")
+        tensor.float_data.extend(values)
+    del values
+    size = model.ByteSize()
+    tracemalloc.start()
+    try:
+        dp.Network.from_onnx(model)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < dp.onnx.PEAK_FACTOR * size  # a list of Python floats would take 8x

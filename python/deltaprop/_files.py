@@ -3,7 +3,8 @@
 Model files, checkpoints, plots and the command line's ``.npy`` outputs all go through
 `write_atomically`; a file the program names itself in the shared temporary directory goes
 into a `private_directory` first. Files are read through `open_regular`, which never
-blocks on a FIFO or a device.
+blocks on a FIFO or a device, and a file that another one names (an ONNX model's external
+data) through `open_inside`, which never leaves the naming file's directory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import BinaryIO
 
 _TEMPORARY_PREFIX = ".deltaprop-"
 _TEMPORARY_SUFFIX = ".tmp"
+# Read without blocking on a FIFO's open, without passing the descriptor to a child process.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 def write_atomically(path: str | bytes | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -141,7 +144,79 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
         ``path`` cannot be opened (missing, a directory, no permission).
     """
     name = os.fspath(path)
-    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    return _regular_file(os.open(name, _READ_FLAGS), name)
+
+
+def open_inside(directory: str | os.PathLike, name: str) -> BinaryIO:
+    """Open the file ``name`` of ``directory`` for reading, never through a link or out of it.
+
+    For a file named by another file (an ONNX model's external data) that an attacker may
+    have written: ``name`` is resolved one component at a time from a descriptor of
+    ``directory`` (``openat`` with ``O_NOFOLLOW``), so that no symbolic link is followed
+    and no ``..`` climbs out, and what was opened is then checked by its descriptor, never
+    by its name again: a name checked and then opened could be swapped in between. The
+    file must be regular and have no other name (a hard link may be to a file outside).
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The directory the file must be in (its own path may hold links: it is trusted).
+    name : str
+        The file's path relative to ``directory``, ``/``-separated.
+
+    Returns
+    -------
+    BinaryIO
+        The open file.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is empty, absolute, a directory's (ends in ``/``) or climbs out (``..``),
+        or the file or a directory on its way is a symbolic link, or the file is not a
+        regular file or has hard links.
+    OSError
+        The file cannot be opened (missing, no permission).
+    """
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if name.startswith("/") or name.endswith("/") or ".." in parts or not parts:
+        raise ValueError(f"{name!r}: not a relative path inside the directory")
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        for part in parts[:-1]:
+            inner = _open_no_link(part, name, _READ_FLAGS | os.O_DIRECTORY, fd)
+            os.close(fd)
+            fd = inner
+        file = _open_no_link(parts[-1], name, _READ_FLAGS, fd)
+    finally:
+        os.close(fd)
+    opened = _regular_file(file, name)
+    if os.fstat(opened.fileno()).st_nlink != 1:
+        opened.close()
+        raise ValueError(f"{name!r}: has other names (hard links), maybe outside the directory")
+    return opened
+
+
+def _open_no_link(part: str, name: str, flags: int, directory_fd: int) -> int:
+    """Open ``part`` in the directory ``directory_fd``; refuse a symbolic link there."""
+    try:
+        return os.open(part, flags | os.O_NOFOLLOW, dir_fd=directory_fd)
+    except OSError as error:
+        # O_NOFOLLOW refuses a link with ELOOP (Linux; EMLINK on FreeBSD), or with ENOTDIR
+        # where O_DIRECTORY asks for a directory: which one it was, lstat says.
+        if error.errno not in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR):
+            raise type(error)(error.errno, error.strerror, name) from None
+        mode = os.stat(part, dir_fd=directory_fd, follow_symlinks=False).st_mode
+        what = "a symbolic link" if stat.S_ISLNK(mode) else "not a directory"
+        raise ValueError(f"{name!r}: {part!r} is {what}") from None
+
+
+def _regular_file(fd: int, name: str) -> BinaryIO:
+    """Return the open descriptor ``fd`` as a blocking binary file if it is a regular file.
+
+    Otherwise close it and raise: IsADirectoryError for a directory, ValueError for a FIFO,
+    a device or a socket.
+    """
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):

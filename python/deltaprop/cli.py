@@ -92,14 +92,19 @@ def _parser() -> argparse.ArgumentParser:
     _add_train_options(commands.add_parser("train", help="train a network (the default)"))
     evaluate = commands.add_parser("evaluate", help="accuracy and confusion matrix of a model")
     evaluate.add_argument("model", help="a model file written by 'deltaprop train --save'")
-    evaluate.add_argument("--data", default="digits", help=DATA_HELP + "; its test split")
+    evaluate.add_argument(
+        "--data",
+        help=DATA_HELP + "; its test split (default: the data set the model file records it "
+        "was trained on, else digits)",
+    )
     evaluate.add_argument(
         "--test-fraction",
         type=_OPEN_FRACTION,
-        default=0.2,
-        help="test split of the digits",
+        help="test split of the digits (default: the model file's, else 0.2)",
     )
-    evaluate.add_argument("--seed", type=_COUNT, default=0, help="seed of the digits split")
+    evaluate.add_argument(
+        "--seed", type=_COUNT, help="seed of the digits split (default: the model file's, else 0)"
+    )
     predict = commands.add_parser("predict", help="write a model's predictions for an .npy file")
     predict.add_argument("model", help="a model file written by 'deltaprop train --save'")
     predict.add_argument("input", help=".npy file of shape (n_samples, n_inputs)")
@@ -216,9 +221,12 @@ def train(args: argparse.Namespace) -> Network:
     """Run ``deltaprop train``: build a network, train it, report its test accuracy.
 
     Prints the network and the data sizes, a line per epoch (unless ``--quiet``) and the
-    test accuracy; writes the model (``--save``) and the learning curves (``--plot``).
-    Without ``--validation-fraction`` or ``--early-stopping``, the test split is the
-    validation data of the history.
+    test accuracy; writes the model (``--save``), recording the data set and split it was
+    trained on (its ``trained_on``, which ``deltaprop evaluate`` uses), and the learning
+    curves (``--plot``). Without ``--validation-fraction`` or ``--early-stopping``, no
+    validation split is held out: the test split is measured after each epoch, and the
+    epoch lines and the curves call it the test split (``test_cost``, ``test_accuracy``),
+    not validation.
 
     Parameters
     ----------
@@ -261,7 +269,9 @@ def train(args: argparse.Namespace) -> Network:
         init=args.init,
         seed=args.seed,
     )
+    net.trained_on = _trained_on(args)
     lr = 0.5 if args.lr is None and args.optimizer == "sgd" else args.lr
+    test_per_epoch = not (args.validation_fraction or args.early_stopping)
     say(f"{net}: {len(X_train)} training and {len(X_test)} test samples, optimizer", args.optimizer)
     start = time.perf_counter()
     history = net.fit(
@@ -280,10 +290,10 @@ def train(args: argparse.Namespace) -> Network:
         early_stopping=args.early_stopping,
         patience=args.patience,
         seed=args.seed,
-        verbose=not args.quiet,
-        validation_data=None
-        if args.validation_fraction or args.early_stopping
-        else (X_test, y_test),
+        # Measured on the test split, the epoch's validation metrics are named for it.
+        verbose=not (args.quiet or test_per_epoch),
+        callbacks=_test_split_lines(args.epochs, say) if test_per_epoch and not args.quiet else (),
+        validation_data=(X_test, y_test) if test_per_epoch else None,
         comm=comm,
     )
     say(
@@ -295,9 +305,51 @@ def train(args: argparse.Namespace) -> Network:
     if args.save:
         _save_keeping_the_model(net, args.save)
     if args.plot:
-        plot.learning_curves(history, args.plot, title=repr(net))
+        _plot(history, args.plot, repr(net), test_per_epoch)
         print(f"learning curves written to {args.plot}")
     return net
+
+
+def _trained_on(args: argparse.Namespace) -> dict:
+    """Return the data set and split ``deltaprop train`` trains on, for the model file."""
+    if args.data == "digits":
+        return {"data": "digits", "test_fraction": args.test_fraction, "seed": args.seed}
+    if args.data == "fashion-mnist":
+        return {"data": "fashion-mnist"}  # its own split: the t10k files are the test split
+    return {"data": os.path.abspath(args.data)}  # a directory: found from anywhere
+
+
+def _test_split_lines(epochs: int, say):
+    """Make a callback printing each epoch's line, the test split's metrics named test_*."""
+    names = {"val_cost": "test_cost", "val_accuracy": "test_accuracy"}
+
+    def report(epoch: int, metrics: dict) -> bool:
+        parts = [f"epoch {epoch + 1}/{epochs}"]
+        for key in ("cost", "accuracy", "val_cost", "val_accuracy"):
+            if key in metrics:
+                parts.append(f"{names.get(key, key)} {metrics[key]:.4f}")
+        if "lr" in metrics:
+            parts.append(f"lr {metrics['lr']:.3g}")
+        parts.append(f"{metrics['time']:.2f} s")
+        say("  ".join(parts), flush=True)
+        return False
+
+    return (report,)
+
+
+def _plot(history: dict, path: str, title: str, test_per_epoch: bool) -> None:
+    """Write the learning curves; the second curve is the test split's if it was measured."""
+    figure = plot.learning_curves(history, None, title=title)
+    if test_per_epoch:
+        for axes in figure.axes:
+            for line in axes.get_lines():
+                if line.get_label() == "validation":
+                    line.set_label("test split")
+            legend = axes.get_legend()
+            for text in legend.get_texts() if legend is not None else ():
+                if text.get_text() == "validation":
+                    text.set_text("test split")
+    write_atomically(path, lambda file: figure.savefig(file, format="png"))
 
 
 def _world():
@@ -402,8 +454,18 @@ def evaluate(args: argparse.Namespace) -> None:
         do not fit the model.
     """
     net = load(args.model)
-    dtype = net.dtype.name
-    _, (X_test, y_test) = _load_data(args.data, dtype, args.test_fraction, args.seed)
+    split, source = _evaluation_split(args, net.trained_on)
+    try:
+        _, (X_test, y_test) = _load_data(
+            split["data"], net.dtype.name, split["test_fraction"], split["seed"]
+        )
+    except CommandError as error:
+        if args.data is not None:
+            raise
+        raise CommandError(
+            f"{error}; it is the data set {args.model} records the model was trained on: "
+            "give --data to evaluate on another"
+        ) from None
     # The labels must be classes of the model (a ValueError naming the out-of-range label
     # otherwise), before they index the confusion matrix.
     y_test = class_indices(y_test, len(y_test), net.sizes[-1], f"--data {args.data}: labels")
@@ -411,12 +473,73 @@ def evaluate(args: argparse.Namespace) -> None:
     n_classes = max(net.sizes[-1], 2)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (y_test, predicted), 1)
-    print(f"{net}: accuracy {np.mean(predicted == y_test):.4f} on {len(y_test)} samples")
+    print(
+        f"{net}: accuracy {np.mean(predicted == y_test):.4f} on {len(y_test)} samples of "
+        f"{_described_split(split)} ({source})"
+    )
     print("confusion matrix (rows: true class, columns: predicted class)")
     width = max(5, len(str(confusion.max())) + 1)
     print("     " + "".join(f"{j:>{width}}" for j in range(n_classes)))
     for i, row in enumerate(confusion):
         print(f"{i:>5}" + "".join(f"{count:>{width}}" for count in row))
+
+
+_DEFAULT_SPLIT = {"data": "digits", "test_fraction": 0.2, "seed": 0}
+
+
+def _evaluation_split(args: argparse.Namespace, trained_on: dict | None) -> tuple[dict, str]:
+    """Return the data set and split ``deltaprop evaluate`` uses, and where they come from.
+
+    By default those the model file records it was trained on, so that no training row is
+    graded; options given replace them (an explicit choice, said so), and a file that does
+    not record them gets the defaults of ``deltaprop train``.
+    """
+    data = args.data
+    if data is not None and data not in ("digits", "fashion-mnist"):
+        data = os.path.abspath(data)  # a directory, as train records it
+    given = {
+        key: value
+        for key, value in (
+            ("data", data),
+            ("test_fraction", args.test_fraction),
+            ("seed", args.seed),
+        )
+        if value is not None
+    }
+    recorded = _recorded_split(trained_on)
+    split = {**_DEFAULT_SPLIT, **(recorded or {}), **given}
+    if recorded is None:
+        source = "the model file does not record its training split: " + (
+            "as given" if given else "the defaults"
+        )
+    elif not given or all(recorded.get(key) == value for key, value in given.items()):
+        source = "the test split the model was trained with, as its file records"
+    else:
+        source = (
+            f"as given, not the split the model was trained with ({_described_split(recorded)}):"
+            " some of these rows may be ones it was trained on"
+        )
+    return split, source
+
+
+def _recorded_split(trained_on: dict | None) -> dict | None:
+    """Return the split a model file records (None: none, or not one this program writes)."""
+    if not trained_on or not isinstance(trained_on.get("data"), str):
+        return None
+    if trained_on["data"] != "digits":
+        return {**_DEFAULT_SPLIT, "data": trained_on["data"]}
+    fraction, seed = trained_on.get("test_fraction"), trained_on.get("seed")
+    if not (isinstance(fraction, float) and 0 < fraction <= 1):
+        return None
+    if not (type(seed) is int and seed >= 0):
+        return None
+    return {"data": "digits", "test_fraction": fraction, "seed": seed}
+
+
+def _described_split(split: dict) -> str:
+    if split["data"] != "digits":
+        return f"{split['data']} (its test files)"
+    return f"digits (test fraction {split['test_fraction']:g}, seed {split['seed']})"
 
 
 def predict(args: argparse.Namespace) -> None:

@@ -41,6 +41,7 @@ from ._files import open_regular
 __all__ = [
     "FASHION_MNIST_DIRS",
     "FASHION_MNIST_ENV",
+    "IDX_MAX_BYTES",
     "IDXFormatError",
     "load_digits",
     "load_fashion_mnist",
@@ -292,9 +293,16 @@ _IDX_DTYPES = {
 }
 _IDX_MAX_NDIM = 4  # MNIST-like files have 1 (labels) or 3 (images) dimensions
 _GZIP_MAGIC = b"\x1f\x8b"
-# Data are read this much at a time, so memory grows with the data actually present,
-# never with what a (possibly corrupt) header claims; a read of n bytes reserves n bytes.
+# Data are read this much at a time into an array of the size the header claims, once the
+# claim is known to be plausible: memory grows with the data actually present.
 _READ_CHUNK = 1 << 20
+#: Default of `read_idx`'s ``max_bytes``: the largest data it reads unless told otherwise
+#: (Fashion-MNIST's training images are 47 MB; EMNIST's largest split is 547 MB).
+IDX_MAX_BYTES = 1 << 30
+# Deflate codes a run of 258 bytes in 2 bits at best, so one compressed byte inflates to at
+# most 1032 (zlib's "maximum compression factor of 1032:1"): a stream too short to hold what
+# its header claims is known truncated before it is inflated.
+_DEFLATE_MAX_RATIO = 1032
 
 
 def _idx_error(name: str, detail: str) -> IDXFormatError:
@@ -335,31 +343,53 @@ def _check_data_length(name: str, shape: tuple[int, ...], expected: int, found: 
         )
 
 
-def _read_exactly(stream: IO[bytes], nbytes: int, name: str, shape: tuple[int, ...]) -> bytearray:
+def _check_claim(name: str, shape: tuple[int, ...], nbytes: int, room: int, max_bytes: int) -> None:
+    """Refuse ``nbytes`` data bytes over ``room`` (what the file can hold) or ``max_bytes``."""
+    if nbytes > room:
+        raise _idx_error(
+            name,
+            f"truncated: shape {shape} needs {nbytes} data bytes, the file can hold at most {room}",
+        )
+    if nbytes > max_bytes:
+        raise _idx_error(
+            name,
+            f"shape {shape} claims {nbytes} data bytes, over max_bytes={max_bytes}; "
+            "pass a larger max_bytes to read it",
+        )
+
+
+def _read_exactly(stream: IO[bytes], nbytes: int, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """Read ``nbytes`` bytes in chunks, then check that the stream ends there."""
-    payload = bytearray()
-    while len(payload) < nbytes:
-        chunk = stream.read(min(_READ_CHUNK, nbytes - len(payload)))
-        if not chunk:
-            _check_data_length(name, shape, nbytes, len(payload))  # raises: too short
-        payload += chunk
-    if stream.read(1):
+    payload = np.empty(nbytes, np.uint8)
+    view, filled = memoryview(payload), 0
+    while filled < nbytes:
+        count = stream.readinto(view[filled : filled + _READ_CHUNK])
+        if not count:
+            _check_data_length(name, shape, nbytes, filled)  # raises: too short
+        filled += count
+    if stream.read(1):  # a stream longer than its claim stops here, inflated no further
         raise _idx_error(name, f"trailing bytes after {nbytes} data bytes of shape {shape}")
     return payload
 
 
-def _read_idx_stream(stream: IO[bytes], name: str, size: int | None) -> np.ndarray:
-    """Parse an uncompressed IDX stream; ``size`` is its total length in bytes, if known."""
+def _read_idx_stream(
+    stream: IO[bytes], name: str, size: int, compressed: bool, max_bytes: int
+) -> np.ndarray:
+    """Parse an IDX stream read from a file of ``size`` bytes, gzip-``compressed`` or not."""
     dtype, shape = _read_idx_header(stream, name)
     nbytes = math.prod(shape) * dtype.itemsize  # Python int: no overflow for absurd headers
-    if size is not None:  # cheap exact check before reading or allocating anything
-        _check_data_length(name, shape, nbytes, size - 4 - 4 * len(shape))
+    header = 4 + 4 * len(shape)
+    if compressed:
+        _check_claim(name, shape, nbytes, _DEFLATE_MAX_RATIO * size - header, max_bytes)
+    else:  # the exact length is known: a cheap exact check before reading anything
+        _check_data_length(name, shape, nbytes, size - header)
+        _check_claim(name, shape, nbytes, nbytes, max_bytes)
     payload = _read_exactly(stream, nbytes, name, shape)
-    data = np.frombuffer(payload, dtype=dtype).reshape(shape)
+    data = payload.view(dtype).reshape(shape)
     return data.astype(dtype.newbyteorder("="), copy=False)
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str], *, max_bytes: int = IDX_MAX_BYTES) -> np.ndarray:
     """Read an IDX file, the format of MNIST and Fashion-MNIST, plain or gzip-compressed.
 
     An IDX file is a 4-byte magic number (two zero bytes, a type code, the number of
@@ -371,6 +401,10 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     ----------
     path : str or os.PathLike
         The file to read.
+    max_bytes : int, default=IDX_MAX_BYTES (1 GiB)
+        The most data bytes (after the header) read. A header claiming more is refused
+        before anything is read or inflated: a small gzip file can inflate a
+        thousandfold. Raise it to read larger files.
 
     Returns
     -------
@@ -384,13 +418,18 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     IDXFormatError
         If the magic number, type code or number of dimensions is invalid, if the
         file ends inside the header, if the data are shorter or longer than the
-        dimension sizes imply, or if the gzip stream is damaged or truncated. The
-        length is checked before any array is allocated, and compressed data are
-        read in chunks, so a corrupt header claiming a huge size fails quickly.
+        dimension sizes imply or than ``max_bytes``, or if the gzip stream is damaged
+        or truncated. The length claimed is checked against the file's size (for gzip:
+        what that size can inflate to at most) and ``max_bytes`` before any array is
+        allocated; data are inflated only up to the claim (one byte more tells a longer
+        stream), so a corrupt header or a gzip bomb fails quickly in bounded memory.
     OSError
         If the file cannot be opened or read (e.g. FileNotFoundError).
     ValueError
-        If ``path`` is a FIFO, a device or a socket (refused before reading).
+        If ``path`` is a FIFO, a device or a socket (refused before reading), or
+        ``max_bytes`` is negative.
+    TypeError
+        If ``max_bytes`` is not an integer.
 
     Examples
     --------
@@ -399,13 +438,15 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     >>> images.shape, images.dtype  # doctest: +SKIP
     ((10000, 28, 28), dtype('uint8'))
     """
+    max_bytes = check_int(max_bytes, "max_bytes", minimum=0)
     name = os.fspath(path)
     with open_regular(name) as raw:
+        size = os.fstat(raw.fileno()).st_size
         if raw.peek(2)[:2] != _GZIP_MAGIC:
-            return _read_idx_stream(raw, name, os.fstat(raw.fileno()).st_size)
+            return _read_idx_stream(raw, name, size, False, max_bytes)
         try:
             with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                return _read_idx_stream(stream, name, None)
+                return _read_idx_stream(stream, name, size, True, max_bytes)
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise _idx_error(name, f"damaged gzip stream ({type(exc).__name__}: {exc})") from exc
 

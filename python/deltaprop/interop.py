@@ -111,12 +111,16 @@ class Layers:
         Raises
         ------
         ValueError
-            No layer, hidden layers with different activations or slopes, a softmax before
-            the output, or an output activation deltaprop does not have; the message names
-            the layer where the source names it.
+            No layer, a layer without units or inputs, weights that do not chain, biases
+            not one per unit, a NaN or infinite parameter or slope, hidden layers with
+            different activations or slopes, a softmax before the output, or an output
+            activation deltaprop does not have; the message names the layer where the
+            source names it.
         """
         if not layers:
             raise ValueError("the model has no fully connected layer")
+        for previous, layer in zip([None, *layers], layers):
+            _check_layer(layer, None if previous is None else previous.weights.shape[0])
         *hidden, last = layers
         if last.activation not in OUTPUTS:
             raise ValueError(
@@ -133,6 +137,27 @@ class Layers:
             0.01 if slope is None else slope,
             cost,
         )
+
+
+def _check_layer(layer: Layer, n_in: int | None) -> None:
+    """Check one layer's shapes and values; ``n_in`` is the previous layer's units, if any."""
+    W, b = layer.weights, layer.biases
+    if W.ndim != 2 or 0 in W.shape:
+        raise ValueError(
+            f"{layer.where}: weights of shape {W.shape}; a layer has at least one unit and "
+            "one input"
+        )
+    if n_in is not None and W.shape[1] != n_in:
+        raise ValueError(
+            f"{layer.where}: {W.shape[1]} inputs after a layer of {n_in} units; the layers do "
+            "not chain"
+        )
+    if b.shape != (W.shape[0],):
+        raise ValueError(f"{layer.where}: biases of shape {b.shape} for {W.shape[0]} units")
+    if not (np.isfinite(W).all() and np.isfinite(b).all()):
+        raise ValueError(f"{layer.where}: its weights or biases hold NaN or infinity")
+    if layer.leaky_slope is not None and not np.isfinite(layer.leaky_slope):
+        raise ValueError(f"{layer.where}: leaky_relu with slope {layer.leaky_slope!r}, not finite")
 
 
 def _common_hidden(hidden: list[Layer]) -> tuple[str, float | None]:
@@ -222,27 +247,76 @@ def sklearn_layers(estimator: Any) -> Layers:
             f"{type(estimator).__name__}"
         )
     name = type(estimator).__name__
-    if not hasattr(estimator, "coefs_"):
-        raise ValueError(f"estimator: this {name} is not fitted; call fit first")
+    base = MLPClassifier if isinstance(estimator, MLPClassifier) else MLPRegressor
+    _refuse_overrides(estimator, base, name)
+    coefs, intercepts = _fitted_parameters(estimator, name)
     out_activation = estimator.out_activation_
     if out_activation not in _SKLEARN_ACTIVATIONS:
         raise ValueError(
             f"estimator: out_activation_ {out_activation!r} (loss={estimator.loss!r}) is not "
             "supported; deltaprop's outputs are sigmoid (logistic), softmax and identity"
         )
-    dtype = _float_dtype(estimator.coefs_[0].dtype, "estimator.coefs_")
-    count = len(estimator.coefs_)
-    layers = [
-        Layer(
-            np.array(coef.T, dtype=dtype),
-            np.array(intercept, dtype=dtype),
-            _SKLEARN_ACTIVATIONS[estimator.activation if l < count - 1 else out_activation],
-            f"{name}.activation" if l < count - 1 else f"{name}.out_activation_",
-        )
-        for l, (coef, intercept) in enumerate(zip(estimator.coefs_, estimator.intercepts_))
-    ]
+    if len(coefs) > 1 and estimator.activation not in _SKLEARN_ACTIVATIONS:
+        raise ValueError(f"estimator: activation {estimator.activation!r} is not supported")
+    dtype = _float_dtype(np.asarray(coefs[0]).dtype, "estimator.coefs_")
+    count = len(coefs)
+    layers = []
+    for l, (coef, intercept) in enumerate(zip(coefs, intercepts)):
+        attribute = "activation" if l < count - 1 else "out_activation_"
+        activation = getattr(estimator, attribute)
+        where = f"{name}.coefs_[{l}] ({attribute} {activation!r})"
+        weights = np.array(np.asarray(coef).T, dtype=dtype)
+        biases = np.array(intercept, dtype=dtype)
+        layers.append(Layer(weights, biases, _SKLEARN_ACTIVATIONS[activation], where))
     output = layers[-1].activation
     return Layers.chain(layers, dtype, default_cost(output) if output in OUTPUTS else None)
+
+
+# What computes an MLP's output from its parameters: a subclass replacing one computes
+# something else than the parameters say.
+_SKLEARN_FORWARD = (
+    "predict",
+    "predict_proba",
+    "predict_log_proba",
+    "_predict",
+    "_forward_pass",
+    "_forward_pass_fast",
+)
+
+
+def _refuse_overrides(estimator: Any, base: type, name: str) -> None:
+    """Refuse an estimator whose class or instance replaces how the MLP computes."""
+    for method in _SKLEARN_FORWARD:
+        if method in vars(estimator) or getattr(type(estimator), method, None) is not getattr(
+            base, method, None
+        ):
+            raise ValueError(
+                f"estimator: {name} replaces {base.__name__}.{method}, so it may compute "
+                "something else than its coefs_ and intercepts_ say"
+            )
+
+
+def _fitted_parameters(estimator: Any, name: str) -> tuple[list, list]:
+    """Return ``coefs_`` and ``intercepts_`` of a fitted MLP, checked as a whole."""
+    fitted = ("coefs_", "intercepts_", "out_activation_")
+    missing = [attribute for attribute in fitted if not hasattr(estimator, attribute)]
+    if len(missing) == len(fitted):
+        raise ValueError(f"estimator: this {name} is not fitted; call fit first")
+    if missing:
+        raise ValueError(f"estimator: this {name} is half fitted: it has no {', '.join(missing)}")
+    coefs, intercepts = list(estimator.coefs_), list(estimator.intercepts_)
+    if not coefs or len(coefs) != len(intercepts):
+        raise ValueError(
+            f"estimator: {len(coefs)} coefs_ and {len(intercepts)} intercepts_; a fitted "
+            f"{name} has one of each per layer"
+        )
+    for l, (coef, intercept) in enumerate(zip(coefs, intercepts)):
+        if np.ndim(coef) != 2 or np.shape(intercept) != np.shape(coef)[1:]:
+            raise ValueError(
+                f"estimator: coefs_[{l}] of shape {np.shape(coef)} and intercepts_[{l}] of "
+                f"shape {np.shape(intercept)}; expected (n_in, n_out) and (n_out,)"
+            )
+    return coefs, intercepts
 
 
 # ------------------------------------------------------------------------------------ PyTorch
@@ -261,7 +335,11 @@ def torch_layers(module: Any) -> Layers:
     Each ``Linear`` may be followed by one of ``Sigmoid``, ``Tanh``, ``ReLU``,
     ``LeakyReLU``, ``Softmax`` (over the last dimension) or ``Identity``; without one the
     layer is linear (``"identity"``). The parameters are copied from the ``state_dict``
-    layout: ``weight`` is (out_features, in_features), as deltaprop's W.
+    layout: ``weight`` is (out_features, in_features), as deltaprop's W. The modules are
+    read in the order ``forward`` runs them, once per place: a module instance used in two
+    places (one ``Sigmoid`` after two layers, a ``Linear`` tied to itself) is mapped
+    in each, by what it computes there (a tied ``Linear`` becomes two layers with equal
+    weights, which further training unties).
 
     Parameters
     ----------
@@ -282,7 +360,10 @@ def torch_layers(module: Any) -> Layers:
     ValueError
         A module that is not one of those above (named by its index and type), two
         activations in a row, an activation before the first ``Linear``, a softmax over
-        another dimension, or parameters of another dtype.
+        another dimension, or parameters of another dtype; a forward hook or pre-hook
+        (on the ``Sequential``, a module in it, or every module) or a ``forward`` replaced
+        on an instance or a subclass of ``Sequential``: what runs is not what the modules
+        say.
     """
     try:
         import torch
@@ -290,50 +371,101 @@ def torch_layers(module: Any) -> Layers:
         raise ImportError("from_torch needs PyTorch: pip install torch") from error
     if not isinstance(module, torch.nn.Sequential):
         raise TypeError(f"module: expected a torch.nn.Sequential, got {type(module).__name__}")
+    _refuse_global_hooks(torch)
+    _refuse_changed_forward(module, f"module ({type(module).__name__})")
+    if type(module).forward is not torch.nn.Sequential.forward:
+        raise ValueError(
+            f"module: {type(module).__name__} overrides Sequential.forward, which may compute "
+            "something else than its modules in turn"
+        )
     layers: list[Layer] = []
-    dtype = None
     activated = True  # no Linear yet: an activation here has no layer to follow
-    for index, (key, child) in enumerate(module.named_children()):
+    # Sequential.forward runs self._modules' values in order, an instance as often as it is
+    # there; named_children() would list a reused instance once only.
+    for index, (key, child) in enumerate(module._modules.items()):
         where = f"module[{index}] ({key!r}: {type(child).__name__})"
+        _refuse_changed_forward(child, where)
         if type(child) is torch.nn.Identity:
             continue
         if type(child) is torch.nn.Linear:  # a subclass may compute something else
-            dtype = _float_dtype(_torch_dtype(child.weight), where) if dtype is None else dtype
-            if _torch_dtype(child.weight) != dtype:
-                raise ValueError(
-                    f"{where}: parameters of dtype {_torch_dtype(child.weight)} "
-                    f"after {dtype}; one dtype for the whole network"
-                )
-            weights = _torch_array(child.weight, dtype)
-            biases = (
-                np.zeros(weights.shape[0], dtype)
-                if child.bias is None
-                else _torch_array(child.bias, dtype)
-            )
-            layers.append(Layer(weights, biases, "identity", where))
+            layers.append(_torch_linear(child, where, layers[0].weights.dtype if layers else None))
             activated = False
             continue
-        own = getattr(torch.nn, type(child).__name__, None) is type(child)
-        activation = _TORCH_ACTIVATIONS.get(type(child).__name__) if own else None
-        if activation is None:
-            raise ValueError(
-                f"{where} is not supported: only Linear, {', '.join(_TORCH_ACTIVATIONS)} and "
-                "Identity"
-            )
         if activated:
+            _torch_activation(torch, child, where)  # a module it does not know: said first
             raise ValueError(f"{where}: an activation needs a Linear layer right before it")
-        if activation == "softmax" and child.dim not in (None, 1, -1):
-            raise ValueError(
-                f"{where}: softmax over dim={child.dim}; deltaprop's is over the "
-                "units (dim=1 or -1)"
-            )
-        layers[-1].activation, layers[-1].where = activation, where
-        if activation == "leaky_relu":
+        layers[-1].activation, layers[-1].where = _torch_activation(torch, child, where), where
+        if layers[-1].activation == "leaky_relu":
             layers[-1].leaky_slope = float(child.negative_slope)
         activated = True
     if not layers:
         raise ValueError("module: has no Linear layer")
-    return Layers.chain(layers, dtype)
+    return Layers.chain(layers, layers[0].weights.dtype)
+
+
+def _refuse_global_hooks(torch: Any) -> None:
+    """Refuse while a forward hook or pre-hook registered for every module is in place."""
+    for kind, registered in (
+        ("forward pre-hook", torch.nn.modules.module._global_forward_pre_hooks),
+        ("forward hook", torch.nn.modules.module._global_forward_hooks),
+    ):
+        if registered:
+            hook = next(iter(registered.values()))
+            raise ValueError(
+                f"module: a global {kind} ({_hook_name(hook)}) runs on every module and may "
+                "change what it computes; remove it to import"
+            )
+
+
+def _refuse_changed_forward(module: Any, where: str) -> None:
+    """Refuse a module whose forward hooks, pre-hooks or own ``forward`` change what it computes."""
+    for kind, registered in (
+        ("forward pre-hook", module._forward_pre_hooks),
+        ("forward hook", module._forward_hooks),
+    ):
+        if registered:
+            hook = next(iter(registered.values()))
+            raise ValueError(
+                f"{where} has a {kind} ({_hook_name(hook)}), which may change what it "
+                "computes; remove it to import"
+            )
+    if "forward" in vars(module):
+        raise ValueError(f"{where}: its forward is replaced on the instance")
+
+
+def _hook_name(hook: Any) -> str:
+    return getattr(hook, "__qualname__", None) or type(hook).__name__
+
+
+def _torch_linear(child: Any, where: str, dtype: np.dtype | None) -> Layer:
+    """Copy an ``nn.Linear``'s parameters as a layer, in ``dtype`` (None: the first one's)."""
+    found = _torch_dtype(child.weight)
+    if dtype is None:
+        dtype = _float_dtype(found, where)
+    elif found != dtype:
+        raise ValueError(
+            f"{where}: parameters of dtype {found} after {dtype}; one dtype for the whole network"
+        )
+    weights = _torch_array(child.weight, dtype)
+    biases = (
+        np.zeros(weights.shape[0], dtype) if child.bias is None else _torch_array(child.bias, dtype)
+    )
+    return Layer(weights, biases, "identity", where)
+
+
+def _torch_activation(torch: Any, child: Any, where: str) -> str:
+    """Return the deltaprop name of an activation module, or refuse it."""
+    own = getattr(torch.nn, type(child).__name__, None) is type(child)
+    activation = _TORCH_ACTIVATIONS.get(type(child).__name__) if own else None
+    if activation is None:
+        raise ValueError(
+            f"{where} is not supported: only Linear, {', '.join(_TORCH_ACTIVATIONS)} and Identity"
+        )
+    if activation == "softmax" and child.dim not in (None, 1, -1):
+        raise ValueError(
+            f"{where}: softmax over dim={child.dim}; deltaprop's is over the units (dim=1 or -1)"
+        )
+    return activation
 
 
 def _torch_dtype(parameter: Any) -> np.dtype:

@@ -5,10 +5,13 @@ A model file holds what a saved network is, in the sealed container of
 
 Header fields of a model file, next to the container's own: ``sizes``, ``activation``,
 ``output``, ``cost``, ``leaky_slope``, ``dtype`` ("float32" or "float64"), ``n_params``,
-``optimizer`` (null, or `deltaprop.optim.Optimizer.describe`'s object) and, in a
-checkpoint, ``training`` (the run's progress). Arrays: ``params`` (laid out as
-`Network.params`), the optimizer's ``state_0``, ``state_1``..., and in a checkpoint with
-early stopping ``best_params``. Everything is checked before any array is read.
+``optimizer`` (null, or `deltaprop.optim.Optimizer.describe`'s object), optionally
+``trained_on`` (what the network was trained on: an object of short names to strings,
+numbers or null, as the command line records its data set and split; files without it
+load as before) and, in a checkpoint, ``training`` (the run's progress). Arrays:
+``params`` (laid out as `Network.params`), the optimizer's ``state_0``, ``state_1``...,
+and in a checkpoint with early stopping ``best_params``. Everything is checked before any
+array is read.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFormatError", "ModelRecord", "read"
 
 _MAX_PARAMS = 2**31  # 16 GiB of float64: a header claiming more is refused unread
 _TRAINING = "training"
+_TRAINED_ON = "trained_on"
+_MAX_TRAINED_ON_ENTRIES = 16
+_MAX_TRAINED_ON_TEXT = 4096  # characters of a name or a text value: a path fits
 _BEST_PARAMS = "best_params"
 _FIELDS = {"sizes", "activation", "output", "cost", "leaky_slope", "dtype", "n_params", "optimizer"}
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
@@ -48,6 +54,8 @@ class ModelRecord:
         A checkpoint's training progress (JSON-able); None for a model file.
     best_params : ndarray of shape (n_params,) or None, default=None
         In a checkpoint with early stopping, the parameters of the best epoch.
+    trained_on : dict or None, default=None
+        What the network was trained on (see `check_trained_on`); None: not recorded.
     """
 
     def __init__(
@@ -57,9 +65,43 @@ class ModelRecord:
         optimizer: optim.Optimizer | None,
         training: dict[str, Any] | None = None,
         best_params: np.ndarray | None = None,
+        trained_on: dict[str, Any] | None = None,
     ) -> None:
         self.architecture, self.params, self.optimizer = architecture, params, optimizer
         self.training, self.best_params = training, best_params
+        self.trained_on = trained_on
+
+
+def check_trained_on(value: Any) -> str | None:
+    """Say what is wrong with a ``trained_on`` record, or return None if it is valid.
+
+    A valid record is a dict of at most 16 entries, each a name (a non-empty str) to a
+    str, an int, a finite float or None, names and texts of at most 4096 characters.
+
+    Parameters
+    ----------
+    value : object
+        The record.
+
+    Returns
+    -------
+    str or None
+        What is wrong, for a message; None: nothing.
+    """
+    if not isinstance(value, dict) or len(value) > _MAX_TRAINED_ON_ENTRIES:
+        return f"an object of at most {_MAX_TRAINED_ON_ENTRIES} entries"
+    for key, item in value.items():
+        if not isinstance(key, str) or not 0 < len(key) <= _MAX_TRAINED_ON_TEXT:
+            return f"names of 1 to {_MAX_TRAINED_ON_TEXT} characters, not {key!r}"
+        valid = (
+            item is None
+            or (isinstance(item, str) and len(item) <= _MAX_TRAINED_ON_TEXT)
+            or (type(item) is int)
+            or (type(item) is float and np.isfinite(item))
+        )
+        if not valid:
+            return f"a text, an integer, a finite number or null for {key!r}, not {item!r}"
+    return None
 
 
 def write(path: str | os.PathLike, record: ModelRecord) -> None:
@@ -75,13 +117,18 @@ def write(path: str | os.PathLike, record: ModelRecord) -> None:
     Raises
     ------
     ValueError
-        Non-finite values, an optimizer that is not built in, or optimizer state that
-        does not fit the parameters.
+        Non-finite values, an optimizer that is not built in, optimizer state that does
+        not fit the parameters, or an invalid ``trained_on``.
     OSError
         The file cannot be written.
     """
     params = record.params
     content = {**record.architecture.fields(), "n_params": int(params.size), "optimizer": None}
+    if record.trained_on is not None:
+        problem = check_trained_on(record.trained_on)
+        if problem is not None:
+            raise ValueError(f"trained_on: expected {problem}")
+        content[_TRAINED_ON] = dict(record.trained_on)
     arrays = {"params": params}
     if record.optimizer is not None:
         content["optimizer"] = record.optimizer.describe()
@@ -136,13 +183,18 @@ def read(path: str | os.PathLike) -> ModelRecord:
     if training is not None:
         training = {k: v for k, v in training.items() if k != _BEST_PARAMS}
     return ModelRecord(
-        architecture, arrays["params"], optimizer, training, arrays.get(_BEST_PARAMS)
+        architecture,
+        arrays["params"],
+        optimizer,
+        training,
+        arrays.get(_BEST_PARAMS),
+        fields.get(_TRAINED_ON),
     )
 
 
 def _members(fields: dict[str, Any]) -> _container.MemberSpec:
     """Check a model file's fields; return the arrays they announce, in digest order."""
-    present = fields.keys() - {_TRAINING}
+    present = fields.keys() - {_TRAINING, _TRAINED_ON}
     if present != _FIELDS:
         missing, extra = sorted(_FIELDS - present), sorted(present - _FIELDS)
         raise ModelFormatError(f"header fields: missing {missing}, unexpected {extra}")
@@ -162,6 +214,9 @@ def _members(fields: dict[str, Any]) -> _container.MemberSpec:
         fields,
         f"{n_params}, as the sizes mean",
     )
+    if _TRAINED_ON in fields:
+        problem = check_trained_on(fields[_TRAINED_ON])
+        check_field(problem is None, _TRAINED_ON, fields, problem or "")
     names = ["params"] + [f"state_{i}" for i in range(n_state)]
     if _TRAINING in fields:
         training = fields[_TRAINING]

@@ -73,6 +73,11 @@ class Network:
         when given ``optimizer=None``. None before any training.
     history : dict of str to list of float
         The metrics of the last `fit`, epoch by epoch (see `fit`).
+    trained_on : dict or None
+        What the network was trained on, saved with it and loaded back: the ``deltaprop``
+        command records its data set and split there (``data``, ``test_fraction``,
+        ``seed``), which ``deltaprop evaluate`` then uses. Short names to texts, numbers or
+        None (at most 16); None: not recorded (the default, and files that do not say).
 
     Raises
     ------
@@ -162,7 +167,12 @@ default="sigmoid"
 
     @classmethod
     def from_onnx(
-        cls, source: str | os.PathLike | bytes | Any, *, cost: str | None = None, dtype: Any = None
+        cls,
+        source: str | os.PathLike | bytes | Any,
+        *,
+        cost: str | None = None,
+        dtype: Any = None,
+        max_bytes: int | None = None,
     ) -> Network:
         """Build a network from an ONNX model that is a chain of fully connected layers.
 
@@ -180,6 +190,10 @@ default="sigmoid"
             output's usual one (see `deltaprop.interop.default_cost`).
         dtype : {"float64", "float32"} or None, default=None
             None: the model's.
+        max_bytes : int or None, default=None
+            The most bytes read, file and external data together (None:
+            `deltaprop.onnx.MAX_BYTES`, 1 GiB); reading takes about
+            `deltaprop.onnx.PEAK_FACTOR` times as much memory at its peak.
 
         Returns
         -------
@@ -195,13 +209,14 @@ default="sigmoid"
         ModelFormatError
             Not a well-formed ONNX model; `deltaprop.onnx.UnsupportedGraphError` (a
             ModelFormatError) for a graph that is not a chain of fully connected layers,
-            naming the first node that cannot be mapped.
+            naming the first node that cannot be mapped; a model over ``max_bytes``.
         ValueError
             ``cost`` does not go with the model's output activation.
         """
         from . import onnx
 
-        return cls._from_layers(onnx.read(source), cost, dtype)
+        limit = onnx.MAX_BYTES if max_bytes is None else max_bytes
+        return cls._from_layers(onnx.read(source, max_bytes=limit), cost, dtype)
 
     @classmethod
     def from_sklearn(cls, estimator: Any, *, cost: str | None = None, dtype: Any = None) -> Network:
@@ -308,6 +323,9 @@ default="sigmoid"
         # The communicator of the last data-parallel fit (mpi4py): save() writes on its
         # rank 0 only, so that every rank may call it. None: this process alone.
         self.comm: Any = None
+        # What the network was trained on (the command line's data set and split), saved
+        # with it as the model file's "trained_on" field; None: not recorded.
+        self.trained_on: dict[str, Any] | None = None
         self._training = _thread.allocate_lock()  # held by fit: one training run at a time
         # Held while the core updates the parameters, and while they are copied to be
         # saved or pickled: a copy is never half of one batch and half of the next.
@@ -322,18 +340,24 @@ default="sigmoid"
             "params": record.params,
             "optimizer": record.optimizer,
             "history": self.history,
+            "trained_on": record.trained_on,
         }
 
     def _snapshot(self) -> io.ModelRecord:
         """Parameters and optimizer as they are between two batches, copied."""
         with self._params_lock:
             optimizer = None if self.optimizer is None else self.optimizer.copy()
-            return io.ModelRecord(self.architecture, self._params.copy(), optimizer)
+            trained_on = self.trained_on  # a dict copied, anything else refused by save
+            trained_on = trained_on.copy() if isinstance(trained_on, dict) else trained_on
+            return io.ModelRecord(
+                self.architecture, self._params.copy(), optimizer, trained_on=trained_on
+            )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._build(Architecture.from_fields(state["architecture"]))
         self._params[...] = state["params"]
         self.optimizer, self.history = state["optimizer"], state["history"]
+        self.trained_on = state.get("trained_on")  # absent from older pickles
 
     def _initialise(self, init: str, rng: np.random.Generator) -> None:
         for W, b in zip(self._weights, self._biases):
@@ -515,7 +539,7 @@ default="sigmoid"
                 f"{os.fspath(path)}: the network it describes is invalid: {error}"
             ) from error
         net._params[...] = record.params
-        net.optimizer = record.optimizer
+        net.optimizer, net.trained_on = record.optimizer, record.trained_on
         return net
 
     # ------------------------------------------------------------------ inputs
@@ -681,11 +705,22 @@ default="sigmoid"
         ------
         TypeError, ValueError
             Invalid data (see `validate`), or a forward pass that overflows.
+
+        Notes
+        -----
+        The rows are processed in chunks of bounded workspace (as by `objective`): a batch
+        of any size takes a few MB beyond its arrays and the result, during the call and
+        after it. Up to a chunk's rows (several thousand for small networks) the result is
+        bit for bit the one of a single pass over the batch; above, the chunks' sums are
+        added, which may round differently in the last bits.
         """
         X, Y = self.validate(X, Y)
         grads = np.empty_like(self._params)
+        # The unweighted, unregularised full-batch objective is this batch's gradient,
+        # computed in chunks: the core's workspaces grow to the rows of one call and stay,
+        # so one pass over a large batch would pin memory for the network's life.
         with GATE.call():
-            cost = self._core.gradients(self._params, X, Y, grads)
+            cost = self._core.objective(self._params, X, Y, None, 0.0, 0.0, grads)
         dW, db = self._layer_views(grads)
         return cost, dW, db
 

@@ -31,11 +31,16 @@ the forms above), as written by ``torch.onnx.export`` of an ``nn.Sequential``, b
 skl2onnx for ``MLPClassifier`` and ``MLPRegressor`` and by `export`. What follows the
 network's output in skl2onnx's classifiers (``ArgMax``, ``ArrayFeatureExtractor``,
 ``ZipMap``, ``Binarizer``, ``Cast``, ``Reshape``, the binary case's ``Sub`` and ``Concat``)
-is recognised and set aside. Anything else raises `UnsupportedGraphError`, naming the first
-node that cannot be mapped and why; a file that is not a well-formed model raises
-`ModelFormatError`. Every tensor's declared size is checked against the bytes that hold it
-before it is read; external data (what ``torch.onnx.export`` writes next to large models) is
-read from files in the model's own directory only.
+is recognised and set aside. The graph must output the chain's end (as is, or as skl2onnx
+writes it: through ``Identity``, ``Cast``, ``Reshape``, ``ZipMap``, the binary case's
+``Concat(1 - p, p)``), besides labels derived from it; a graph outputting a hidden layer, a
+pre-activation, a piece of the output or nothing is refused. Anything else raises
+`UnsupportedGraphError`, naming the first node (or output) that cannot be mapped and why;
+a file that is not a well-formed model raises `ModelFormatError`. Every tensor's declared
+size is checked against the bytes that hold it before it is read; external data (what
+``torch.onnx.export`` writes next to large models) is read from files in the model's own
+directory only, opened without following a symbolic link and checked by their descriptor
+(`deltaprop._files.open_inside`).
 """
 
 from __future__ import annotations
@@ -50,12 +55,14 @@ import numpy as np
 from ._architecture import Architecture
 from ._checks import check_int
 from ._container import ModelFormatError
-from ._files import open_regular, write_atomically
+from ._files import open_inside, open_regular, write_atomically
 from ._version import __version__
 from .interop import Layer, Layers
 
 __all__ = [
+    "MAX_BYTES",
     "OPSET",
+    "PEAK_FACTOR",
     "ModelFormatError",
     "UnsupportedGraphError",
     "classifier_model",
@@ -74,6 +81,12 @@ _BATCH = "N"
 _INSTALL = 'pip install "deltaprop[onnx]"'
 _ELEMENT_DTYPES = {1: np.dtype("<f4"), 11: np.dtype("<f8")}  # TensorProto.FLOAT, DOUBLE
 _MAX_FILE_BYTES = 2**31  # protobuf's own limit for one message
+#: Default of `read`'s ``max_bytes``: the most bytes of a model (file and external data) read.
+MAX_BYTES = 1 << 30
+#: At most about this many times a model's bytes are resident while it is read (its bytes,
+#: the parsed model, the weights, the network; 2.1 to 2.3 measured for 40 and 80 MB models
+#: of raw float32 and float64 weights, repeated floats and external data).
+PEAK_FACTOR = 3
 
 
 class UnsupportedGraphError(ModelFormatError):
@@ -428,7 +441,7 @@ def _metadata_text(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------- import
-def read(source: str | os.PathLike | bytes | Any) -> Layers:
+def read(source: str | os.PathLike | bytes | Any, *, max_bytes: int = MAX_BYTES) -> Layers:
     """Read the network of an ONNX model.
 
     Parameters
@@ -436,6 +449,12 @@ def read(source: str | os.PathLike | bytes | Any) -> Layers:
     source : str, os.PathLike, bytes or onnx.ModelProto
         An ONNX file, its bytes, or a model in memory. External data is read from files
         in the model file's directory (so only when ``source`` is a path).
+    max_bytes : int, default=MAX_BYTES (1 GiB)
+        The most bytes read: the file (or the bytes given) and its external data together.
+        A larger model is refused before it is parsed, or before the external data that
+        passes the limit is read. Reading takes about `PEAK_FACTOR` times that much memory
+        at its peak (the bytes, the parsed model, the weights, the network built from
+        them); raise it to read larger models (protobuf reads 2 GiB at most in one file).
 
     Returns
     -------
@@ -451,31 +470,25 @@ def read(source: str | os.PathLike | bytes | Any) -> Layers:
         The file cannot be opened.
     ModelFormatError
         Not a well-formed ONNX model: undecodable bytes, a tensor whose size disagrees with
-        its data, non-finite weights, external data outside the model's directory.
+        its data, non-finite weights, external data outside the model's directory; or a
+        model over ``max_bytes``.
     UnsupportedGraphError
         A well-formed graph that is not a chain of fully connected layers; the message
         names the first node that cannot be mapped and why.
+    TypeError, ValueError
+        ``max_bytes`` is not an integer >= 0.
     """
     onnx = _onnx()
-    name, directory = "model", None
-    if isinstance(source, onnx.ModelProto):
-        model = source
-    else:
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            data = bytes(source)
-        else:
+    max_bytes = check_int(max_bytes, "max_bytes", minimum=0)
+    name, directory, budget = "model", None, max_bytes
+    if not isinstance(source, onnx.ModelProto):
+        if not isinstance(source, (bytes, bytearray, memoryview)):
             name = os.fspath(source)
             directory = os.path.dirname(os.path.abspath(name))
-            data = _read_file(name)
-        model = onnx.ModelProto()
-        try:
-            model.ParseFromString(data)
-        # protobuf's DecodeError lives in a package this one does not import; whatever the
-        # parser raises on hostile bytes means the same.
-        except Exception as error:
-            raise ModelFormatError(f"{name}: not an ONNX model ({error})") from None
+        source, size = _parse(onnx, source, name, max_bytes)  # the bytes freed on return
+        budget -= size
     try:
-        return _Reader(onnx, model, name, directory).layers()
+        return _Reader(onnx, source, name, directory, budget).layers()
     except ModelFormatError:
         raise
     # Hostile graphs hide their damage anywhere (a node without inputs, an attribute of the
@@ -486,12 +499,41 @@ def read(source: str | os.PathLike | bytes | Any) -> Layers:
         ) from None
 
 
-def _read_file(path: str) -> bytes:
+def _parse(onnx: Any, source: Any, name: str, max_bytes: int) -> tuple[Any, int]:
+    """Parse a model from its bytes or its file (named ``name``), at most ``max_bytes``.
+
+    Return it and its size in bytes.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = source if isinstance(source, bytes) else bytes(source)
+        _check_size(name, len(data), max_bytes)
+    else:
+        data = _read_file(name, max_bytes)
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    # protobuf's DecodeError lives in a package this one does not import; whatever the
+    # parser raises on hostile bytes means the same.
+    except Exception as error:
+        raise ModelFormatError(f"{name}: not an ONNX model ({error})") from None
+    return model, len(data)
+
+
+def _read_file(path: str, max_bytes: int) -> bytes:
     with open_regular(path) as file:
         size = os.fstat(file.fileno()).st_size
         if size > _MAX_FILE_BYTES:
             raise ModelFormatError(f"{path}: {size} bytes, over protobuf's 2 GiB limit")
+        _check_size(path, size, max_bytes)
         return file.read()
+
+
+def _check_size(name: str, size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise ModelFormatError(
+            f"{name}: {size} bytes, over max_bytes={max_bytes} (reading takes about "
+            f"{PEAK_FACTOR} times as much memory); pass a larger max_bytes to read it"
+        )
 
 
 # Operators that map onto deltaprop's activations.
@@ -519,12 +561,21 @@ _SET_ASIDE = {
 }
 
 
+# What a tensor after the chain is (`_Reader.derived`): the network's output (perhaps in
+# another form), a label derived from it, or 1 minus a one-unit output.
+_NETWORK, _LABEL, _COMPLEMENT = "network", "label", "complement"
+_SMALL_CONSTANT = 8  # elements: the most a shape or a scalar after the chain holds
+
+
 class _Reader:
     """Walks a graph from its input along the chain of layers."""
 
-    def __init__(self, onnx: Any, model: Any, name: str, directory: str | None) -> None:
+    def __init__(
+        self, onnx: Any, model: Any, name: str, directory: str | None, budget: int
+    ) -> None:
         self.onnx, self.model, self.name = onnx, model, name
         self.directory = directory  # of the model's file, where external data may lie
+        self.budget = budget  # the bytes of external data that max_bytes leaves
         self.graph = model.graph
         self.constants: dict[str, Any] = {t.name: t for t in self.graph.initializer}
         self.consumers: dict[str, list[int]] = {}
@@ -586,7 +637,9 @@ class _Reader:
                 raise self.malformed(
                     f"tensor {name!r} declares {list(tensor.dims)} values, holds {len(stored)}"
                 )
-            values = np.array(stored, dtype=dtype)
+            # One element at a time: np.array would first make a list of Python floats
+            # (about 32 bytes for each value of 4 or 8).
+            values = np.fromiter(stored, dtype=dtype, count=count)
         if not np.isfinite(values).all():
             raise self.malformed(f"tensor {name!r} holds NaN or infinity")
         return values.reshape(tuple(tensor.dims))
@@ -597,24 +650,33 @@ class _Reader:
         location = entries.get("location", "")
         if self.directory is None:
             raise self.malformed(f"tensor {name!r} has external data: read the model's file")
-        path = os.path.realpath(os.path.join(self.directory, location))
-        if not location or not path.startswith(os.path.realpath(self.directory) + os.sep):
-            raise self.malformed(
-                f"tensor {name!r}: external data {location!r} is not a file "
-                "in the model's directory"
-            )
         try:
             offset, length = int(entries.get("offset", 0)), int(entries.get("length", nbytes))
         except ValueError:
             raise self.malformed(
                 f"tensor {name!r}: external data offset or length is not a number"
             ) from None
-        if offset < 0 or length != nbytes:
+        if offset < 0:
+            raise self.malformed(f"tensor {name!r}: external data offset {offset} is negative")
+        if length != nbytes:
             raise self.malformed(
                 f"tensor {name!r} declares {list(tensor.dims)} values, "
                 f"{nbytes} bytes; its external data claims {length}"
             )
-        with open_regular(path) as file:
+        if nbytes > self.budget:
+            raise self.malformed(
+                f"tensor {name!r}: {nbytes} bytes of external data, over what max_bytes "
+                "leaves; pass a larger max_bytes to read the model"
+            )
+        self.budget -= nbytes
+        try:
+            file = open_inside(self.directory, location)
+        except ValueError as error:
+            raise self.malformed(
+                f"tensor {name!r}: external data {location!r} is not a file in the model's "
+                f"directory ({error})"
+            ) from None
+        with file:
             size = os.fstat(file.fileno()).st_size
             if offset + nbytes > size:
                 raise self.malformed(
@@ -629,6 +691,37 @@ class _Reader:
             if attribute.name == name:
                 return self.onnx.helper.get_attribute_value(attribute)
         return default
+
+    def finite_attribute(self, index: int, name: str, default: float) -> float:
+        """Return a float attribute (a float32 in the file: 1e39 reads as infinity), finite."""
+        value = float(self.attribute(index, name, default))
+        if not math.isfinite(value):
+            raise self.malformed(f"{self._where(index)} has {name}={value}, not a finite number")
+        return value
+
+    def scaled(self, array: np.ndarray, factor: float, name: str, index: int) -> np.ndarray:
+        """Return ``factor * array`` in float64, rounded once to the array's dtype; finite.
+
+        ``factor`` is the attribute ``name`` (alpha for the weights, beta for the bias).
+        """
+        if factor == 1.0:
+            return array
+        with np.errstate(over="ignore"):
+            result = (np.float64(factor) * array.astype(np.float64)).astype(array.dtype)
+        if not np.isfinite(result).all():
+            raise self.malformed(
+                f"{self._where(index)}: {name}={factor} times its "
+                f"{'weights' if name == 'alpha' else 'bias'} overflows {array.dtype.name}"
+            )
+        return result
+
+    def check_units(self, W: np.ndarray, index: int) -> None:
+        """Refuse weights W (n_out, n_in) of a layer without units or inputs."""
+        if 0 in W.shape:
+            raise self.malformed(
+                f"{self._where(index)} has weights for {W.shape[0]} units of {W.shape[1]} "
+                "inputs; a layer has at least one of each"
+            )
 
     def users(self, tensor: str) -> list[int]:
         return [i for i in self.consumers.get(tensor, []) if i not in self.mapped]
@@ -654,6 +747,7 @@ class _Reader:
         if not layers:
             raise UnsupportedGraphError(f"{self.name}: no fully connected layer reads the input")
         self.set_aside(tensor)
+        self.check_outputs(tensor, layers[-1].weights.shape[0])
         return self.finish(layers)
 
     def input(self) -> str:
@@ -740,19 +834,20 @@ class _Reader:
                 if not transposed
                 else "reads a transposed input without transA=1",
             )
-        alpha = float(self.attribute(index, "alpha", 1.0))
-        beta = float(self.attribute(index, "beta", 1.0))
+        alpha, beta = (self.finite_attribute(index, name, 1.0) for name in ("alpha", "beta"))
         B = self.array(node.input[1], index, "weights (B)")
         if B.ndim != 2:
             raise self.refuse(index, f"has weights (B) of shape {B.shape}, not a matrix")
         W = B if self.attribute(index, "transB", 0) else B.T
+        self.check_units(W, index)
         C = (
             self.array(node.input[2], index, "bias (C)")
             if len(node.input) > 2 and node.input[2]
             else np.zeros((), W.dtype)
         )
         b = self.bias(C, W.shape[0], index, "bias (C)")
-        return node.output[0], _scaled(W, alpha), _scaled(b, beta), index
+        W, b = self.scaled(W, alpha, "alpha", index), self.scaled(b, beta, "beta", index)
+        return node.output[0], W, b, index
 
     def transposed_gemm(self, index: int):
         node = self.graph.node[index]
@@ -776,6 +871,7 @@ class _Reader:
         if B.ndim != 2:
             raise self.refuse(index, f"has weights of shape {B.shape}, not a matrix")
         W, z = B.T, node.output[0]
+        self.check_units(W, index)
         b = np.zeros(W.shape[0], W.dtype)
         users = self.users(z)
         if len(users) == 1 and self.graph.node[users[0]].op_type == "Add":
@@ -815,7 +911,7 @@ class _Reader:
         name = _ACTIVATION_OPS[node.op_type]
         layer = Layer(W, b, name, self._where(index))
         if name == "leaky_relu":
-            layer.leaky_slope = float(self.attribute(index, "alpha", 0.01))
+            layer.leaky_slope = self.finite_attribute(index, "alpha", 0.01)
         if name == "softmax" and self.attribute(index, "axis", 1) not in (1, -1):
             raise self.refuse(index, "is not over the units (axis 1 or -1)")
         return node.output[0], layer
@@ -871,6 +967,113 @@ class _Reader:
                 )
             available.update(node.output)
 
+    def check_outputs(self, end: str, n_out: int) -> None:
+        """Refuse a graph that does not output what the network computes.
+
+        Every declared output must be the chain's end ``end`` (as is, or in one of
+        skl2onnx's forms of it) or a label derived from it, and one must be the former: a
+        graph outputting a hidden layer, a pre-activation or a piece of the output computes
+        something else than the network read from it.
+        """
+        outputs = [value.name for value in self.graph.output]
+        if not outputs:
+            raise UnsupportedGraphError(f"{self.name}: the graph declares no output")
+        kinds = self.derived(end, n_out)
+        for output in outputs:
+            if output not in kinds or kinds[output] == _COMPLEMENT:
+                raise UnsupportedGraphError(
+                    f"{self.name}: output {output!r} is {self.producer(output)}, not the "
+                    f"network's output {end!r} nor a label derived from it"
+                )
+        if _NETWORK not in {kinds[output] for output in outputs}:
+            raise UnsupportedGraphError(
+                f"{self.name}: the graph outputs labels only ({', '.join(map(repr, outputs))}),"
+                f" not the network's output {end!r}"
+            )
+
+    def derived(self, end: str, n_out: int) -> dict[str, str]:
+        """Say what each tensor after the chain is: the network's output, a label, or 1 - it.
+
+        The network's output passes through Identity, a Cast to a float type, Flatten over
+        axis 1, ZipMap, a Reshape to (N, n_out), and skl2onnx's binary form
+        ``Concat(1 - p, p)``; a label is what ArgMax over the units, Binarizer or Greater
+        make of it, and what follows from labels alone (class lookups, casts, reshapes).
+        """
+        kinds = {end: _NETWORK}
+        complement_of: dict[str, str] = {}  # the tensor 1 - p: p
+        for index, node in enumerate(self.graph.node):
+            if index in self.mapped:
+                continue
+            data = [t for t in node.input if t and t not in self.constants]
+            sources = {kinds.get(t) for t in data}
+            if not data or None in sources:
+                continue
+            if sources == {_LABEL}:
+                kinds.update(dict.fromkeys(node.output, _LABEL))
+            elif sources == {_NETWORK} and len(node.output) == 1:
+                kind = self.derived_from_network(index, data, n_out)
+                if kind is not None:
+                    kinds[node.output[0]] = kind
+                    if kind == _COMPLEMENT:
+                        complement_of[node.output[0]] = data[0]
+            elif self.is_binary_probabilities(index, data, complement_of, kinds):
+                kinds[node.output[0]] = _NETWORK
+        return kinds
+
+    def derived_from_network(self, index: int, data: list[str], n_out: int) -> str | None:
+        """Say what a node reading only the network's output (``data``) makes of it, if known."""
+        node = self.graph.node[index]
+        op, axis = node.op_type, self.attribute(index, "axis", None)
+        if len(data) != 1:
+            return None
+        if op in ("ArgMax", "Binarizer", "Greater"):
+            return _LABEL if op != "ArgMax" or axis in (1, -1) else None
+        if op in ("Identity", "ZipMap") or (op == "Flatten" and axis in (None, 1)):
+            return _NETWORK
+        if op == "Cast":
+            return _NETWORK if self.attribute(index, "to", 0) in _ELEMENT_DTYPES else None
+        if op == "Reshape" and len(node.input) == 2 and node.input[0] == data[0]:
+            shape = self.small_constant(node.input[1])
+            return _NETWORK if shape in ([-1, n_out], [0, n_out]) else None
+        if op == "Sub" and n_out == 1 and list(node.input[1:]) == data:
+            return _COMPLEMENT if self.small_constant(node.input[0]) == [1] else None
+        return None
+
+    def is_binary_probabilities(self, index, data, complement_of, kinds) -> bool:
+        """``Concat(1 - p, p)`` over axis 1: skl2onnx's probabilities of a binary classifier."""
+        node = self.graph.node[index]
+        return (
+            node.op_type == "Concat"
+            and self.attribute(index, "axis", None) in (1, -1)
+            and len(data) == 2
+            and list(node.input) == data
+            and kinds.get(data[1]) == _NETWORK
+            and complement_of.get(data[0]) == data[1]
+        )
+
+    def small_constant(self, name: str) -> list | None:
+        """Return the values of a small constant held in the model (a shape, a 1), else None."""
+        tensor = self.constants.get(name)
+        if (
+            tensor is None
+            or tensor.data_location == self.onnx.TensorProto.EXTERNAL
+            or math.prod(tensor.dims) > _SMALL_CONSTANT
+        ):
+            return None
+        return self.onnx.numpy_helper.to_array(tensor).reshape(-1).tolist()
+
+    def producer(self, tensor: str) -> str:
+        """Say where ``tensor`` comes from, for a message."""
+        if tensor in self.constants:
+            return "a constant"
+        for index, node in enumerate(self.graph.node):
+            if tensor in node.output:
+                inside = " inside the network" if index in self.mapped else ""
+                return f"what {self._where(index)} computes{inside}"
+        if any(value.name == tensor for value in self.graph.input):
+            return "the graph's input"
+        return "computed by no node"
+
     def finish(self, layers: list[Layer]) -> Layers:
         dtypes = {layer.weights.dtype for layer in layers}
         dtype = self.dtype if self.dtype is not None else layers[0].weights.dtype
@@ -892,13 +1095,6 @@ class _Reader:
 def _other(pair: Iterable[str], tensor: str) -> str:
     rest = [t for t in pair if t != tensor]
     return rest[0] if rest else tensor
-
-
-def _scaled(array: np.ndarray, factor: float) -> np.ndarray:
-    """``factor * array`` in float64, rounded once to the array's dtype; as is for 1."""
-    if factor == 1.0:
-        return array
-    return (np.float64(factor) * array.astype(np.float64)).astype(array.dtype)
 
 
 def _unmappable(op: str) -> str:
