@@ -190,6 +190,10 @@ std::string to_string(deltaprop::Cost cost) {
     return "";
 }
 
+std::string to_string(deltaprop::MatmulPrecision precision) {
+    return precision == deltaprop::MatmulPrecision::bfloat16 ? "bfloat16" : "highest";
+}
+
 template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
     py::class_<Network<T>>(m, class_name,
                            "The network's architecture and workspaces (parameters live in a flat "
@@ -217,6 +221,14 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
         .def_property_readonly(
             "leaky_slope",
             [](const Network<T> &net) { return net.mlp().architecture().leaky_slope; })
+        .def_property(
+            "matmul_precision",
+            [](const Network<T> &net) { return to_string(net.mlp().matmul_precision()); },
+            [](Network<T> &net, const std::string &name) {
+                net.set_matmul_precision(deltaprop::parse_matmul_precision(name));
+            },
+            "The precision of the GEMMs: 'highest' (the dtype's) or 'bfloat16' (float32 "
+            "only).")
         .def_property_readonly("n_params",
                                [](const Network<T> &net) { return net.mlp().n_params(); })
         .def(
@@ -458,4 +470,17 @@ PYBIND11_MODULE(_core, m) {
         py::arg("n"), "Set the number of OpenBLAS threads deltaprop uses.");
     m.def("get_num_threads", &deltaprop::blas::get_num_threads,
           "Number of OpenBLAS threads deltaprop uses.");
+    m.def(
+        "load_onednn", [](const std::string &path) { deltaprop::onednn::Matmul::instance().load(path); },
+        py::arg("path"), "Open oneDNN's library (libdnnl.so.3) at path for bfloat16 products.");
+    m.def(
+        "onednn_loaded", [] { return deltaprop::onednn::Matmul::instance().loaded(); },
+        "Whether oneDNN's library is open.");
+    m.def(
+        "bfloat16_native", [] { return deltaprop::Bfloat16Path::instance().native(); },
+        "Whether bfloat16 products run natively in oneDNN (else the float32 fallback).");
+    m.def(
+        "force_bfloat16_fallback",
+        [](bool forced) { deltaprop::Bfloat16Path::instance().force_fallback(forced); },
+        py::arg("forced"), "Run bfloat16 products through the float32 fallback (for tests).");
 }

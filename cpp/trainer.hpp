@@ -713,6 +713,11 @@ template <class T> class Network {
 
     const Mlp<T> &mlp() const { return mlp_; }
 
+    void set_matmul_precision(MatmulPrecision precision) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        mlp_.set_matmul_precision(precision);
+    }
+
     void predict(const T *params, const T *X, std::size_t n, T *out) {
         std::lock_guard<std::mutex> lock(mutex_);
         mlp_.predict(params, X, n, out);

@@ -1,0 +1,305 @@
+// The only file that knows oneDNN: its matmul primitive with bfloat16 operands and a
+// float32 result, C = alpha op(A) op(B) + beta C. oneDNN is an optional library (the
+// bf16 extra: PyPI's onednn-cpu-gomp), so the core does not link to it; load() opens
+// libdnnl.so.3 at run time and takes the few C functions it needs. No Python here.
+//
+// The products run on the core's team, one row (or column) block per thread, each
+// block a oneDNN call on one thread: one pool of threads for OpenBLAS, the element-wise
+// passes and oneDNN, and no OpenMP threads spinning beside the team's.
+#pragma once
+
+#include <dlfcn.h>
+#include <oneapi/dnnl/dnnl.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "team.hpp"
+
+namespace deltaprop::onednn {
+
+using bf16 = std::uint16_t;  // a bfloat16's bits: the top half of a float32's
+
+// The C functions of libdnnl.so.3 the matmuls use.
+struct Api {
+    decltype(&dnnl_engine_create) engine_create;
+    decltype(&dnnl_stream_create) stream_create;
+    decltype(&dnnl_memory_desc_create_with_strides) memory_desc_create_with_strides;
+    decltype(&dnnl_memory_desc_destroy) memory_desc_destroy;
+    decltype(&dnnl_primitive_attr_create) primitive_attr_create;
+    decltype(&dnnl_primitive_attr_destroy) primitive_attr_destroy;
+    decltype(&dnnl_primitive_attr_set_post_ops) primitive_attr_set_post_ops;
+    decltype(&dnnl_post_ops_create) post_ops_create;
+    decltype(&dnnl_post_ops_destroy) post_ops_destroy;
+    decltype(&dnnl_post_ops_append_eltwise) post_ops_append_eltwise;
+    decltype(&dnnl_post_ops_append_sum) post_ops_append_sum;
+    decltype(&dnnl_matmul_primitive_desc_create) matmul_primitive_desc_create;
+    decltype(&dnnl_primitive_desc_destroy) primitive_desc_destroy;
+    decltype(&dnnl_primitive_create) primitive_create;
+    decltype(&dnnl_primitive_destroy) primitive_destroy;
+    decltype(&dnnl_stream_destroy) stream_destroy;
+    decltype(&dnnl_memory_destroy) memory_destroy;
+    decltype(&dnnl_memory_create) memory_create;
+    decltype(&dnnl_memory_set_data_handle) memory_set_data_handle;
+    decltype(&dnnl_primitive_execute) primitive_execute;
+    decltype(&dnnl_stream_wait) stream_wait;
+    decltype(&dnnl_get_effective_cpu_isa) get_effective_cpu_isa;
+    void (*omp_set_num_threads)(int);
+};
+
+inline void check(dnnl_status_t status, const char *what) {
+    if (status != dnnl_success) {
+        throw std::runtime_error(std::string("oneDNN: ") + what + " failed (status " +
+                                 std::to_string(int(status)) + ")");
+    }
+}
+
+// Row-major C (M, N) = alpha op(A) op(B) + beta C, op(A) (M, K) and op(B) (K, N) of
+// bfloat16, C of float32, as blas::gemm. Primitives are cached per shape and scalars.
+class Matmul {
+  public:
+    static Matmul &instance() {
+        static Matmul *matmul = new Matmul();  // never destroyed: as the team
+        return *matmul;
+    }
+
+    // Opens the library at `path` (once; later calls do nothing).
+    void load(const std::string &path) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (handle_ != nullptr) return;
+        void *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+        if (handle == nullptr) throw std::runtime_error(std::string("oneDNN: ") + dlerror());
+        Api api{};
+        bind(handle, api.engine_create, "dnnl_engine_create");
+        bind(handle, api.stream_create, "dnnl_stream_create");
+        bind(handle, api.memory_desc_create_with_strides, "dnnl_memory_desc_create_with_strides");
+        bind(handle, api.memory_desc_destroy, "dnnl_memory_desc_destroy");
+        bind(handle, api.primitive_attr_create, "dnnl_primitive_attr_create");
+        bind(handle, api.primitive_attr_destroy, "dnnl_primitive_attr_destroy");
+        bind(handle, api.primitive_attr_set_post_ops, "dnnl_primitive_attr_set_post_ops");
+        bind(handle, api.post_ops_create, "dnnl_post_ops_create");
+        bind(handle, api.post_ops_destroy, "dnnl_post_ops_destroy");
+        bind(handle, api.post_ops_append_eltwise, "dnnl_post_ops_append_eltwise");
+        bind(handle, api.post_ops_append_sum, "dnnl_post_ops_append_sum");
+        bind(handle, api.matmul_primitive_desc_create, "dnnl_matmul_primitive_desc_create");
+        bind(handle, api.primitive_desc_destroy, "dnnl_primitive_desc_destroy");
+        bind(handle, api.primitive_create, "dnnl_primitive_create");
+        bind(handle, api.primitive_destroy, "dnnl_primitive_destroy");
+        bind(handle, api.stream_destroy, "dnnl_stream_destroy");
+        bind(handle, api.memory_destroy, "dnnl_memory_destroy");
+        bind(handle, api.memory_create, "dnnl_memory_create");
+        bind(handle, api.memory_set_data_handle, "dnnl_memory_set_data_handle");
+        bind(handle, api.primitive_execute, "dnnl_primitive_execute");
+        bind(handle, api.stream_wait, "dnnl_stream_wait");
+        bind(handle, api.get_effective_cpu_isa, "dnnl_get_effective_cpu_isa");
+        bind(handle, api.omp_set_num_threads, "omp_set_num_threads");  // its libgomp's
+        check(api.engine_create(&engine_, dnnl_cpu, 0), "engine_create");
+        api_ = api;
+        // AVX512_BF16 (or AMX, whose ISA includes it): bfloat16 dot products in hardware.
+        const unsigned isa = unsigned(api.get_effective_cpu_isa());
+        native_ = (isa & unsigned(dnnl_cpu_isa_avx512_core_bf16)) ==
+                  unsigned(dnnl_cpu_isa_avx512_core_bf16);
+        handle_ = handle;
+    }
+
+    bool loaded() const { return handle_ != nullptr; }
+
+    // Whether oneDNN runs bfloat16 products natively on this CPU.
+    bool native() const { return native_; }
+
+    // On up to `threads` threads of the team, one block of C's rows (or, when C has more
+    // columns than rows, of its columns) each.
+    void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, float alpha,
+              const bf16 *A, std::size_t lda, const bf16 *B, std::size_t ldb, float beta, float *C,
+              std::size_t ldc, int threads) {
+        const bool by_rows = M >= N;
+        const std::size_t extent = by_rows ? M : N;
+        // Blocks of at least 64 rows or columns: oneDNN's kernels work in such tiles.
+        const std::size_t n_jobs =
+            std::max<std::size_t>(1, std::min<std::size_t>(std::max(threads, 1), extent / 64));
+        const std::size_t block = (extent + n_jobs - 1) / n_jobs;
+        const auto run_block = [&](std::size_t job) {
+            const std::size_t begin = job * block, size = std::min(block, extent - begin);
+            Call call{trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta};
+            const bf16 *a = A, *b = B;
+            float *c = C;
+            if (by_rows) {
+                call.M = size;
+                a += trans_a ? begin : begin * lda;
+                c += begin * ldc;
+            } else {
+                call.N = size;
+                b += trans_b ? begin * ldb : begin;
+                c += begin;
+            }
+            execute(call, a, b, c);
+        };
+        if (n_jobs == 1) {
+            run_block(0);
+            return;
+        }
+        struct Context {
+            const decltype(run_block) &run;
+        } context{run_block};
+        Team::instance().run(
+            int(n_jobs),
+            [](void *ctx, int index) { static_cast<Context *>(ctx)->run(std::size_t(index)); },
+            &context);
+    }
+
+  private:
+    // One product's shape, strides and scalars: the key of a cached primitive.
+    struct Call {
+        bool trans_a, trans_b;
+        std::size_t M, N, K, lda, ldb, ldc;
+        float alpha, beta;
+        auto key() const { return std::tie(trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta); }
+        bool operator<(const Call &other) const { return key() < other.key(); }
+    };
+
+    // The memory objects whose data pointers each call sets, and a stream: one set per
+    // thread that runs the primitive (streams and memory objects are not shared).
+    struct Slot {
+        dnnl_stream_t stream = nullptr;
+        dnnl_memory_t src = nullptr, weights = nullptr, dst = nullptr;
+    };
+
+    // A primitive and its memory descriptors, with a slot for each thread that ran it.
+    struct Primitive {
+        const Api &api;
+        dnnl_engine_t engine;
+        dnnl_primitive_t primitive = nullptr;
+        dnnl_memory_desc_t src = nullptr, weights = nullptr, dst = nullptr;
+        std::mutex mutex;
+        std::map<std::thread::id, Slot> slots;
+
+        Primitive(const Api &api_, dnnl_engine_t engine_) : api(api_), engine(engine_) {}
+        Primitive(const Primitive &) = delete;
+        Primitive &operator=(const Primitive &) = delete;
+        ~Primitive() {
+            for (auto &[thread, slot] : slots) {
+                api.memory_destroy(slot.src);
+                api.memory_destroy(slot.weights);
+                api.memory_destroy(slot.dst);
+                api.stream_destroy(slot.stream);
+            }
+            if (primitive) api.primitive_destroy(primitive);
+            for (dnnl_memory_desc_t desc : {src, weights, dst}) {
+                if (desc) api.memory_desc_destroy(desc);
+            }
+        }
+
+        Slot &slot_of_this_thread() {
+            std::lock_guard<std::mutex> lock(mutex);
+            const auto [at, added] = slots.try_emplace(std::this_thread::get_id());
+            Slot &slot = at->second;
+            if (added) {
+                check(api.stream_create(&slot.stream, engine, dnnl_stream_default_flags),
+                      "stream_create");
+                check(api.memory_create(&slot.src, src, engine, DNNL_MEMORY_NONE), "memory");
+                check(api.memory_create(&slot.weights, weights, engine, DNNL_MEMORY_NONE),
+                      "memory");
+                check(api.memory_create(&slot.dst, dst, engine, DNNL_MEMORY_NONE), "memory");
+            }
+            return slot;
+        }
+    };
+
+    template <class F> static void bind(void *handle, F &function, const char *name) {
+        function = reinterpret_cast<F>(dlsym(handle, name));
+        if (function == nullptr) {
+            throw std::runtime_error(std::string("oneDNN: the library lacks ") + name);
+        }
+    }
+
+    // A (rows, cols) matrix at `ld` per row, or, transposed, its (cols, rows) storage read
+    // as (rows, cols).
+    dnnl_memory_desc_t matrix(std::size_t rows, std::size_t cols, std::size_t ld, bool transposed,
+                              dnnl_data_type_t type) const {
+        const dnnl_dims_t dims = {dnnl_dim_t(rows), dnnl_dim_t(cols)};
+        const dnnl_dims_t strides = {transposed ? 1 : dnnl_dim_t(ld),
+                                     transposed ? dnnl_dim_t(ld) : 1};
+        dnnl_memory_desc_t desc;
+        check(api_.memory_desc_create_with_strides(&desc, 2, dims, type, strides), "memory_desc");
+        return desc;
+    }
+
+    // alpha as a linear post-op on the product, then beta C as a sum post-op (beta = 0:
+    // C is not read, as in BLAS).
+    std::shared_ptr<Primitive> create(const Call &call) const {
+        auto made = std::make_shared<Primitive>(api_, engine_);
+        made->src = matrix(call.M, call.K, call.lda, call.trans_a, dnnl_bf16);
+        made->weights = matrix(call.K, call.N, call.ldb, call.trans_b, dnnl_bf16);
+        made->dst = matrix(call.M, call.N, call.ldc, false, dnnl_f32);
+        dnnl_post_ops_t post_ops;
+        check(api_.post_ops_create(&post_ops), "post_ops_create");
+        const std::unique_ptr<dnnl_post_ops, decltype(api_.post_ops_destroy)> post_ops_owner(
+            post_ops, api_.post_ops_destroy);
+        if (call.alpha != 1) {
+            check(api_.post_ops_append_eltwise(post_ops, dnnl_eltwise_linear, call.alpha, 0.f),
+                  "post_ops_append_eltwise");
+        }
+        if (call.beta != 0) {
+            check(api_.post_ops_append_sum(post_ops, call.beta, 0, dnnl_data_type_undef),
+                  "post_ops_append_sum");
+        }
+        dnnl_primitive_attr_t attr;
+        check(api_.primitive_attr_create(&attr), "primitive_attr_create");
+        const std::unique_ptr<dnnl_primitive_attr, decltype(api_.primitive_attr_destroy)>
+            attr_owner(attr, api_.primitive_attr_destroy);
+        check(api_.primitive_attr_set_post_ops(attr, post_ops), "primitive_attr_set_post_ops");
+        dnnl_primitive_desc_t desc;
+        check(api_.matmul_primitive_desc_create(&desc, engine_, made->src, made->weights, nullptr,
+                                                made->dst, attr),
+              "matmul_primitive_desc_create");
+        const std::unique_ptr<dnnl_primitive_desc, decltype(api_.primitive_desc_destroy)>
+            desc_owner(desc, api_.primitive_desc_destroy);
+        check(api_.primitive_create(&made->primitive, desc), "primitive_create");
+        return made;
+    }
+
+    // Schedules change alpha (the rate) between epochs, and every new value is a new
+    // primitive: past kMaxCached, the cache starts afresh (a call running one of the
+    // dropped primitives holds it until it returns).
+    std::shared_ptr<Primitive> primitive_for(const Call &call) {
+        constexpr std::size_t kMaxCached = 256;
+        std::lock_guard<std::mutex> lock(mutex_);
+        const auto found = cache_.find(call);
+        if (found != cache_.end()) return found->second;
+        if (cache_.size() >= kMaxCached) cache_.clear();
+        return cache_[call] = create(call);
+    }
+
+    void execute(const Call &call, const bf16 *A, const bf16 *B, float *C) {
+        const std::shared_ptr<Primitive> primitive = primitive_for(call);
+        Slot &slot = primitive->slot_of_this_thread();
+        // One thread per block: oneDNN's OpenMP stays on the calling team thread.
+        api_.omp_set_num_threads(1);
+        check(api_.memory_set_data_handle(slot.src, const_cast<bf16 *>(A)), "set_data_handle");
+        check(api_.memory_set_data_handle(slot.weights, const_cast<bf16 *>(B)), "set_data_handle");
+        check(api_.memory_set_data_handle(slot.dst, C), "set_data_handle");
+        const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, slot.src},
+                                        {DNNL_ARG_WEIGHTS, slot.weights},
+                                        {DNNL_ARG_DST, slot.dst}};
+        check(api_.primitive_execute(primitive->primitive, slot.stream, 3, args), "execute");
+        check(api_.stream_wait(slot.stream), "stream_wait");
+    }
+
+    std::mutex mutex_;
+    void *handle_ = nullptr;
+    Api api_{};
+    dnnl_engine_t engine_ = nullptr;
+    bool native_ = false;
+    std::map<Call, std::shared_ptr<Primitive>> cache_;
+};
+
+}  // namespace deltaprop::onednn
