@@ -9,7 +9,6 @@
 #pragma once
 
 #include <dlfcn.h>
-#include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -23,6 +22,7 @@
 #include <tuple>
 #include <vector>
 
+#include "onednn_abi.hpp"
 #include "team.hpp"
 
 namespace deltaprop::onednn {
@@ -31,33 +31,33 @@ using bf16 = std::uint16_t;  // a bfloat16's bits: the top half of a float32's
 
 // The C functions of libdnnl.so.3 the matmuls use.
 struct Api {
-    decltype(&dnnl_engine_create) engine_create;
-    decltype(&dnnl_stream_create) stream_create;
-    decltype(&dnnl_memory_desc_create_with_strides) memory_desc_create_with_strides;
-    decltype(&dnnl_memory_desc_destroy) memory_desc_destroy;
-    decltype(&dnnl_primitive_attr_create) primitive_attr_create;
-    decltype(&dnnl_primitive_attr_destroy) primitive_attr_destroy;
-    decltype(&dnnl_primitive_attr_set_post_ops) primitive_attr_set_post_ops;
-    decltype(&dnnl_post_ops_create) post_ops_create;
-    decltype(&dnnl_post_ops_destroy) post_ops_destroy;
-    decltype(&dnnl_post_ops_append_eltwise) post_ops_append_eltwise;
-    decltype(&dnnl_post_ops_append_sum) post_ops_append_sum;
-    decltype(&dnnl_matmul_primitive_desc_create) matmul_primitive_desc_create;
-    decltype(&dnnl_primitive_desc_destroy) primitive_desc_destroy;
-    decltype(&dnnl_primitive_create) primitive_create;
-    decltype(&dnnl_primitive_destroy) primitive_destroy;
-    decltype(&dnnl_stream_destroy) stream_destroy;
-    decltype(&dnnl_memory_destroy) memory_destroy;
-    decltype(&dnnl_memory_create) memory_create;
-    decltype(&dnnl_memory_set_data_handle) memory_set_data_handle;
-    decltype(&dnnl_primitive_execute) primitive_execute;
-    decltype(&dnnl_stream_wait) stream_wait;
-    decltype(&dnnl_get_effective_cpu_isa) get_effective_cpu_isa;
+    engine_create_f engine_create;
+    stream_create_f stream_create;
+    memory_desc_create_with_strides_f memory_desc_create_with_strides;
+    memory_desc_destroy_f memory_desc_destroy;
+    primitive_attr_create_f primitive_attr_create;
+    primitive_attr_destroy_f primitive_attr_destroy;
+    primitive_attr_set_post_ops_f primitive_attr_set_post_ops;
+    post_ops_create_f post_ops_create;
+    post_ops_destroy_f post_ops_destroy;
+    post_ops_append_eltwise_f post_ops_append_eltwise;
+    post_ops_append_sum_f post_ops_append_sum;
+    matmul_primitive_desc_create_f matmul_primitive_desc_create;
+    primitive_desc_destroy_f primitive_desc_destroy;
+    primitive_create_f primitive_create;
+    primitive_destroy_f primitive_destroy;
+    stream_destroy_f stream_destroy;
+    memory_destroy_f memory_destroy;
+    memory_create_f memory_create;
+    memory_set_data_handle_f memory_set_data_handle;
+    primitive_execute_f primitive_execute;
+    stream_wait_f stream_wait;
+    get_effective_cpu_isa_f get_effective_cpu_isa;
     void (*omp_set_num_threads)(int);
 };
 
-inline void check(dnnl_status_t status, const char *what) {
-    if (status != dnnl_success) {
+inline void check(status_t status, const char *what) {
+    if (status != success) {
         throw std::runtime_error(std::string("oneDNN: ") + what + " failed (status " +
                                  std::to_string(int(status)) + ")");
     }
@@ -102,12 +102,11 @@ class Matmul {
         bind(handle, api.stream_wait, "dnnl_stream_wait");
         bind(handle, api.get_effective_cpu_isa, "dnnl_get_effective_cpu_isa");
         bind(handle, api.omp_set_num_threads, "omp_set_num_threads");  // its libgomp's
-        check(api.engine_create(&engine_, dnnl_cpu, 0), "engine_create");
+        check(api.engine_create(&engine_, engine_cpu, 0), "engine_create");
         api_ = api;
         // AVX512_BF16 (or AMX, whose ISA includes it): bfloat16 dot products in hardware.
         const unsigned isa = unsigned(api.get_effective_cpu_isa());
-        native_ = (isa & unsigned(dnnl_cpu_isa_avx512_core_bf16)) ==
-                  unsigned(dnnl_cpu_isa_avx512_core_bf16);
+        native_ = (isa & isa_avx512_core_bf16) == isa_avx512_core_bf16;
         handle_ = handle;
     }
 
@@ -169,20 +168,20 @@ class Matmul {
     // The memory objects whose data pointers each call sets, and a stream: one set per
     // thread that runs the primitive (streams and memory objects are not shared).
     struct Slot {
-        dnnl_stream_t stream = nullptr;
-        dnnl_memory_t src = nullptr, weights = nullptr, dst = nullptr;
+        stream_t stream = nullptr;
+        memory_t src = nullptr, weights = nullptr, dst = nullptr;
     };
 
     // A primitive and its memory descriptors, with a slot for each thread that ran it.
     struct Primitive {
         const Api &api;
-        dnnl_engine_t engine;
-        dnnl_primitive_t primitive = nullptr;
-        dnnl_memory_desc_t src = nullptr, weights = nullptr, dst = nullptr;
+        engine_t engine;
+        primitive_t primitive = nullptr;
+        memory_desc_t src = nullptr, weights = nullptr, dst = nullptr;
         std::mutex mutex;
         std::map<std::thread::id, Slot> slots;
 
-        Primitive(const Api &api_, dnnl_engine_t engine_) : api(api_), engine(engine_) {}
+        Primitive(const Api &api_, engine_t engine_) : api(api_), engine(engine_) {}
         Primitive(const Primitive &) = delete;
         Primitive &operator=(const Primitive &) = delete;
         ~Primitive() {
@@ -193,7 +192,7 @@ class Matmul {
                 api.stream_destroy(slot.stream);
             }
             if (primitive) api.primitive_destroy(primitive);
-            for (dnnl_memory_desc_t desc : {src, weights, dst}) {
+            for (memory_desc_t desc : {src, weights, dst}) {
                 if (desc) api.memory_desc_destroy(desc);
             }
         }
@@ -203,12 +202,12 @@ class Matmul {
             const auto [at, added] = slots.try_emplace(std::this_thread::get_id());
             Slot &slot = at->second;
             if (added) {
-                check(api.stream_create(&slot.stream, engine, dnnl_stream_default_flags),
+                check(api.stream_create(&slot.stream, engine, stream_default),
                       "stream_create");
-                check(api.memory_create(&slot.src, src, engine, DNNL_MEMORY_NONE), "memory");
-                check(api.memory_create(&slot.weights, weights, engine, DNNL_MEMORY_NONE),
+                check(api.memory_create(&slot.src, src, engine, nullptr), "memory");
+                check(api.memory_create(&slot.weights, weights, engine, nullptr),
                       "memory");
-                check(api.memory_create(&slot.dst, dst, engine, DNNL_MEMORY_NONE), "memory");
+                check(api.memory_create(&slot.dst, dst, engine, nullptr), "memory");
             }
             return slot;
         }
@@ -223,12 +222,12 @@ class Matmul {
 
     // A (rows, cols) matrix at `ld` per row, or, transposed, its (cols, rows) storage read
     // as (rows, cols).
-    dnnl_memory_desc_t matrix(std::size_t rows, std::size_t cols, std::size_t ld, bool transposed,
-                              dnnl_data_type_t type) const {
-        const dnnl_dims_t dims = {dnnl_dim_t(rows), dnnl_dim_t(cols)};
-        const dnnl_dims_t strides = {transposed ? 1 : dnnl_dim_t(ld),
-                                     transposed ? dnnl_dim_t(ld) : 1};
-        dnnl_memory_desc_t desc;
+    memory_desc_t matrix(std::size_t rows, std::size_t cols, std::size_t ld, bool transposed,
+                              int type) const {
+        const dims_t dims = {dim_t(rows), dim_t(cols)};
+        const dims_t strides = {transposed ? 1 : dim_t(ld),
+                                     transposed ? dim_t(ld) : 1};
+        memory_desc_t desc;
         check(api_.memory_desc_create_with_strides(&desc, 2, dims, type, strides), "memory_desc");
         return desc;
     }
@@ -237,31 +236,31 @@ class Matmul {
     // C is not read, as in BLAS).
     std::shared_ptr<Primitive> create(const Call &call) const {
         auto made = std::make_shared<Primitive>(api_, engine_);
-        made->src = matrix(call.M, call.K, call.lda, call.trans_a, dnnl_bf16);
-        made->weights = matrix(call.K, call.N, call.ldb, call.trans_b, dnnl_bf16);
-        made->dst = matrix(call.M, call.N, call.ldc, false, dnnl_f32);
-        dnnl_post_ops_t post_ops;
+        made->src = matrix(call.M, call.K, call.lda, call.trans_a, data_type_bf16);
+        made->weights = matrix(call.K, call.N, call.ldb, call.trans_b, data_type_bf16);
+        made->dst = matrix(call.M, call.N, call.ldc, false, data_type_f32);
+        post_ops_t post_ops;
         check(api_.post_ops_create(&post_ops), "post_ops_create");
-        const std::unique_ptr<dnnl_post_ops, decltype(api_.post_ops_destroy)> post_ops_owner(
+        const std::unique_ptr<dnnl_post_ops, post_ops_destroy_f> post_ops_owner(
             post_ops, api_.post_ops_destroy);
         if (call.alpha != 1) {
-            check(api_.post_ops_append_eltwise(post_ops, dnnl_eltwise_linear, call.alpha, 0.f),
+            check(api_.post_ops_append_eltwise(post_ops, eltwise_linear, call.alpha, 0.f),
                   "post_ops_append_eltwise");
         }
         if (call.beta != 0) {
-            check(api_.post_ops_append_sum(post_ops, call.beta, 0, dnnl_data_type_undef),
+            check(api_.post_ops_append_sum(post_ops, call.beta, 0, data_type_undef),
                   "post_ops_append_sum");
         }
-        dnnl_primitive_attr_t attr;
+        primitive_attr_t attr;
         check(api_.primitive_attr_create(&attr), "primitive_attr_create");
-        const std::unique_ptr<dnnl_primitive_attr, decltype(api_.primitive_attr_destroy)>
+        const std::unique_ptr<dnnl_primitive_attr, primitive_attr_destroy_f>
             attr_owner(attr, api_.primitive_attr_destroy);
         check(api_.primitive_attr_set_post_ops(attr, post_ops), "primitive_attr_set_post_ops");
-        dnnl_primitive_desc_t desc;
+        primitive_desc_t desc;
         check(api_.matmul_primitive_desc_create(&desc, engine_, made->src, made->weights, nullptr,
                                                 made->dst, attr),
               "matmul_primitive_desc_create");
-        const std::unique_ptr<dnnl_primitive_desc, decltype(api_.primitive_desc_destroy)>
+        const std::unique_ptr<dnnl_primitive_desc, primitive_desc_destroy_f>
             desc_owner(desc, api_.primitive_desc_destroy);
         check(api_.primitive_create(&made->primitive, desc), "primitive_create");
         return made;
@@ -287,9 +286,9 @@ class Matmul {
         check(api_.memory_set_data_handle(slot.src, const_cast<bf16 *>(A)), "set_data_handle");
         check(api_.memory_set_data_handle(slot.weights, const_cast<bf16 *>(B)), "set_data_handle");
         check(api_.memory_set_data_handle(slot.dst, C), "set_data_handle");
-        const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, slot.src},
-                                        {DNNL_ARG_WEIGHTS, slot.weights},
-                                        {DNNL_ARG_DST, slot.dst}};
+        const exec_arg_t args[] = {{arg_src, slot.src},
+                                        {arg_weights, slot.weights},
+                                        {arg_dst, slot.dst}};
         check(api_.primitive_execute(primitive->primitive, slot.stream, 3, args), "execute");
         check(api_.stream_wait(slot.stream), "stream_wait");
     }
@@ -297,7 +296,7 @@ class Matmul {
     std::mutex mutex_;
     void *handle_ = nullptr;
     Api api_{};
-    dnnl_engine_t engine_ = nullptr;
+    engine_t engine_ = nullptr;
     bool native_ = false;
     std::map<Call, std::shared_ptr<Primitive>> cache_;
 };

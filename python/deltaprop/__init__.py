@@ -20,6 +20,7 @@ import importlib
 from . import optim, schedules
 from ._checks import check_int
 from ._container import ModelFormatError
+from ._precision import Bfloat16FallbackWarning, bfloat16_native
 from ._version import __version__
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load, save
 from .training import DivergenceError
@@ -95,10 +96,12 @@ __all__ = [
     "COSTS",
     "INITS",
     "OUTPUTS",
+    "Bfloat16FallbackWarning",
     "DivergenceError",
     "ModelFormatError",
     "Network",
     "__version__",
+    "bfloat16_native",
     "datasets",
     "get_num_threads",
     "interop",

@@ -5,8 +5,10 @@ A model file holds what a saved network is, in the sealed container of
 
 Header fields of a model file, next to the container's own: ``sizes``, ``activation``,
 ``output``, ``cost``, ``leaky_slope``, ``dtype`` ("float32" or "float64"), ``n_params``,
-``optimizer`` (null, or `deltaprop.optim.Optimizer.describe`'s object) and, in a
-checkpoint, ``training`` (the run's progress). Arrays: ``params`` (laid out as
+``optimizer`` (null, or `deltaprop.optim.Optimizer.describe`'s object), for a network
+computing in bfloat16 ``matmul_precision`` ("bfloat16"; absent means "highest", so that
+files of the default precision are those of earlier versions) and, in a checkpoint,
+``training`` (the run's progress). Arrays: ``params`` (laid out as
 `Network.params`), the optimizer's ``state_0``, ``state_1``..., and in a checkpoint with
 early stopping ``best_params``. Everything is checked before any array is read.
 """
@@ -27,6 +29,8 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFormatError", "ModelRecord", "read"
 _MAX_PARAMS = 2**31  # 16 GiB of float64: a header claiming more is refused unread
 _TRAINING = "training"
 _BEST_PARAMS = "best_params"
+_MATMUL_PRECISION = "matmul_precision"
+_OPTIONAL = {_TRAINING, _MATMUL_PRECISION}
 _FIELDS = {"sizes", "activation", "output", "cost", "leaky_slope", "dtype", "n_params", "optimizer"}
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 
@@ -48,6 +52,8 @@ class ModelRecord:
         A checkpoint's training progress (JSON-able); None for a model file.
     best_params : ndarray of shape (n_params,) or None, default=None
         In a checkpoint with early stopping, the parameters of the best epoch.
+    matmul_precision : {"highest", "bfloat16"}, default="highest"
+        The network's `Network.matmul_precision`.
     """
 
     def __init__(
@@ -57,9 +63,12 @@ class ModelRecord:
         optimizer: optim.Optimizer | None,
         training: dict[str, Any] | None = None,
         best_params: np.ndarray | None = None,
+        *,
+        matmul_precision: str = "highest",
     ) -> None:
         self.architecture, self.params, self.optimizer = architecture, params, optimizer
         self.training, self.best_params = training, best_params
+        self.matmul_precision = matmul_precision
 
 
 def write(path: str | os.PathLike, record: ModelRecord) -> None:
@@ -83,6 +92,8 @@ def write(path: str | os.PathLike, record: ModelRecord) -> None:
     params = record.params
     content = {**record.architecture.fields(), "n_params": int(params.size), "optimizer": None}
     arrays = {"params": params}
+    if record.matmul_precision != "highest":
+        content[_MATMUL_PRECISION] = record.matmul_precision
     if record.optimizer is not None:
         content["optimizer"] = record.optimizer.describe()
         for i, state in enumerate(record.optimizer.state):
@@ -136,13 +147,18 @@ def read(path: str | os.PathLike) -> ModelRecord:
     if training is not None:
         training = {k: v for k, v in training.items() if k != _BEST_PARAMS}
     return ModelRecord(
-        architecture, arrays["params"], optimizer, training, arrays.get(_BEST_PARAMS)
+        architecture,
+        arrays["params"],
+        optimizer,
+        training,
+        arrays.get(_BEST_PARAMS),
+        matmul_precision=fields.get(_MATMUL_PRECISION, "highest"),
     )
 
 
 def _members(fields: dict[str, Any]) -> _container.MemberSpec:
     """Check a model file's fields; return the arrays they announce, in digest order."""
-    present = fields.keys() - {_TRAINING}
+    present = fields.keys() - _OPTIONAL
     if present != _FIELDS:
         missing, extra = sorted(_FIELDS - present), sorted(present - _FIELDS)
         raise ModelFormatError(f"header fields: missing {missing}, unexpected {extra}")
@@ -162,6 +178,13 @@ def _members(fields: dict[str, Any]) -> _container.MemberSpec:
         fields,
         f"{n_params}, as the sizes mean",
     )
+    if _MATMUL_PRECISION in fields:
+        check_field(
+            fields[_MATMUL_PRECISION] == "bfloat16" and fields["dtype"] == "float32",
+            _MATMUL_PRECISION,
+            fields,
+            '"bfloat16" in a float32 network (absent: "highest")',
+        )
     names = ["params"] + [f"state_{i}" for i in range(n_state)]
     if _TRAINING in fields:
         training = fields[_TRAINING]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _core, _data, io, optim, training
+from . import _core, _data, _precision, io, optim, training
 from ._architecture import ACTIVATIONS, COSTS, INITS, OUTPUTS, Architecture
 from ._checks import as_real_array, check_int, check_name, check_real
 from ._container import ModelFormatError
@@ -61,6 +61,8 @@ class Network:
         and float64 networks with the same seed start from the same point.
     leaky_slope : float, default=0.01
         Slope of ``"leaky_relu"`` for z <= 0.
+    matmul_precision : {"highest", "bfloat16"}, default="highest"
+        Precision of the matrix products (see the attribute).
 
     Attributes
     ----------
@@ -68,6 +70,16 @@ class Network:
         Layer sizes, activations, cost, dtype and ``leaky_slope``.
     dtype : numpy.dtype
         float32 or float64.
+    matmul_precision : {"highest", "bfloat16"}
+        ``"highest"``: every product in the network's dtype. ``"bfloat16"`` (float32 networks,
+        ``pip install "deltaprop[bf16]"``): the products of the forward pass, BP2 and BP4
+        take bfloat16 operands (activations, δ and a bfloat16 copy of W made at each
+        forward pass) and accumulate in float32, as PyTorch's autocast does; parameters,
+        optimizer state, biases, costs and element-wise passes stay float32. It may be
+        changed between calls (train in bfloat16, predict in float32), is saved in model
+        files and applies to `fit`, `predict`, `cost`, `gradients` and `objective`. Where
+        the CPU has no native bfloat16 (`deltaprop.bfloat16_native`), the same numbers come
+        from a fallback, with one `Bfloat16FallbackWarning`.
     optimizer : deltaprop.optim.Optimizer or None
         The optimizer of the last training run, with its state; `fit` continues with it
         when given ``optimizer=None``. None before any training.
@@ -98,8 +110,10 @@ class Network:
         init: str = "normal_scaled",
         seed: int | None = None,
         leaky_slope: float = 0.01,
+        matmul_precision: str = "highest",
     ) -> None:
         self._build(Architecture(sizes, activation, output, cost, dtype, leaky_slope))
+        self.matmul_precision = matmul_precision
         self._initialise(check_name(init, INITS, "init"), np.random.default_rng(seed))
 
     @classmethod
@@ -322,18 +336,25 @@ default="sigmoid"
             "params": record.params,
             "optimizer": record.optimizer,
             "history": self.history,
+            "matmul_precision": record.matmul_precision,
         }
 
     def _snapshot(self) -> io.ModelRecord:
         """Parameters and optimizer as they are between two batches, copied."""
         with self._params_lock:
             optimizer = None if self.optimizer is None else self.optimizer.copy()
-            return io.ModelRecord(self.architecture, self._params.copy(), optimizer)
+            return io.ModelRecord(
+                self.architecture,
+                self._params.copy(),
+                optimizer,
+                matmul_precision=self.matmul_precision,
+            )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._build(Architecture.from_fields(state["architecture"]))
         self._params[...] = state["params"]
         self.optimizer, self.history = state["optimizer"], state["history"]
+        self._set_matmul_precision(state.get("matmul_precision", "highest"), asked=False)
 
     def _initialise(self, init: str, rng: np.random.Generator) -> None:
         for W, b in zip(self._weights, self._biases):
@@ -375,6 +396,26 @@ default="sigmoid"
     def leaky_slope(self) -> float:
         """Slope of ``"leaky_relu"`` for z <= 0."""
         return self.architecture.leaky_slope
+
+    @property
+    def matmul_precision(self) -> str:
+        """Precision of the matrix products: ``"highest"`` or ``"bfloat16"`` (see the class)."""
+        return self._core.matmul_precision
+
+    @matmul_precision.setter
+    def matmul_precision(self, value: str) -> None:
+        self._set_matmul_precision(value, asked=True)
+
+    def _set_matmul_precision(self, value: object, *, asked: bool) -> None:
+        precision = _precision.check_matmul_precision(value)
+        if precision == "bfloat16" and self.dtype != np.float32:
+            raise ValueError(
+                "matmul_precision: 'bfloat16' needs a float32 network, this one is "
+                f"{self.dtype.name} (create it with dtype='float32')"
+            )
+        _precision.prepare(precision, asked=asked)
+        # The core takes the network's lock: a fit in another thread finishes its batch.
+        self._core.matmul_precision = precision
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -516,6 +557,7 @@ default="sigmoid"
             ) from error
         net._params[...] = record.params
         net.optimizer = record.optimizer
+        net._set_matmul_precision(record.matmul_precision, asked=False)
         return net
 
     # ------------------------------------------------------------------ inputs
