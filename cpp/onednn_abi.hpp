@@ -40,7 +40,9 @@ constexpr int data_type_f32 = 3;            // dnnl_f32
 constexpr int eltwise_linear = 0x26;        // dnnl_eltwise_linear: alpha x + beta
 constexpr unsigned stream_default = 0x1u;   // dnnl_stream_default_flags (in order)
 constexpr unsigned isa_avx512_core_bf16 = 0xe7u;  // dnnl_cpu_isa_avx512_core_bf16's bits
-constexpr int arg_src = 1, arg_weights = 33, arg_dst = 17;  // DNNL_ARG_*
+constexpr int arg_src = 1, arg_weights = 33, arg_dst = 17, arg_scratchpad = 80;  // DNNL_ARG_*
+constexpr int scratchpad_mode_user = 1;  // dnnl_scratchpad_mode_user
+constexpr int query_scratchpad_md = 136;  // dnnl_query_scratchpad_md
 
 struct exec_arg_t {  // dnnl_exec_arg_t
     int arg;
@@ -81,5 +83,9 @@ using primitive_execute_f = status_t (*)(const dnnl_primitive *, stream_t, int n
                                          const exec_arg_t *args);
 using stream_wait_f = status_t (*)(stream_t);
 using get_effective_cpu_isa_f = int (*)();
+using primitive_attr_set_scratchpad_mode_f = status_t (*)(primitive_attr_t, int mode);
+using primitive_desc_query_md_f = const dnnl_memory_desc *(*)(const dnnl_primitive_desc *,
+                                                              int what, int index);
+using memory_desc_get_size_f = std::size_t (*)(const dnnl_memory_desc *);
 
 }  // namespace deltaprop::onednn

@@ -53,6 +53,9 @@ struct Api {
     primitive_execute_f primitive_execute;
     stream_wait_f stream_wait;
     get_effective_cpu_isa_f get_effective_cpu_isa;
+    primitive_attr_set_scratchpad_mode_f primitive_attr_set_scratchpad_mode;
+    primitive_desc_query_md_f primitive_desc_query_md;
+    memory_desc_get_size_f memory_desc_get_size;
     void (*omp_set_num_threads)(int);
 };
 
@@ -101,6 +104,10 @@ class Matmul {
         bind(handle, api.primitive_execute, "dnnl_primitive_execute");
         bind(handle, api.stream_wait, "dnnl_stream_wait");
         bind(handle, api.get_effective_cpu_isa, "dnnl_get_effective_cpu_isa");
+        bind(handle, api.primitive_attr_set_scratchpad_mode,
+             "dnnl_primitive_attr_set_scratchpad_mode");
+        bind(handle, api.primitive_desc_query_md, "dnnl_primitive_desc_query_md");
+        bind(handle, api.memory_desc_get_size, "dnnl_memory_desc_get_size");
         bind(handle, api.omp_set_num_threads, "omp_set_num_threads");  // its libgomp's
         check(api.engine_create(&engine_, engine_cpu, 0), "engine_create");
         api_ = api;
@@ -167,9 +174,12 @@ class Matmul {
 
     // The memory objects whose data pointers each call sets, and a stream: one set per
     // thread that runs the primitive (streams and memory objects are not shared).
+    // Each slot has its own scratchpad: oneDNN's own is one per process unless it was
+    // built for concurrent execution, and the team's threads run blocks at once.
     struct Slot {
         stream_t stream = nullptr;
-        memory_t src = nullptr, weights = nullptr, dst = nullptr;
+        memory_t src = nullptr, weights = nullptr, dst = nullptr, scratchpad = nullptr;
+        std::vector<unsigned char> scratch;
     };
 
     // A primitive and its memory descriptors, with a slot for each thread that ran it.
@@ -177,6 +187,7 @@ class Matmul {
         const Api &api;
         engine_t engine;
         primitive_t primitive = nullptr;
+        primitive_desc_t desc = nullptr;  // kept: it owns the scratchpad's descriptor
         memory_desc_t src = nullptr, weights = nullptr, dst = nullptr;
         std::mutex mutex;
         std::map<std::thread::id, Slot> slots;
@@ -189,9 +200,11 @@ class Matmul {
                 api.memory_destroy(slot.src);
                 api.memory_destroy(slot.weights);
                 api.memory_destroy(slot.dst);
+                api.memory_destroy(slot.scratchpad);
                 api.stream_destroy(slot.stream);
             }
             if (primitive) api.primitive_destroy(primitive);
+            if (desc) api.primitive_desc_destroy(desc);
             for (memory_desc_t desc : {src, weights, dst}) {
                 if (desc) api.memory_desc_destroy(desc);
             }
@@ -208,6 +221,11 @@ class Matmul {
                 check(api.memory_create(&slot.weights, weights, engine, nullptr),
                       "memory");
                 check(api.memory_create(&slot.dst, dst, engine, nullptr), "memory");
+                const dnnl_memory_desc *scratchpad =
+                    api.primitive_desc_query_md(desc, query_scratchpad_md, 0);
+                slot.scratch.resize(std::max<std::size_t>(1, api.memory_desc_get_size(scratchpad)));
+                check(api.memory_create(&slot.scratchpad, scratchpad, engine, slot.scratch.data()),
+                      "memory");
             }
             return slot;
         }
@@ -256,13 +274,12 @@ class Matmul {
         const std::unique_ptr<dnnl_primitive_attr, primitive_attr_destroy_f>
             attr_owner(attr, api_.primitive_attr_destroy);
         check(api_.primitive_attr_set_post_ops(attr, post_ops), "primitive_attr_set_post_ops");
-        primitive_desc_t desc;
-        check(api_.matmul_primitive_desc_create(&desc, engine_, made->src, made->weights, nullptr,
-                                                made->dst, attr),
+        check(api_.primitive_attr_set_scratchpad_mode(attr, scratchpad_mode_user),
+              "primitive_attr_set_scratchpad_mode");
+        check(api_.matmul_primitive_desc_create(&made->desc, engine_, made->src, made->weights,
+                                                nullptr, made->dst, attr),
               "matmul_primitive_desc_create");
-        const std::unique_ptr<dnnl_primitive_desc, primitive_desc_destroy_f>
-            desc_owner(desc, api_.primitive_desc_destroy);
-        check(api_.primitive_create(&made->primitive, desc), "primitive_create");
+        check(api_.primitive_create(&made->primitive, made->desc), "primitive_create");
         return made;
     }
 
@@ -287,9 +304,10 @@ class Matmul {
         check(api_.memory_set_data_handle(slot.weights, const_cast<bf16 *>(B)), "set_data_handle");
         check(api_.memory_set_data_handle(slot.dst, C), "set_data_handle");
         const exec_arg_t args[] = {{arg_src, slot.src},
-                                        {arg_weights, slot.weights},
-                                        {arg_dst, slot.dst}};
-        check(api_.primitive_execute(primitive->primitive, slot.stream, 3, args), "execute");
+                                   {arg_weights, slot.weights},
+                                   {arg_dst, slot.dst},
+                                   {arg_scratchpad, slot.scratchpad}};
+        check(api_.primitive_execute(primitive->primitive, slot.stream, 4, args), "execute");
         check(api_.stream_wait(slot.stream), "stream_wait");
     }
 

@@ -105,13 +105,14 @@ def prepare(precision: str, *, asked: bool) -> None:
     ImportError
         ``asked`` and oneDNN is not installed.
     """
-    if precision != "bfloat16" or bfloat16_native():
+    if precision != "bfloat16":
         return
-    installed = _core.onednn_loaded()
+    installed = _load_onednn()
+    if installed and _core.bfloat16_native():
+        return
     if asked and not installed:
         raise ImportError(
-            "matmul_precision='bfloat16' needs oneDNN: "
-            f"{_EXTRA_HINT} (PyPI's {_DISTRIBUTION})"
+            f"matmul_precision='bfloat16' needs oneDNN: {_EXTRA_HINT} (PyPI's {_DISTRIBUTION})"
         )
     _warn_fallback_once(installed)
 
