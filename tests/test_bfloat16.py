@@ -16,6 +16,7 @@ networks the error stays below a quarter of it.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import warnings
 
@@ -23,9 +24,17 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
-from conftest import random_sizes, random_targets, reference_gradients
+from conftest import (
+    HIDDEN_ACTIVATIONS,
+    VALID_OUTPUT_COSTS,
+    random_sizes,
+    random_targets,
+    reference_gradients,
+)
 from deltaprop import _precision
-from test_gradients import COMBINATION_IDS, COMBINATIONS, flat
+
+COMBINATIONS = [(h, *oc) for h, oc in itertools.product(HIDDEN_ACTIVATIONS, VALID_OUTPUT_COSTS)]
+COMBINATION_IDS = ["-".join(c) for c in COMBINATIONS]
 
 U = 2.0**-8
 native_only = pytest.mark.skipif(
@@ -43,6 +52,10 @@ def bf16(values) -> np.ndarray:
 def gemm_bound(L: int, K: int) -> float:
     gamma = K * 2.0**-24 / (1 - K * 2.0**-24)
     return (3 * L - 1) * (2 * U + U * U + gamma)
+
+
+def flat(dW, db) -> np.ndarray:
+    return np.concatenate([np.concatenate([np.ravel(W), np.ravel(b)]) for W, b in zip(dW, db)])
 
 
 def bf16_network(sizes, **options) -> dp.Network:
@@ -88,7 +101,7 @@ def emulated_gradients(net, X, Y):
     (W1, W2), (b1, b2) = net.weights, net.biases
     a1 = bf16(X) @ bf16(W1).T + b1
     a2 = bf16(a1) @ bf16(W2).T + b2
-    delta2 = a2 - Y  # BP1 with σ' = 1
+    delta2 = a2 - Y  # BP1 with sigma' = 1
     delta1 = bf16(delta2) @ bf16(W2)  # BP2
     B = X.shape[0]
     dW2, dW1 = bf16(delta2).T @ bf16(a1) / B, bf16(delta1).T @ bf16(X) / B  # BP4
