@@ -283,3 +283,33 @@ def test_a_file_claiming_bfloat16_for_float64_is_refused(tmp_path):
     _container.write(tmp_path / "bad.npz", fields, {"params": arrays["params"].astype(np.float64)})
     with pytest.raises(dp.ModelFormatError, match="matmul_precision"):
         dp.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimators_take_matmul_precision(rng):
+    pytest.importorskip("sklearn")
+    from sklearn.base import clone
+
+    from deltaprop.sklearn import DeltapropClassifier
+
+    X = rng.normal(size=(120, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    options = dict(
+        hidden_layer_sizes=(8,),
+        max_iter=50,
+        learning_rate_init=0.01,
+        random_state=0,
+        dtype="float32",
+    )
+    model = DeltapropClassifier(matmul_precision="bfloat16", **options).fit(X, y)
+    assert model.network_.matmul_precision == "bfloat16"
+    assert clone(model).get_params()["matmul_precision"] == "bfloat16"
+    twin = DeltapropClassifier(**options).fit(X, y)
+    assert not np.array_equal(model.predict_proba(X), twin.predict_proba(X))
+    assert model.score(X, y) >= 0.9 and abs(model.score(X, y) - twin.score(X, y)) <= 0.05
+    model.set_params(matmul_precision="highest", warm_start=True, max_iter=1).fit(X, y)
+    assert model.network_.matmul_precision == "highest"
+    with pytest.raises(ValueError, match="dtype='float32'"):
+        DeltapropClassifier(matmul_precision="bfloat16").fit(X, y)
+    with pytest.raises(ValueError, match="matmul_precision"):
+        DeltapropClassifier(matmul_precision="half", dtype="float32").fit(X, y)

@@ -17,8 +17,9 @@ PACKAGE = Path(deltaprop.__file__).parent
 # Imported inside functions on purpose: optional extras, or costly at import time.
 OPTIONAL = {"matplotlib", "sklearn", "tqdm", "mpi4py", "onnx", "onnxruntime", "scipy", "torch"}
 # Standard modules that alone would cost `import deltaprop` more than the package itself,
-# and copy, which only copying an optimizer (saving, pickling) needs.
-COSTLY = {"hashlib", "json", "tempfile", "zipfile", "copy"}
+# copy, which only copying an optimizer (saving, pickling) needs, and importlib.metadata,
+# which only finding oneDNN's library for bfloat16 needs.
+COSTLY = {"hashlib", "json", "tempfile", "zipfile", "copy", "importlib"}
 # The package's own modules that the functions needing them import (``from . import onnx``):
 # rarely used, and together they would add milliseconds to `import deltaprop`.
 ON_FIRST_USE = {"interop", "onnx", "_distributed"}
