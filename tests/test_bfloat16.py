@@ -313,3 +313,20 @@ def test_estimators_take_matmul_precision(rng):
         DeltapropClassifier(matmul_precision="bfloat16").fit(X, y)
     with pytest.raises(ValueError, match="matmul_precision"):
         DeltapropClassifier(matmul_precision="half", dtype="float32").fit(X, y)
+
+
+def test_the_command_line_trains_and_saves_in_bfloat16(tmp_path, capsys):
+    from deltaprop import cli
+
+    threads = dp.get_num_threads()
+    argv = ["train", "--epochs", "2", "--dtype", "float32", "--matmul-precision", "bfloat16"]
+    try:
+        assert cli.main([*argv, "--threads", "1", "--save", str(tmp_path / "m.npz")]) == 0
+        assert dp.get_num_threads() == 1
+    finally:
+        dp.set_num_threads(threads)
+    assert "epoch 2/2" in capsys.readouterr().out
+    assert dp.load(tmp_path / "m.npz").matmul_precision == "bfloat16"
+    assert cli.main(["train", "--epochs", "1", "--matmul-precision", "bfloat16"]) == 2
+    assert "needs --dtype float32" in capsys.readouterr().err
+    assert cli.main([*argv, "--threads", "0"]) == 2
