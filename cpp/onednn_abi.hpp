@@ -37,10 +37,10 @@ constexpr int engine_cpu = 1;               // dnnl_cpu
 constexpr int data_type_undef = 0;          // dnnl_data_type_undef
 constexpr int data_type_bf16 = 2;           // dnnl_bf16
 constexpr int data_type_f32 = 3;            // dnnl_f32
-constexpr int eltwise_linear = 0x26;        // dnnl_eltwise_linear: alpha x + beta
 constexpr unsigned stream_default = 0x1u;   // dnnl_stream_default_flags (in order)
 constexpr unsigned isa_avx512_core_bf16 = 0xe7u;  // dnnl_cpu_isa_avx512_core_bf16's bits
 constexpr int arg_src = 1, arg_weights = 33, arg_dst = 17, arg_scratchpad = 80;  // DNNL_ARG_*
+constexpr int arg_src_scales = 4096 | arg_src;  // DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC
 constexpr int scratchpad_mode_user = 1;  // dnnl_scratchpad_mode_user
 constexpr int query_scratchpad_md = 136;  // dnnl_query_scratchpad_md
 
@@ -61,8 +61,6 @@ using primitive_attr_destroy_f = status_t (*)(primitive_attr_t);
 using primitive_attr_set_post_ops_f = status_t (*)(primitive_attr_t, const dnnl_post_ops *);
 using post_ops_create_f = status_t (*)(post_ops_t *);
 using post_ops_destroy_f = status_t (*)(post_ops_t);
-using post_ops_append_eltwise_f = status_t (*)(post_ops_t, int alg_kind, float alpha,
-                                               float beta);
 using post_ops_append_sum_f = status_t (*)(post_ops_t, float scale, std::int32_t zero_point,
                                            int data_type);
 using matmul_primitive_desc_create_f = status_t (*)(primitive_desc_t *, engine_t,
@@ -83,6 +81,7 @@ using primitive_execute_f = status_t (*)(const dnnl_primitive *, stream_t, int n
                                          const exec_arg_t *args);
 using stream_wait_f = status_t (*)(stream_t);
 using get_effective_cpu_isa_f = int (*)();
+using primitive_attr_set_scales_mask_f = status_t (*)(primitive_attr_t, int arg, int mask);
 using primitive_attr_set_scratchpad_mode_f = status_t (*)(primitive_attr_t, int mode);
 using primitive_desc_query_md_f = const dnnl_memory_desc *(*)(const dnnl_primitive_desc *,
                                                               int what, int index);

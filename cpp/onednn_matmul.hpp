@@ -40,7 +40,6 @@ struct Api {
     primitive_attr_set_post_ops_f primitive_attr_set_post_ops;
     post_ops_create_f post_ops_create;
     post_ops_destroy_f post_ops_destroy;
-    post_ops_append_eltwise_f post_ops_append_eltwise;
     post_ops_append_sum_f post_ops_append_sum;
     matmul_primitive_desc_create_f matmul_primitive_desc_create;
     primitive_desc_destroy_f primitive_desc_destroy;
@@ -53,6 +52,7 @@ struct Api {
     primitive_execute_f primitive_execute;
     stream_wait_f stream_wait;
     get_effective_cpu_isa_f get_effective_cpu_isa;
+    primitive_attr_set_scales_mask_f primitive_attr_set_scales_mask;
     primitive_attr_set_scratchpad_mode_f primitive_attr_set_scratchpad_mode;
     primitive_desc_query_md_f primitive_desc_query_md;
     memory_desc_get_size_f memory_desc_get_size;
@@ -91,7 +91,6 @@ class Matmul {
         bind(handle, api.primitive_attr_set_post_ops, "dnnl_primitive_attr_set_post_ops");
         bind(handle, api.post_ops_create, "dnnl_post_ops_create");
         bind(handle, api.post_ops_destroy, "dnnl_post_ops_destroy");
-        bind(handle, api.post_ops_append_eltwise, "dnnl_post_ops_append_eltwise");
         bind(handle, api.post_ops_append_sum, "dnnl_post_ops_append_sum");
         bind(handle, api.matmul_primitive_desc_create, "dnnl_matmul_primitive_desc_create");
         bind(handle, api.primitive_desc_destroy, "dnnl_primitive_desc_destroy");
@@ -104,6 +103,7 @@ class Matmul {
         bind(handle, api.primitive_execute, "dnnl_primitive_execute");
         bind(handle, api.stream_wait, "dnnl_stream_wait");
         bind(handle, api.get_effective_cpu_isa, "dnnl_get_effective_cpu_isa");
+        bind(handle, api.primitive_attr_set_scales_mask, "dnnl_primitive_attr_set_scales_mask");
         bind(handle, api.primitive_attr_set_scratchpad_mode,
              "dnnl_primitive_attr_set_scratchpad_mode");
         bind(handle, api.primitive_desc_query_md, "dnnl_primitive_desc_query_md");
@@ -135,7 +135,7 @@ class Matmul {
         const std::size_t block = (extent + n_jobs - 1) / n_jobs;
         const auto run_block = [&](std::size_t job) {
             const std::size_t begin = job * block, size = std::min(block, extent - begin);
-            Call call{trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta};
+            Call call{trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha != 1, beta};
             const bf16 *a = A, *b = B;
             float *c = C;
             if (by_rows) {
@@ -147,7 +147,7 @@ class Matmul {
                 b += trans_b ? begin * ldb : begin;
                 c += begin;
             }
-            execute(call, a, b, c);
+            execute(call, alpha, a, b, c);
         };
         if (n_jobs == 1) {
             run_block(0);
@@ -163,12 +163,15 @@ class Matmul {
     }
 
   private:
-    // One product's shape, strides and scalars: the key of a cached primitive.
+    // One product's shape, strides, whether alpha != 1 and beta: the key of a cached
+    // primitive. alpha is a scale given at each call, so that a schedule's new rates reuse
+    // the primitive.
     struct Call {
         bool trans_a, trans_b;
         std::size_t M, N, K, lda, ldb, ldc;
-        float alpha, beta;
-        auto key() const { return std::tie(trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha, beta); }
+        bool scaled;
+        float beta;
+        auto key() const { return std::tie(trans_a, trans_b, M, N, K, lda, ldb, ldc, scaled, beta); }
         bool operator<(const Call &other) const { return key() < other.key(); }
     };
 
@@ -179,6 +182,8 @@ class Matmul {
     struct Slot {
         stream_t stream = nullptr;
         memory_t src = nullptr, weights = nullptr, dst = nullptr, scratchpad = nullptr;
+        memory_t scale = nullptr;  // alpha, one float32 at &alpha
+        float alpha = 1;
         std::vector<unsigned char> scratch;
     };
 
@@ -188,7 +193,7 @@ class Matmul {
         engine_t engine;
         primitive_t primitive = nullptr;
         primitive_desc_t desc = nullptr;  // kept: it owns the scratchpad's descriptor
-        memory_desc_t src = nullptr, weights = nullptr, dst = nullptr;
+        memory_desc_t src = nullptr, weights = nullptr, dst = nullptr, scale = nullptr;
         std::mutex mutex;
         std::map<std::thread::id, Slot> slots;
 
@@ -201,11 +206,12 @@ class Matmul {
                 api.memory_destroy(slot.weights);
                 api.memory_destroy(slot.dst);
                 api.memory_destroy(slot.scratchpad);
+                if (slot.scale) api.memory_destroy(slot.scale);
                 api.stream_destroy(slot.stream);
             }
             if (primitive) api.primitive_destroy(primitive);
             if (desc) api.primitive_desc_destroy(desc);
-            for (memory_desc_t desc : {src, weights, dst}) {
+            for (memory_desc_t desc : {src, weights, dst, scale}) {
                 if (desc) api.memory_desc_destroy(desc);
             }
         }
@@ -226,6 +232,7 @@ class Matmul {
                 slot.scratch.resize(std::max<std::size_t>(1, api.memory_desc_get_size(scratchpad)));
                 check(api.memory_create(&slot.scratchpad, scratchpad, engine, slot.scratch.data()),
                       "memory");
+                if (scale) check(api.memory_create(&slot.scale, scale, engine, &slot.alpha), "memory");
             }
             return slot;
         }
@@ -250,8 +257,9 @@ class Matmul {
         return desc;
     }
 
-    // alpha as a linear post-op on the product, then beta C as a sum post-op (beta = 0:
-    // C is not read, as in BLAS).
+    // alpha as a scale of the source (given at each call), beta C as a sum post-op (beta
+    // = 0: C is not read, as in BLAS). An eltwise "linear" post-op for alpha would send
+    // the blocks of a split product (strided operands) to oneDNN's reference kernel.
     std::shared_ptr<Primitive> create(const Call &call) const {
         auto made = std::make_shared<Primitive>(api_, engine_);
         made->src = matrix(call.M, call.K, call.lda, call.trans_a, data_type_bf16);
@@ -261,10 +269,6 @@ class Matmul {
         check(api_.post_ops_create(&post_ops), "post_ops_create");
         const std::unique_ptr<dnnl_post_ops, post_ops_destroy_f> post_ops_owner(
             post_ops, api_.post_ops_destroy);
-        if (call.alpha != 1) {
-            check(api_.post_ops_append_eltwise(post_ops, eltwise_linear, call.alpha, 0.f),
-                  "post_ops_append_eltwise");
-        }
         if (call.beta != 0) {
             check(api_.post_ops_append_sum(post_ops, call.beta, 0, data_type_undef),
                   "post_ops_append_sum");
@@ -274,6 +278,12 @@ class Matmul {
         const std::unique_ptr<dnnl_primitive_attr, primitive_attr_destroy_f>
             attr_owner(attr, api_.primitive_attr_destroy);
         check(api_.primitive_attr_set_post_ops(attr, post_ops), "primitive_attr_set_post_ops");
+        if (call.scaled) {
+            check(api_.primitive_attr_set_scales_mask(attr, arg_src, 0), "set_scales_mask");
+            const dims_t one = {1};
+            check(api_.memory_desc_create_with_strides(&made->scale, 1, one, data_type_f32, one),
+                  "memory_desc");
+        }
         check(api_.primitive_attr_set_scratchpad_mode(attr, scratchpad_mode_user),
               "primitive_attr_set_scratchpad_mode");
         check(api_.matmul_primitive_desc_create(&made->desc, engine_, made->src, made->weights,
@@ -283,9 +293,8 @@ class Matmul {
         return made;
     }
 
-    // Schedules change alpha (the rate) between epochs, and every new value is a new
-    // primitive: past kMaxCached, the cache starts afresh (a call running one of the
-    // dropped primitives holds it until it returns).
+    // Past kMaxCached shapes (a program of many networks), the cache starts afresh (a
+    // call running one of the dropped primitives holds it until it returns).
     std::shared_ptr<Primitive> primitive_for(const Call &call) {
         constexpr std::size_t kMaxCached = 256;
         std::lock_guard<std::mutex> lock(mutex_);
@@ -295,7 +304,7 @@ class Matmul {
         return cache_[call] = create(call);
     }
 
-    void execute(const Call &call, const bf16 *A, const bf16 *B, float *C) {
+    void execute(const Call &call, float alpha, const bf16 *A, const bf16 *B, float *C) {
         const std::shared_ptr<Primitive> primitive = primitive_for(call);
         Slot &slot = primitive->slot_of_this_thread();
         // One thread per block: oneDNN's OpenMP stays on the calling team thread.
@@ -303,11 +312,14 @@ class Matmul {
         check(api_.memory_set_data_handle(slot.src, const_cast<bf16 *>(A)), "set_data_handle");
         check(api_.memory_set_data_handle(slot.weights, const_cast<bf16 *>(B)), "set_data_handle");
         check(api_.memory_set_data_handle(slot.dst, C), "set_data_handle");
+        slot.alpha = alpha;
         const exec_arg_t args[] = {{arg_src, slot.src},
                                    {arg_weights, slot.weights},
                                    {arg_dst, slot.dst},
-                                   {arg_scratchpad, slot.scratchpad}};
-        check(api_.primitive_execute(primitive->primitive, slot.stream, 4, args), "execute");
+                                   {arg_scratchpad, slot.scratchpad},
+                                   {arg_src_scales, slot.scale}};
+        check(api_.primitive_execute(primitive->primitive, slot.stream, call.scaled ? 5 : 4, args),
+              "execute");
         check(api_.stream_wait(slot.stream), "stream_wait");
     }
 
