@@ -305,10 +305,11 @@ class Matmul {
     }
 
     void execute(const Call &call, float alpha, const bf16 *A, const bf16 *B, float *C) {
+        // One thread per block, from the primitive's creation on: oneDNN's OpenMP stays
+        // on the calling team thread and starts no threads of its own.
+        api_.omp_set_num_threads(1);
         const std::shared_ptr<Primitive> primitive = primitive_for(call);
         Slot &slot = primitive->slot_of_this_thread();
-        // One thread per block: oneDNN's OpenMP stays on the calling team thread.
-        api_.omp_set_num_threads(1);
         check(api_.memory_set_data_handle(slot.src, const_cast<bf16 *>(A)), "set_data_handle");
         check(api_.memory_set_data_handle(slot.weights, const_cast<bf16 *>(B)), "set_data_handle");
         check(api_.memory_set_data_handle(slot.dst, C), "set_data_handle");

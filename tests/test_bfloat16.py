@@ -330,3 +330,41 @@ def test_the_command_line_trains_and_saves_in_bfloat16(tmp_path, capsys):
     assert cli.main(["train", "--epochs", "1", "--matmul-precision", "bfloat16"]) == 2
     assert "needs --dtype float32" in capsys.readouterr().err
     assert cli.main([*argv, "--threads", "0"]) == 2
+
+
+NO_POOL_BESIDE_THE_TEAM = """
+import os
+import numpy as np
+import deltaprop as dp
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+dp.set_num_threads(2)
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(2048, 300)).astype(np.float32), rng.integers(0, 10, 2048)
+net = dp.Network([300, 512, 256, 10], activation="relu", output="softmax",
+                 cost="log_likelihood", dtype="float32", seed=0)
+net.fit(X, y, epochs=1, batch_size=256)  # the team's worker starts
+before = threads()
+net.matmul_precision = "bfloat16"
+net.fit(X, y, epochs=2, batch_size=256)
+net.predict(X)
+print(before, threads())
+"""
+
+
+@native_only
+def test_onednn_runs_on_the_team_and_starts_no_pool_of_its_own():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", NO_POOL_BESIDE_THE_TEAM],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    before, after = map(int, done.stdout.split())
+    assert after == before
