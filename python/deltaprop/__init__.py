@@ -61,7 +61,7 @@ def get_num_threads() -> int:
 # double the cost of `import deltaprop`, and most programs never touch `reference`, `plot`
 # or `sklearn`. Every public submodule is reachable as ``dp.<name>``; `sklearn` stays out of
 # __all__ because it needs scikit-learn, and ``from deltaprop import *`` must not.
-_LAZY_SUBMODULES = ("datasets", "interop", "onnx", "plot", "reference", "sklearn")
+_LAZY_SUBMODULES = ("datasets", "interop", "nielsen", "onnx", "plot", "reference", "sklearn")
 
 
 def __getattr__(name: str):
@@ -106,6 +106,7 @@ __all__ = [
     "get_num_threads",
     "interop",
     "load",
+    "nielsen",
     "onnx",
     "optim",
     "plot",

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _core, _data, _precision, io, optim, training
+from . import _core, _data, _files, _precision, io, optim, training
 from ._architecture import ACTIVATIONS, COSTS, INITS, OUTPUTS, Architecture
 from ._checks import as_real_array, check_int, check_name, check_real
 from ._container import ModelFormatError
@@ -439,7 +439,7 @@ default="sigmoid"
         return str(self.architecture)
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, *, format: str = "deltaprop") -> None:
         """Save the network, its optimizer and that optimizer's state to one file.
 
         The file is written atomically (to a temporary file renamed over ``path``);
@@ -452,6 +452,10 @@ default="sigmoid"
         ----------
         path : str, bytes or os.PathLike
             Destination file (``.npz`` by convention).
+        format : {"deltaprop", "nielsen"}, default="deltaprop"
+            ``"nielsen"``: the JSON of network2.py's ``save`` (`deltaprop.nielsen`; sigmoid
+            layers and the quadratic or cross-entropy cost only, no optimizer), which
+            network2.py's ``load`` and `deltaprop.load` read.
 
         Raises
         ------
@@ -459,13 +463,20 @@ default="sigmoid"
             ``path`` is not a path.
         ValueError
             The network cannot be saved: non-finite values, or an optimizer that is not
-            one of the built-in ones or whose state does not fit the network.
+            one of the built-in ones or whose state does not fit the network; with
+            ``format="nielsen"``, a network that network2.py cannot hold.
         RuntimeError
             ``comm`` has been freed since the fit that set it.
         OSError
             The file cannot be written.
         """
+        check_name(format, ("deltaprop", "nielsen"), "format")
         if self.comm is not None and self._comm_rank() != 0:
+            return
+        if format == "nielsen":
+            from . import nielsen
+
+            nielsen.write(path, self)
             return
         io.write(path, self._snapshot())
 
@@ -532,7 +543,8 @@ default="sigmoid"
         Parameters
         ----------
         path : str or os.PathLike
-            A model file or a training checkpoint.
+            A model file, a training checkpoint, or the JSON of network2.py's ``save``
+            (`deltaprop.nielsen`).
 
         Returns
         -------
@@ -547,6 +559,18 @@ default="sigmoid"
         ModelFormatError
             The file is not a valid deltaprop model file (see its message).
         """
+        if _is_json(path):
+            from . import nielsen
+
+            fields = nielsen.read(path)
+            return cls.from_params(
+                fields["weights"],
+                fields["biases"],
+                activation="sigmoid",
+                output="sigmoid",
+                cost=fields["cost"],
+                dtype="float64",
+            )
         record = io.read(path)
         net = cls.__new__(cls)
         try:
@@ -1006,7 +1030,7 @@ default="sigmoid"
             self._training.release()
 
 
-def save(net: Network, path: str | os.PathLike) -> None:
+def save(net: Network, path: str | os.PathLike, *, format: str = "deltaprop") -> None:
     """Save a network with its optimizer state: ``net.save(path)``.
 
     Parameters
@@ -1015,6 +1039,8 @@ def save(net: Network, path: str | os.PathLike) -> None:
         The network to save.
     path : str or os.PathLike
         Destination file (``.npz`` by convention).
+    format : {"deltaprop", "nielsen"}, default="deltaprop"
+        See `Network.save`.
 
     Raises
     ------
@@ -1025,7 +1051,7 @@ def save(net: Network, path: str | os.PathLike) -> None:
     """
     if not isinstance(net, Network):
         raise TypeError(f"net: expected a Network, got {type(net).__name__}")
-    net.save(path)
+    net.save(path, format=format)
 
 
 def load(path: str | os.PathLike) -> Network:
@@ -1034,7 +1060,7 @@ def load(path: str | os.PathLike) -> Network:
     Parameters
     ----------
     path : str or os.PathLike
-        A model file or a training checkpoint.
+        A model file, a training checkpoint or a JSON file of network2.py's ``save``.
 
     Returns
     -------
@@ -1049,6 +1075,12 @@ def load(path: str | os.PathLike) -> Network:
         The file is not a valid deltaprop model file.
     """
     return Network.load(path)
+
+
+def _is_json(path: str | os.PathLike) -> bool:
+    """Whether a file starts as a JSON object does: network2.py's, not a deltaprop file."""
+    with _files.open_regular(path) as file:
+        return file.read(64).lstrip(b" \t\r\n")[:1] in (b"{", b"[")
 
 
 def _classes(outputs: np.ndarray) -> np.ndarray:
