@@ -22,7 +22,7 @@ OPTIONAL = {"matplotlib", "sklearn", "tqdm", "mpi4py", "onnx", "onnxruntime", "s
 COSTLY = {"hashlib", "json", "tempfile", "zipfile", "copy", "importlib"}
 # The package's own modules that the functions needing them import (``from . import onnx``):
 # rarely used, and together they would add milliseconds to `import deltaprop`.
-ON_FIRST_USE = {"interop", "nielsen", "onnx", "_distributed"}
+ON_FIRST_USE = {"interop", "nielsen", "onnx", "_distributed", "_gradient_check"}
 # What `import deltaprop` must not load beyond numpy: the above, the submodules it loads on
 # first use, importlib.resources, pathlib and gzip, which only deltaprop.datasets needs,
 # signal and traceback, which only deltaprop._distributed needs, dataclasses, which only

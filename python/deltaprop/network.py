@@ -755,6 +755,67 @@ default="sigmoid"
         dW, db = self._layer_views(grads)
         return cost, dW, db
 
+    def gradient_check(
+        self,
+        X: Any,
+        Y: Any,
+        *,
+        eps: float | None = None,
+        lmbda: float = 0.0,
+        l1: float = 0.0,
+        sample_weight: Any = None,
+        entries: int | None = None,
+        seed: int | None = 0,
+    ):
+        """Check the core's gradients against central differences, in float64.
+
+        The first thing to run on a new setup (a new cost, data, regularisation or
+        precision): a few rows and a small network, and every relative error should be far
+        below 1. The numerical derivatives come from a float64 copy of the network, so a
+        float32 network is checked against float64 arithmetic; the analytic ones are the
+        network's own (`objective`: its dtype and matmul precision, L2 and L1 included).
+        Expect errors near 1e-7 or below in float64, 1e-3 in float32 and 1e-2 with
+        ``matmul_precision="bfloat16"``; an error near 1 names a wrong derivative.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_0)
+            Inputs (a few rows: each entry checked costs two passes over them).
+        Y : array_like of shape (n_samples,) or (n_samples, n_L)
+            Class indices or targets.
+        eps : float or None, default=None
+            Relative step h = eps max(1, |p|); None: cbrt(float64's epsilon), about 6e-6.
+        lmbda, l1 : float, default=0.0
+            L2 and L1 strengths, as in `objective`.
+        sample_weight : array_like of shape (n_samples,) or scalar, optional
+            As in `objective`.
+        entries : int or None, default=None
+            Check this many parameters drawn at random; None: all of them.
+        seed : int or None, default=0
+            Seed of the draw of ``entries``.
+
+        Returns
+        -------
+        GradientCheck
+            The largest relative error per layer for W and b, and the worst entry named
+            (see `deltaprop._gradient_check` for the definitions).
+
+        Raises
+        ------
+        TypeError, ValueError
+            Invalid data or arguments.
+        """
+        from . import _gradient_check
+
+        default_eps = float(np.cbrt(np.finfo(np.float64).eps))
+        eps = default_eps if eps is None else check_real(eps, "eps", 0.0, 1.0, low_open=True)
+        if entries is not None:
+            entries = check_int(entries, "entries", 1)
+        return _gradient_check.gradient_check(
+            self, X, Y, eps=eps, lmbda=lmbda, l1=l1, sample_weight=sample_weight,
+            entries=entries, seed=seed,
+        )  # fmt: skip
+
     def objective(
         self, X: Any, Y: Any, *, sample_weight: Any = None, lmbda: float = 0.0, l1: float = 0.0
     ) -> tuple[float, np.ndarray]:
