@@ -56,7 +56,7 @@ void check_disjoint(std::initializer_list<Span> spans, const std::vector<Span> &
     all.insert(all.end(), more.begin(), more.end());
     for (std::size_t i = 0; i < all.size(); ++i) {
         for (std::size_t j = 0; j < all.size(); ++j) {
-            if (i == j || !all[i].written || all[j].array == nullptr) continue;
+            if (i == j || !all[i].written || !all[i].array || !all[j].array) continue;
             const char *a = static_cast<const char *>(all[i].array->data());
             const char *b = static_cast<const char *>(all[j].array->data());
             const auto a_bytes = std::size_t(all[i].array->nbytes());
@@ -258,6 +258,51 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             },
             py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
             "Mean cost over the rows of X (n, n_0) with targets Y (n, n_L).")
+        .def(
+            "layers",
+            [](Network<T> &net, const Array<T> &params, const Array<T> &X,
+               const std::optional<Array<T>> &Y, Array<T> &z_out, Array<T> &a_out,
+               std::optional<Array<T>> &delta_out) {
+                check_params(net.mlp(), params, "params");
+                const std::size_t n = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
+                if (Y) check_matrix(*Y, "Y", n, net.mlp().n_outputs());
+                if (Y.has_value() != delta_out.has_value()) {
+                    throw std::invalid_argument("layers: Y and delta_out go together");
+                }
+                std::size_t values = 0;
+                for (std::size_t l = 1; l <= net.mlp().n_layers(); ++l) {
+                    values += n * net.mlp().architecture().sizes[l];
+                }
+                for (auto [array, name] : {std::pair{&z_out, "z_out"}, {&a_out, "a_out"}}) {
+                    check_writeable<T>(*array, name);
+                    if (std::size_t(array->size()) != values || array->ndim() != 1) {
+                        throw std::invalid_argument(std::string(name) + ": expected " +
+                                                    std::to_string(values) + " values");
+                    }
+                }
+                if (delta_out) {
+                    check_writeable<T>(*delta_out, "delta_out");
+                    if (std::size_t(delta_out->size()) != values || delta_out->ndim() != 1) {
+                        throw std::invalid_argument("delta_out: expected " +
+                                                    std::to_string(values) + " values");
+                    }
+                }
+                check_disjoint({{"z_out", &z_out, true},
+                                {"a_out", &a_out, true},
+                                {"delta_out", delta_out ? &*delta_out : nullptr, true},
+                                {"params", &params, false},
+                                {"X", &X, false},
+                                {"Y", Y ? &*Y : nullptr, false}});
+                const T *p = params.data(), *x = X.data(), *y = Y ? Y->data() : nullptr;
+                T *z = z_out.mutable_data(), *a = a_out.mutable_data();
+                T *d = delta_out ? delta_out->mutable_data() : nullptr;
+                py::gil_scoped_release nogil;
+                net.layers(p, x, y, n, z, a, d);
+            },
+            py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+            py::arg("z_out").noconvert(), py::arg("a_out").noconvert(),
+            py::arg("delta_out").noconvert(),
+            "z^l, a^l and (with Y) each row's delta^l of every layer, layer after layer.")
         .def(
             "gradients",
             [](Network<T> &net, const Array<T> &params, const Array<T> &X, const Array<T> &Y,

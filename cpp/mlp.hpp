@@ -161,6 +161,36 @@ template <class T> class Mlp {
         }
     }
 
+    // A look inside the forward and backward passes of n rows: z^l and a^l, l = 1..L,
+    // into z_out and a_out, and with targets Y (else nullptr) δ^l = ∂C_x/∂z^l of each
+    // row's cost (BP1, then BP2 down to l = 1) into delta_out. Each output holds the
+    // layers one after another, layer l as an (n, n_l) block.
+    void layers(const T *params, const T *X, const T *Y, std::size_t n, T *z_out, T *a_out,
+                T *delta_out) {
+        const std::size_t chunk = chunk_rows();
+        for (std::size_t start = 0; start < n; start += chunk) {
+            const std::size_t B = std::min(chunk, n - start);
+            require_finite(forward(params, X + start * n_inputs(), B, nullptr, Y != nullptr));
+            if (Y != nullptr) {
+                require_finite_result(std::isfinite(output_error(Y + start * n_outputs(), B)));
+                if (bfloat16()) {
+                    round_to_bf16(delta_[n_layers()].data(), delta16_[n_layers()].data(),
+                                  B * n_outputs());
+                }
+                for (std::size_t l = n_layers(); l > 1; --l) backpropagate_error(params, l, B);
+            }
+            std::size_t offset = 0;  // of layer l's block
+            for (std::size_t l = 1; l <= n_layers(); ++l) {
+                const std::size_t at = offset + start * arch_.sizes[l];
+                const std::size_t bytes = B * arch_.sizes[l] * sizeof(T);
+                std::memcpy(z_out + at, z_[l].data(), bytes);
+                std::memcpy(a_out + at, a_[l].data(), bytes);
+                if (Y != nullptr) std::memcpy(delta_out + at, delta_[l].data(), bytes);
+                offset += n * arch_.sizes[l];
+            }
+        }
+    }
+
     // Mean cost over the n rows (without any regularisation term).
     double cost(const T *params, const T *X, const T *Y, std::size_t n) {
         double total = 0;

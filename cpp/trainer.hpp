@@ -723,6 +723,12 @@ template <class T> class Network {
         mlp_.predict(params, X, n, out);
     }
 
+    void layers(const T *params, const T *X, const T *Y, std::size_t n, T *z_out, T *a_out,
+                T *delta_out) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        mlp_.layers(params, X, Y, n, z_out, a_out, delta_out);
+    }
+
     double cost(const T *params, const T *X, const T *Y, std::size_t n) {
         std::lock_guard<std::mutex> lock(mutex_);
         return mlp_.cost(params, X, Y, n);

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
-from conftest import HIDDEN_ACTIVATIONS, VALID_OUTPUT_COSTS, random_targets
+from conftest import HIDDEN_ACTIVATIONS, RTOL, VALID_OUTPUT_COSTS, assert_close, random_targets
 
 COMBINATIONS = [(h, *oc) for h, oc in itertools.product(HIDDEN_ACTIVATIONS, VALID_OUTPUT_COSTS)]
 
@@ -77,3 +77,37 @@ def test_bad_arguments_are_refused(options, error):
     net, X, Y = problem("tanh", "identity", "quadratic")
     with pytest.raises(error):
         net.gradient_check(X, Y, **options)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("hidden", "output", "cost"), COMBINATIONS, ids="-".join)
+def test_a_batchs_layers_and_deltas_are_the_references(hidden, output, cost, dtype):
+    rng = np.random.default_rng(7)
+    net = dp.Network([5, 6, 4, 3], activation=hidden, output=output, cost=cost, dtype=dtype, seed=7)
+    X = rng.normal(size=(4, 5)).astype(dtype)
+    Y = random_targets(rng, cost, 4, 3).astype(dtype)
+    zs, activations = net.forward(X, return_layers=True)
+    deltas = net.deltas(X, Y)
+    np.testing.assert_array_equal(activations[-1], net.predict(X))
+    names = dict(activation=hidden, output=output, leaky_slope=net.leaky_slope)
+    weights = [W.astype(np.float64).tolist() for W in net.weights]
+    biases = [b.astype(np.float64).tolist() for b in net.biases]
+    rtol = RTOL[dtype]
+    for i, (x, y) in enumerate(zip(X.astype(np.float64).tolist(), Y.astype(np.float64).tolist())):
+        ref_zs, ref_activations = dp.reference.layers(weights, biases, x, **names)
+        ref_deltas = dp.reference.deltas(weights, biases, x, y, cost=cost, **names)
+        for l in range(3):
+            assert zs[l].shape == activations[l].shape == deltas[l].shape == (4, net.sizes[l + 1])
+            assert_close(zs[l][i], ref_zs[l], rtol)
+            assert_close(activations[l][i], ref_activations[l], rtol)
+            assert_close(deltas[l][i], ref_deltas[l], rtol)
+    # BP3: the gradient of b^l is the rows' mean of δ^l.
+    _, _, db = net.gradients(X, Y)
+    for l in range(3):
+        assert_close(db[l], deltas[l].mean(axis=0), rtol)
+
+
+def test_deltas_refuse_bad_targets():
+    net = dp.Network([3, 2], output="softmax", cost="log_likelihood")
+    with pytest.raises(ValueError, match="Y"):
+        net.deltas(np.zeros((2, 3)), [0, 5])

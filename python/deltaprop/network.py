@@ -648,7 +648,75 @@ default="sigmoid"
             raise
         return out
 
-    forward = predict
+    def forward(self, X: Any, *, return_layers: bool = False):
+        """Run the forward pass: a^L, or every layer's z^l and a^l.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_0)
+            Inputs.
+        return_layers : bool, default=False
+            False: a^L, as `predict`. True: the weighted inputs and activations of every
+            layer, from the core's forward pass.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_L), or (zs, activations)
+            With ``return_layers``, two lists of L arrays: ``zs[l - 1]`` is z^l = W^l
+            a^(l-1) + b^l and ``activations[l - 1]`` is a^l = sigma(z^l), each of shape
+            (n_samples, n_l), for l = 1..L (a^0 is X).
+
+        Raises
+        ------
+        TypeError, ValueError
+            A wrong shape or dtype, NaN or infinity in X, or a forward pass that overflows.
+        """
+        if not return_layers:
+            return self.predict(X)
+        X = _data.inputs(X, self.architecture, check_finite=True)
+        zs, activations, _ = self._layers(X, None)
+        return zs, activations
+
+    def deltas(self, X: Any, Y: Any) -> list[np.ndarray]:
+        """Return every layer's error δ^l = ∂C_x/∂z^l of each sample's cost (BP1, then BP2).
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_0)
+            Inputs.
+        Y : array_like of shape (n_samples,) or (n_samples, n_L)
+            Class indices or targets (see `validate`).
+
+        Returns
+        -------
+        list of ndarray
+            ``deltas[l - 1]`` is δ^l of shape (n_samples, n_l), l = 1..L, per sample (not
+            averaged): BP3 and BP4 average δ^l and δ^l (a^(l-1))^T over the rows into
+            `gradients`.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Invalid data, or a cost or δ that overflows.
+        """
+        X, Y = self.validate(X, Y)
+        return self._layers(X, Y)[2]
+
+    def _layers(self, X: np.ndarray, Y: np.ndarray | None):
+        """z^l, a^l and (with Y) δ^l of every layer from the core, as lists of views."""
+        sizes = self.architecture.sizes[1:]
+        n = X.shape[0]
+        total = n * sum(sizes)
+        z, a = np.empty(total, self.dtype), np.empty(total, self.dtype)
+        delta = None if Y is None else np.empty(total, self.dtype)
+        with GATE:
+            self._core.layers(self._params, X, Y, z, a, delta)
+        bounds = np.cumsum([0] + [n * size for size in sizes])
+
+        def split(flat):
+            return [flat[bounds[l] : bounds[l + 1]].reshape(n, m) for l, m in enumerate(sizes)]
+
+        return split(z), split(a), None if delta is None else split(delta)
 
     def predict_classes(self, X: Any) -> np.ndarray:
         """Predict the class of each sample: argmax(a^L), or a^L >= 0.5 with one output unit.
