@@ -53,6 +53,7 @@ class Config:
     momentum: float = 0.0
     lmbda: float = 0.0  # Nielsen's L2: the gradient gains (lmbda / n) W
     predict: bool = False  # E: inference only
+    precision: str = "highest"  # deltaprop's matmul_precision; "bfloat16": PyTorch autocasts
     rows: dict = dataclasses.field(default_factory=dict)
     targets: dict = dataclasses.field(default_factory=dict)  # peer or "limit" -> ratio
     notes: tuple[str, ...] = ()
@@ -121,6 +122,29 @@ CONFIGS = {
         ),
     ]
 }  # fmt: skip
+# bfloat16 rows: C, D and E with matmul_precision="bfloat16", PyTorch under autocast, and the
+# bfloat16 GEMM limit. Only deltaprop and PyTorch compute in bfloat16.
+BFLOAT16_TARGETS = {
+    "C": {"torch": 1.5, "limit": 0.75},
+    "D": {"torch": 1.25, "limit": 0.80},
+    "E": {},
+}
+CONFIGS.update(
+    {
+        f"{key}-bf16": dataclasses.replace(
+            CONFIGS[key],
+            key=f"{key}-bf16",
+            title=f"{CONFIGS[key].title}, bfloat16 products",
+            precision="bfloat16",
+            targets=targets,
+            rows={k: v for k, v in CONFIGS[key].rows.items() if k in ("deltaprop", "torch")},
+            notes=(*CONFIGS[key].notes, "PyTorch: torch.autocast('cpu', dtype=torch.bfloat16) "
+                   "around the forward pass and the loss, the optimizer outside"),
+        )
+        for key, targets in BFLOAT16_TARGETS.items()
+    }
+)  # fmt: skip
+BFLOAT16_IMPLEMENTATIONS = ("deltaprop", "torch")
 
 
 def threads() -> int:
@@ -131,8 +155,9 @@ def threads() -> int:
 def make_network(config: Config) -> dp.Network:
     """The network of `config` every implementation starts from."""
     return dp.Network(
-        list(config.sizes), dtype=config.dtype, init=config.init, seed=SEED, **config.names
-    )
+        list(config.sizes), dtype=config.dtype, init=config.init, seed=SEED,
+        matmul_precision=config.precision, **config.names,
+    )  # fmt: skip
 
 
 def make_optimizer(config: Config) -> dp.optim.Optimizer:
@@ -243,6 +268,11 @@ class GemmLimit:
         return batches * self.batch / elapsed
 
     @staticmethod
+    def for_config(config: Config) -> GemmLimit:
+        """The limit of `config`'s products in its precision."""
+        return Bfloat16GemmLimit(config) if config.precision == "bfloat16" else GemmLimit(config)
+
+    @staticmethod
     def call_overhead(calls: int = 20_000) -> float:
         """Seconds numpy spends on one matmul call beyond the product: the best of five timings
         of a (1, 1) @ (1, 1) product."""
@@ -254,6 +284,35 @@ class GemmLimit:
                 np.matmul(a, a, out=out)
             best = min(best, (time.perf_counter() - started) / calls)
         return best
+
+
+class Bfloat16GemmLimit(GemmLimit):
+    """The same products on bfloat16 operands with float32 results: PyTorch's CPU matmul of
+    bfloat16 tensors, which runs oneDNN's bfloat16 kernels (``ONEDNN_VERBOSE=1`` shows
+    them), on threads() threads. The float32 outputs are rounded to bfloat16 by PyTorch."""
+
+    def __init__(self, config: Config) -> None:
+        import torch
+
+        super().__init__(config)
+        self.torch = torch
+        torch.set_num_threads(threads())
+        as_bf16 = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(torch.bfloat16)  # noqa: E731
+        self.products = [
+            (as_bf16(left), as_bf16(right), as_bf16(out)) for left, right, out in self.products
+        ]
+
+    def run(self) -> None:
+        for left, right, out in self.products:
+            self.torch.matmul(left, right, out=out)
+
+    def samples_per_s(self, seconds: float) -> float:
+        self.run()
+        batches, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds:
+            self.run()
+            batches += 1
+        return batches * self.batch / elapsed
 
 
 # ------------------------------------------------------------------------------------- idleness

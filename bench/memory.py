@@ -11,7 +11,8 @@ a child inherits its parent's peak, and the parent holds all the data of the ben
 The increase is compared with the budget "parameters + optimizer state + one batch's
 workspace": P values of parameters, P per optimizer state array, and as workspace z, a and
 delta of every layer (3 B sum(n_l)), the gathered batch (B (n_0 + n_L)) and, for an optimizer
-other than SGD, a gradient buffer (P). Set apart: OpenBLAS's buffers (the RSS a throw-away
+other than SGD, a gradient buffer (P); in bfloat16 products, the bfloat16 copies of the weights,
+of each layer's input and of δ. Set apart: OpenBLAS's buffers (the RSS a throw-away
 network of the same shapes leaves after the gradients of one batch), and what deltaprop keeps by
 design, the snapshot of parameters and optimizer state that divergence recovery returns to and
 the epoch's row order.
@@ -46,6 +47,9 @@ def budget(config: Config, n_state: int) -> dict[str, int]:
     size = np.dtype(config.dtype).itemsize
     parts = {"parameters": P, "optimizer_state": n_state * P, "batch_workspace": workspace}
     parts = {part: values * size for part, values in parts.items()}
+    if config.precision == "bfloat16":  # 2 bytes each: W^l, the layers' inputs a^(l-1), δ^l
+        inputs = B * sum(sizes[:-1])
+        parts["bfloat16_copies"] = 2 * (config.n_weights + inputs + B * sum(sizes[1:]))
     return parts | {"total": sum(parts.values())}
 
 

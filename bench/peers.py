@@ -12,7 +12,8 @@ and uses as many threads as deltaprop's BLAS. Each is written as a competent use
 
 * deltaprop: ``Network.fit(X, Y, epochs=1, ...)``.
 * torch: ``nn.Sequential`` of ``nn.Linear`` and activations, ``torch.optim.SGD``, a hand-written
-  loop over a pre-shuffled index; no DataLoader, no autocast.
+  loop over a pre-shuffled index; no DataLoader; in the bfloat16 rows
+  ``torch.autocast("cpu", dtype=torch.bfloat16)`` around the forward pass and the loss.
 * sklearn: ``MLPClassifier`` and one ``partial_fit`` per epoch.
 * numpy: the equations below, vectorised by hand over each mini-batch.
 * reference: ``deltaprop.reference``, pure Python, plain SGD only (no momentum).
@@ -135,6 +136,10 @@ class Torch(Peer):
             return F.binary_cross_entropy_with_logits(z, target, reduction="none").sum(1).mean()
         return F.cross_entropy(z, target)
 
+    def _autocast(self):
+        bf16 = self.config.precision == "bfloat16"
+        return self.torch.autocast("cpu", dtype=self.torch.bfloat16, enabled=bf16)
+
     def epoch(self, seed: int | None) -> float:
         n, B = len(self.X), self.config.batch_size
         order = epoch_order(n, seed)
@@ -142,7 +147,8 @@ class Torch(Peer):
         total = self.torch.zeros((), dtype=self.torch.float64)
         for start in range(0, n, B):
             rows = order[start : start + B]
-            loss = self._loss(self.model(self.X[rows]), self.T[rows])
+            with self._autocast():
+                loss = self._loss(self.model(self.X[rows]), self.T[rows])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -154,8 +160,8 @@ class Torch(Peer):
         return as_numpy(m.weight for m in self.linears), as_numpy(m.bias for m in self.linears)
 
     def predict(self, X) -> np.ndarray:
-        with self.torch.inference_mode():
-            z = self.model(self.torch.from_numpy(X))
+        with self.torch.inference_mode(), self._autocast():
+            z = self.model(self.torch.from_numpy(X)).float()
             softmax = self.config.output == "softmax"
             return (self.torch.softmax(z, dim=1) if softmax else self.torch.sigmoid(z)).numpy()
 

@@ -245,7 +245,7 @@ def driver(args: argparse.Namespace) -> None:
     networks = {"here (2 ranks, shared memory)": (alpha, beta), **NETWORKS}
     print(f"allreduce between 2 ranks here: alpha {alpha * 1e6:.2f} us, "
           f"beta {beta * 1e9:.3f} ns/byte ({1 / beta / 1e9:.1f} GB/s)")  # fmt: skip
-    (nbytes, zero), = collectives["reduce_scatter_allgather"].items()
+    ((nbytes, zero),) = collectives["reduce_scatter_allgather"].items()
     print(f"{int(nbytes) / 1e6:.1f} MB: Allreduce {times[nbytes] * 1e3:.2f} ms; Reduce_scatter "
           f"then Allgather (a ZeRO-1 step) {zero * 1e3:.2f} ms\n")  # fmt: skip
     print("| config | summed per batch | 1 process, 2 threads | 2 ranks, 1 thread each | ratio "

@@ -56,7 +56,7 @@ void check_disjoint(std::initializer_list<Span> spans, const std::vector<Span> &
     all.insert(all.end(), more.begin(), more.end());
     for (std::size_t i = 0; i < all.size(); ++i) {
         for (std::size_t j = 0; j < all.size(); ++j) {
-            if (i == j || !all[i].written || all[j].array == nullptr) continue;
+            if (i == j || !all[i].written || !all[i].array || !all[j].array) continue;
             const char *a = static_cast<const char *>(all[i].array->data());
             const char *b = static_cast<const char *>(all[j].array->data());
             const auto a_bytes = std::size_t(all[i].array->nbytes());
@@ -190,6 +190,10 @@ std::string to_string(deltaprop::Cost cost) {
     return "";
 }
 
+std::string to_string(deltaprop::MatmulPrecision precision) {
+    return precision == deltaprop::MatmulPrecision::bfloat16 ? "bfloat16" : "highest";
+}
+
 template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
     py::class_<Network<T>>(m, class_name,
                            "The network's architecture and workspaces (parameters live in a flat "
@@ -217,6 +221,14 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
         .def_property_readonly(
             "leaky_slope",
             [](const Network<T> &net) { return net.mlp().architecture().leaky_slope; })
+        .def_property(
+            "matmul_precision",
+            [](const Network<T> &net) { return to_string(net.mlp().matmul_precision()); },
+            [](Network<T> &net, const std::string &name) {
+                net.set_matmul_precision(deltaprop::parse_matmul_precision(name));
+            },
+            "The precision of the GEMMs: 'highest' (the dtype's) or 'bfloat16' (float32 "
+            "only).")
         .def_property_readonly("n_params",
                                [](const Network<T> &net) { return net.mlp().n_params(); })
         .def(
@@ -246,6 +258,51 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             },
             py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
             "Mean cost over the rows of X (n, n_0) with targets Y (n, n_L).")
+        .def(
+            "layers",
+            [](Network<T> &net, const Array<T> &params, const Array<T> &X,
+               const std::optional<Array<T>> &Y, Array<T> &z_out, Array<T> &a_out,
+               std::optional<Array<T>> &delta_out) {
+                check_params(net.mlp(), params, "params");
+                const std::size_t n = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
+                if (Y) check_matrix(*Y, "Y", n, net.mlp().n_outputs());
+                if (Y.has_value() != delta_out.has_value()) {
+                    throw std::invalid_argument("layers: Y and delta_out go together");
+                }
+                std::size_t values = 0;
+                for (std::size_t l = 1; l <= net.mlp().n_layers(); ++l) {
+                    values += n * net.mlp().architecture().sizes[l];
+                }
+                for (auto [array, name] : {std::pair{&z_out, "z_out"}, {&a_out, "a_out"}}) {
+                    check_writeable<T>(*array, name);
+                    if (std::size_t(array->size()) != values || array->ndim() != 1) {
+                        throw std::invalid_argument(std::string(name) + ": expected " +
+                                                    std::to_string(values) + " values");
+                    }
+                }
+                if (delta_out) {
+                    check_writeable<T>(*delta_out, "delta_out");
+                    if (std::size_t(delta_out->size()) != values || delta_out->ndim() != 1) {
+                        throw std::invalid_argument("delta_out: expected " +
+                                                    std::to_string(values) + " values");
+                    }
+                }
+                check_disjoint({{"z_out", &z_out, true},
+                                {"a_out", &a_out, true},
+                                {"delta_out", delta_out ? &*delta_out : nullptr, true},
+                                {"params", &params, false},
+                                {"X", &X, false},
+                                {"Y", Y ? &*Y : nullptr, false}});
+                const T *p = params.data(), *x = X.data(), *y = Y ? Y->data() : nullptr;
+                T *z = z_out.mutable_data(), *a = a_out.mutable_data();
+                T *d = delta_out ? delta_out->mutable_data() : nullptr;
+                py::gil_scoped_release nogil;
+                net.layers(p, x, y, n, z, a, d);
+            },
+            py::arg("params").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+            py::arg("z_out").noconvert(), py::arg("a_out").noconvert(),
+            py::arg("delta_out").noconvert(),
+            "z^l, a^l and (with Y) each row's delta^l of every layer, layer after layer.")
         .def(
             "gradients",
             [](Network<T> &net, const Array<T> &params, const Array<T> &X, const Array<T> &Y,
@@ -458,4 +515,17 @@ PYBIND11_MODULE(_core, m) {
         py::arg("n"), "Set the number of OpenBLAS threads deltaprop uses.");
     m.def("get_num_threads", &deltaprop::blas::get_num_threads,
           "Number of OpenBLAS threads deltaprop uses.");
+    m.def(
+        "load_onednn", [](const std::string &path) { deltaprop::onednn::Matmul::instance().load(path); },
+        py::arg("path"), "Open oneDNN's library (libdnnl.so.3) at path for bfloat16 products.");
+    m.def(
+        "onednn_loaded", [] { return deltaprop::onednn::Matmul::instance().loaded(); },
+        "Whether oneDNN's library is open.");
+    m.def(
+        "bfloat16_native", [] { return deltaprop::Bfloat16Path::instance().native(); },
+        "Whether bfloat16 products run natively in oneDNN (else the float32 fallback).");
+    m.def(
+        "force_bfloat16_fallback",
+        [](bool forced) { deltaprop::Bfloat16Path::instance().force_fallback(forced); },
+        py::arg("forced"), "Run bfloat16 products through the float32 fallback (for tests).");
 }

@@ -13,10 +13,12 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "activations.hpp"
 #include "blas.hpp"
+#include "matmul.hpp"
 #include "output_layer.hpp"
 #include "team.hpp"
 
@@ -117,6 +119,27 @@ template <class T> class Mlp {
         a_.resize(n_layers() + 1);
         delta_.resize(n_layers() + 1);
         derivative_.resize(n_layers() + 1);
+        a16_.resize(n_layers() + 1);
+        delta16_.resize(n_layers() + 1);
+        w16_.resize(n_layers() + 1);
+    }
+
+    // The precision of the forward pass's, BP2's and BP4's GEMMs (see matmul.hpp);
+    // bfloat16 for float32 networks only.
+    MatmulPrecision matmul_precision() const { return precision_; }
+    void set_matmul_precision(MatmulPrecision precision) {
+        if (precision == MatmulPrecision::bfloat16 && !std::is_same_v<T, float>) {
+            throw std::invalid_argument(
+                "matmul_precision: 'bfloat16' needs a float32 network (float64 computes in "
+                "float64)");
+        }
+        precision_ = precision;
+        if (precision == MatmulPrecision::bfloat16) {
+            for (std::size_t l = 1; l <= n_layers(); ++l) {
+                w16_[l].resize(arch_.sizes[l] * arch_.sizes[l - 1]);
+            }
+        }
+        capacity_ = 0;  // reserve_rows sizes the bfloat16 copies next time
     }
 
     const Architecture &architecture() const { return arch_; }
@@ -135,6 +158,36 @@ template <class T> class Mlp {
             require_finite(forward(params, X + start * n_inputs(), B, nullptr, false));
             std::memcpy(out + start * n_outputs(), a_[n_layers()].data(),
                         B * n_outputs() * sizeof(T));
+        }
+    }
+
+    // A look inside the forward and backward passes of n rows: z^l and a^l, l = 1..L,
+    // into z_out and a_out, and with targets Y (else nullptr) δ^l = ∂C_x/∂z^l of each
+    // row's cost (BP1, then BP2 down to l = 1) into delta_out. Each output holds the
+    // layers one after another, layer l as an (n, n_l) block.
+    void layers(const T *params, const T *X, const T *Y, std::size_t n, T *z_out, T *a_out,
+                T *delta_out) {
+        const std::size_t chunk = chunk_rows();
+        for (std::size_t start = 0; start < n; start += chunk) {
+            const std::size_t B = std::min(chunk, n - start);
+            require_finite(forward(params, X + start * n_inputs(), B, nullptr, Y != nullptr));
+            if (Y != nullptr) {
+                require_finite_result(std::isfinite(output_error(Y + start * n_outputs(), B)));
+                if (bfloat16()) {
+                    round_to_bf16(delta_[n_layers()].data(), delta16_[n_layers()].data(),
+                                  B * n_outputs());
+                }
+                for (std::size_t l = n_layers(); l > 1; --l) backpropagate_error(params, l, B);
+            }
+            std::size_t offset = 0;  // of layer l's block
+            for (std::size_t l = 1; l <= n_layers(); ++l) {
+                const std::size_t at = offset + start * arch_.sizes[l];
+                const std::size_t bytes = B * arch_.sizes[l] * sizeof(T);
+                std::memcpy(z_out + at, z_[l].data(), bytes);
+                std::memcpy(a_out + at, a_[l].data(), bytes);
+                if (Y != nullptr) std::memcpy(delta_out + at, delta_[l].data(), bytes);
+                offset += n * arch_.sizes[l];
+            }
         }
     }
 
@@ -220,11 +273,18 @@ template <class T> class Mlp {
         masks_ = masks;
         derivatives_kept_ = for_training;
         const T *a_prev = X;
+        if (bfloat16()) round_to_bf16(X, a16_[0].data(), B * n_inputs());
         bool finite = true;
         for (std::size_t l = 1; l <= n_layers(); ++l) {
             const std::size_t n_out = arch_.sizes[l], n_in = arch_.sizes[l - 1];
             const T *W = params + layer(l).weights;
-            if (B == 1) {
+            if (bfloat16()) {
+                // The bfloat16 copy of W^l, refreshed from the parameters of this pass (the
+                // previous update changed them); BP2 reads it too.
+                round_to_bf16(W, w16_[l].data(), n_out * n_in);
+                gemm_bf16(false, true, B, n_out, n_in, T(1), {a16_[l - 1].data(), n_in, B},
+                          {w16_[l].data(), n_in, n_out}, T(0), z_[l].data(), n_out);
+            } else if (B == 1) {
                 // One row (a single prediction): z = W a, a matrix-vector product. GEMM would
                 // first copy ("pack") all of W for that one row, several times the arithmetic.
                 blas::gemv(false, n_out, n_in, T(1), W, n_in, a_prev, T(0), z_[l].data());
@@ -256,6 +316,10 @@ template <class T> class Mlp {
     template <class AfterLayer>
     void backward(const T *params, const T *X, std::size_t B, const GradientDestination<T> &into,
                   AfterLayer &&after_layer) {
+        if (bfloat16()) {
+            round_to_bf16(delta_[n_layers()].data(), delta16_[n_layers()].data(),
+                          B * n_outputs());
+        }
         for (std::size_t l = n_layers(); l >= 1; --l) {
             if (l > 1) backpropagate_error(params, l, B);
             const T *a_prev = l == 1 ? X : a_[l - 1].data();
@@ -331,7 +395,10 @@ template <class T> class Mlp {
             a_[l].resize(count);
             delta_[l].resize(count);
             if (activation_of(l) == Activation::sigmoid) derivative_[l].resize(count);
+            if (bfloat16()) delta16_[l].resize(count);
+            if (bfloat16() && l < n_layers()) a16_[l].resize(count);
         }
+        if (bfloat16()) a16_[0].resize(B * n_inputs());
         capacity_ = B;
     }
 
@@ -380,10 +447,17 @@ template <class T> class Mlp {
         const std::size_t n_out = arch_.sizes[l], n_in = arch_.sizes[l - 1];
         const std::size_t count = B * n_in;
         T *delta = delta_[l - 1].data();
-        blas::gemm(false, false, B, n_in, n_out, T(1), delta_[l].data(), n_out,
-                   params + layer(l).weights, n_in, T(0), delta, n_in);
+        if (bfloat16()) {
+            gemm_bf16(false, false, B, n_in, n_out, T(1), {delta16_[l].data(), n_out, B},
+                      {w16_[l].data(), n_in, n_out}, T(0), delta, n_in);
+        } else {
+            blas::gemm(false, false, B, n_in, n_out, T(1), delta_[l].data(), n_out,
+                       params + layer(l).weights, n_in, T(0), delta, n_in);
+        }
         const T *derivative = kept_derivative(l - 1), *z = z_[l - 1].data();
         const T *mask = masks_ ? (*masks_)[l - 1].data() : nullptr;
+        // δ^{l-1}'s bfloat16 copy for the next BP2 and BP4, made while δ^{l-1} is in cache.
+        bf16 *delta16 = bfloat16() ? delta16_[l - 1].data() : nullptr;
         Team::instance().parallel_for(
             count, kElementsPerJob, blas::get_num_threads(),
             [&](std::size_t begin, std::size_t end) {
@@ -394,6 +468,7 @@ template <class T> class Mlp {
                                            delta + begin, end - begin);
                 }
                 if (mask) multiply(delta + begin, mask + begin, end - begin);
+                if (delta16) round_part(delta + begin, delta16 + begin, end - begin);
             });
     }
 
@@ -405,12 +480,15 @@ template <class T> class Mlp {
         const T *b = params + layer(l).biases, *mask = nullptr;
         if (masks_ && l < n_layers()) mask = (*masks_)[l].data();
         T *z = z_[l].data(), *a = a_[l].data(), *derivative = kept_derivative(l);
+        // a^l's bfloat16 copy, the next layer's input and BP4's, made while a^l is in cache.
+        bf16 *a16 = bfloat16() && l < n_layers() ? a16_[l].data() : nullptr;
         const auto activate_rows = [&](std::size_t begin, std::size_t end) {
             const std::size_t at = begin * n, rows = end - begin;
             T *d = derivative ? derivative + at : nullptr;
             const bool finite =
                 add_bias_and_activate(f, T(arch_.leaky_slope), b, z + at, a + at, rows, n, d);
             if (mask) multiply(a + at, mask + at, rows * n);
+            if (a16) round_part(a + at, a16 + at, rows * n);
             return finite;
         };
         const std::size_t rows_per_job = std::max<std::size_t>(1, kElementsPerJob / n);
@@ -422,8 +500,46 @@ template <class T> class Mlp {
     // a_prev = a^{l-1} is (B, n_{l-1}) and dW is (n_l, n_{l-1}).
     void weight_gradient(std::size_t l, const T *a_prev, std::size_t B, T alpha, T beta, T *dW) {
         const std::size_t n_out = arch_.sizes[l], n_in = arch_.sizes[l - 1];
+        // B = 0 (a process of data-parallel training without rows): dW <- beta dW alone.
+        if (bfloat16() && B > 0) {
+            gemm_bf16(true, false, n_out, n_in, B, alpha, {delta16_[l].data(), n_out, B},
+                      {a16_[l - 1].data(), n_in, B}, beta, dW, n_in);
+            return;
+        }
         blas::gemm(true, false, n_out, n_in, B, alpha, delta_[l].data(), n_out, a_prev, n_in, beta,
                    dW, n_in);
+    }
+
+    bool bfloat16() const {
+        if constexpr (std::is_same_v<T, float>) return precision_ == MatmulPrecision::bfloat16;
+        return false;
+    }
+
+    // The bfloat16 copy of `count` values (float32 networks only), on the team.
+    void round_to_bf16(const T *from, bf16 *to, std::size_t count) const {
+        if constexpr (std::is_same_v<T, float>) {
+            to_bf16(from, to, count, blas::get_num_threads());
+        }
+    }
+
+    // The same, of one job's part (on its thread).
+    static void round_part(const T *from, bf16 *to, std::size_t count) {
+        if constexpr (std::is_same_v<T, float>) to_bf16(from, to, count);
+    }
+
+    // One GEMM with bfloat16 operands (see bfloat16_gemm); M = 0 or N = 0 does nothing.
+    void gemm_bf16(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
+                   T alpha, const Bfloat16Operand &A, const Bfloat16Operand &B, T beta, T *C,
+                   std::size_t ldc) {
+        if constexpr (std::is_same_v<T, float>) {
+            if (M == 0 || N == 0) return;
+            const std::size_t needed = A.stored_rows * A.ld + B.stored_rows * B.ld;
+            if (!Bfloat16Path::instance().native() && scratch_.size() < needed) {
+                scratch_.resize(needed);
+            }
+            bfloat16_gemm(trans_a, trans_b, M, N, K, alpha, A, B, beta, C, ldc,
+                          blas::get_num_threads(), scratch_.data());
+        }
     }
 
     // BP3: db <- alpha sum_rows(δ^l) + beta db; δ^l is (B, n_l), db is (n_l,).
@@ -456,6 +572,11 @@ template <class T> class Mlp {
     std::vector<Buffer<T>> derivative_;       // σ'(z^l) of sigmoid layers, (B, n_l)
     bool derivatives_kept_ = false;           // did forward() fill derivative_?
     const DropoutMasks<T> *masks_ = nullptr;  // the masks of forward(), for BP2
+    MatmulPrecision precision_ = MatmulPrecision::highest;
+    // bfloat16 precision: copies of X = a^0 and hidden a^l (B, n_l), of δ^l (B, n_l) and
+    // of W^l (n_l, n_{l-1}), index l; the fallback's float32 operands.
+    std::vector<Buffer<bf16>> a16_, delta16_, w16_;
+    Buffer<float> scratch_;
 };
 
 }  // namespace deltaprop

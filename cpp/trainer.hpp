@@ -713,9 +713,20 @@ template <class T> class Network {
 
     const Mlp<T> &mlp() const { return mlp_; }
 
+    void set_matmul_precision(MatmulPrecision precision) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        mlp_.set_matmul_precision(precision);
+    }
+
     void predict(const T *params, const T *X, std::size_t n, T *out) {
         std::lock_guard<std::mutex> lock(mutex_);
         mlp_.predict(params, X, n, out);
+    }
+
+    void layers(const T *params, const T *X, const T *Y, std::size_t n, T *z_out, T *a_out,
+                T *delta_out) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        mlp_.layers(params, X, Y, n, z_out, a_out, delta_out);
     }
 
     double cost(const T *params, const T *X, const T *Y, std::size_t n) {

@@ -168,6 +168,7 @@ def test_evaluate_refuses_a_model_with_fewer_outputs_than_classes(tmp_path, caps
     err = _one_line_error(["evaluate", str(model), "--data", "digits"], capsys)
     assert "--data digits: labels" in err and "5" in err
 
+
 def test_fashion_mnist_directory_as_data(tmp_path, capsys):
     """A directory of IDX files (here, tiny ones written for the test) is a data source."""
     rng = np.random.default_rng(0)

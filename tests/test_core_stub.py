@@ -34,7 +34,11 @@ def _stub_parameters(function: ast.FunctionDef) -> Parameters:
 
 
 def _is_property(function: ast.FunctionDef) -> bool:
-    return any(isinstance(d, ast.Name) and d.id == "property" for d in function.decorator_list)
+    return any(
+        (isinstance(d, ast.Name) and d.id == "property")
+        or (isinstance(d, ast.Attribute) and d.attr == "setter")
+        for d in function.decorator_list
+    )
 
 
 def _stub_members(classes: dict[str, ast.ClassDef], name: str) -> dict[str, Parameters | None]:

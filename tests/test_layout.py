@@ -17,11 +17,12 @@ PACKAGE = Path(deltaprop.__file__).parent
 # Imported inside functions on purpose: optional extras, or costly at import time.
 OPTIONAL = {"matplotlib", "sklearn", "tqdm", "mpi4py", "onnx", "onnxruntime", "scipy", "torch"}
 # Standard modules that alone would cost `import deltaprop` more than the package itself,
-# and copy, which only copying an optimizer (saving, pickling) needs.
-COSTLY = {"hashlib", "json", "tempfile", "zipfile", "copy"}
+# copy, which only copying an optimizer (saving, pickling) needs, and importlib.metadata,
+# which only finding oneDNN's library for bfloat16 needs.
+COSTLY = {"hashlib", "json", "tempfile", "zipfile", "copy", "importlib"}
 # The package's own modules that the functions needing them import (``from . import onnx``):
 # rarely used, and together they would add milliseconds to `import deltaprop`.
-ON_FIRST_USE = {"interop", "onnx", "_distributed"}
+ON_FIRST_USE = {"interop", "nielsen", "onnx", "_distributed", "_gradient_check"}
 # What `import deltaprop` must not load beyond numpy: the above, the submodules it loads on
 # first use, importlib.resources, pathlib and gzip, which only deltaprop.datasets needs,
 # signal and traceback, which only deltaprop._distributed needs, dataclasses, which only

@@ -27,15 +27,23 @@ IDS = [f"{a}-{o}-{d}" for a, o, d in COMBINATIONS]
 
 def network(activation, output, dtype, sizes=(5, 7, 6, 3), leaky_slope=0.01, seed=3):
     cost = {"softmax": "log_likelihood", "sigmoid": "cross_entropy"}.get(output, "quadratic")
-    return dp.Network(list(sizes), activation=activation, output=output, cost=cost,
-                      dtype=dtype, seed=seed, leaky_slope=leaky_slope)
+    return dp.Network(
+        list(sizes),
+        activation=activation,
+        output=output,
+        cost=cost,
+        dtype=dtype,
+        seed=seed,
+        leaky_slope=leaky_slope,
+    )
 
 
 def session(model_or_path, threads: int = 1):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    source = model_or_path.SerializeToString() if hasattr(model_or_path, "graph") else str(
-        model_or_path)
+    source = (
+        model_or_path.SerializeToString() if hasattr(model_or_path, "graph") else str(model_or_path)
+    )
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
@@ -90,8 +98,14 @@ def test_the_model_describes_the_network(tmp_path):
     assert X.name == "X" and X.type.tensor_type.elem_type == TensorProto.FLOAT
     assert [d.dim_param or d.dim_value for d in X.type.tensor_type.shape.dim] == ["N", 5]
     assert [o.name for o in model.graph.output] == ["output"]
-    assert [n.op_type for n in model.graph.node] == ["Gemm", "Tanh", "Gemm", "Tanh", "Gemm",
-                                                     "Softmax"]
+    assert [n.op_type for n in model.graph.node] == [
+        "Gemm",
+        "Tanh",
+        "Gemm",
+        "Tanh",
+        "Gemm",
+        "Softmax",
+    ]
 
 
 @pytest.mark.parametrize("opset", [9, 13, 18, 21])
@@ -105,8 +119,10 @@ def test_other_opsets(tmp_path, rng, opset):
     assert_close(run(model, X)[0], net.predict(X), 1e-12)
 
 
-@pytest.mark.parametrize(("opset", "error"), [(8, ValueError), (10_000, ValueError),
-                                              ("13", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    ("opset", "error"),
+    [(8, ValueError), (10_000, ValueError), ("13", TypeError), (True, TypeError)],
+)
 def test_invalid_opsets_are_refused(tmp_path, opset, error):
     with pytest.raises(error, match="opset"):
         network("relu", "identity", "float64").to_onnx(tmp_path / "net.onnx", opset=opset)
@@ -152,8 +168,9 @@ LABELS = {
 @pytest.mark.parametrize("kind", LABELS)
 def test_classifier_exports_with_skl2onnx_conventions(tmp_path, rng, kind, dtype):
     X, y = rng.normal(size=(80, 4)), LABELS[kind](rng, 80)
-    classifier = DeltapropClassifier(hidden_layer_sizes=(6,), max_iter=3, dtype=dtype,
-                                     random_state=0)
+    classifier = DeltapropClassifier(
+        hidden_layer_sizes=(6,), max_iter=3, dtype=dtype, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: 3 epochs
         classifier.fit(X, y)
@@ -220,8 +237,9 @@ def test_import_reads_bytes_and_models_and_can_choose_cost_and_dtype(tmp_path, r
     net.to_onnx(tmp_path / "net.onnx")
     data = (tmp_path / "net.onnx").read_bytes()
     assert dp.Network.from_onnx(data).params.tobytes() == net.params.tobytes()
-    other = dp.Network.from_onnx(onnx.load_model_from_string(data), cost="quadratic",
-                                 dtype="float64")
+    other = dp.Network.from_onnx(
+        onnx.load_model_from_string(data), cost="quadratic", dtype="float64"
+    )
     assert other.cost_name == "quadratic" and other.dtype == np.float64
     with pytest.raises(ValueError, match="cost"):
         dp.Network.from_onnx(data, cost="cross_entropy")  # not with softmax
@@ -245,16 +263,22 @@ TORCH_ACTIVATIONS = {
     "leaky_relu": lambda: torch.nn.LeakyReLU(0.2),
     "identity": torch.nn.Identity,
 }
-TORCH_OUTPUTS = {"sigmoid": torch.nn.Sigmoid, "softmax": lambda: torch.nn.Softmax(dim=1),
-                 "identity": torch.nn.Identity}
+TORCH_OUTPUTS = {
+    "sigmoid": torch.nn.Sigmoid,
+    "softmax": lambda: torch.nn.Softmax(dim=1),
+    "identity": torch.nn.Identity,
+}
 
 
 def sequential(activation: str, output: str, dtype: str, bias: bool = True):
     torch.manual_seed(0)
     module = torch.nn.Sequential(
-        torch.nn.Linear(5, 7, bias=bias), TORCH_ACTIVATIONS[activation](),
-        torch.nn.Linear(7, 6), TORCH_ACTIVATIONS[activation](),
-        torch.nn.Linear(6, 3), TORCH_OUTPUTS[output](),
+        torch.nn.Linear(5, 7, bias=bias),
+        TORCH_ACTIVATIONS[activation](),
+        torch.nn.Linear(7, 6),
+        TORCH_ACTIVATIONS[activation](),
+        torch.nn.Linear(6, 3),
+        TORCH_OUTPUTS[output](),
     )
     return module.to(getattr(torch, dtype)).eval()
 
@@ -267,8 +291,9 @@ def torch_predict(module, X):
 # The dynamo exporter takes seconds a model: three pairings in both dtypes cover it.
 DYNAMO = {("relu", "softmax"), ("leaky_relu", "sigmoid"), ("identity", "identity")}
 TORCH_EXPORTS = [pytest.param(*c, False, id=f"{i}-torchscript") for c, i in zip(COMBINATIONS, IDS)]
-TORCH_EXPORTS += [pytest.param(*c, True, id=f"{i}-dynamo") for c, i in zip(COMBINATIONS, IDS)
-                  if c[:2] in DYNAMO]
+TORCH_EXPORTS += [
+    pytest.param(*c, True, id=f"{i}-dynamo") for c, i in zip(COMBINATIONS, IDS) if c[:2] in DYNAMO
+]
 
 
 @pytest.mark.parametrize(("activation", "output", "dtype", "dynamo"), TORCH_EXPORTS)
@@ -278,10 +303,14 @@ def test_import_of_torch_onnx_export(tmp_path, rng, activation, output, dtype, d
     path = tmp_path / "torch.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporters' deprecation and tracing warnings
-        options = ({"dynamic_shapes": ({0: torch.export.Dim("N")},)} if dynamo
-                   else {"dynamic_axes": {"X": {0: "N"}}})
-        torch.onnx.export(module, (torch.from_numpy(X),), path, dynamo=dynamo,
-                          input_names=["X"], **options)
+        options = (
+            {"dynamic_shapes": ({0: torch.export.Dim("N")},)}
+            if dynamo
+            else {"dynamic_axes": {"X": {0: "N"}}}
+        )
+        torch.onnx.export(
+            module, (torch.from_numpy(X),), path, dynamo=dynamo, input_names=["X"], **options
+        )
     net = dp.Network.from_onnx(path)
     assert (net.activation, net.output, net.dtype) == (activation, output, np.dtype(dtype))
     # The exporters write LeakyReLU's slope as LeakyRelu's float32 alpha: in float64 the file
@@ -303,10 +332,12 @@ def fitted_mlp(kind: str, rng, activation="relu", dtype="float64"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning
         if kind == "regressor":
-            return MLPRegressor(hidden_layer_sizes=(6, 5), activation=activation, max_iter=30,
-                                random_state=0).fit(X, X @ np.arange(4.0)), X
-        return MLPClassifier(hidden_layer_sizes=(6, 5), activation=activation, max_iter=30,
-                             random_state=0).fit(X, LABELS[kind](rng, 120)), X
+            return MLPRegressor(
+                hidden_layer_sizes=(6, 5), activation=activation, max_iter=30, random_state=0
+            ).fit(X, X @ np.arange(4.0)), X
+        return MLPClassifier(
+            hidden_layer_sizes=(6, 5), activation=activation, max_iter=30, random_state=0
+        ).fit(X, LABELS[kind](rng, 120)), X
 
 
 @pytest.mark.parametrize("zipmap", [True, False], ids=["zipmap", "tensors"])
@@ -321,15 +352,27 @@ def test_import_of_skl2onnx_mlp(rng, kind, zipmap):
     if kind == "regressor":
         expected = estimator.predict(X).reshape(len(X), -1)
     else:
-        expected = estimator.predict_proba(X)[:, 1:] if kind == "binary" else (
-            estimator.predict_proba(X))
+        expected = (
+            estimator.predict_proba(X)[:, 1:] if kind == "binary" else (estimator.predict_proba(X))
+        )
     assert_close(net.predict(X32), expected, 1e-5)
     if kind != "regressor":
         assert net.output == ("softmax" if kind in ("int", "str") else "sigmoid")
 
 
-def gemm_model(B, C, *, transA=0, transB=0, alpha=1.0, beta=1.0, matmul=False, add_first=False,
-               activation="Relu", dtype=np.float64):
+def gemm_model(
+    B,
+    C,
+    *,
+    transA=0,
+    transB=0,
+    alpha=1.0,
+    beta=1.0,
+    matmul=False,
+    add_first=False,
+    activation="Relu",
+    dtype=np.float64,
+):
     """X (N, 4) -> one layer (Gemm or MatMul + Add) -> activation -> Gemm -> Y."""
     element = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     nodes, inits = [], [numpy_helper.from_array(B.astype(dtype), "B")]
@@ -344,15 +387,28 @@ def gemm_model(B, C, *, transA=0, transB=0, alpha=1.0, beta=1.0, matmul=False, a
         if transA:
             nodes.append(helper.make_node("Transpose", ["X"], ["XT"], perm=[1, 0], name="t"))
             source = "XT"
-        nodes.append(helper.make_node("Gemm", [source, "B"] + (["C"] if C is not None else []),
-                                      ["z"], transA=transA, transB=transB, alpha=alpha,
-                                      beta=beta, name="gemm"))
+        nodes.append(
+            helper.make_node(
+                "Gemm",
+                [source, "B"] + (["C"] if C is not None else []),
+                ["z"],
+                transA=transA,
+                transB=transB,
+                alpha=alpha,
+                beta=beta,
+                name="gemm",
+            )
+        )
     nodes.append(helper.make_node(activation, ["z"], ["a"], name="activation"))
     inits.append(numpy_helper.from_array(np.linspace(-1, 1, 6).reshape(2, 3).astype(dtype), "W2"))
     nodes.append(helper.make_node("Gemm", ["a", "W2"], ["Y"], transB=1, name="last"))
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("X", element, ["N", 4])],
-        [helper.make_tensor_value_info("Y", element, ["N", 2])], initializer=inits)
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", element, ["N", 4])],
+        [helper.make_tensor_value_info("Y", element, ["N", 2])],
+        initializer=inits,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
@@ -370,8 +426,9 @@ GEMM_VARIANTS = {
     "C-scalar": lambda W, b: gemm_model(W, b[:1].reshape(())),
     "no-C": lambda W, b: gemm_model(W, None),
     "matmul-add": lambda W, b: gemm_model(W, b, matmul=True),
-    "matmul-add-bias-first": lambda W, b: gemm_model(W, b.reshape(1, 3), matmul=True,
-                                                     add_first=True),
+    "matmul-add-bias-first": lambda W, b: gemm_model(
+        W, b.reshape(1, 3), matmul=True, add_first=True
+    ),
 }
 
 
@@ -395,8 +452,11 @@ def refused(model, match):
 def test_graphs_that_are_not_such_a_chain_are_refused_naming_the_node(weights):
     W, b = weights
     refused(gemm_model(W, b, activation="Elu"), r"node 'activation' \(Elu\) is not part")
-    refused(gemm_model(W, b, activation="Softmax"), r"'activation' \(Softmax\).*softmax on a "
-                                                    "hidden layer")
+    refused(
+        gemm_model(W, b, activation="Softmax"),
+        r"'activation' \(Softmax\).*softmax on a "
+        "hidden layer",
+    )
     model = gemm_model(W, b)
     model.graph.node[-1].op_type = "Conv"
     refused(model, r"node 'last' \(Conv\)")
@@ -419,15 +479,20 @@ def test_graphs_that_are_not_such_a_chain_are_refused_naming_the_node(weights):
 def test_hidden_layers_with_different_activations_are_refused(weights):
     model = gemm_model(*weights)
     model.graph.initializer.append(numpy_helper.from_array(np.ones((2, 2)), "W3"))
-    nodes = [helper.make_node("Gemm", ["X", "B", "C"], ["z"], name="gemm"),
-             helper.make_node("Tanh", ["z"], ["a"], name="tanh"),
-             helper.make_node("Gemm", ["a", "W2"], ["z2"], transB=1, name="gemm2"),
-             helper.make_node("Relu", ["z2"], ["a2"], name="relu"),
-             helper.make_node("Gemm", ["a2", "W3"], ["Y"], transB=1, name="gemm3")]
+    nodes = [
+        helper.make_node("Gemm", ["X", "B", "C"], ["z"], name="gemm"),
+        helper.make_node("Tanh", ["z"], ["a"], name="tanh"),
+        helper.make_node("Gemm", ["a", "W2"], ["z2"], transB=1, name="gemm2"),
+        helper.make_node("Relu", ["z2"], ["a2"], name="relu"),
+        helper.make_node("Gemm", ["a2", "W3"], ["Y"], transB=1, name="gemm3"),
+    ]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    refused(model, r"node 'relu' \(Relu\): relu after tanh \(node 'tanh' \(Tanh\)\); a "
-                   "deltaprop network has one hidden activation")
+    refused(
+        model,
+        r"node 'relu' \(Relu\): relu after tanh \(node 'tanh' \(Tanh\)\); a "
+        "deltaprop network has one hidden activation",
+    )
 
 
 def test_a_branch_reading_a_hidden_layer_is_refused(weights):
@@ -578,15 +643,23 @@ def test_declared_sizes_are_checked_before_anything_is_allocated(model_bytes):
 
 def test_external_data_is_read_from_the_model_directory_only(tmp_path, model_bytes):
     model = onnx.load_model_from_string(model_bytes)
-    onnx.save_model(model, tmp_path / "net.onnx", save_as_external_data=True,
-                    all_tensors_to_one_file=True, location="net.data", size_threshold=0)
+    onnx.save_model(
+        model,
+        tmp_path / "net.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="net.data",
+        size_threshold=0,
+    )
     expected = dp.Network.from_onnx(model_bytes).params
     assert dp.Network.from_onnx(tmp_path / "net.onnx").params.tobytes() == expected.tobytes()
     external = onnx.load(tmp_path / "net.onnx", load_external_data=False)
     with pytest.raises(dp.ModelFormatError, match=r"read the model's file"):
         dp.Network.from_onnx(external)
-    for location, match in (("../net.data", "not a file in the model's directory"),
-                            ("/etc/passwd", "not a file in the model's directory")):
+    for location, match in (
+        ("../net.data", "not a file in the model's directory"),
+        ("/etc/passwd", "not a file in the model's directory"),
+    ):
         entry = external.graph.initializer[0].external_data[0]
         assert entry.key == "location"
         entry.value = location
@@ -735,7 +808,8 @@ def test_from_sklearn_refuses_what_it_cannot_map(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         poisson = MLPRegressor(hidden_layer_sizes=(4,), loss="poisson", max_iter=5).fit(
-            X, np.exp(X[:, 0]))
+            X, np.exp(X[:, 0])
+        )
     with pytest.raises(ValueError, match=r"out_activation_ 'exp'.*poisson"):
         dp.Network.from_sklearn(poisson)
 
@@ -821,14 +895,18 @@ def test_from_torch_refuses_modules_by_name():
     with pytest.raises(TypeError, match=r"expected a torch\.nn\.Sequential, got Linear"):
         dp.Network.from_torch(nn.Linear(2, 2))
     cases = [
-        (nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.1), nn.Linear(4, 2)),
-         r"module\[1\] \('1': Dropout\) is not supported"),
+        (
+            nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.1), nn.Linear(4, 2)),
+            r"module\[1\] \('1': Dropout\) is not supported",
+        ),
         (nn.Sequential(nn.ReLU(), nn.Linear(3, 2)), r"module\[0\].*needs a Linear layer"),
         (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Tanh()), r"module\[2\].*needs a Linear"),
         (nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=0)), r"module\[1\].*softmax over dim=0"),
         (nn.Sequential(nn.Linear(3, 4), nn.ReLU()), r"module\[1\].*relu as the output"),
-        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)),
-         r"module\[3\].*tanh after relu"),
+        (
+            nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)),
+            r"module\[3\].*tanh after relu",
+        ),
         (nn.Sequential(nn.Linear(3, 4).half()), r"module\[0\].*dtype float16"),
         (nn.Sequential(), "no Linear layer"),
     ]
@@ -907,18 +985,25 @@ def test_the_command_line_exports_a_model_file(tmp_path, rng, capsys):
     assert "model.onnx (ONNX opset 9)" in capsys.readouterr().out
     X = inputs(rng, 7, 5, "float64", saturating=False)
     assert_close(run(tmp_path / "model.onnx", X)[0], net.predict(X), 1e-12)
-    assert cli.main(["export", str(tmp_path / "model.npz"), str(tmp_path / "13.onnx"),
-                     "--opset", "13"]) == 0
+    assert (
+        cli.main(
+            ["export", str(tmp_path / "model.npz"), str(tmp_path / "13.onnx"), "--opset", "13"]
+        )
+        == 0
+    )
     assert onnx.load(tmp_path / "13.onnx").opset_import[0].version == 13
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["missing.npz", "out.onnx"], "missing.npz"),
-    (["model.npz", "out.onnx", "--opset", "8"], "--opset: expected an integer >= 9"),
-    (["model.npz", "out.onnx", "--opset", "x"], "--opset: invalid int value"),
-    (["model.npz", "out.onnx", "--opset", "10000"], "opset: expected an integer in"),
-    (["model.npz", "."], "Is a directory"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["missing.npz", "out.onnx"], "missing.npz"),
+        (["model.npz", "out.onnx", "--opset", "8"], "--opset: expected an integer >= 9"),
+        (["model.npz", "out.onnx", "--opset", "x"], "--opset: invalid int value"),
+        (["model.npz", "out.onnx", "--opset", "10000"], "opset: expected an integer in"),
+        (["model.npz", "."], "Is a directory"),
+    ],
+)
 def test_command_line_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
     from deltaprop import cli
 
@@ -934,7 +1019,7 @@ def test_the_readme_interop_example_runs(tmp_path, monkeypatch):
     import re
 
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
-    section = readme[readme.index("## Interop"):]
+    section = readme[readme.index("## Interop") :]
     (block,) = re.findall(r"```python\n(.*?)```", section, re.S)[:1]
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}

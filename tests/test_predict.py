@@ -17,9 +17,15 @@ def test_one_row_is_predicted_as_in_a_batch_and_by_the_reference(rng, dtype, act
     net = dp.Network([6, 9, 7, 3], activation=activation, output=output, dtype=dtype, seed=5)
     X = rng.normal(size=(5, 6)).astype(dtype)
     batch = net.predict(X)
-    expected = np.array(dp.reference.predict(
-        [W.astype(float).tolist() for W in net.weights], [b.astype(float).tolist() for b in
-        net.biases], X.astype(float).tolist(), activation=activation, output=output))
+    expected = np.array(
+        dp.reference.predict(
+            [W.astype(float).tolist() for W in net.weights],
+            [b.astype(float).tolist() for b in net.biases],
+            X.astype(float).tolist(),
+            activation=activation,
+            output=output,
+        )
+    )
     for i in range(len(X)):
         row = net.predict(X[i : i + 1])
         assert_close(row, batch[i : i + 1], RTOL[dtype])
@@ -27,8 +33,7 @@ def test_one_row_is_predicted_as_in_a_batch_and_by_the_reference(rng, dtype, act
 
 
 def test_one_row_cost_and_gradients_match_the_reference(rng):
-    net = dp.Network([4, 5, 2], activation="tanh", output="softmax", cost="log_likelihood",
-                     seed=2)
+    net = dp.Network([4, 5, 2], activation="tanh", output="softmax", cost="log_likelihood", seed=2)
     X, Y = rng.normal(size=(1, 4)), np.array([[0.3, 0.7]])
     cost, dW, db = net.gradients(X, Y)
     expected_cost, expected_dW, expected_db = reference_call(dp.reference.gradients, net, X, Y)
@@ -59,8 +64,13 @@ def test_inputs_needing_conversion_give_the_same_answer(rng):
     net = dp.Network([4, 3, 2], dtype="float32", seed=0)
     X = rng.normal(size=(1, 4)).astype(np.float32)
     expected = net.predict(X)
-    for variant in (X.astype(np.float64), X.astype(">f4"), np.asfortranarray(np.tile(X, (2, 1))
-                    )[:1], X.tolist(), X.view(type("Subclass", (np.ndarray,), {}))):
+    for variant in (
+        X.astype(np.float64),
+        X.astype(">f4"),
+        np.asfortranarray(np.tile(X, (2, 1)))[:1],
+        X.tolist(),
+        X.view(type("Subclass", (np.ndarray,), {})),
+    ):
         np.testing.assert_array_equal(net.predict(variant), expected)
     unaligned = np.frombuffer(b"\0" + X.tobytes(), dtype=np.float32, offset=1).reshape(1, 4)
     assert not unaligned.flags.aligned

@@ -20,6 +20,7 @@ import importlib
 from . import optim, schedules
 from ._checks import check_int
 from ._container import ModelFormatError
+from ._precision import Bfloat16FallbackWarning, bfloat16_native
 from ._version import __version__
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load, save
 from .training import DivergenceError
@@ -60,7 +61,7 @@ def get_num_threads() -> int:
 # double the cost of `import deltaprop`, and most programs never touch `reference`, `plot`
 # or `sklearn`. Every public submodule is reachable as ``dp.<name>``; `sklearn` stays out of
 # __all__ because it needs scikit-learn, and ``from deltaprop import *`` must not.
-_LAZY_SUBMODULES = ("datasets", "interop", "onnx", "plot", "reference", "sklearn")
+_LAZY_SUBMODULES = ("datasets", "interop", "nielsen", "onnx", "plot", "reference", "sklearn")
 
 
 def __getattr__(name: str):
@@ -95,14 +96,17 @@ __all__ = [
     "COSTS",
     "INITS",
     "OUTPUTS",
+    "Bfloat16FallbackWarning",
     "DivergenceError",
     "ModelFormatError",
     "Network",
     "__version__",
+    "bfloat16_native",
     "datasets",
     "get_num_threads",
     "interop",
     "load",
+    "nielsen",
     "onnx",
     "optim",
     "plot",

@@ -22,6 +22,7 @@ from . import _core, datasets, onnx, optim, plot, schedules
 from ._checks import check_int, check_real
 from ._data import class_indices
 from ._files import open_regular, private_directory, write_atomically
+from ._precision import MATMUL_PRECISIONS
 from ._version import __version__
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load
 from .training import DivergenceError
@@ -176,6 +177,20 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )
     add("--test-fraction", type=_OPEN_FRACTION, default=0.2, help="test split of the digits")
     add("--dtype", choices=("float64", "float32"), default="float64", help="precision")
+    add(
+        "--matmul-precision",
+        choices=MATMUL_PRECISIONS,
+        default="highest",
+        help="precision of the matrix products (default: highest); bfloat16 operands with "
+        "float32 sums need --dtype float32 and deltaprop[bf16]",
+    )
+    add(
+        "--threads",
+        type=_POSITIVE,
+        default=None,
+        help="threads of the core (default: one per core, or the cores shared among the "
+        "ranks of a machine with --distributed)",
+    )
     add("--seed", type=_COUNT, default=0, help="seed of the weights, row orders and splits")
     add("--save", metavar="MODEL", help="write the trained model to this file (default: none)")
     add(
@@ -248,7 +263,11 @@ def train(args: argparse.Namespace) -> Network:
     DivergenceError
         Training diverged.
     """
+    if args.matmul_precision == "bfloat16" and args.dtype != "float32":
+        raise CommandError("--matmul-precision bfloat16 needs --dtype float32")
     comm = _world() if args.distributed else None
+    if args.threads is not None:
+        _core.set_num_threads(args.threads)
     say = print if comm is None or comm.Get_rank() == 0 else _silent
     for option, path in (("--save", args.save), ("--plot", args.plot)):
         if path:
@@ -270,6 +289,10 @@ def train(args: argparse.Namespace) -> Network:
         seed=args.seed,
     )
     net.trained_on = _trained_on(args)
+    try:
+        net.matmul_precision = args.matmul_precision
+    except ImportError as error:
+        raise CommandError(f"--matmul-precision: {error}") from None
     lr = 0.5 if args.lr is None and args.optimizer == "sgd" else args.lr
     test_per_epoch = not (args.validation_fraction or args.early_stopping)
     say(f"{net}: {len(X_train)} training and {len(X_test)} test samples, optimizer", args.optimizer)

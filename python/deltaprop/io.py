@@ -8,10 +8,12 @@ Header fields of a model file, next to the container's own: ``sizes``, ``activat
 ``optimizer`` (null, or `deltaprop.optim.Optimizer.describe`'s object), optionally
 ``trained_on`` (what the network was trained on: an object of short names to strings,
 numbers or null, as the command line records its data set and split; files without it
-load as before) and, in a checkpoint, ``training`` (the run's progress). Arrays:
-``params`` (laid out as `Network.params`), the optimizer's ``state_0``, ``state_1``...,
-and in a checkpoint with early stopping ``best_params``. Everything is checked before any
-array is read.
+load as before), for a network computing in bfloat16 ``matmul_precision`` ("bfloat16";
+absent means "highest", so that files of the default precision are those of earlier
+versions) and, in a checkpoint, ``training`` (the run's progress). Arrays: ``params``
+(laid out as `Network.params`), the optimizer's ``state_0``, ``state_1``..., and in a
+checkpoint with early stopping ``best_params``. Everything is checked before any array is
+read.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ _TRAINED_ON = "trained_on"
 _MAX_TRAINED_ON_ENTRIES = 16
 _MAX_TRAINED_ON_TEXT = 4096  # characters of a name or a text value: a path fits
 _BEST_PARAMS = "best_params"
+_MATMUL_PRECISION = "matmul_precision"
+_OPTIONAL = {_TRAINING, _TRAINED_ON, _MATMUL_PRECISION}
 _FIELDS = {"sizes", "activation", "output", "cost", "leaky_slope", "dtype", "n_params", "optimizer"}
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 
@@ -56,6 +60,8 @@ class ModelRecord:
         In a checkpoint with early stopping, the parameters of the best epoch.
     trained_on : dict or None, default=None
         What the network was trained on (see `check_trained_on`); None: not recorded.
+    matmul_precision : {"highest", "bfloat16"}, default="highest"
+        The network's `Network.matmul_precision`.
     """
 
     def __init__(
@@ -66,10 +72,12 @@ class ModelRecord:
         training: dict[str, Any] | None = None,
         best_params: np.ndarray | None = None,
         trained_on: dict[str, Any] | None = None,
+        *,
+        matmul_precision: str = "highest",
     ) -> None:
         self.architecture, self.params, self.optimizer = architecture, params, optimizer
         self.training, self.best_params = training, best_params
-        self.trained_on = trained_on
+        self.trained_on, self.matmul_precision = trained_on, matmul_precision
 
 
 def check_trained_on(value: Any) -> str | None:
@@ -130,6 +138,8 @@ def write(path: str | os.PathLike, record: ModelRecord) -> None:
             raise ValueError(f"trained_on: expected {problem}")
         content[_TRAINED_ON] = dict(record.trained_on)
     arrays = {"params": params}
+    if record.matmul_precision != "highest":
+        content[_MATMUL_PRECISION] = record.matmul_precision
     if record.optimizer is not None:
         content["optimizer"] = record.optimizer.describe()
         for i, state in enumerate(record.optimizer.state):
@@ -189,12 +199,13 @@ def read(path: str | os.PathLike) -> ModelRecord:
         training,
         arrays.get(_BEST_PARAMS),
         fields.get(_TRAINED_ON),
+        matmul_precision=fields.get(_MATMUL_PRECISION, "highest"),
     )
 
 
 def _members(fields: dict[str, Any]) -> _container.MemberSpec:
     """Check a model file's fields; return the arrays they announce, in digest order."""
-    present = fields.keys() - {_TRAINING, _TRAINED_ON}
+    present = fields.keys() - _OPTIONAL
     if present != _FIELDS:
         missing, extra = sorted(_FIELDS - present), sorted(present - _FIELDS)
         raise ModelFormatError(f"header fields: missing {missing}, unexpected {extra}")
@@ -217,6 +228,13 @@ def _members(fields: dict[str, Any]) -> _container.MemberSpec:
     if _TRAINED_ON in fields:
         problem = check_trained_on(fields[_TRAINED_ON])
         check_field(problem is None, _TRAINED_ON, fields, problem or "")
+    if _MATMUL_PRECISION in fields:
+        check_field(
+            fields[_MATMUL_PRECISION] == "bfloat16" and fields["dtype"] == "float32",
+            _MATMUL_PRECISION,
+            fields,
+            '"bfloat16" in a float32 network (absent: "highest")',
+        )
     names = ["params"] + [f"state_{i}" for i in range(n_state)]
     if _TRAINING in fields:
         training = fields[_TRAINING]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _core, _data, io, optim, training
+from . import _core, _data, _files, _precision, io, optim, training
 from ._architecture import ACTIVATIONS, COSTS, INITS, OUTPUTS, Architecture
 from ._checks import as_real_array, check_int, check_name, check_real
 from ._container import ModelFormatError
@@ -61,6 +61,8 @@ class Network:
         and float64 networks with the same seed start from the same point.
     leaky_slope : float, default=0.01
         Slope of ``"leaky_relu"`` for z <= 0.
+    matmul_precision : {"highest", "bfloat16"}, default="highest"
+        Precision of the matrix products (see the attribute).
 
     Attributes
     ----------
@@ -68,6 +70,16 @@ class Network:
         Layer sizes, activations, cost, dtype and ``leaky_slope``.
     dtype : numpy.dtype
         float32 or float64.
+    matmul_precision : {"highest", "bfloat16"}
+        ``"highest"``: every product in the network's dtype. ``"bfloat16"`` (float32 networks,
+        ``pip install "deltaprop[bf16]"``): the products of the forward pass, BP2 and BP4
+        take bfloat16 operands (activations, δ and a bfloat16 copy of W made at each
+        forward pass) and accumulate in float32, as PyTorch's autocast does; parameters,
+        optimizer state, biases, costs and element-wise passes stay float32. It may be
+        changed between calls (train in bfloat16, predict in float32), is saved in model
+        files and applies to `fit`, `predict`, `cost`, `gradients` and `objective`. Where
+        the CPU has no native bfloat16 (`deltaprop.bfloat16_native`), the same numbers come
+        from a fallback, with one `Bfloat16FallbackWarning`.
     optimizer : deltaprop.optim.Optimizer or None
         The optimizer of the last training run, with its state; `fit` continues with it
         when given ``optimizer=None``. None before any training.
@@ -103,8 +115,10 @@ class Network:
         init: str = "normal_scaled",
         seed: int | None = None,
         leaky_slope: float = 0.01,
+        matmul_precision: str = "highest",
     ) -> None:
         self._build(Architecture(sizes, activation, output, cost, dtype, leaky_slope))
+        self.matmul_precision = matmul_precision
         self._initialise(check_name(init, INITS, "init"), np.random.default_rng(seed))
 
     @classmethod
@@ -341,6 +355,7 @@ default="sigmoid"
             "optimizer": record.optimizer,
             "history": self.history,
             "trained_on": record.trained_on,
+            "matmul_precision": record.matmul_precision,
         }
 
     def _snapshot(self) -> io.ModelRecord:
@@ -350,7 +365,11 @@ default="sigmoid"
             trained_on = self.trained_on  # a dict copied, anything else refused by save
             trained_on = trained_on.copy() if isinstance(trained_on, dict) else trained_on
             return io.ModelRecord(
-                self.architecture, self._params.copy(), optimizer, trained_on=trained_on
+                self.architecture,
+                self._params.copy(),
+                optimizer,
+                trained_on=trained_on,
+                matmul_precision=self.matmul_precision,
             )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -358,6 +377,7 @@ default="sigmoid"
         self._params[...] = state["params"]
         self.optimizer, self.history = state["optimizer"], state["history"]
         self.trained_on = state.get("trained_on")  # absent from older pickles
+        self._set_matmul_precision(state.get("matmul_precision", "highest"), asked=False)
 
     def _initialise(self, init: str, rng: np.random.Generator) -> None:
         for W, b in zip(self._weights, self._biases):
@@ -401,6 +421,26 @@ default="sigmoid"
         return self.architecture.leaky_slope
 
     @property
+    def matmul_precision(self) -> str:
+        """Precision of the matrix products: ``"highest"`` or ``"bfloat16"`` (see the class)."""
+        return self._core.matmul_precision
+
+    @matmul_precision.setter
+    def matmul_precision(self, value: str) -> None:
+        self._set_matmul_precision(value, asked=True)
+
+    def _set_matmul_precision(self, value: object, *, asked: bool) -> None:
+        precision = _precision.check_matmul_precision(value)
+        if precision == "bfloat16" and self.dtype != np.float32:
+            raise ValueError(
+                "matmul_precision: 'bfloat16' needs a float32 network, this one is "
+                f"{self.dtype.name} (create it with dtype='float32')"
+            )
+        _precision.prepare(precision, asked=asked)
+        # The core takes the network's lock: a fit in another thread finishes its batch.
+        self._core.matmul_precision = precision
+
+    @property
     def weights(self) -> list[np.ndarray]:
         """W^l of shape (n_l, n_{l-1}), l = 1..L: live views.
 
@@ -422,7 +462,7 @@ default="sigmoid"
         return str(self.architecture)
 
     # ------------------------------------------------------------------ files
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, *, format: str = "deltaprop") -> None:
         """Save the network, its optimizer and that optimizer's state to one file.
 
         The file is written atomically (to a temporary file renamed over ``path``);
@@ -435,6 +475,10 @@ default="sigmoid"
         ----------
         path : str, bytes or os.PathLike
             Destination file (``.npz`` by convention).
+        format : {"deltaprop", "nielsen"}, default="deltaprop"
+            ``"nielsen"``: the JSON of network2.py's ``save`` (`deltaprop.nielsen`; sigmoid
+            layers and the quadratic or cross-entropy cost only, no optimizer), which
+            network2.py's ``load`` and `deltaprop.load` read.
 
         Raises
         ------
@@ -442,13 +486,20 @@ default="sigmoid"
             ``path`` is not a path.
         ValueError
             The network cannot be saved: non-finite values, or an optimizer that is not
-            one of the built-in ones or whose state does not fit the network.
+            one of the built-in ones or whose state does not fit the network; with
+            ``format="nielsen"``, a network that network2.py cannot hold.
         RuntimeError
             ``comm`` has been freed since the fit that set it.
         OSError
             The file cannot be written.
         """
+        check_name(format, ("deltaprop", "nielsen"), "format")
         if self.comm is not None and self._comm_rank() != 0:
+            return
+        if format == "nielsen":
+            from . import nielsen
+
+            nielsen.write(path, self)
             return
         io.write(path, self._snapshot())
 
@@ -515,7 +566,8 @@ default="sigmoid"
         Parameters
         ----------
         path : str or os.PathLike
-            A model file or a training checkpoint.
+            A model file, a training checkpoint, or the JSON of network2.py's ``save``
+            (`deltaprop.nielsen`).
 
         Returns
         -------
@@ -530,6 +582,18 @@ default="sigmoid"
         ModelFormatError
             The file is not a valid deltaprop model file (see its message).
         """
+        if _is_json(path):
+            from . import nielsen
+
+            fields = nielsen.read(path)
+            return cls.from_params(
+                fields["weights"],
+                fields["biases"],
+                activation="sigmoid",
+                output="sigmoid",
+                cost=fields["cost"],
+                dtype="float64",
+            )
         record = io.read(path)
         net = cls.__new__(cls)
         try:
@@ -540,6 +604,7 @@ default="sigmoid"
             ) from error
         net._params[...] = record.params
         net.optimizer, net.trained_on = record.optimizer, record.trained_on
+        net._set_matmul_precision(record.matmul_precision, asked=False)
         return net
 
     # ------------------------------------------------------------------ inputs
@@ -606,7 +671,75 @@ default="sigmoid"
             raise
         return out
 
-    forward = predict
+    def forward(self, X: Any, *, return_layers: bool = False):
+        """Run the forward pass: a^L, or every layer's z^l and a^l.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_0)
+            Inputs.
+        return_layers : bool, default=False
+            False: a^L, as `predict`. True: the weighted inputs and activations of every
+            layer, from the core's forward pass.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_L), or (zs, activations)
+            With ``return_layers``, two lists of L arrays: ``zs[l - 1]`` is z^l = W^l
+            a^(l-1) + b^l and ``activations[l - 1]`` is a^l = sigma(z^l), each of shape
+            (n_samples, n_l), for l = 1..L (a^0 is X).
+
+        Raises
+        ------
+        TypeError, ValueError
+            A wrong shape or dtype, NaN or infinity in X, or a forward pass that overflows.
+        """
+        if not return_layers:
+            return self.predict(X)
+        X = _data.inputs(X, self.architecture, check_finite=True)
+        zs, activations, _ = self._layers(X, None)
+        return zs, activations
+
+    def deltas(self, X: Any, Y: Any) -> list[np.ndarray]:
+        """Return every layer's error δ^l = ∂C_x/∂z^l of each sample's cost (BP1, then BP2).
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_0)
+            Inputs.
+        Y : array_like of shape (n_samples,) or (n_samples, n_L)
+            Class indices or targets (see `validate`).
+
+        Returns
+        -------
+        list of ndarray
+            ``deltas[l - 1]`` is δ^l of shape (n_samples, n_l), l = 1..L, per sample (not
+            averaged): BP3 and BP4 average δ^l and δ^l (a^(l-1))^T over the rows into
+            `gradients`.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Invalid data, or a cost or δ that overflows.
+        """
+        X, Y = self.validate(X, Y)
+        return self._layers(X, Y)[2]
+
+    def _layers(self, X: np.ndarray, Y: np.ndarray | None):
+        """z^l, a^l and (with Y) δ^l of every layer from the core, as lists of views."""
+        sizes = self.architecture.sizes[1:]
+        n = X.shape[0]
+        total = n * sum(sizes)
+        z, a = np.empty(total, self.dtype), np.empty(total, self.dtype)
+        delta = None if Y is None else np.empty(total, self.dtype)
+        with GATE:
+            self._core.layers(self._params, X, Y, z, a, delta)
+        bounds = np.cumsum([0] + [n * size for size in sizes])
+
+        def split(flat):
+            return [flat[bounds[l] : bounds[l + 1]].reshape(n, m) for l, m in enumerate(sizes)]
+
+        return split(z), split(a), None if delta is None else split(delta)
 
     def predict_classes(self, X: Any) -> np.ndarray:
         """Predict the class of each sample: argmax(a^L), or a^L >= 0.5 with one output unit.
@@ -723,6 +856,67 @@ default="sigmoid"
             cost = self._core.objective(self._params, X, Y, None, 0.0, 0.0, grads)
         dW, db = self._layer_views(grads)
         return cost, dW, db
+
+    def gradient_check(
+        self,
+        X: Any,
+        Y: Any,
+        *,
+        eps: float | None = None,
+        lmbda: float = 0.0,
+        l1: float = 0.0,
+        sample_weight: Any = None,
+        entries: int | None = None,
+        seed: int | None = 0,
+    ):
+        """Check the core's gradients against central differences, in float64.
+
+        The first thing to run on a new setup (a new cost, data, regularisation or
+        precision): a few rows and a small network, and every relative error should be far
+        below 1. The numerical derivatives come from a float64 copy of the network, so a
+        float32 network is checked against float64 arithmetic; the analytic ones are the
+        network's own (`objective`: its dtype and matmul precision, L2 and L1 included).
+        Expect errors near 1e-7 or below in float64, 1e-3 in float32 and 1e-2 with
+        ``matmul_precision="bfloat16"``; an error near 1 names a wrong derivative.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_0)
+            Inputs (a few rows: each entry checked costs two passes over them).
+        Y : array_like of shape (n_samples,) or (n_samples, n_L)
+            Class indices or targets.
+        eps : float or None, default=None
+            Relative step h = eps max(1, |p|); None: cbrt(float64's epsilon), about 6e-6.
+        lmbda, l1 : float, default=0.0
+            L2 and L1 strengths, as in `objective`.
+        sample_weight : array_like of shape (n_samples,) or scalar, optional
+            As in `objective`.
+        entries : int or None, default=None
+            Check this many parameters drawn at random; None: all of them.
+        seed : int or None, default=0
+            Seed of the draw of ``entries``.
+
+        Returns
+        -------
+        GradientCheck
+            The largest relative error per layer for W and b, and the worst entry named
+            (see `deltaprop._gradient_check` for the definitions).
+
+        Raises
+        ------
+        TypeError, ValueError
+            Invalid data or arguments.
+        """
+        from . import _gradient_check
+
+        default_eps = float(np.cbrt(np.finfo(np.float64).eps))
+        eps = default_eps if eps is None else check_real(eps, "eps", 0.0, 1.0, low_open=True)
+        if entries is not None:
+            entries = check_int(entries, "entries", 1)
+        return _gradient_check.gradient_check(
+            self, X, Y, eps=eps, lmbda=lmbda, l1=l1, sample_weight=sample_weight,
+            entries=entries, seed=seed,
+        )  # fmt: skip
 
     def objective(
         self, X: Any, Y: Any, *, sample_weight: Any = None, lmbda: float = 0.0, l1: float = 0.0
@@ -1003,7 +1197,7 @@ default="sigmoid"
             self._training.release()
 
 
-def save(net: Network, path: str | os.PathLike) -> None:
+def save(net: Network, path: str | os.PathLike, *, format: str = "deltaprop") -> None:
     """Save a network with its optimizer state: ``net.save(path)``.
 
     Parameters
@@ -1012,6 +1206,8 @@ def save(net: Network, path: str | os.PathLike) -> None:
         The network to save.
     path : str or os.PathLike
         Destination file (``.npz`` by convention).
+    format : {"deltaprop", "nielsen"}, default="deltaprop"
+        See `Network.save`.
 
     Raises
     ------
@@ -1022,7 +1218,7 @@ def save(net: Network, path: str | os.PathLike) -> None:
     """
     if not isinstance(net, Network):
         raise TypeError(f"net: expected a Network, got {type(net).__name__}")
-    net.save(path)
+    net.save(path, format=format)
 
 
 def load(path: str | os.PathLike) -> Network:
@@ -1031,7 +1227,7 @@ def load(path: str | os.PathLike) -> Network:
     Parameters
     ----------
     path : str or os.PathLike
-        A model file or a training checkpoint.
+        A model file, a training checkpoint or a JSON file of network2.py's ``save``.
 
     Returns
     -------
@@ -1046,6 +1242,12 @@ def load(path: str | os.PathLike) -> Network:
         The file is not a valid deltaprop model file.
     """
     return Network.load(path)
+
+
+def _is_json(path: str | os.PathLike) -> bool:
+    """Whether a file starts as a JSON object does: network2.py's, not a deltaprop file."""
+    with _files.open_regular(path) as file:
+        return file.read(64).lstrip(b" \t\r\n")[:1] in (b"{", b"[")
 
 
 def _classes(outputs: np.ndarray) -> np.ndarray:

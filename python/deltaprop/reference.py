@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["cost", "forward", "gradients", "predict", "sgd_epoch"]
+__all__ = ["cost", "deltas", "forward", "gradients", "layers", "predict", "sgd_epoch"]
 
 _HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "identity")
 _OUTPUT_ACTIVATIONS = ("sigmoid", "softmax", "identity")
@@ -538,6 +538,68 @@ def forward(weights, biases, x, *, activation, output, leaky_slope=0.01) -> list
     _check_samples(weights, [x])
     _, activations = _feedforward(weights, biases, x, activation, output, leaky_slope)
     return activations[-1]
+
+
+def layers(weights, biases, x, *, activation, output, leaky_slope=0.01) -> tuple[list, list]:
+    """Return the weighted inputs z^l and activations a^l of every layer for one sample.
+
+    Parameters
+    ----------
+    weights, biases, x, activation, output, leaky_slope
+        As for `forward`.
+
+    Returns
+    -------
+    zs : list of list of float
+        ``zs[l - 1]`` is z^l = W^l a^(l-1) + b^l, l = 1..L.
+    activations : list of list of float
+        ``activations[l - 1]`` is a^l = sigma(z^l), l = 1..L (x, a^0, not included).
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation name or inconsistent shapes.
+    """
+    _check_names(activation, output)
+    _check_network(weights, biases, output)
+    _check_samples(weights, [x])
+    zs, activations = _feedforward(weights, biases, x, activation, output, leaky_slope)
+    return zs, activations[1:]
+
+
+def deltas(weights, biases, x, y, *, activation, output, cost, leaky_slope=0.01) -> list:
+    """Return every layer's error delta^l = dC_x/dz^l for one sample: BP1, then BP2 down.
+
+    Parameters
+    ----------
+    weights, biases, x, activation, output, leaky_slope
+        As for `forward`.
+    y : list of float
+        The sample's target, n_L entries.
+    cost : str
+        ``"quadratic"``, ``"cross_entropy"`` or ``"log_likelihood"``.
+
+    Returns
+    -------
+    list of list of float
+        ``deltas[l - 1]`` is delta^l, l = 1..L.
+
+    Raises
+    ------
+    ValueError
+        For unknown names, pairings or inconsistent shapes.
+    """
+    _check_names(activation, output, cost)
+    _check_network(weights, biases, output)
+    _check_samples(weights, [x], [y])
+    zs, activations = _feedforward(weights, biases, x, activation, output, leaky_slope)
+    _, hidden_sigma_prime = _elementwise_activation(activation, leaky_slope)
+    delta = _output_error(zs[-1], activations[-1], y, output, cost, leaky_slope)  # BP1
+    found = [delta]
+    for l in range(len(weights) - 2, -1, -1):
+        delta = _backpropagate_error(weights[l + 1], delta, zs[l], hidden_sigma_prime)  # BP2
+        found.insert(0, delta)
+    return found
 
 
 def predict(weights, biases, X, *, activation, output, leaky_slope=0.01) -> list[list[float]]:

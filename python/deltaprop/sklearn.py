@@ -68,6 +68,7 @@ except ImportError as error:  # pragma: no cover - only without scikit-learn
 from . import onnx, optim, training
 from ._architecture import ACTIVATIONS, INITS
 from ._checks import check_int, check_real
+from ._precision import check_matmul_precision
 from .network import Network
 
 __all__ = ["DeltapropClassifier", "DeltapropRegressor"]
@@ -147,6 +148,10 @@ default="adam"
         start again.
     dtype : {"float64", "float32"}, default="float64"
         Precision of the network and of all its computation.
+    matmul_precision : {"highest", "bfloat16"}, default="highest"
+        Precision of the network's matrix products: ``"bfloat16"`` (with
+        ``dtype="float32"``, ``pip install "deltaprop[bf16]"``) multiplies bfloat16
+        operands with float32 accumulation (`deltaprop.Network.matmul_precision`).
     verbose : bool, default=False
         Print one line per epoch.
 """
@@ -215,6 +220,7 @@ class _BaseDeltaprop(BaseEstimator):
         random_state=None,
         warm_start=False,
         dtype="float64",
+        matmul_precision="highest",
         verbose=False,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -239,6 +245,7 @@ class _BaseDeltaprop(BaseEstimator):
         self.random_state = random_state
         self.warm_start = warm_start
         self.dtype = dtype
+        self.matmul_precision = matmul_precision
         self.verbose = verbose
 
     # ------------------------------------------------------------------ subclasses
@@ -287,6 +294,11 @@ class _BaseDeltaprop(BaseEstimator):
             )
         if self.dtype not in ("float64", "float32", np.float64, np.float32):
             raise ValueError(f"dtype: expected 'float64' or 'float32', got {self.dtype!r}")
+        if (
+            check_matmul_precision(self.matmul_precision) == "bfloat16"
+            and np.dtype(self.dtype) != np.float32
+        ):
+            raise ValueError("matmul_precision: 'bfloat16' needs dtype='float32'")
         if self.batch_size != "auto":
             check_int(self.batch_size, "batch_size", 1)
         check_int(self.max_iter, "max_iter", 1)
@@ -369,6 +381,8 @@ class _BaseDeltaprop(BaseEstimator):
             _MAX_SEED, size=3
         )
         self._set_up_network(X.shape[1], n_outputs, output, cost, classes, first_pass, init_seed)
+        # Set on every fit, so that set_params(matmul_precision=...) applies to warm starts.
+        self.network_.matmul_precision = self.matmul_precision
         train, validation = self._split(X, targets, sample_weight, split_seed)
         if self.optimizer == "lbfgs":
             converged = self._train_full_batch(train)
