@@ -30,7 +30,7 @@ JOB_KEYS = {
     "n", "dtype", "sizes", "shards", "sample_weight", "nan_on_rank", "huge_on_rank",
     "raise_on_rank", "stop_on_rank", "sleep", "threads", "save", "on_rank", "activation",
     "memmap", "pretrain", "narrow_on_rank", "short_y_on_rank", "fewer_rows_on_rank",
-    "cost", "hyperparameters", "rank_metric",
+    "cost", "hyperparameters", "rank_metric", "matmul_precision",
 }  # fmt: skip
 
 
@@ -50,6 +50,7 @@ def network(run: dict, seed: int) -> dp.Network:
     return dp.Network(
         run.get("sizes", SIZES), activation=run.get("activation", "tanh"), output="softmax",
         cost=run.get("cost", "log_likelihood"), dtype=run.get("dtype", "float64"), seed=seed,
+        matmul_precision=run.get("matmul_precision", "highest"),
     )  # fmt: skip
 
 

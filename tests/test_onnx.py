@@ -510,29 +510,49 @@ def softmax_model(outputs, extra_nodes=(), constants=()):
     del model.graph.output[:]
     model.graph.output.extend(
         helper.make_tensor_value_info(
-            name, TensorProto.INT64 if name == "index" else TensorProto.DOUBLE, None)
-        for name in outputs)
+            name, TensorProto.INT64 if name == "index" else TensorProto.DOUBLE, None
+        )
+        for name in outputs
+    )
     return model
 
 
 ONE = ("one", np.ones((1, 1)))
 DECLARED_OUTPUTS = {
-    "hidden-layer": (["a1"], [], [], r"output 'a1' is what node 'a1' \(Reciprocal\) computes "
-                                      "inside the network, not the network's output 'output'"),
+    "hidden-layer": (
+        ["a1"],
+        [],
+        [],
+        r"output 'a1' is what node 'a1' \(Reciprocal\) computes "
+        "inside the network, not the network's output 'output'",
+    ),
     "pre-activation": (["z2"], [], [], r"output 'z2' is what node 'z2' \(Gemm\) computes"),
     "the-input": (["X"], [], [], r"output 'X' is the graph's input"),
     "a-weight": (["W1"], [], [], r"output 'W1' is a constant"),
-    "gather": (["first"], [helper.make_node("Gather", ["output", "i"], ["first"], axis=1,
-                                            name="pick")],
-               [("i", np.array([0]))], r"output 'first' is what node 'pick' \(Gather\)"),
-    "sub": (["rest"], [helper.make_node("Sub", ["one", "output"], ["rest"], name="sub")],
-            [ONE], r"output 'rest' is what node 'sub' \(Sub\)"),
-    "concat": (["twice"], [helper.make_node("Concat", ["output", "output"], ["twice"], axis=1,
-                                            name="cat")],
-               [], r"output 'twice' is what node 'cat' \(Concat\)"),
-    "label-only": (["index"], [helper.make_node("ArgMax", ["output"], ["index"], axis=1,
-                                                name="argmax")],
-                   [], r"outputs labels only \('index'\)"),
+    "gather": (
+        ["first"],
+        [helper.make_node("Gather", ["output", "i"], ["first"], axis=1, name="pick")],
+        [("i", np.array([0]))],
+        r"output 'first' is what node 'pick' \(Gather\)",
+    ),
+    "sub": (
+        ["rest"],
+        [helper.make_node("Sub", ["one", "output"], ["rest"], name="sub")],
+        [ONE],
+        r"output 'rest' is what node 'sub' \(Sub\)",
+    ),
+    "concat": (
+        ["twice"],
+        [helper.make_node("Concat", ["output", "output"], ["twice"], axis=1, name="cat")],
+        [],
+        r"output 'twice' is what node 'cat' \(Concat\)",
+    ),
+    "label-only": (
+        ["index"],
+        [helper.make_node("ArgMax", ["output"], ["index"], axis=1, name="argmax")],
+        [],
+        r"outputs labels only \('index'\)",
+    ),
     "none": ([], [], [], "declares no output"),
 }
 
@@ -550,19 +570,26 @@ def test_a_graph_not_outputting_the_network_is_refused(rng, case):
 
 
 def test_the_network_output_may_be_declared_with_labels_and_aliases(rng):
-    nodes = [helper.make_node("ArgMax", ["output"], ["index"], axis=1, name="argmax"),
-             helper.make_node("Identity", ["output"], ["probabilities"], name="alias"),
-             helper.make_node("Reshape", ["output", "shape"], ["variable"], name="reshape")]
-    model = softmax_model(["index", "probabilities", "variable", "output"], nodes,
-                          [("shape", np.array([-1, 3]))])
+    nodes = [
+        helper.make_node("ArgMax", ["output"], ["index"], axis=1, name="argmax"),
+        helper.make_node("Identity", ["output"], ["probabilities"], name="alias"),
+        helper.make_node("Reshape", ["output", "shape"], ["variable"], name="reshape"),
+    ]
+    model = softmax_model(
+        ["index", "probabilities", "variable", "output"], nodes, [("shape", np.array([-1, 3]))]
+    )
     expected = dp.Network.from_onnx(softmax_model(["output"])).params
     assert dp.Network.from_onnx(model).params.tobytes() == expected.tobytes()
     nodes[2] = helper.make_node("Reshape", ["output", "shape"], ["variable"], name="reshape")
-    refused(softmax_model(["variable"], nodes, [("shape", np.array([3, -1]))]),
-            r"output 'variable' is what node 'reshape' \(Reshape\)")
+    refused(
+        softmax_model(["variable"], nodes, [("shape", np.array([3, -1]))]),
+        r"output 'variable' is what node 'reshape' \(Reshape\)",
+    )
     nodes[0] = helper.make_node("ArgMax", ["output"], ["index"], axis=0, name="argmax")
-    refused(softmax_model(["output", "index"], nodes, [("shape", np.array([-1, 3]))]),
-            r"output 'index' is what node 'argmax' \(ArgMax\)")
+    refused(
+        softmax_model(["output", "index"], nodes, [("shape", np.array([-1, 3]))]),
+        r"output 'index' is what node 'argmax' \(ArgMax\)",
+    )
 
 
 def malformed(model, match):
@@ -581,8 +608,11 @@ def test_a_gemm_scale_that_is_not_finite_is_refused_naming_the_node(weights, att
 def test_a_gemm_scale_that_overflows_the_weights_is_refused_naming_the_node(weights):
     W, b = weights
     model = gemm_model(W * 10, b, alpha=1e38, dtype=np.float32)
-    malformed(model, r"node 'gemm' \(Gemm\): alpha=9\.99\d*e\+37 times its weights overflows "
-                     "float32")
+    malformed(
+        model,
+        r"node 'gemm' \(Gemm\): alpha=9\.99\d*e\+37 times its weights overflows "
+        "float32",
+    )
 
 
 @pytest.mark.parametrize("slope", [1e39, np.nan], ids=str)
@@ -675,9 +705,14 @@ def test_external_data_is_read_from_the_model_directory_only(tmp_path, model_byt
 def external_model(tmp_path, model_bytes):
     """A model in ``tmp_path/models`` with its weights in ``net.data``, and those weights."""
     (tmp_path / "models").mkdir()
-    onnx.save_model(onnx.load_model_from_string(model_bytes), tmp_path / "models" / "net.onnx",
-                    save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="net.data", size_threshold=0)
+    onnx.save_model(
+        onnx.load_model_from_string(model_bytes),
+        tmp_path / "models" / "net.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="net.data",
+        size_threshold=0,
+    )
     return tmp_path / "models" / "net.onnx", dp.Network.from_onnx(model_bytes).params
 
 
@@ -720,7 +755,8 @@ def test_external_data_in_a_linked_directory_is_refused(tmp_path, external_model
 
 
 def test_external_data_is_checked_on_what_was_opened_not_on_its_name(
-        tmp_path, external_model, monkeypatch):
+    tmp_path, external_model, monkeypatch
+):
     # The race of a name checked, then opened: at the check the name is a file inside the
     # directory, at the open a link out. Replaying it deterministically: every name looks
     # as if it resolved inside; what is opened must be refused all the same.
@@ -825,8 +861,11 @@ def test_from_sklearn_refuses_half_fitted_estimators(rng):
         dp.Network.from_sklearn(estimator)
     estimator, _ = fitted_mlp("regressor", rng)
     estimator.intercepts_[1] = estimator.intercepts_[1][:2]
-    with pytest.raises(ValueError, match=r"coefs_\[1\] of shape \(6, 5\) and intercepts_\[1\] "
-                                         r"of shape \(2,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"coefs_\[1\] of shape \(6, 5\) and intercepts_\[1\] "
+        r"of shape \(2,\)",
+    ):
         dp.Network.from_sklearn(estimator)
     estimator, _ = fitted_mlp("int", rng)
     estimator.coefs_[2] = estimator.coefs_[2][:4]
@@ -861,11 +900,15 @@ def test_from_torch_reports_bad_layers_by_module():
         warnings.simplefilter("ignore")  # torch: initialising zero-element tensors is a no-op
         empty = nn.Sequential(nn.Linear(3, 0))
     cases = [
-        (nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(float("nan")), nn.Linear(4, 2)),
-         r"module\[1\] \('1': LeakyReLU\): leaky_relu with slope nan, not finite"),
+        (
+            nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(float("nan")), nn.Linear(4, 2)),
+            r"module\[1\] \('1': LeakyReLU\): leaky_relu with slope nan, not finite",
+        ),
         (empty, r"module\[0\] \('0': Linear\): weights of shape \(0, 3\); a layer has at least"),
-        (nn.Sequential(nn.Linear(3, 4), nn.Linear(5, 2)),
-         r"module\[1\].*5 inputs after a layer of 4 units"),
+        (
+            nn.Sequential(nn.Linear(3, 4), nn.Linear(5, 2)),
+            r"module\[1\].*5 inputs after a layer of 4 units",
+        ),
     ]
     for module, match in cases:
         with pytest.raises(ValueError, match=match):
@@ -919,13 +962,23 @@ def test_from_torch_maps_a_reused_module_in_each_place(rng):
     nn = torch.nn
     torch.manual_seed(0)
     sigmoid, tied = nn.Sigmoid(), nn.Linear(4, 4, dtype=torch.float64)
-    shared_activation = nn.Sequential(nn.Linear(5, 4, dtype=torch.float64), sigmoid,
-                                      nn.Linear(4, 3, dtype=torch.float64), sigmoid)
-    tied_layer = nn.Sequential(nn.Linear(5, 4, dtype=torch.float64), nn.Tanh(), tied,
-                               nn.Tanh(), tied, nn.Tanh(), nn.Linear(4, 2, dtype=torch.float64))
+    shared_activation = nn.Sequential(
+        nn.Linear(5, 4, dtype=torch.float64), sigmoid, nn.Linear(4, 3, dtype=torch.float64), sigmoid
+    )
+    tied_layer = nn.Sequential(
+        nn.Linear(5, 4, dtype=torch.float64),
+        nn.Tanh(),
+        tied,
+        nn.Tanh(),
+        tied,
+        nn.Tanh(),
+        nn.Linear(4, 2, dtype=torch.float64),
+    )
     X = inputs(rng, 30, 5, "float64", saturating=False)
-    for module, sizes, output in ((shared_activation, (5, 4, 3), "sigmoid"),
-                                  (tied_layer, (5, 4, 4, 4, 2), "identity")):
+    for module, sizes, output in (
+        (shared_activation, (5, 4, 3), "sigmoid"),
+        (tied_layer, (5, 4, 4, 4, 2), "identity"),
+    ):
         net = dp.Network.from_torch(module)
         assert (net.sizes, net.output) == (sizes, output)
         assert_close(net.predict(X), torch_predict(module, X), 1e-12)
@@ -945,13 +998,19 @@ def test_from_torch_refuses_hooks_and_replaced_forwards():
 
     module = model()
     module[1].register_forward_hook(doubled)
-    with pytest.raises(ValueError, match=r"module\[1\] \('1': ReLU\) has a forward hook "
-                                         r"\(.*doubled\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"module\[1\] \('1': ReLU\) has a forward hook "
+        r"\(.*doubled\)",
+    ):
         dp.Network.from_torch(module)
     module = model()
     module.register_forward_pre_hook(shifted)
-    with pytest.raises(ValueError, match=r"module \(Sequential\) has a forward pre-hook "
-                                         r"\(.*shifted\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"module \(Sequential\) has a forward pre-hook "
+        r"\(.*shifted\)",
+    ):
         dp.Network.from_torch(module)
     handle = nn.modules.module.register_module_forward_hook(doubled)
     try:

@@ -121,7 +121,14 @@ class Checkpoints:
         }
         net = run.net
         best = None if stopping is None else stopping.best_params
-        record = io.ModelRecord(net.architecture, net.params, net.optimizer, progress, best)
+        record = io.ModelRecord(
+            net.architecture,
+            net.params,
+            net.optimizer,
+            progress,
+            best,
+            matmul_precision=net.matmul_precision,
+        )
         io.write(self.path, record)
 
     def _restore(self, record: io.ModelRecord) -> tuple[int, bool]:
