@@ -697,7 +697,7 @@ default="sigmoid"
         if not return_layers:
             return self.predict(X)
         X = _data.inputs(X, self.architecture, check_finite=True)
-        zs, activations, _ = self._layers(X, None)
+        zs, activations, _ = _layers(self, X, None)
         return zs, activations
 
     def deltas(self, X: Any, Y: Any) -> list[np.ndarray]:
@@ -723,23 +723,7 @@ default="sigmoid"
             Invalid data, or a cost or δ that overflows.
         """
         X, Y = self.validate(X, Y)
-        return self._layers(X, Y)[2]
-
-    def _layers(self, X: np.ndarray, Y: np.ndarray | None):
-        """z^l, a^l and (with Y) δ^l of every layer from the core, as lists of views."""
-        sizes = self.architecture.sizes[1:]
-        n = X.shape[0]
-        total = n * sum(sizes)
-        z, a = np.empty(total, self.dtype), np.empty(total, self.dtype)
-        delta = None if Y is None else np.empty(total, self.dtype)
-        with GATE:
-            self._core.layers(self._params, X, Y, z, a, delta)
-        bounds = np.cumsum([0] + [n * size for size in sizes])
-
-        def split(flat):
-            return [flat[bounds[l] : bounds[l + 1]].reshape(n, m) for l, m in enumerate(sizes)]
-
-        return split(z), split(a), None if delta is None else split(delta)
+        return _layers(self, X, Y)[2]
 
     def predict_classes(self, X: Any) -> np.ndarray:
         """Predict the class of each sample: argmax(a^L), or a^L >= 0.5 with one output unit.
@@ -1242,6 +1226,23 @@ def load(path: str | os.PathLike) -> Network:
         The file is not a valid deltaprop model file.
     """
     return Network.load(path)
+
+
+def _layers(net: Network, X: np.ndarray, Y: np.ndarray | None):
+    """z^l, a^l and (with Y) δ^l of every layer from the core, as lists of views."""
+    sizes = net.architecture.sizes[1:]
+    n = X.shape[0]
+    total = n * sum(sizes)
+    z, a = np.empty(total, net.dtype), np.empty(total, net.dtype)
+    delta = None if Y is None else np.empty(total, net.dtype)
+    with GATE:
+        net._core.layers(net._params, X, Y, z, a, delta)
+    bounds = np.cumsum([0] + [n * size for size in sizes])
+
+    def split(flat):
+        return [flat[bounds[l] : bounds[l + 1]].reshape(n, m) for l, m in enumerate(sizes)]
+
+    return split(z), split(a), None if delta is None else split(delta)
 
 
 def _is_json(path: str | os.PathLike) -> bool:

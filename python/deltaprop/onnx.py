@@ -583,7 +583,7 @@ class _Reader:
         self.dtype: np.dtype | None = None  # of the input, or of the Cast that follows it
         for index, node in enumerate(self.graph.node):
             if not node.output or not all(node.output):
-                raise self.malformed(f"{self._where(index)} has an output without a name")
+                raise self.malformed(f"{self.where(index)} has an output without a name")
             if node.op_type == "Constant" and self._default_domain(node):
                 self.constants[self._constant_output(index)] = node.attribute[0].t
                 self.mapped.add(index)
@@ -591,13 +591,13 @@ class _Reader:
                 self.consumers.setdefault(tensor, []).append(index)
 
     # -------------------------------------------------------------- errors and tensors
-    def _where(self, index: int) -> str:
+    def where(self, index: int) -> str:
         node = self.graph.node[index]
         label = repr(node.name) if node.name else f"#{index}"
         return f"node {label} ({node.op_type})"
 
     def refuse(self, index: int, why: str) -> UnsupportedGraphError:
-        return UnsupportedGraphError(f"{self.name}: {self._where(index)} {why}")
+        return UnsupportedGraphError(f"{self.name}: {self.where(index)} {why}")
 
     def malformed(self, why: str) -> ModelFormatError:
         return ModelFormatError(f"{self.name}: {why}")
@@ -696,7 +696,7 @@ class _Reader:
         """Return a float attribute (a float32 in the file: 1e39 reads as infinity), finite."""
         value = float(self.attribute(index, name, default))
         if not math.isfinite(value):
-            raise self.malformed(f"{self._where(index)} has {name}={value}, not a finite number")
+            raise self.malformed(f"{self.where(index)} has {name}={value}, not a finite number")
         return value
 
     def scaled(self, array: np.ndarray, factor: float, name: str, index: int) -> np.ndarray:
@@ -710,7 +710,7 @@ class _Reader:
             result = (np.float64(factor) * array.astype(np.float64)).astype(array.dtype)
         if not np.isfinite(result).all():
             raise self.malformed(
-                f"{self._where(index)}: {name}={factor} times its "
+                f"{self.where(index)}: {name}={factor} times its "
                 f"{'weights' if name == 'alpha' else 'bias'} overflows {array.dtype.name}"
             )
         return result
@@ -719,7 +719,7 @@ class _Reader:
         """Refuse weights W (n_out, n_in) of a layer without units or inputs."""
         if 0 in W.shape:
             raise self.malformed(
-                f"{self._where(index)} has weights for {W.shape[0]} units of {W.shape[1]} "
+                f"{self.where(index)} has weights for {W.shape[0]} units of {W.shape[1]} "
                 "inputs; a layer has at least one of each"
             )
 
@@ -747,7 +747,7 @@ class _Reader:
         if not layers:
             raise UnsupportedGraphError(f"{self.name}: no fully connected layer reads the input")
         self.set_aside(tensor)
-        self.check_outputs(tensor, layers[-1].weights.shape[0])
+        _Outputs(self).check(tensor, layers[-1].weights.shape[0])
         return self.finish(layers)
 
     def input(self) -> str:
@@ -811,7 +811,7 @@ class _Reader:
         if others:
             raise self.refuse(
                 others[0],
-                f"reads {tensor!r}, which a layer ({self._where(index)})"
+                f"reads {tensor!r}, which a layer ({self.where(index)})"
                 " also reads: the graph is not a chain",
             )
         if node.op_type == "Transpose":
@@ -902,14 +902,14 @@ class _Reader:
         if ops == ["Neg"]:
             return self.reciprocal_sigmoid(users[0], W, b)
         if len(users) != 1 or ops[0] not in _ACTIVATION_OPS:
-            return z, Layer(W, b, "identity", self._where(linear))
+            return z, Layer(W, b, "identity", self.where(linear))
         index = users[0]
         node = self.graph.node[index]
         if not self._default_domain(node):
-            return z, Layer(W, b, "identity", self._where(linear))
+            return z, Layer(W, b, "identity", self.where(linear))
         self.mapped.add(index)
         name = _ACTIVATION_OPS[node.op_type]
-        layer = Layer(W, b, name, self._where(index))
+        layer = Layer(W, b, name, self.where(index))
         if name == "leaky_relu":
             layer.leaky_slope = self.finite_attribute(index, "alpha", 0.01)
         if name == "softmax" and self.attribute(index, "axis", 1) not in (1, -1):
@@ -928,7 +928,7 @@ class _Reader:
         if slope.size != 1 or list(w.input) != [g.output[0], z, m.output[0]]:
             raise self.refuse(where, "is not Where(z > 0, z, slope * z)")
         self.mapped.update(users)
-        layer = Layer(W, b, "leaky_relu", self._where(where), float(slope.reshape(-1)[0]))
+        layer = Layer(W, b, "leaky_relu", self.where(where), float(slope.reshape(-1)[0]))
         return w.output[0], layer
 
     def reciprocal_sigmoid(self, neg: int, W, b) -> tuple[str, Layer]:
@@ -944,7 +944,7 @@ class _Reader:
         if one.size != 1 or one.reshape(-1)[0] != 1:
             raise self.refuse(chain[2], "does not add 1 in 1 / (1 + exp(-z)) (a sigmoid)")
         self.mapped.update(chain)
-        return self.graph.node[chain[-1]].output[0], Layer(W, b, "sigmoid", self._where(neg))
+        return self.graph.node[chain[-1]].output[0], Layer(W, b, "sigmoid", self.where(neg))
 
     # -------------------------------------------------------------- after the chain
     def set_aside(self, output: str) -> None:
@@ -967,7 +967,31 @@ class _Reader:
                 )
             available.update(node.output)
 
-    def check_outputs(self, end: str, n_out: int) -> None:
+    def finish(self, layers: list[Layer]) -> Layers:
+        dtypes = {layer.weights.dtype for layer in layers}
+        dtype = self.dtype if self.dtype is not None else layers[0].weights.dtype
+        if dtypes != {dtype}:
+            raise UnsupportedGraphError(
+                f"{self.name}: the layers compute in {sorted(d.name for d in dtypes)}, the "
+                f"input is {dtype.name}; one dtype for the whole network"
+            )
+        metadata = {p.key: p.value for p in self.model.metadata_props}
+        try:
+            chained = Layers.chain(layers, dtype)
+        except ValueError as error:
+            raise UnsupportedGraphError(f"{self.name}: {error}") from None
+        if self.model.producer_name == "deltaprop":
+            _restore_deltaprop_fields(chained, metadata)
+        return chained
+
+
+class _Outputs:
+    """What a graph declares as its outputs, against the chain a `_Reader` walked."""
+
+    def __init__(self, reader: _Reader) -> None:
+        self.reader = reader
+
+    def check(self, end: str, n_out: int) -> None:
         """Refuse a graph that does not output what the network computes.
 
         Every declared output must be the chain's end ``end`` (as is, or in one of
@@ -975,20 +999,20 @@ class _Reader:
         graph outputting a hidden layer, a pre-activation or a piece of the output computes
         something else than the network read from it.
         """
-        outputs = [value.name for value in self.graph.output]
+        outputs = [value.name for value in self.reader.graph.output]
         if not outputs:
-            raise UnsupportedGraphError(f"{self.name}: the graph declares no output")
+            raise UnsupportedGraphError(f"{self.reader.name}: the graph declares no output")
         kinds = self.derived(end, n_out)
         for output in outputs:
             if output not in kinds or kinds[output] == _COMPLEMENT:
                 raise UnsupportedGraphError(
-                    f"{self.name}: output {output!r} is {self.producer(output)}, not the "
+                    f"{self.reader.name}: output {output!r} is {self.producer(output)}, not the "
                     f"network's output {end!r} nor a label derived from it"
                 )
         if _NETWORK not in {kinds[output] for output in outputs}:
             raise UnsupportedGraphError(
-                f"{self.name}: the graph outputs labels only ({', '.join(map(repr, outputs))}),"
-                f" not the network's output {end!r}"
+                f"{self.reader.name}: the graph outputs labels only "
+                f"({', '.join(map(repr, outputs))}), not the network's output {end!r}"
             )
 
     def derived(self, end: str, n_out: int) -> dict[str, str]:
@@ -1001,10 +1025,10 @@ class _Reader:
         """
         kinds = {end: _NETWORK}
         complement_of: dict[str, str] = {}  # the tensor 1 - p: p
-        for index, node in enumerate(self.graph.node):
-            if index in self.mapped:
+        for index, node in enumerate(self.reader.graph.node):
+            if index in self.reader.mapped:
                 continue
-            data = [t for t in node.input if t and t not in self.constants]
+            data = [t for t in node.input if t and t not in self.reader.constants]
             sources = {kinds.get(t) for t in data}
             if not data or None in sources:
                 continue
@@ -1022,8 +1046,8 @@ class _Reader:
 
     def derived_from_network(self, index: int, data: list[str], n_out: int) -> str | None:
         """Say what a node reading only the network's output (``data``) makes of it, if known."""
-        node = self.graph.node[index]
-        op, axis = node.op_type, self.attribute(index, "axis", None)
+        node = self.reader.graph.node[index]
+        op, axis = node.op_type, self.reader.attribute(index, "axis", None)
         if len(data) != 1:
             return None
         if op in ("ArgMax", "Binarizer", "Greater"):
@@ -1031,7 +1055,7 @@ class _Reader:
         if op in ("Identity", "ZipMap") or (op == "Flatten" and axis in (None, 1)):
             return _NETWORK
         if op == "Cast":
-            return _NETWORK if self.attribute(index, "to", 0) in _ELEMENT_DTYPES else None
+            return _NETWORK if self.reader.attribute(index, "to", 0) in _ELEMENT_DTYPES else None
         if op == "Reshape" and len(node.input) == 2 and node.input[0] == data[0]:
             shape = self.small_constant(node.input[1])
             return _NETWORK if shape in ([-1, n_out], [0, n_out]) else None
@@ -1041,10 +1065,10 @@ class _Reader:
 
     def is_binary_probabilities(self, index, data, complement_of, kinds) -> bool:
         """``Concat(1 - p, p)`` over axis 1: skl2onnx's probabilities of a binary classifier."""
-        node = self.graph.node[index]
+        node = self.reader.graph.node[index]
         return (
             node.op_type == "Concat"
-            and self.attribute(index, "axis", None) in (1, -1)
+            and self.reader.attribute(index, "axis", None) in (1, -1)
             and len(data) == 2
             and list(node.input) == data
             and kinds.get(data[1]) == _NETWORK
@@ -1053,43 +1077,26 @@ class _Reader:
 
     def small_constant(self, name: str) -> list | None:
         """Return the values of a small constant held in the model (a shape, a 1), else None."""
-        tensor = self.constants.get(name)
+        tensor = self.reader.constants.get(name)
         if (
             tensor is None
-            or tensor.data_location == self.onnx.TensorProto.EXTERNAL
+            or tensor.data_location == self.reader.onnx.TensorProto.EXTERNAL
             or math.prod(tensor.dims) > _SMALL_CONSTANT
         ):
             return None
-        return self.onnx.numpy_helper.to_array(tensor).reshape(-1).tolist()
+        return self.reader.onnx.numpy_helper.to_array(tensor).reshape(-1).tolist()
 
     def producer(self, tensor: str) -> str:
         """Say where ``tensor`` comes from, for a message."""
-        if tensor in self.constants:
+        if tensor in self.reader.constants:
             return "a constant"
-        for index, node in enumerate(self.graph.node):
+        for index, node in enumerate(self.reader.graph.node):
             if tensor in node.output:
-                inside = " inside the network" if index in self.mapped else ""
-                return f"what {self._where(index)} computes{inside}"
-        if any(value.name == tensor for value in self.graph.input):
+                inside = " inside the network" if index in self.reader.mapped else ""
+                return f"what {self.reader.where(index)} computes{inside}"
+        if any(value.name == tensor for value in self.reader.graph.input):
             return "the graph's input"
         return "computed by no node"
-
-    def finish(self, layers: list[Layer]) -> Layers:
-        dtypes = {layer.weights.dtype for layer in layers}
-        dtype = self.dtype if self.dtype is not None else layers[0].weights.dtype
-        if dtypes != {dtype}:
-            raise UnsupportedGraphError(
-                f"{self.name}: the layers compute in {sorted(d.name for d in dtypes)}, the "
-                f"input is {dtype.name}; one dtype for the whole network"
-            )
-        metadata = {p.key: p.value for p in self.model.metadata_props}
-        try:
-            chained = Layers.chain(layers, dtype)
-        except ValueError as error:
-            raise UnsupportedGraphError(f"{self.name}: {error}") from None
-        if self.model.producer_name == "deltaprop":
-            _restore_deltaprop_fields(chained, metadata)
-        return chained
 
 
 def _other(pair: Iterable[str], tensor: str) -> str:

@@ -69,6 +69,7 @@ from . import onnx, optim, training
 from ._architecture import ACTIVATIONS, INITS
 from ._checks import check_int, check_real
 from ._precision import check_matmul_precision
+from ._sklearn_docs import ATTRIBUTES_DOC, PARAMETERS_DOC
 from .network import Network
 
 __all__ = ["DeltapropClassifier", "DeltapropRegressor"]
@@ -88,108 +89,6 @@ _OPTIMIZERS = (*optim.NAMES, "lbfgs")
 # scikit-learn's names for the output activations, for out_activation_.
 _OUT_ACTIVATION_NAMES = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
 _MAX_SEED = np.iinfo(np.int32).max
-
-
-_PARAMETERS_DOC = """\
-    Parameters
-    ----------
-    hidden_layer_sizes : int or sequence of int, default=(100,)
-        Units of each hidden layer; ``()`` gives a network without hidden layers.
-    activation : {"relu", "tanh", "logistic", "sigmoid", "leaky_relu", "identity"}, \
-default="relu"
-        Hidden-layer activation ("logistic" is scikit-learn's name for "sigmoid").
-    optimizer : {"adam", "sgd", "momentum", "nesterov", "adamw", "rprop", "lbfgs"}, \
-default="adam"
-        The update rule (see `deltaprop.optim`), MLP's ``solver``. "lbfgs" minimises the
-        loss over all the training samples at once with scipy's L-BFGS-B, as MLP does:
-        ``max_iter`` iterations and ``max_fun`` evaluations at most, ``tol`` on the
-        gradient; ``batch_size``, the learning rate and early stopping do not apply.
-    learning_rate_init : float, default=0.001
-        Learning rate, constant during training.
-    batch_size : int or "auto", default="auto"
-        Mini-batch size; "auto" is 200. Either is capped at the number of samples trained
-        on (without the validation split), without MLP's warning.
-    max_iter : int, default=200
-        Maximum number of epochs of one ``fit`` (iterations with "lbfgs").
-    max_fun : int, default=15000
-        With "lbfgs": maximum number of evaluations of the loss.
-    alpha : float, default=0.0001
-        L2 strength with MLP's meaning (see the module documentation for the mapping).
-    momentum : float, default=0.9
-        Momentum of "momentum" and "nesterov", in [0, 1).
-    beta_1 : float, default=0.9
-        Decay rate of Adam's first moment estimates ("adam", "adamw"), in [0, 1).
-    beta_2 : float, default=0.999
-        Decay rate of Adam's second moment estimates ("adam", "adamw"), in [0, 1).
-    epsilon : float, default=1e-8
-        Adam's denominator offset, > 0.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data (stratified for single-label
-        classification), stop when its score (accuracy or R^2) has not risen by ``tol`` for
-        ``n_iter_no_change`` epochs, and keep the weights of the best score.
-    validation_fraction : float, default=0.1
-        Fraction held out by ``early_stopping``, in (0, 1).
-    n_iter_no_change : int or numpy.inf, default=10
-        Epochs without an improvement of ``tol`` after which training stops.
-    tol : float, default=1e-4
-        Smallest improvement of the loss (or validation score) that counts.
-    dropout : float, default=0.0
-        Rate of inverted dropout on the hidden layers during training, in [0, 1).
-    init : {"auto", "he", "glorot", "normal_scaled", "normal"}, default="auto"
-        Weight initialiser (see `deltaprop.Network`); "auto" is "he" for "relu" and
-        "leaky_relu", "glorot" otherwise.
-    shuffle : bool, default=True
-        Visit the training samples in a new random order each epoch.
-    random_state : int, numpy.random.RandomState or None, default=None
-        Seeds the initial weights, the validation split, the shuffling and dropout. An int
-        makes ``fit`` reproducible.
-    warm_start : bool, default=False
-        Let ``fit`` continue from the fitted network (and its optimizer state) rather than
-        start again.
-    dtype : {"float64", "float32"}, default="float64"
-        Precision of the network and of all its computation.
-    matmul_precision : {"highest", "bfloat16"}, default="highest"
-        Precision of the network's matrix products: ``"bfloat16"`` (with
-        ``dtype="float32"``, ``pip install "deltaprop[bf16]"``) multiplies bfloat16
-        operands with float32 accumulation (`deltaprop.Network.matmul_precision`).
-    verbose : bool, default=False
-        Print one line per epoch.
-"""
-
-_ATTRIBUTES_DOC = """\
-    network_ : deltaprop.Network
-        The trained network (with its optimizer in ``network_.optimizer``).
-    coefs_ : list of ndarray, the i-th of shape (n_units_i, n_units_{i+1})
-        Weight matrices in scikit-learn's layout: ``coefs_[i]`` is ``network_.weights[i].T``,
-        a live view into the network. Assigning a list of arrays of these shapes copies them
-        into the network (so does assigning ``intercepts_``).
-    intercepts_ : list of ndarray, the i-th of shape (n_units_{i+1},)
-        Bias vectors, live views of ``network_.biases``.
-    n_features_in_ : int
-        Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (``n_features_in_``,)
-        Names of the features seen during ``fit``, when ``X`` had string column names.
-    n_iter_ : int
-        Epochs the network has been trained for.
-    t_ : int
-        Training samples seen (summed over the epochs).
-    loss_ : float
-        Loss of the last epoch.
-    loss_curve_ : list of float
-        Loss of each epoch, L2 penalty included.
-    best_loss_ : float or None
-        Lowest loss reached; None with ``early_stopping``.
-    validation_scores_ : list of float or None
-        Score on the validation split after each epoch with ``early_stopping``, else None.
-    best_validation_score_ : float or None
-        Best validation score with ``early_stopping``, else None.
-    n_layers_ : int
-        Number of layers, input and output included.
-    n_outputs_ : int
-        Number of output units.
-    out_activation_ : str
-        Output activation, in scikit-learn's names: "softmax", "logistic" or "identity".
-"""
 
 
 class _BaseDeltaprop(BaseEstimator):
@@ -622,12 +521,12 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
     (two units for a binary problem); a multilabel target (a 0/1 indicator matrix of shape
     (n_samples, n_labels)) gets one sigmoid unit per label with the cross-entropy.
 
-{_PARAMETERS_DOC}
+{PARAMETERS_DOC}
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
         The class labels (``arange(n_labels)`` for a multilabel target).
-{_ATTRIBUTES_DOC}
+{ATTRIBUTES_DOC}
     Examples
     --------
     >>> import deltaprop
@@ -862,10 +761,10 @@ class DeltapropRegressor(RegressorMixin, _BaseDeltaprop):
     differences): identity outputs and the quadratic cost 1/2 ||a - y||^2, one output unit
     per target column.
 
-{_PARAMETERS_DOC}
+{PARAMETERS_DOC}
     Attributes
     ----------
-{_ATTRIBUTES_DOC}"""
+{ATTRIBUTES_DOC}"""
 
     def fit(self, X, y, sample_weight=None):
         """Train the network on (X, y) for up to ``max_iter`` epochs.
