@@ -260,11 +260,15 @@ class GemmLimit:
         """Rate of the products run over and over for at least `seconds`, on threads() threads,
         after one untimed batch that wakes the BLAS threads."""
         with threadpool_limits(threads(), user_api="blas"):
+            return self._rate(seconds)
+
+    def _rate(self, seconds: float) -> float:
+        """Samples/s of the products run over and over for `seconds`, after one untimed run."""
+        self.run()
+        batches, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds:
             self.run()
-            batches, started = 0, time.perf_counter()
-            while (elapsed := time.perf_counter() - started) < seconds:
-                self.run()
-                batches += 1
+            batches += 1
         return batches * self.batch / elapsed
 
     @staticmethod
@@ -307,12 +311,7 @@ class Bfloat16GemmLimit(GemmLimit):
             self.torch.matmul(left, right, out=out)
 
     def samples_per_s(self, seconds: float) -> float:
-        self.run()
-        batches, started = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - started) < seconds:
-            self.run()
-            batches += 1
-        return batches * self.batch / elapsed
+        return self._rate(seconds)  # PyTorch's threads: set in __init__
 
 
 # ------------------------------------------------------------------------------------- idleness
