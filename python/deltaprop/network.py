@@ -870,7 +870,8 @@ default="sigmoid"
         Y : array_like of shape (n_samples,) or (n_samples, n_L)
             Class indices or targets.
         eps : float or None, default=None
-            Relative step h = eps max(1, |p|); None: cbrt(float64's epsilon), about 6e-6.
+            Relative step: ``h = eps * max(1, abs(p))`` for a parameter p; None:
+            cbrt(float64's epsilon), about 6e-6.
         lmbda, l1 : float, default=0.0
             L2 and L1 strengths, as in `objective`.
         sample_weight : array_like of shape (n_samples,) or scalar, optional
