@@ -76,7 +76,7 @@ class Progress:
             The run's history, the epoch's metrics last.
         """
         if self.enabled:
-            self._print(_epoch_line(epoch, epochs, history))
+            self._print(epoch_line(epoch, epochs, {k: v[-1] for k, v in history.items() if v}))
 
     def ending(self, history: History, stopping: EarlyStopping | None, epochs: int) -> None:
         """Say how the run ended, if early stopping or a callback ended it.
@@ -123,12 +123,16 @@ def _ending(history: History, stopping: EarlyStopping | None, epochs: int) -> st
     return "; ".join(parts)
 
 
-def _epoch_line(epoch: int, epochs: int, history: dict[str, list[float]]) -> str:
+def epoch_line(
+    epoch: int, epochs: int, metrics: dict[str, float], names: dict[str, str] | None = None
+) -> str:
+    """Return the line of one epoch's metrics, each under its name in ``names`` if it has one."""
+    names = names or {}
     parts = [f"epoch {epoch + 1}/{epochs}"]
     for key in ("cost", "accuracy", "val_cost", "val_accuracy"):
-        if key in history:
-            parts.append(f"{key} {history[key][-1]:.4f}")
-    if "lr" in history:
-        parts.append(f"lr {history['lr'][-1]:.3g}")
-    parts.append(f"{history['time'][-1]:.2f} s")
+        if key in metrics:
+            parts.append(f"{names.get(key, key)} {metrics[key]:.4f}")
+    if "lr" in metrics:
+        parts.append(f"lr {metrics['lr']:.3g}")
+    parts.append(f"{metrics['time']:.2f} s")
     return "  ".join(parts)

@@ -23,6 +23,7 @@ from ._checks import check_int, check_real
 from ._data import class_indices
 from ._files import open_regular, private_directory, write_atomically
 from ._precision import MATMUL_PRECISIONS
+from ._progress import epoch_line
 from ._version import __version__
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load
 from .training import DivergenceError
@@ -347,14 +348,7 @@ def _test_split_lines(epochs: int, say):
     names = {"val_cost": "test_cost", "val_accuracy": "test_accuracy"}
 
     def report(epoch: int, metrics: dict) -> bool:
-        parts = [f"epoch {epoch + 1}/{epochs}"]
-        for key in ("cost", "accuracy", "val_cost", "val_accuracy"):
-            if key in metrics:
-                parts.append(f"{names.get(key, key)} {metrics[key]:.4f}")
-        if "lr" in metrics:
-            parts.append(f"lr {metrics['lr']:.3g}")
-        parts.append(f"{metrics['time']:.2f} s")
-        say("  ".join(parts), flush=True)
+        say(epoch_line(epoch, epochs, metrics, names), flush=True)
         return False
 
     return (report,)
