@@ -273,20 +273,16 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 for (std::size_t l = 1; l <= net.mlp().n_layers(); ++l) {
                     values += n * net.mlp().architecture().sizes[l];
                 }
-                for (auto [array, name] : {std::pair{&z_out, "z_out"}, {&a_out, "a_out"}}) {
-                    check_writeable<T>(*array, name);
-                    if (std::size_t(array->size()) != values || array->ndim() != 1) {
+                const auto check_output = [values](const Array<T> &array, const char *name) {
+                    check_writeable<T>(array, name);
+                    if (std::size_t(array.size()) != values || array.ndim() != 1) {
                         throw std::invalid_argument(std::string(name) + ": expected " +
                                                     std::to_string(values) + " values");
                     }
-                }
-                if (delta_out) {
-                    check_writeable<T>(*delta_out, "delta_out");
-                    if (std::size_t(delta_out->size()) != values || delta_out->ndim() != 1) {
-                        throw std::invalid_argument("delta_out: expected " +
-                                                    std::to_string(values) + " values");
-                    }
-                }
+                };
+                check_output(z_out, "z_out");
+                check_output(a_out, "a_out");
+                if (delta_out) check_output(*delta_out, "delta_out");
                 check_disjoint({{"z_out", &z_out, true},
                                 {"a_out", &a_out, true},
                                 {"delta_out", delta_out ? &*delta_out : nullptr, true},

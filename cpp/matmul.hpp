@@ -85,7 +85,7 @@ struct Bfloat16Operand {
 
 // Row-major C = alpha op(A) op(B) + beta C for bfloat16 A and B and float32 C, on up to
 // `threads` threads. The fallback widens A and B into `scratch`, which holds at least
-// A.stored_rows * A.ld + B.stored_rows * B.ld floats (see scratch_size).
+// A.stored_rows * A.ld + B.stored_rows * B.ld floats (Mlp::gemm_bf16 sizes it).
 inline void bfloat16_gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
                           float alpha, const Bfloat16Operand &A, const Bfloat16Operand &B,
                           float beta, float *C, std::size_t ldc, int threads, float *scratch) {

@@ -173,10 +173,7 @@ template <class T> class Mlp {
             require_finite(forward(params, X + start * n_inputs(), B, nullptr, Y != nullptr));
             if (Y != nullptr) {
                 require_finite_result(std::isfinite(output_error(Y + start * n_outputs(), B)));
-                if (bfloat16()) {
-                    round_to_bf16(delta_[n_layers()].data(), delta16_[n_layers()].data(),
-                                  B * n_outputs());
-                }
+                round_output_error(B);
                 for (std::size_t l = n_layers(); l > 1; --l) backpropagate_error(params, l, B);
             }
             std::size_t offset = 0;  // of layer l's block
@@ -316,10 +313,7 @@ template <class T> class Mlp {
     template <class AfterLayer>
     void backward(const T *params, const T *X, std::size_t B, const GradientDestination<T> &into,
                   AfterLayer &&after_layer) {
-        if (bfloat16()) {
-            round_to_bf16(delta_[n_layers()].data(), delta16_[n_layers()].data(),
-                          B * n_outputs());
-        }
+        round_output_error(B);
         for (std::size_t l = n_layers(); l >= 1; --l) {
             if (l > 1) backpropagate_error(params, l, B);
             const T *a_prev = l == 1 ? X : a_[l - 1].data();
@@ -513,6 +507,15 @@ template <class T> class Mlp {
     bool bfloat16() const {
         if constexpr (std::is_same_v<T, float>) return precision_ == MatmulPrecision::bfloat16;
         return false;
+    }
+
+    // δ^L's bfloat16 copy (bfloat16 precision), the operand of the first BP2 and BP4; the
+    // hidden layers' copies are made by the passes that write their δ.
+    void round_output_error(std::size_t B) {
+        if (bfloat16()) {
+            round_to_bf16(delta_[n_layers()].data(), delta16_[n_layers()].data(),
+                          B * n_outputs());
+        }
     }
 
     // The bfloat16 copy of `count` values (float32 networks only), on the team.

@@ -132,9 +132,10 @@ class Matmul {
         // Blocks of at least 64 rows or columns: oneDNN's kernels work in such tiles.
         const std::size_t n_jobs =
             std::max<std::size_t>(1, std::min<std::size_t>(std::max(threads, 1), extent / 64));
-        const std::size_t block = (extent + n_jobs - 1) / n_jobs;
-        const auto run_block = [&](std::size_t job) {
-            const std::size_t begin = job * block, size = std::min(block, extent - begin);
+        // parallel_for with a grain of 1 cuts [0, extent) into n_jobs blocks of
+        // ceil(extent / n_jobs).
+        const auto run_block = [&](std::size_t begin, std::size_t end) {
+            const std::size_t size = end - begin;
             Call call{trans_a, trans_b, M, N, K, lda, ldb, ldc, alpha != 1, beta};
             const bf16 *a = A, *b = B;
             float *c = C;
@@ -149,17 +150,7 @@ class Matmul {
             }
             execute(call, alpha, a, b, c);
         };
-        if (n_jobs == 1) {
-            run_block(0);
-            return;
-        }
-        struct Context {
-            const decltype(run_block) &run;
-        } context{run_block};
-        Team::instance().run(
-            int(n_jobs),
-            [](void *ctx, int index) { static_cast<Context *>(ctx)->run(std::size_t(index)); },
-            &context);
+        Team::instance().parallel_for(extent, 1, int(n_jobs), run_block);
     }
 
   private:
