@@ -12,6 +12,7 @@ against the gradient's size rather than against themselves.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -89,32 +90,28 @@ def _entries(n_params: int, entries: int | None, seed: int | None) -> np.ndarray
     return np.sort(np.random.default_rng(seed).choice(n_params, size=entries, replace=False))
 
 
+def _segments(net) -> list[tuple[int, str, tuple[int, ...], int]]:
+    """(layer, "W" or "b", shape, first flat index) of W^1, b^1, W^2, ... in the parameters."""
+    segments, start = [], 0
+    for l, (W, b) in enumerate(zip(net.weights, net.biases), start=1):
+        for kind, array in (("W", W), ("b", b)):
+            segments.append((l, kind, array.shape, start))
+            start += array.size
+    return segments
+
+
 def _result(net, checked, analytic, numeric, errors) -> GradientCheck:
     """Per layer and kind, the largest error; the worst entry named."""
-    weights, biases = [], []
-    views = [(W, b) for W, b in zip(net.weights, net.biases)]
-    start = 0
-    for W, b in views:
-        for size, into in ((W.size, weights), (b.size, biases)):
-            inside = (checked >= start) & (checked < start + size)
-            into.append(float(errors[inside].max()) if inside.any() else float("nan"))
-            start += size
+    largest: dict[str, list[float]] = {"W": [], "b": []}
     k = int(np.argmax(errors))
-    return GradientCheck(weights, biases, _entry(views, int(checked[k]), analytic[k],
-                                                 numeric[k], errors[k]))  # fmt: skip
-
-
-def _entry(views, flat_index: int, analytic, numeric, error) -> dict[str, Any]:
-    """Where flat index `flat_index` of the parameters lies: layer, kind, index."""
-    start = 0
-    for l, (W, b) in enumerate(views, start=1):
-        for kind, array in (("W", W), ("b", b)):
-            if flat_index < start + array.size:
-                index = np.unravel_index(flat_index - start, array.shape)
-                return {
-                    "layer": l, "kind": kind, "index": tuple(int(i) for i in index),
-                    "analytic": float(analytic), "numeric": float(numeric),
-                    "relative_error": float(error),
-                }  # fmt: skip
-            start += array.size
-    raise IndexError(flat_index)
+    for l, kind, shape, start in _segments(net):
+        inside = (checked >= start) & (checked < start + math.prod(shape))
+        largest[kind].append(float(errors[inside].max()) if inside.any() else float("nan"))
+        if inside[k]:
+            worst = {
+                "layer": l, "kind": kind,
+                "index": tuple(int(i) for i in np.unravel_index(checked[k] - start, shape)),
+                "analytic": float(analytic[k]), "numeric": float(numeric[k]),
+                "relative_error": float(errors[k]),
+            }  # fmt: skip
+    return GradientCheck(largest["W"], largest["b"], worst)

@@ -11,6 +11,7 @@ operands rounded alike, products exact in float32) through OpenBLAS, with no spe
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 from ._loader import _core
@@ -50,6 +51,7 @@ def _library_path() -> str | None:
     return None
 
 
+@functools.cache  # the distribution's files are searched, and a broken install named, once
 def _load_onednn() -> bool:
     """Open oneDNN once if it is installed; return whether it is open."""
     if not _core.onednn_loaded():
