@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -22,6 +23,12 @@ VALID_OUTPUT_COSTS = (
     ("softmax", "log_likelihood"),
     ("identity", "quadratic"),
 )
+# Every (hidden activation, output activation, cost) the core computes, and their test ids.
+COMBINATIONS = [
+    (hidden, output, cost)
+    for hidden, (output, cost) in itertools.product(HIDDEN_ACTIVATIONS, VALID_OUTPUT_COSTS)
+]
+COMBINATION_IDS = ["-".join(c) for c in COMBINATIONS]
 # Relative tolerances against the float64 reference, per dtype of the core.
 RTOL = {"float64": 1e-10, "float32": 1e-3}
 

@@ -16,7 +16,6 @@ networks the error stays below a quarter of it.
 
 from __future__ import annotations
 
-import itertools
 import pickle
 import warnings
 
@@ -25,16 +24,13 @@ import pytest
 
 import deltaprop as dp
 from conftest import (
-    HIDDEN_ACTIVATIONS,
-    VALID_OUTPUT_COSTS,
+    COMBINATION_IDS,
+    COMBINATIONS,
     random_sizes,
     random_targets,
     reference_gradients,
 )
 from deltaprop import _precision
-
-COMBINATIONS = [(h, *oc) for h, oc in itertools.product(HIDDEN_ACTIVATIONS, VALID_OUTPUT_COSTS)]
-COMBINATION_IDS = ["-".join(c) for c in COMBINATIONS]
 
 U = 2.0**-8
 native_only = pytest.mark.skipif(

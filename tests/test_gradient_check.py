@@ -3,15 +3,11 @@ cost and dtype, L1 and L2 included), a wrong gradient named where it is wrong.""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 
 import deltaprop as dp
-from conftest import HIDDEN_ACTIVATIONS, RTOL, VALID_OUTPUT_COSTS, assert_close, random_targets
-
-COMBINATIONS = [(h, *oc) for h, oc in itertools.product(HIDDEN_ACTIVATIONS, VALID_OUTPUT_COSTS)]
+from conftest import COMBINATIONS, RTOL, assert_close, random_targets
 
 
 def problem(hidden, output, cost, dtype="float64", seed=0):

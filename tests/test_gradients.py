@@ -3,7 +3,6 @@ central finite differences, for every activation and (output, cost) pairing."""
 
 from __future__ import annotations
 
-import itertools
 import os
 
 import numpy as np
@@ -11,7 +10,8 @@ import pytest
 
 import deltaprop as dp
 from conftest import (
-    HIDDEN_ACTIVATIONS,
+    COMBINATION_IDS,
+    COMBINATIONS,
     RTOL,
     VALID_OUTPUT_COSTS,
     assert_close,
@@ -19,12 +19,6 @@ from conftest import (
     random_targets,
     reference_gradients,
 )
-
-COMBINATIONS = [
-    (hidden, output, cost)
-    for hidden, (output, cost) in itertools.product(HIDDEN_ACTIVATIONS, VALID_OUTPUT_COSTS)
-]
-COMBINATION_IDS = ["-".join(c) for c in COMBINATIONS]
 
 
 def random_problem(seed: int, hidden: str, output: str, cost: str, dtype: str = "float64"):
