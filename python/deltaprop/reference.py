@@ -533,10 +533,9 @@ def forward(weights, biases, x, *, activation, output, leaky_slope=0.01) -> list
     ValueError
         For an unknown activation name or inconsistent shapes.
     """
-    _check_names(activation, output)
-    _check_network(weights, biases, output)
-    _check_samples(weights, [x])
-    _, activations = _feedforward(weights, biases, x, activation, output, leaky_slope)
+    _, activations = layers(
+        weights, biases, x, activation=activation, output=output, leaky_slope=leaky_slope
+    )
     return activations[-1]
 
 
