@@ -349,7 +349,7 @@ class Group:
     def epoch_calls(
         self, data: tuple, n: int, batch_size: int, rows_per_call: int, rng, shuffle: bool
     ) -> list[tuple[int, dict[str, Any]]]:
-        """Return a rank's core calls of an epoch: (rows, `Network.train_rows` arguments).
+        """Return a rank's core calls of an epoch: (rows, `_minibatch.train_rows` arguments).
 
         Replicated data: the epoch's order is drawn as in one process, and each global
         batch is shared among the ranks. Sharded data: each rank draws an order of its own
@@ -479,7 +479,7 @@ class Group:
         Parameters
         ----------
         statuses : ndarray of shape (REDUCTION_TAIL,)
-            Written by the core (see `Network.train_rows`).
+            Written by the core (see `_minibatch.train_rows`).
         """
         if self.interrupted:
             statuses[-1] += 1
@@ -493,7 +493,7 @@ class Group:
         ----------
         values : ndarray of shape (n,)
             Each rank's share of a bucket of the step (the parameters of some layers),
-            written by the core (see `Network.train_rows`).
+            written by the core (see `_minibatch.train_rows`).
         """
         self.comm.Allreduce(self._MPI.IN_PLACE, values, op=self._MPI.SUM)
 
@@ -874,7 +874,7 @@ class Alone:
     def epoch_calls(
         self, data: tuple, n: int, batch_size: int, rows_per_call: int, rng, shuffle: bool
     ) -> list[tuple[int, dict[str, Any]]]:
-        """Return the core calls of an epoch: (rows, `Network.train_rows` arguments).
+        """Return the core calls of an epoch: (rows, `_minibatch.train_rows` arguments).
 
         The rows of the epoch's order, or of the data in storage order (no copy).
 
@@ -1180,7 +1180,7 @@ def replicated_shares(n: int, batch_size: int, batches: range, rank: int, size: 
     -------
     ndarray of int64 of shape (3, len(batches))
         Rows begin and end (positions in the epoch's order) and the position of the first
-        in its global batch: `Network.train_rows`'s ``shares``.
+        in its global batch: `_minibatch.train_rows`'s ``shares``.
     """
     b = np.arange(batches.start, batches.stop, dtype=np.int64)
     first = b * batch_size

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from ._checkpoints import Checkpoints
 from ._fit_data import FirstEpochChecksX
 from ._run import Run
@@ -91,7 +93,8 @@ class MiniBatchRun(Run):
         total_cost = total_weight = 0.0
         try:
             for rows, arguments in calls:
-                cost, weight, diverged = self.net.train_rows(
+                cost, weight, diverged = train_rows(
+                    self.net,
                     **arguments,
                     batch_size=self.batch_size,
                     l2=l2,
@@ -139,3 +142,113 @@ class MiniBatchRun(Run):
         else:
             batches = max(1, _ROWS_PER_CALL // self.batch_size)
         return batches * self.batch_size
+
+
+def train_rows(
+    net: Any,
+    X: np.ndarray,
+    Y: np.ndarray,
+    *,
+    rows: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None,
+    batch_size: int,
+    l2: float = 0.0,
+    l1: float = 0.0,
+    dropout: float = 0.0,
+    seed: int = 0,
+    first_batch: int = 0,
+    shares: np.ndarray | None = None,
+    reduction: Any = None,
+) -> tuple[float, float, int | None]:
+    """Train ``net`` on rows of (X, Y) in mini-batches, in one call of the core.
+
+    Each batch is followed by an update of ``net.optimizer`` (which must be set), all in C++.
+    `fit` runs its epochs through this; nothing here is checked or converted.
+
+    Parameters
+    ----------
+    net : Network
+        The network, with its optimizer set.
+    X : ndarray of shape (n_samples, n_0)
+        In the core's layout, as `validate` returns it (nothing is converted).
+    Y : ndarray of shape (n_samples, n_L)
+        Targets, as `validate` returns them.
+    rows : ndarray of int64 of shape (n_rows,) or None, default=None
+        The rows to visit, in order; None: every row in storage order.
+    sample_weight : ndarray of shape (n_samples,) or None, default=None
+        Weights of the rows, of the network's dtype; None: every row weighs 1.
+    batch_size : int
+        Rows per mini-batch; the last may be smaller.
+    l2 : float, default=0.0
+        L2 coefficient: ``l2 w`` is added to the gradient of the weights.
+    l1 : float, default=0.0
+        L1 coefficient: ``l1 sign(w)`` is added to the gradient of the weights.
+    dropout : float, default=0.0
+        Rate of inverted dropout on the hidden layers.
+    seed : int, default=0
+        Seed of the dropout masks; batch k's mask depends on (seed, first_batch + k)
+        alone, so an epoch run in several calls draws the masks of one call.
+    first_batch : int, default=0
+        Index of the first batch within its epoch.
+    shares : ndarray of int64 of shape (3, n_batches) or None, default=None
+        Data-parallel training (with ``reduction``): this process's share of each batch,
+        positions ``shares[0, k]:shares[1, k]`` of ``rows`` (possibly none), the first
+        being row ``shares[2, k]`` of the global batch (dropout masks are drawn per
+        row of the global batch). None: this process trains every row.
+    reduction : object or None, default=None
+        With ``shares``: how the processes sum their arrays, in place (MPI allreduces),
+        as `deltaprop._distributed.Group` does. Each batch calls
+        ``reduction.reduce_statuses(statuses)`` after the forward pass, on
+        ``_core.REDUCTION_TAIL`` entries (cost, sample weight, non-finite counts, stop
+        requests: it may add 1 to the last to stop every process after this batch), then
+        ``reduction.reduce(values)`` on each bucket of this process's share of the step
+        (the new velocity, the new parameters, or the mean gradient, as the optimizer
+        takes it): the parameters of layers from the top down, summed as soon as the
+        backward pass has written ``reduction.bucket_bytes`` of them (or reached the
+        input layer). ``reduction.lead`` is True on exactly one process, which adds
+        what every process holds (the decayed weights, mu times the velocity).
+        If a reduction raises, the parameters and optimizer state are those at the
+        start of the call.
+
+    Returns
+    -------
+    cost : float
+        Mean cost of the batches as they were trained (over every process).
+    weight : float
+        Total sample weight of the rows trained (their number without weights).
+    diverged : int or None
+        Index within the epoch (``first_batch`` and on) of the batch that made
+        training diverge, whose parameters and optimizer state the network is back to;
+        None if none did.
+
+    Raises
+    ------
+    ValueError
+        The network has no optimizer, or its optimizer's state belongs to another
+        network.
+    """
+    if net.optimizer is None:
+        raise ValueError("optimizer: the network has none; set one (or call fit)")
+    sum_over_processes = {}
+    if reduction is not None:
+        sum_over_processes = dict(
+            shares=shares,
+            reduce=reduction.reduce,
+            reduce_statuses=reduction.reduce_statuses,
+            lead=bool(reduction.lead),
+            bucket_bytes=int(reduction.bucket_bytes),
+        )
+    cost, weight, diverged, _ = net._train_in_core(
+        X,
+        Y,
+        sample_weight,
+        rows,
+        batch_size,
+        net.optimizer.rule(l2, l1),
+        dropout,
+        seed,
+        first_batch,
+        **sum_over_processes,
+    )
+    mean_cost = cost / weight if weight > 0 else 0.0
+    return mean_cost, weight, None if diverged < 0 else first_batch + diverged

@@ -91,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"deltaprop {__version__}")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
-    _add_train_options(commands.add_parser("train", help="train a network (the default)"))
+    train_parser = commands.add_parser("train", help="train a network (the default)")
+    for add_options in (_add_model_options, _add_training_options, _add_run_options):
+        add_options(train_parser)
     evaluate = commands.add_parser("evaluate", help="accuracy and confusion matrix of a model")
     evaluate.add_argument("model", help="a model file written by 'deltaprop train --save'")
     evaluate.add_argument(
@@ -130,9 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Add the train command's options of the network: its layers, costs and precision."""
     add = parser.add_argument
-    add("--data", default="digits", help=DATA_HELP)
     add(
         "--hidden",
         type=_POSITIVE,
@@ -145,6 +147,19 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     add("--output", choices=OUTPUTS, default="softmax", help="output activation")
     add("--cost", choices=COSTS, default="log_likelihood", help="cost function")
     add("--init", choices=INITS, default="normal_scaled", help="weight initialiser")
+    add("--dtype", choices=("float64", "float32"), default="float64", help="precision")
+    add(
+        "--matmul-precision",
+        choices=MATMUL_PRECISIONS,
+        default="highest",
+        help="precision of the matrix products (default: highest); bfloat16 operands with "
+        "float32 sums need --dtype float32 and deltaprop[bf16]",
+    )
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Add the train command's options of the training: optimizer, batches, penalties."""
+    add = parser.add_argument
     add("--optimizer", choices=optim.NAMES, default="sgd", help="update rule")
     add(
         "--lr",
@@ -170,6 +185,13 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="stop when the validation cost stops falling; keep the best epoch's weights",
     )
     add("--patience", type=_POSITIVE, default=5, help="epochs without improvement to stop after")
+    add("--seed", type=_COUNT, default=0, help="seed of the weights, row orders and splits")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Add the train command's options of the data, the outputs and the processes."""
+    add = parser.add_argument
+    add("--data", default="digits", help=DATA_HELP)
     add(
         "--validation-fraction",
         type=_FRACTION,
@@ -177,14 +199,6 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="hold out this fraction of the training data for validation",
     )
     add("--test-fraction", type=_OPEN_FRACTION, default=0.2, help="test split of the digits")
-    add("--dtype", choices=("float64", "float32"), default="float64", help="precision")
-    add(
-        "--matmul-precision",
-        choices=MATMUL_PRECISIONS,
-        default="highest",
-        help="precision of the matrix products (default: highest); bfloat16 operands with "
-        "float32 sums need --dtype float32 and deltaprop[bf16]",
-    )
     add(
         "--threads",
         type=_POSITIVE,
@@ -192,7 +206,6 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         help="threads of the core (default: one per core, or the cores shared among the "
         "ranks of a machine with --distributed)",
     )
-    add("--seed", type=_COUNT, default=0, help="seed of the weights, row orders and splits")
     add("--save", metavar="MODEL", help="write the trained model to this file (default: none)")
     add(
         "--plot",
