@@ -18,7 +18,8 @@ Measures, each in a fresh process (this script launches itself, under mpiexec fo
    and 100 Gb/s networks (alpha 20 us for TCP over 10 Gb/s Ethernet, 2 us for 100 Gb/s
    InfiniBand with RDMA: typical figures, not measured here).
 
-Prints markdown tables (the README's "Scaling" tables come from one run).
+Prints markdown tables (the "Speed and scaling" tables of docs/guide/distributed.md come
+from one run).
 """
 
 from __future__ import annotations

@@ -29,8 +29,6 @@ from deltaprop import _distributed
 sys.path.insert(0, str(Path(__file__).parent))
 import mpi_job
 
-from deltaprop._minibatch import train_rows
-
 JOB = Path(mpi_job.__file__)
 # One BLAS thread per rank: MPI ranks busy-poll, two cores hold two ranks.
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
@@ -179,7 +177,7 @@ def expected_sharded_training(run: dict) -> dp.Network:
                 for q in range(len(sizes))
             ])  # fmt: skip
             wk = None if w is None else np.ascontiguousarray(w[rows])
-            train_rows(net, np.ascontiguousarray(Xc[rows]), np.ascontiguousarray(Yc[rows]),
+            net.train_rows(np.ascontiguousarray(Xc[rows]), np.ascontiguousarray(Yc[rows]),
                            sample_weight=wk, batch_size=len(rows))  # fmt: skip
     return net
 
@@ -567,9 +565,10 @@ def test_lbfgs_on_sharded_data_minimises_the_objective_of_all_rows(tmp_path):
 
 
 @needs_mpi
-def test_the_readme_example_runs_on_two_ranks(tmp_path):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "comm=" in b]
+def test_the_guide_example_runs_on_two_ranks(tmp_path):
+    guide = Path(__file__).resolve().parents[1] / "docs" / "guide" / "distributed.md"
+    page = guide.read_text(encoding="utf-8")
+    (example,) = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "comm=" in b]
     script = tmp_path / "train.py"
     script.write_text(example)
     done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(script)], cwd=tmp_path,
@@ -656,14 +655,14 @@ def test_two_ranks_in_threads_train_as_one_process(optimizer, l1, bucket_bytes):
     that each hold half of every batch: the lead adds the shared state once."""
     alone, X, Y = _seam_case(optimizer)
     order = np.arange(len(X), dtype=np.int64)
-    expected = train_rows(alone, X, Y, rows=order, batch_size=8, l2=0.01, l1=l1)
+    expected = alone.train_rows(X, Y, rows=order, batch_size=8, l2=0.01, l1=l1)
     ranks, results = _ThreadRanks(2), {}
 
     def train(rank: int) -> None:
         net, _, _ = _seam_case(optimizer)
         reduction = ranks.rank(rank, bucket_bytes)
         shares = _distributed.replicated_shares(len(X), 8, range(5), rank=rank, size=2)
-        outcome = train_rows(net, X, Y, rows=order, batch_size=8, l2=0.01, l1=l1,
+        outcome = net.train_rows(X, Y, rows=order, batch_size=8, l2=0.01, l1=l1,
                                  shares=shares, reduction=reduction)  # fmt: skip
         results[rank] = (outcome, net.params, reduction)
 
@@ -690,8 +689,8 @@ def test_a_reduction_asking_to_stop_ends_the_call_after_that_batch():
     order = np.arange(len(X), dtype=np.int64)
     reduction = _OneRank(stop_at=3)
     shares = _distributed.replicated_shares(len(X), 8, range(5), rank=0, size=1)
-    train_rows(net, X, Y, rows=order, batch_size=8, shares=shares, reduction=reduction)
-    train_rows(three, X, Y, rows=order[:24], batch_size=8)
+    net.train_rows(X, Y, rows=order, batch_size=8, shares=shares, reduction=reduction)
+    three.train_rows(X, Y, rows=order[:24], batch_size=8)
     assert reduction.calls == {"statuses": 3, "values": 3} and net.optimizer.step == 3
     np.testing.assert_allclose(net.params, three.params, rtol=1e-12, atol=1e-14)
 
@@ -705,7 +704,7 @@ def test_a_reduction_that_raises_leaves_the_parameters_of_the_call_start(optimiz
     order = np.arange(len(X), dtype=np.int64)
     shares = _distributed.replicated_shares(len(X), 8, range(5), rank=0, size=1)
     with pytest.raises(ConnectionError, match="went away"):
-        train_rows(net, X, Y, rows=order, batch_size=8, shares=shares,
+        net.train_rows(X, Y, rows=order, batch_size=8, shares=shares,
                        reduction=_OneRank(fail_at=(kind, 3)))  # fmt: skip
     assert net.optimizer.step == 0
     assert np.array_equal(net.params, start)
@@ -720,7 +719,7 @@ def test_ranks_without_rows_of_a_batch_contribute_zeros_or_the_shared_state(lead
     shares = _distributed.replicated_shares(len(X), 2, range(20), rank=0, size=3)
     assert (shares[1] - shares[0] == 0).all()  # rank 0 of 3 never has a row of 2
     reduction = _OneRank(lead=lead)
-    train_rows(net, X, Y, rows=order, batch_size=2, shares=shares, reduction=reduction)
+    net.train_rows(X, Y, rows=order, batch_size=2, shares=shares, reduction=reduction)
     assert len(reduction.values_seen) == 20
     if lead:  # the weights, decayed by nothing (l2 = 0): the start, as the sums leave them
         assert all(np.array_equal(values, start) for values in reduction.values_seen)

@@ -1073,18 +1073,17 @@ def test_command_line_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, m
     assert error.startswith("deltaprop: error: ") and error.count("\n") == 1 and message in error
 
 
-def test_the_readme_interop_example_runs(tmp_path, monkeypatch):
+def test_the_guide_interop_example_does_what_it_says(tmp_path, monkeypatch):
     import pathlib
     import re
 
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
-    section = readme[readme.index("## Interop") :]
-    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)[:1]
+    guide = pathlib.Path(__file__).resolve().parents[1] / "docs" / "guide" / "interop.md"
+    (block,) = re.findall(r"```python\n(.*?)```", guide.read_text("utf-8"), re.S)[:1]
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning of short fits, exporter notices
-        exec(compile(block, "README.md#Interop", "exec"), namespace)
+        exec(compile(block, "docs/guide/interop.md", "exec"), namespace)
     X, net = namespace["X"], namespace["net"]
     assert_close(namespace["probabilities"], net.predict(X[:5]), 1e-12)
     assert namespace["same"].params.tobytes() == net.params.tobytes()

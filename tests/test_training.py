@@ -20,7 +20,6 @@ from conftest import (
     softmax_problem,
 )
 from deltaprop import schedules
-from deltaprop._minibatch import train_rows
 
 
 def reference_epoch(net: dp.Network, X, Y, **options):
@@ -212,8 +211,7 @@ def test_an_epoch_split_over_calls_equals_one_call():
         Y = np.eye(3)[y]
         order = np.random.default_rng(0).permutation(12)
         for start, stop in pieces:
-            _, _, diverged = train_rows(
-                net,
+            _, _, diverged = net.train_rows(
                 X,
                 Y,
                 rows=order[start:stop],

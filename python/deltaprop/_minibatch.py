@@ -160,73 +160,7 @@ def train_rows(
     shares: np.ndarray | None = None,
     reduction: Any = None,
 ) -> tuple[float, float, int | None]:
-    """Train ``net`` on rows of (X, Y) in mini-batches, in one call of the core.
-
-    Each batch is followed by an update of ``net.optimizer`` (which must be set), all in C++.
-    `fit` runs its epochs through this; nothing here is checked or converted.
-
-    Parameters
-    ----------
-    net : Network
-        The network, with its optimizer set.
-    X : ndarray of shape (n_samples, n_0)
-        In the core's layout, as `validate` returns it (nothing is converted).
-    Y : ndarray of shape (n_samples, n_L)
-        Targets, as `validate` returns them.
-    rows : ndarray of int64 of shape (n_rows,) or None, default=None
-        The rows to visit, in order; None: every row in storage order.
-    sample_weight : ndarray of shape (n_samples,) or None, default=None
-        Weights of the rows, of the network's dtype; None: every row weighs 1.
-    batch_size : int
-        Rows per mini-batch; the last may be smaller.
-    l2 : float, default=0.0
-        L2 coefficient: ``l2 w`` is added to the gradient of the weights.
-    l1 : float, default=0.0
-        L1 coefficient: ``l1 sign(w)`` is added to the gradient of the weights.
-    dropout : float, default=0.0
-        Rate of inverted dropout on the hidden layers.
-    seed : int, default=0
-        Seed of the dropout masks; batch k's mask depends on (seed, first_batch + k)
-        alone, so an epoch run in several calls draws the masks of one call.
-    first_batch : int, default=0
-        Index of the first batch within its epoch.
-    shares : ndarray of int64 of shape (3, n_batches) or None, default=None
-        Data-parallel training (with ``reduction``): this process's share of each batch,
-        positions ``shares[0, k]:shares[1, k]`` of ``rows`` (possibly none), the first
-        being row ``shares[2, k]`` of the global batch (dropout masks are drawn per
-        row of the global batch). None: this process trains every row.
-    reduction : object or None, default=None
-        With ``shares``: how the processes sum their arrays, in place (MPI allreduces),
-        as `deltaprop._distributed.Group` does. Each batch calls
-        ``reduction.reduce_statuses(statuses)`` after the forward pass, on
-        ``_core.REDUCTION_TAIL`` entries (cost, sample weight, non-finite counts, stop
-        requests: it may add 1 to the last to stop every process after this batch), then
-        ``reduction.reduce(values)`` on each bucket of this process's share of the step
-        (the new velocity, the new parameters, or the mean gradient, as the optimizer
-        takes it): the parameters of layers from the top down, summed as soon as the
-        backward pass has written ``reduction.bucket_bytes`` of them (or reached the
-        input layer). ``reduction.lead`` is True on exactly one process, which adds
-        what every process holds (the decayed weights, mu times the velocity).
-        If a reduction raises, the parameters and optimizer state are those at the
-        start of the call.
-
-    Returns
-    -------
-    cost : float
-        Mean cost of the batches as they were trained (over every process).
-    weight : float
-        Total sample weight of the rows trained (their number without weights).
-    diverged : int or None
-        Index within the epoch (``first_batch`` and on) of the batch that made
-        training diverge, whose parameters and optimizer state the network is back to;
-        None if none did.
-
-    Raises
-    ------
-    ValueError
-        The network has no optimizer, or its optimizer's state belongs to another
-        network.
-    """
+    """Train ``net`` on rows of (X, Y) in mini-batches, in one core call (`Network.train_rows`)."""
     if net.optimizer is None:
         raise ValueError("optimizer: the network has none; set one (or call fit)")
     sum_over_processes = {}

@@ -186,7 +186,7 @@ default=None
         arguments, trains its share of every mini-batch, and the gradients are summed over
         the ranks once per batch; ``batch_size`` is the global batch. Rank 0's parameters
         and optimizer state are the starting point of all; every rank ends with the same
-        parameters. See the README's "Distributed training" for the semantics.
+        parameters. See the guide's "Distributed training" for the semantics.
     sharded : bool, default=False
         With ``comm``: each rank passes only its own rows (shards of any sizes, none
         too), instead of every rank the same full data.
