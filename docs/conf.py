@@ -69,10 +69,18 @@ sphinx_gallery_conf = {
 html_theme = "pydata_sphinx_theme"
 html_title = f"deltaprop {release}"
 html_theme_options = {
-    "navbar_end": ["navbar-icon-links"],
+    # The search field as an icon at the end, and four page names before "More": with the
+    # guide's full list and the wide field, the header wrapped onto a second row on a
+    # 1366-pixel laptop screen.
+    "navbar_persistent": [],
+    "navbar_end": ["search-button", "navbar-icon-links"],
+    "header_links_before_dropdown": 4,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
 }
+# The guide's pages are the header's own entries: their section navigation would be an
+# empty column beside the text.
+html_sidebars = {"guide/*": [], "changelog": []}
 html_static_path: list[str] = []
 autosummary_ignore_module_all = False
 
