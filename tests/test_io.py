@@ -771,6 +771,58 @@ def test_open_inside_reads_through_real_directories_only(tmp_path):
         open_inside(tmp_path, "a/b")
 
 
+# ------------------------------------------------------------ an activation per layer
+def _mixed_network() -> dp.Network:
+    return dp.Network(
+        [4, 6, 5, 3],
+        activation=["leaky_relu", "tanh"],
+        leaky_slope=[0.2, 0.01],
+        output="softmax",
+        cost="log_likelihood",
+        seed=3,
+    )
+
+
+def test_a_mixed_network_round_trips_in_files_pickles_and_checkpoints(tmp_path):
+    X, y = _data()
+    net = _mixed_network()
+    net.fit(X, y, epochs=2, batch_size=5, optimizer="adam", lr=0.05)
+    net.save(tmp_path / "model.npz")
+    fields, _ = _parts(tmp_path / "model.npz")
+    assert (fields["activation"], fields["leaky_slope"]) == (["leaky_relu", "tanh"], [0.2, 0.01])
+    for back in (dp.load(tmp_path / "model.npz"), pickle.loads(pickle.dumps(net))):
+        assert back.architecture == net.architecture and back.activations == ("leaky_relu", "tanh")
+        assert back.leaky_slopes == (0.2, 0.01)
+        assert_same_model(back, net)
+        np.testing.assert_array_equal(back.predict(X), net.predict(X))
+    whole = _mixed_network()
+    whole.fit(X, y, epochs=4, batch_size=5, lr=0.05, seed=1)
+    part = _mixed_network()
+    part.fit(X, y, epochs=2, batch_size=5, lr=0.05, seed=1, checkpoint=tmp_path / "run.ckpt")
+    resumed = _mixed_network()
+    resumed.fit(X, y, epochs=4, batch_size=5, lr=0.05, seed=1, checkpoint=tmp_path / "run.ckpt",
+                resume=True)  # fmt: skip
+    np.testing.assert_array_equal(resumed.params, whole.params)
+    other = dp.Network([4, 6, 5, 3], activation=["tanh", "leaky_relu"], leaky_slope=[0.2, 0.01],
+                       output="softmax", cost="log_likelihood", seed=3)  # fmt: skip
+    with pytest.raises(ValueError, match=r"holds Network\(\[4, 6, 5, 3\], activation=\['leaky"):
+        other.fit(X, y, epochs=4, checkpoint=tmp_path / "run.ckpt", resume=True)
+
+
+def test_files_of_one_activation_are_written_and_read_as_before(tmp_path, model_file):
+    """One activation (and one slope) for every hidden layer stays one value in the file,
+    as files written before per-layer activations have it; such a file loads with that
+    activation on each hidden layer, and one per layer that agree is the same network."""
+    fields, arrays = _parts(model_file)
+    assert (fields["activation"], fields["leaky_slope"]) == ("leaky_relu", 0.05)
+    net = dp.load(model_file)
+    assert (net.activation, net.leaky_slope) == ("leaky_relu", 0.05)
+    assert (net.activations, net.leaky_slopes) == (("leaky_relu",), (0.05,))
+    listed = dict(fields, activation=["leaky_relu"], leaky_slope=[0.05])
+    _write_model(tmp_path / "listed.npz", listed, arrays)
+    assert dp.load(tmp_path / "listed.npz").architecture == net.architecture
+
+
 # ---------------------------------------------------------------- what it was trained on
 def test_trained_on_is_saved_loaded_and_pickled(tmp_path):
     net = dp.Network([3, 4, 2], seed=0)
