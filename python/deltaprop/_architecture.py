@@ -229,7 +229,7 @@ def per_hidden_layer(value: Any, sizes: tuple[int, ...], check: Any, argument: s
         A sequence whose length is not the number of hidden layers, or a value ``check``
         refuses (a sequence's entry named by its index and hidden layer l).
     """
-    if isinstance(value, str) or not isinstance(value, (Sequence, np.ndarray)):
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
         return check(value, argument)
     n_hidden = len(sizes) - 2
     if np.ndim(value) != 1 or len(value) != n_hidden:
