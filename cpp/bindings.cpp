@@ -198,20 +198,30 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
     py::class_<Network<T>>(m, class_name,
                            "The network's architecture and workspaces (parameters live in a flat "
                            "array passed to each call).")
-        .def(py::init([](const std::vector<std::size_t> &sizes, const std::string &activation,
-                         const std::string &output, const std::string &cost, double leaky_slope) {
+        .def(py::init([](const std::vector<std::size_t> &sizes,
+                         const std::vector<std::string> &activations, const std::string &output,
+                         const std::string &cost, const std::vector<double> &leaky_slopes) {
+                 std::vector<deltaprop::Activation> hidden;
+                 for (const std::string &name : activations) {
+                     hidden.push_back(deltaprop::parse_activation(name, "activation"));
+                 }
                  return new Network<T>(deltaprop::Architecture{
-                     sizes, deltaprop::parse_activation(activation, "activation"),
-                     deltaprop::parse_activation(output, "output"), deltaprop::parse_cost(cost),
-                     leaky_slope});
+                     sizes, hidden, deltaprop::parse_activation(output, "output"),
+                     deltaprop::parse_cost(cost), leaky_slopes});
              }),
-             py::arg("sizes"), py::arg("activation"), py::arg("output"), py::arg("cost"),
-             py::arg("leaky_slope") = 0.01)
+             py::arg("sizes"), py::arg("activations"), py::arg("output"), py::arg("cost"),
+             py::arg("leaky_slopes"),
+             "One activation and one leaky_relu slope per hidden layer (l = 1..L-1).")
         .def_property_readonly("sizes",
                                [](const Network<T> &net) { return net.mlp().architecture().sizes; })
-        .def_property_readonly(
-            "activation",
-            [](const Network<T> &net) { return to_string(net.mlp().architecture().hidden); })
+        .def_property_readonly("activations",
+                               [](const Network<T> &net) {
+                                   std::vector<std::string> names;
+                                   for (deltaprop::Activation f : net.mlp().architecture().hidden) {
+                                       names.push_back(to_string(f));
+                                   }
+                                   return names;
+                               })
         .def_property_readonly(
             "output",
             [](const Network<T> &net) { return to_string(net.mlp().architecture().output); })
@@ -219,8 +229,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "cost_name",
             [](const Network<T> &net) { return to_string(net.mlp().architecture().cost); })
         .def_property_readonly(
-            "leaky_slope",
-            [](const Network<T> &net) { return net.mlp().architecture().leaky_slope; })
+            "leaky_slopes",
+            [](const Network<T> &net) { return net.mlp().architecture().leaky_slopes; })
         .def_property(
             "matmul_precision",
             [](const Network<T> &net) { return to_string(net.mlp().matmul_precision()); },

@@ -26,10 +26,10 @@ namespace deltaprop {
 
 struct Architecture {
     std::vector<std::size_t> sizes;  // n_0, n_1, ..., n_L
-    Activation hidden;
+    std::vector<Activation> hidden;  // σ of the hidden layers 1..L-1, one each
     Activation output;
     Cost cost;
-    double leaky_slope;
+    std::vector<double> leaky_slopes;  // "leaky_relu"'s slope of hidden layers 1..L-1
 };
 
 // Predicting or evaluating many samples runs chunks of rows whose workspace takes
@@ -358,14 +358,26 @@ template <class T> class Mlp {
             if (n < 1) throw std::invalid_argument("sizes: every layer needs at least 1 unit");
             blas::check_fits(n, "layer size");
         }
-        if (arch_.hidden == Activation::softmax) {
-            throw std::invalid_argument("activation: softmax is only available as the output");
+        const std::size_t n_hidden = arch_.sizes.size() - 2;
+        if (arch_.hidden.size() != n_hidden || arch_.leaky_slopes.size() != n_hidden) {
+            throw std::invalid_argument("activation, leaky_slope: expected one per hidden layer (" +
+                                        std::to_string(n_hidden) + ")");
+        }
+        for (Activation f : arch_.hidden) {
+            if (f == Activation::softmax) {
+                throw std::invalid_argument("activation: softmax is only available as the output");
+            }
         }
         check_pairing(arch_.output, arch_.cost, arch_.sizes.back());
     }
 
     Activation activation_of(std::size_t l) const {
-        return l == n_layers() ? arch_.output : arch_.hidden;
+        return l == n_layers() ? arch_.output : arch_.hidden[l - 1];
+    }
+
+    // The slope of layer l's "leaky_relu" (the output is never one).
+    double leaky_slope_of(std::size_t l) const {
+        return l == n_layers() ? 0.0 : arch_.leaky_slopes[l - 1];
     }
 
     // Rows per chunk of predict() and cost(): z, a and delta of every layer within
@@ -435,8 +447,9 @@ template <class T> class Mlp {
         return seen;
     }
 
-    // BP2: δ^{l-1} = (δ^l W^l) ⊙ σ'(z^{l-1}); δ^l is (B, n_l), W^l is (n_l, n_{l-1}),
-    // δ^{l-1} is (B, n_{l-1}). A dropout mask on a^{l-1} is part of its derivative.
+    // BP2: δ^{l-1} = (δ^l W^l) ⊙ σ'(z^{l-1}), with σ layer l-1's own activation; δ^l is
+    // (B, n_l), W^l is (n_l, n_{l-1}), δ^{l-1} is (B, n_{l-1}). A dropout mask on a^{l-1}
+    // is part of its derivative.
     void backpropagate_error(const T *params, std::size_t l, std::size_t B) {
         const std::size_t n_out = arch_.sizes[l], n_in = arch_.sizes[l - 1];
         const std::size_t count = B * n_in;
@@ -458,8 +471,8 @@ template <class T> class Mlp {
                 if (derivative) {
                     multiply(delta + begin, derivative + begin, end - begin);
                 } else {
-                    multiply_by_derivative(arch_.hidden, T(arch_.leaky_slope), z + begin,
-                                           delta + begin, end - begin);
+                    multiply_by_derivative(activation_of(l - 1), T(leaky_slope_of(l - 1)),
+                                           z + begin, delta + begin, end - begin);
                 }
                 if (mask) multiply(delta + begin, mask + begin, end - begin);
                 if (delta16) round_part(delta + begin, delta16 + begin, end - begin);
@@ -480,7 +493,7 @@ template <class T> class Mlp {
             const std::size_t at = begin * n, rows = end - begin;
             T *d = derivative ? derivative + at : nullptr;
             const bool finite =
-                add_bias_and_activate(f, T(arch_.leaky_slope), b, z + at, a + at, rows, n, d);
+                add_bias_and_activate(f, T(leaky_slope_of(l)), b, z + at, a + at, rows, n, d);
             if (mask) multiply(a + at, mask + at, rows * n);
             if (a16) round_part(a + at, a16 + at, rows * n);
             return finite;

@@ -29,6 +29,16 @@ COMBINATIONS = [
     for hidden, (output, cost) in itertools.product(HIDDEN_ACTIVATIONS, VALID_OUTPUT_COSTS)
 ]
 COMBINATION_IDS = ["-".join(c) for c in COMBINATIONS]
+# Networks with an activation per hidden layer: every activation in each, rotated so that
+# each one sits at every depth, with every (output activation, cost) pairing.
+MIXED_SIZES = (4, 5, 3, 6, 4, 5)  # input and five hidden layers; the output's size is added
+MIXED_SLOPES = (0.1, 0.3, 0.05, 0.2, 0.5)
+MIXED = [
+    (HIDDEN_ACTIVATIONS[rotation:] + HIDDEN_ACTIVATIONS[:rotation], output, cost)
+    for rotation in range(len(HIDDEN_ACTIVATIONS))
+    for output, cost in VALID_OUTPUT_COSTS
+]
+MIXED_IDS = [f"{hidden[0]}-first-{output}-{cost}" for hidden, output, cost in MIXED]
 # Relative tolerances against the float64 reference, per dtype of the core.
 RTOL = {"float64": 1e-10, "float32": 1e-3}
 
@@ -77,6 +87,24 @@ def random_targets(rng: np.random.Generator, cost: str, n_samples: int, n_out: i
     if cost == "cross_entropy":
         return rng.random((n_samples, n_out))
     return rng.normal(size=(n_samples, n_out))
+
+
+def mixed_network(hidden, output: str, cost: str, dtype: str = "float64", seed: int = 0):
+    """A network of `MIXED_SIZES` with the hidden activations `hidden` and slopes
+    `MIXED_SLOPES`, and random data for it: (net, X, Y)."""
+    rng = np.random.default_rng(seed)
+    sizes = [*MIXED_SIZES, 3]
+    net = dp.Network(
+        sizes,
+        activation=list(hidden),
+        leaky_slope=list(MIXED_SLOPES),
+        output=output,
+        cost=cost,
+        dtype=dtype,
+        seed=seed,
+    )
+    X = rng.normal(size=(5, sizes[0]))
+    return net, X, random_targets(rng, cost, 5, sizes[-1])
 
 
 def reference_call(function, net: dp.Network, X, Y, **options):

@@ -26,6 +26,10 @@ import deltaprop as dp
 from conftest import (
     COMBINATION_IDS,
     COMBINATIONS,
+    MIXED,
+    MIXED_IDS,
+    MIXED_SIZES,
+    MIXED_SLOPES,
     random_sizes,
     random_targets,
     reference_gradients,
@@ -83,6 +87,40 @@ def test_gradients_within_the_derived_bound_of_the_float64_reference(hidden, out
     # Not float32's answer: the operands were rounded (unless every value is a bfloat16).
     net.matmul_precision = "highest"
     assert np.abs(flat(*net.gradients(X, Y)[1:]) - ref).max() <= 1e-3 * np.abs(ref).max() + 1e-30
+
+
+def mixed_problem(hidden, output, cost):
+    """A bfloat16 network with an activation per hidden layer, and the first of the data
+    sets drawn whose z^l all lie 0.01 or more from the kink of their relu or leaky relu: a
+    z that bfloat16's rounding moves across the kink changes the derivative there by a
+    step, which no bound on the rounding of the products covers."""
+    sizes = [*MIXED_SIZES, 3]
+    net = bf16_network(sizes, activation=hidden, leaky_slope=MIXED_SLOPES, output=output,
+                       cost=cost, seed=4)  # fmt: skip
+    kinked = [l for l, name in enumerate(hidden) if name in ("relu", "leaky_relu")]
+    highest = dp.Network.from_params(
+        net.weights, net.biases, activation=hidden, leaky_slope=MIXED_SLOPES, output=output,
+        cost=cost,
+    )  # fmt: skip
+    for seed in range(400, 500):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(6, sizes[0])).astype(np.float32)
+        zs, _ = highest.forward(X.astype(np.float64), return_layers=True)
+        if min(np.abs(zs[l]).min() for l in kinked) >= 0.01:
+            return net, X, random_targets(rng, cost, 6, sizes[-1]).astype(np.float32)
+    raise AssertionError("no data set of the hundred stays away from the kinks")
+
+
+@pytest.mark.parametrize(("hidden", "output", "cost"), MIXED, ids=MIXED_IDS)
+def test_mixed_activations_within_the_derived_bound_of_the_float64_reference(hidden, output, cost):
+    net, X, Y = mixed_problem(hidden, output, cost)
+    _, dW, db = net.gradients(X, Y)
+    g, ref = flat(dW, db), flat(*reference_gradients(net, X, Y)[1:])
+    bound = gemm_bound(len(net.sizes) - 1, max(net.sizes))
+    assert np.linalg.norm(g - ref) <= bound * np.linalg.norm(ref) + 1e-30
+    zs, _ = net.forward(X, return_layers=True)
+    deltas = net.deltas(X, Y)
+    assert [z.shape for z in zs] == [d.shape for d in deltas] == [(6, n) for n in net.sizes[1:]]
 
 
 def two_layer_problem(rng, B=8, sizes=(37, 23, 5)):

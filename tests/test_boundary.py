@@ -424,7 +424,11 @@ def flat_gradients(dW, db) -> np.ndarray:
 def twin_core(net: dp.Network):
     """A new core with the network's architecture (fresh workspaces)."""
     return type(net._core)(
-        list(net.sizes), net.activation, net.output, net.cost_name, net.leaky_slope
+        list(net.sizes),
+        list(net.activations),
+        net.output,
+        net.cost_name,
+        list(net.leaky_slopes),
     )
 
 
@@ -911,7 +915,11 @@ def test_core_constructors(data):
         ),
         label="sizes",
     )
-    activation = data.draw(st.sampled_from([*dp.ACTIVATIONS, "softmax", "swish"]))
+    # One activation and one slope per hidden layer, mostly; any number of them sometimes.
+    n_hidden = max(len(sizes) - 2, 0)
+    count = data.draw(st.one_of(st.just(n_hidden), st.integers(0, 9)), label="count")
+    name = st.sampled_from([*dp.ACTIVATIONS, "softmax", "swish"])
+    activations = data.draw(st.lists(name, min_size=count, max_size=count), label="activations")
     output, cost = data.draw(
         st.one_of(
             st.sampled_from(VALID_OUTPUT_COSTS),
@@ -921,13 +929,16 @@ def test_core_constructors(data):
         ),
         label="output, cost",
     )
-    slope = data.draw(st.one_of(st.floats(), st.integers(-3, 3)), label="leaky_slope")
-    mlp, error = attempt(cls, sizes, activation, output, cost, slope)
+    slope = st.one_of(st.floats(), st.integers(-3, 3))
+    n_slopes = data.draw(st.one_of(st.just(n_hidden), st.integers(0, 9)), label="n_slopes")
+    slopes = data.draw(st.lists(slope, min_size=n_slopes, max_size=n_slopes), label="slopes")
+    mlp, error = attempt(cls, sizes, activations, output, cost, slopes)
     exact = sum(n_out * n_in + n_out for n_in, n_out in zip(sizes, sizes[1:]))
     valid = (
         len(sizes) >= 2
         and all(1 <= n <= INT_MAX for n in sizes)
-        and activation in dp.ACTIVATIONS
+        and len(activations) == len(slopes) == n_hidden
+        and all(name in dp.ACTIVATIONS for name in activations)
         and (output, cost) in VALID_OUTPUT_COSTS
         and (output != "softmax" or sizes[-1] >= 2)
         and exact <= 2**48
@@ -938,7 +949,8 @@ def test_core_constructors(data):
         check_outcome(error, set())
         assert mlp.n_params == exact
         assert list(mlp.sizes) == sizes
-        assert (mlp.activation, mlp.output, mlp.cost_name) == (activation, output, cost)
+        assert (mlp.activations, mlp.output, mlp.cost_name) == (activations, output, cost)
+        assert_same(mlp.leaky_slopes, [float(s) for s in slopes])
 
     method = data.draw(st.sampled_from([*METHODS, "rmsprop"]), label="method")
     values = data.draw(st.lists(st.floats(), min_size=4, max_size=4), label="lr, momentum, l2, l1")

@@ -47,6 +47,37 @@ def test_train_subcommand_options(capsys):
     assert "dtype='float32'" in out and "epoch 2/2" in out
 
 
+def test_train_takes_an_activation_and_a_slope_per_hidden_layer(tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    argv = "train --hidden 20 12 --activation leaky_relu tanh --leaky-slope 0.2 0.01 --epochs 2"
+    argv = [*argv.split(), "--lr", "0.1", "--save", str(model)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Network([64, 20, 12, 10], activation=['leaky_relu', 'tanh']" in out
+    net = dp.load(model)
+    assert (net.activations, net.leaky_slopes) == (("leaky_relu", "tanh"), (0.2, 0.01))
+    assert cli.main(["evaluate", str(model)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--activation", "relu", "tanh"], "--activation: expected one value or one per --hidden "
+                                           "layer (1), got 2"),
+        (["--hidden", "8", "8", "--activation", "relu", "tanh", "relu"], "(2), got 3"),
+        (["--hidden", "8", "--leaky-slope", "0.1", "0.2"], "--leaky-slope: expected one value"),
+        (["--activation", "relu", "swish"], "argument --activation: invalid choice: 'swish'"),
+        (["--leaky-slope", "inf"], "argument --leaky-slope: expected a finite number"),
+        (["--leaky-slope", "x"], "argument --leaky-slope: invalid float value: 'x'"),
+    ],
+)  # fmt: skip
+def test_per_layer_option_errors_are_one_line(argv, message, capsys):
+    assert cli.main(["train", "--epochs", "1", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("deltaprop: error: ") and message in err
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [

@@ -101,6 +101,7 @@ OPTIMIZER_RUNS = [
     {"optimizer": "sgd", "lr": 0.3, "early_stopping": True, "patience": 1, "epochs": 6,
      "train_accuracy": True, "schedule": "step"},
     {"pretrain": True},  # each rank's own Adam state before: rank 0's is broadcast
+    {"optimizer": "adam", "lr": 0.01, "sizes": [5, 7, 6, 3], "activation": ["relu", "tanh"]},
 ]  # fmt: skip
 
 
@@ -381,6 +382,8 @@ DISAGREEMENTS = [
     ({"optimizer": "rprop", "hyperparameters": {}},
      {"hyperparameters": {"step_sizes": [1e-5, 10.0]}}, "optimizer.step_sizes"),
     ({}, {"activation": "relu"}, "architecture.activation"),
+    ({"sizes": [5, 7, 6, 3], "activation": ["relu", "tanh"]}, {"activation": ["tanh", "relu"]},
+     "architecture.activation"),
     ({}, {"cost": "quadratic"}, "architecture.cost"),
     ({}, {"sizes": [5, 9, 3]}, "architecture.sizes"),
     ({}, {"dtype": "float32"}, "architecture.dtype"),

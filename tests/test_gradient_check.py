@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
-from conftest import COMBINATIONS, RTOL, assert_close, random_targets
+from conftest import (
+    COMBINATIONS,
+    MIXED,
+    MIXED_IDS,
+    RTOL,
+    assert_close,
+    mixed_network,
+    random_targets,
+)
 
 
 def problem(hidden, output, cost, dtype="float64", seed=0):
@@ -101,6 +109,31 @@ def test_a_batchs_layers_and_deltas_are_the_references(hidden, output, cost, dty
     _, _, db = net.gradients(X, Y)
     for l in range(3):
         assert_close(db[l], deltas[l].mean(axis=0), rtol)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("hidden", "output", "cost"), MIXED, ids=MIXED_IDS)
+def test_mixed_activations_layers_and_deltas_are_the_references(hidden, output, cost, dtype):
+    net, X, Y = mixed_network(hidden, output, cost, dtype, seed=5)
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    zs, activations = net.forward(X, return_layers=True)
+    deltas = net.deltas(X, Y)
+    names = dict(activation=list(hidden), output=output, leaky_slope=list(net.leaky_slopes))
+    weights = [W.astype(np.float64).tolist() for W in net.weights]
+    biases = [b.astype(np.float64).tolist() for b in net.biases]
+    for i, (x, y) in enumerate(zip(X.astype(np.float64).tolist(), Y.astype(np.float64).tolist())):
+        ref_zs, ref_activations = dp.reference.layers(weights, biases, x, **names)
+        ref_deltas = dp.reference.deltas(weights, biases, x, y, cost=cost, **names)
+        for l in range(len(net.sizes) - 1):
+            assert_close(zs[l][i], ref_zs[l], RTOL[dtype])
+            assert_close(activations[l][i], ref_activations[l], RTOL[dtype])
+            assert_close(deltas[l][i], ref_deltas[l], RTOL[dtype])
+
+
+def test_a_mixed_network_passes_the_gradient_check():
+    net, X, Y = mixed_network(("tanh", "sigmoid", "identity", "relu", "leaky_relu"), "softmax",
+                              "log_likelihood")  # fmt: skip
+    assert net.gradient_check(X, Y, lmbda=0.3, l1=0.1).max_error < 1e-4
 
 
 def test_deltas_refuse_bad_targets():

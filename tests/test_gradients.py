@@ -12,9 +12,12 @@ import deltaprop as dp
 from conftest import (
     COMBINATION_IDS,
     COMBINATIONS,
+    MIXED,
+    MIXED_IDS,
     RTOL,
     VALID_OUTPUT_COSTS,
     assert_close,
+    mixed_network,
     random_sizes,
     random_targets,
     reference_gradients,
@@ -42,6 +45,21 @@ def flat(dW, db) -> np.ndarray:
     return np.concatenate([np.concatenate([np.ravel(W), np.ravel(b)]) for W, b in zip(dW, db)])
 
 
+def central_differences(net, X, Y, step=1e-6) -> np.ndarray:
+    """dC/dp by (C(p + h) - C(p - h)) / 2h, entry by entry of the flat parameters."""
+    params = net.params
+    numeric = np.empty_like(params)
+    for i in range(params.size):
+        original = params[i]
+        params[i] = original + step
+        cost_plus = net.cost(X, Y)
+        params[i] = original - step
+        cost_minus = net.cost(X, Y)
+        params[i] = original
+        numeric[i] = (cost_plus - cost_minus) / (2 * step)
+    return numeric
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize(("hidden", "output", "cost"), COMBINATIONS, ids=COMBINATION_IDS)
 def test_gradients_match_reference(hidden, output, cost, seed, dtype):
@@ -64,18 +82,46 @@ def test_gradients_match_reference(hidden, output, cost, seed, dtype):
 def test_gradients_match_finite_differences(hidden, output, cost, seed):
     net, X, Y = random_problem(100 + seed, hidden, output, cost)
     _, dW, db = net.gradients(X, Y)
-    params = net.params
-    step = 1e-6
-    numeric = np.empty_like(params)
-    for i in range(params.size):
-        original = params[i]
-        params[i] = original + step
-        cost_plus = net.cost(X, Y)
-        params[i] = original - step
-        cost_minus = net.cost(X, Y)
-        params[i] = original
-        numeric[i] = (cost_plus - cost_minus) / (2 * step)
-    assert_close(flat(dW, db), numeric, 1e-6)
+    assert_close(flat(dW, db), central_differences(net, X, Y), 1e-6)
+
+
+@pytest.mark.parametrize(("hidden", "output", "cost"), MIXED, ids=MIXED_IDS)
+def test_gradients_of_mixed_activations_match_reference(hidden, output, cost, dtype):
+    net, X, Y = mixed_network(hidden, output, cost, dtype, seed=1)
+    assert net.activations == hidden and net.leaky_slopes == (0.1, 0.3, 0.05, 0.2, 0.5)
+    X, Y = X.astype(dtype), Y.astype(dtype)
+    cost_value, dW, db = net.gradients(X, Y)
+    ref_cost, ref_dW, ref_db = reference_gradients(net, X, Y)
+    assert cost_value == pytest.approx(ref_cost, rel=RTOL[dtype])
+    assert_close(flat(dW, db), flat(ref_dW, ref_db), RTOL[dtype])
+
+
+@pytest.mark.parametrize(("hidden", "output", "cost"), MIXED, ids=MIXED_IDS)
+def test_gradients_of_mixed_activations_match_finite_differences(hidden, output, cost):
+    net, X, Y = mixed_network(hidden, output, cost, seed=3)
+    _, dW, db = net.gradients(X, Y)
+    assert_close(flat(dW, db), central_differences(net, X, Y), 1e-6)
+
+
+def test_each_hidden_layer_takes_its_own_activation():
+    """Swapping two hidden layers' activations, or changing one layer's slope, changes the
+    gradient: the core applies neither one activation nor one slope to every layer."""
+    hidden = ("relu", "tanh", "leaky_relu", "sigmoid", "identity")
+    net, X, Y = mixed_network(hidden, "identity", "quadratic")
+
+    def gradient(activation, leaky_slope):
+        twin = dp.Network.from_params(
+            net.weights, net.biases, activation=activation, leaky_slope=leaky_slope,
+            output="identity", cost="quadratic",
+        )  # fmt: skip
+        return flat(*twin.gradients(X, Y)[1:])
+
+    g = gradient(hidden, net.leaky_slopes)
+    np.testing.assert_array_equal(g, flat(*net.gradients(X, Y)[1:]))
+    swapped = gradient(("tanh", "relu", *hidden[2:]), net.leaky_slopes)
+    other_slope = gradient(hidden, [0.1, 0.3, 0.9, 0.2, 0.5])  # leaky_relu's layer only
+    for other in (swapped, other_slope):
+        assert np.abs(other - g).max() > 1e-3 * np.abs(g).max()
 
 
 def saturated_network(output: str, cost: str, dtype: str = "float64") -> dp.Network:

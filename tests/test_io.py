@@ -408,7 +408,13 @@ MALFORMED = {
     "n_params-float": (_set(n_params=43.0), "n_params"),
     "activation-unknown": (_set(activation="swish"), "activation"),
     "activation-softmax": (_set(activation="softmax"), "activation"),
-    "activation-not-str": (_set(activation=["tanh"]), "activation"),
+    "activation-not-str": (_set(activation=3), "activation"),
+    "activations-too-many": (_set(activation=["tanh", "relu"]), r"one per hidden layer \(1"),
+    "activations-unknown": (_set(activation=["swish"]), r"activation\[0\] \(hidden layer 1\)"),
+    "activations-not-str": (_set(activation=[1]), "activation"),
+    "leaky_slopes-too-few": (_set(leaky_slope=[]), r"one per hidden layer \(1"),
+    "leaky_slopes-str": (_set(leaky_slope=["0.05"]), "leaky_slope"),
+    "leaky_slopes-nested": (_set(leaky_slope=[[0.05]]), "leaky_slope"),
     "output-unknown": (_set(output="tanh"), "output"),
     "cost-unknown": (_set(cost="hinge"), "cost"),
     "cost-null": (_set(cost=None), "cost"),
@@ -763,6 +769,58 @@ def test_open_inside_reads_through_real_directories_only(tmp_path):
     assert excinfo.value.filename == "a/missing"
     with pytest.raises(IsADirectoryError):
         open_inside(tmp_path, "a/b")
+
+
+# ------------------------------------------------------------ an activation per layer
+def _mixed_network() -> dp.Network:
+    return dp.Network(
+        [4, 6, 5, 3],
+        activation=["leaky_relu", "tanh"],
+        leaky_slope=[0.2, 0.01],
+        output="softmax",
+        cost="log_likelihood",
+        seed=3,
+    )
+
+
+def test_a_mixed_network_round_trips_in_files_pickles_and_checkpoints(tmp_path):
+    X, y = _data()
+    net = _mixed_network()
+    net.fit(X, y, epochs=2, batch_size=5, optimizer="adam", lr=0.05)
+    net.save(tmp_path / "model.npz")
+    fields, _ = _parts(tmp_path / "model.npz")
+    assert (fields["activation"], fields["leaky_slope"]) == (["leaky_relu", "tanh"], [0.2, 0.01])
+    for back in (dp.load(tmp_path / "model.npz"), pickle.loads(pickle.dumps(net))):
+        assert back.architecture == net.architecture and back.activations == ("leaky_relu", "tanh")
+        assert back.leaky_slopes == (0.2, 0.01)
+        assert_same_model(back, net)
+        np.testing.assert_array_equal(back.predict(X), net.predict(X))
+    whole = _mixed_network()
+    whole.fit(X, y, epochs=4, batch_size=5, lr=0.05, seed=1)
+    part = _mixed_network()
+    part.fit(X, y, epochs=2, batch_size=5, lr=0.05, seed=1, checkpoint=tmp_path / "run.ckpt")
+    resumed = _mixed_network()
+    resumed.fit(X, y, epochs=4, batch_size=5, lr=0.05, seed=1, checkpoint=tmp_path / "run.ckpt",
+                resume=True)  # fmt: skip
+    np.testing.assert_array_equal(resumed.params, whole.params)
+    other = dp.Network([4, 6, 5, 3], activation=["tanh", "leaky_relu"], leaky_slope=[0.2, 0.01],
+                       output="softmax", cost="log_likelihood", seed=3)  # fmt: skip
+    with pytest.raises(ValueError, match=r"holds Network\(\[4, 6, 5, 3\], activation=\['leaky"):
+        other.fit(X, y, epochs=4, checkpoint=tmp_path / "run.ckpt", resume=True)
+
+
+def test_files_of_one_activation_are_written_and_read_as_before(tmp_path, model_file):
+    """One activation (and one slope) for every hidden layer stays one value in the file,
+    as files written before per-layer activations have it; such a file loads with that
+    activation on each hidden layer, and one per layer that agree is the same network."""
+    fields, arrays = _parts(model_file)
+    assert (fields["activation"], fields["leaky_slope"]) == ("leaky_relu", 0.05)
+    net = dp.load(model_file)
+    assert (net.activation, net.leaky_slope) == ("leaky_relu", 0.05)
+    assert (net.activations, net.leaky_slopes) == (("leaky_relu",), (0.05,))
+    listed = dict(fields, activation=["leaky_relu"], leaky_slope=[0.05])
+    _write_model(tmp_path / "listed.npz", listed, arrays)
+    assert dp.load(tmp_path / "listed.npz").architecture == net.architecture
 
 
 # ---------------------------------------------------------------- what it was trained on

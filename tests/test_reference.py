@@ -35,34 +35,42 @@ LEAKY_SLOPE = 0.1
 def numpy_layer_zs(weights, biases, X, activation, output, leaky_slope=LEAKY_SLOPE):
     """Independent NumPy forward pass; returns (list of Z per layer, A^L).
 
-    Z has shape (m, n_out) per layer; rows are samples.
+    Z has shape (m, n_out) per layer; rows are samples. ``activation`` and
+    ``leaky_slope`` are one value or a list of one per hidden layer.
     """
+    n_hidden = len(weights) - 1
+    names = activation if isinstance(activation, list) else [activation] * n_hidden
+    slopes = leaky_slope if isinstance(leaky_slope, list) else [leaky_slope] * n_hidden
     hidden = {
-        "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
-        "tanh": np.tanh,
-        "relu": lambda z: np.where(z > 0, z, 0.0),
-        "leaky_relu": lambda z: np.where(z > 0, z, leaky_slope * z),
-        "identity": lambda z: z,
+        "sigmoid": lambda z, _: 1.0 / (1.0 + np.exp(-z)),
+        "tanh": lambda z, _: np.tanh(z),
+        "relu": lambda z, _: np.where(z > 0, z, 0.0),
+        "leaky_relu": lambda z, slope: np.where(z > 0, z, slope * z),
+        "identity": lambda z, _: z,
     }
 
     def softmax(z):
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
-    outputs = {"sigmoid": hidden["sigmoid"], "identity": hidden["identity"], "softmax": softmax}
+    outputs = {
+        "sigmoid": lambda z: hidden["sigmoid"](z, None),
+        "identity": lambda z: z,
+        "softmax": softmax,
+    }
     a = np.asarray(X, dtype=float)
     zs = []
     for l, (w, b) in enumerate(zip(weights, biases)):
         z = a @ np.asarray(w, dtype=float).T + np.asarray(b, dtype=float)
         zs.append(z)
         with np.errstate(over="ignore"):  # naive sigmoid: exp(-z) = inf gives 0
-            a = outputs[output](z) if l == len(weights) - 1 else hidden[activation](z)
+            a = outputs[output](z) if l == n_hidden else hidden[names[l]](z, slopes[l])
     return zs, a
 
 
-def random_problem(rng, output, cost, *, min_width=1):
-    """Random network (depth 1-4, widths 1-8) and batch (1-7 samples)."""
-    depth = int(rng.integers(1, 5))
+def random_problem(rng, output, cost, *, min_width=1, depth=None):
+    """Random network (depth 1-4 unless given, widths 1-8) and batch (1-7 samples)."""
+    depth = int(rng.integers(1, 5)) if depth is None else depth
     widths = [int(w) for w in rng.integers(min_width, 9, size=depth + 1)]
     if output == "softmax":
         widths[-1] = max(widths[-1], 2)
@@ -186,6 +194,28 @@ def test_hand_worked_sigmoid_output_quadratic_and_cross_entropy():
     assert dW == [[[pytest.approx(-1.0, abs=1e-12)]]]
 
 
+def test_hand_worked_relu_then_leaky_relu_network():
+    # Network 1-1-1-1: relu, then leaky relu (slope 0.25), identity output, quadratic cost.
+    weights, biases, X, Y = [[[2.0]], [[-0.5]], [[1.0]]], [[-1.0], [0.0], [0.0]], [[1.0]], [[0.0]]
+    names = dict(activation=["relu", "leaky_relu"], output="identity", leaky_slope=[0.9, 0.25])
+    # z^1 = 2 - 1 = 1, a^1 = relu(1) = 1; z^2 = -0.5, a^2 = 0.25 * -0.5 = -0.125
+    # (the first slope, 0.9, belongs to the relu layer and is unused);
+    # z^3 = a^3 = -0.125, C = 0.5 * 0.125^2 = 0.0078125.
+    zs, a = reference.layers(weights, biases, X[0], **names)
+    assert (zs, a) == ([[1.0], [-0.5], [-0.125]], [[1.0], [-0.125], [-0.125]])
+    # BP1: delta^3 = -0.125. BP2 with each layer's own sigma':
+    # delta^2 = 1 * -0.125 * 0.25 = -0.03125 (leaky relu's slope for z^2 < 0),
+    # delta^1 = -0.5 * -0.03125 * 1 = 0.015625 (relu' = 1 for z^1 > 0).
+    deltas = reference.deltas(weights, biases, X[0], Y[0], cost="quadratic", **names)
+    assert deltas == [[0.015625], [-0.03125], [-0.125]]
+    # BP4: dW^l = delta^l a^(l-1): [0.015625 * 1], [-0.03125 * 1], [-0.125 * -0.125].
+    c, dW, db = reference.gradients(weights, biases, X, Y, cost="quadratic", **names)
+    assert c == 0.0078125
+    assert dW == [[[0.015625]], [[-0.03125]], [[0.015625]]] and db == deltas
+    # One activation for both layers is another network: relu's a^2 = 0.
+    assert reference.forward(weights, biases, X[0], activation="relu", output="identity") == [0.0]
+
+
 def test_batch_results_are_means_of_sample_results():
     rng = np.random.default_rng(7)
     weights, biases, X, Y = random_problem(rng, "sigmoid", "quadratic", min_width=2)
@@ -265,6 +295,49 @@ def test_gradients_match_finite_differences(activation, output, cost, seed):
     numeric = flatten(*finite_difference_gradients(weights, biases, X, Y, **names))
     scale = max(np.max(np.abs(backprop)), 1e-3)
     np.testing.assert_allclose(backprop, numeric, rtol=0, atol=1e-6 * scale)
+
+
+MIXED = [
+    (HIDDEN_ACTIVATIONS[r:] + HIDDEN_ACTIVATIONS[:r], output, cost)
+    for r in range(len(HIDDEN_ACTIVATIONS))
+    for output, cost in OUTPUT_COST_PAIRS
+]
+MIXED_SLOPES = [0.1, 0.3, 0.05, 0.2, 0.5]
+
+
+@pytest.mark.parametrize(
+    "activations,output,cost", MIXED, ids=[f"{a[0]}-first-{o}-{c}" for a, o, c in MIXED]
+)
+def test_mixed_activations_match_numpy_and_finite_differences(activations, output, cost):
+    """Five hidden layers, every activation once, each leaky relu with its own slope."""
+    rng = np.random.default_rng(MIXED.index((activations, output, cost)))
+    names = dict(activation=activations, output=output, leaky_slope=MIXED_SLOPES)
+    for _ in range(100):  # away from the relu kinks, as above
+        weights, biases, X, Y = random_problem(rng, output, cost, min_width=2, depth=6)
+        zs, A = numpy_layer_zs(weights, biases, X, activations, output, MIXED_SLOPES)
+        kinked = [l for l, name in enumerate(activations) if "relu" in name]
+        if all(np.abs(zs[l]).min() >= 1e-3 for l in kinked):
+            break
+    else:
+        raise AssertionError("could not draw a problem away from the relu kinks")
+    predicted = reference.predict(weights, biases, X, **names)
+    np.testing.assert_allclose(np.asarray(predicted), A, rtol=1e-12, atol=1e-15)
+    c, dW, db = reference.gradients(weights, biases, X, Y, cost=cost, **names)
+    assert c == reference.cost(weights, biases, X, Y, cost=cost, **names)
+    backprop = flatten(dW, db)
+    numeric = flatten(*finite_difference_gradients(weights, biases, X, Y, cost=cost, **names))
+    scale = max(np.max(np.abs(backprop)), 1e-3)
+    np.testing.assert_allclose(backprop, numeric, rtol=0, atol=1e-6 * scale)
+
+
+def test_one_name_per_layer_alike_is_the_single_name():
+    rng = np.random.default_rng(3)
+    weights, biases, X, Y = random_problem(rng, "softmax", "log_likelihood", depth=3)
+    one = dict(activation="leaky_relu", output="softmax", cost="log_likelihood", leaky_slope=0.2)
+    each = dict(one, activation=("leaky_relu", "leaky_relu"), leaky_slope=[0.2, 0.2])
+    assert reference.gradients(weights, biases, X, Y, **one) == reference.gradients(
+        weights, biases, X, Y, **each
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -478,6 +551,33 @@ def test_invalid_names_and_pairings_raise(problem, names, match):
             reference.forward(weights, biases, X[0], **forward_names)
         with pytest.raises(ValueError, match=match):
             reference.predict(weights, biases, X, **forward_names)
+
+
+THREE_LAYERS = ([[[1.0]], [[1.0]], [[1.0]]], [[0.0], [0.0], [0.0]], [[1.0]], [[1.0]])
+
+
+@pytest.mark.parametrize(
+    "names,match",
+    [
+        (dict(activation=["tanh"]), r"activation must be one value or one per hidden layer \(2\)"),
+        (dict(activation=["tanh"] * 3), r"one per hidden layer \(2\), got 3"),
+        (dict(activation=["tanh", "softmax"]), "activation of hidden layer 2"),
+        (dict(activation=["swish", "tanh"]), "activation of hidden layer 1"),
+        (dict(activation="tanh", leaky_slope=[0.1]), r"leaky_slope must be .* \(2\), got 1"),
+    ],
+)
+def test_invalid_per_layer_activations_raise(names, match):
+    weights, biases, X, Y = THREE_LAYERS
+    names = {"output": "identity", "cost": "quadratic", **names}
+    with pytest.raises(ValueError, match=match):
+        reference.gradients(weights, biases, X, Y, **names)
+    with pytest.raises(ValueError, match=match):
+        reference.sgd_epoch(weights, biases, X, Y, batch_size=1, lr=0.1, **names)
+    del names["cost"]
+    with pytest.raises(ValueError, match=match):
+        reference.predict(weights, biases, X, **names)
+    with pytest.raises(ValueError, match=match):
+        reference.layers(weights, biases, X[0], **names)
 
 
 def test_invalid_batch_size_raises():

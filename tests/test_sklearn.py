@@ -418,6 +418,47 @@ def test_invalid_hyperparameters_are_reported_at_fit(blobs):
         DeltapropClassifier().fit(X, np.zeros(len(X)))
 
 
+@pytest.mark.parametrize(
+    ("activation", "error"),
+    [
+        (["relu"], r"activation: expected one name or one per hidden layer \(2 for "
+                   r"hidden_layer_sizes=\(8, 6\)\), got 1"),
+        (("relu", "tanh", "relu"), r"one per hidden layer \(2 .*got 3"),
+        (["relu", "softplus"], r"activation\[1\] \(hidden layer 2\): expected one of logistic"),
+        (["softmax", "relu"], r"activation\[0\] \(hidden layer 1\)"),
+        ([["relu"], "tanh"], r"activation\[0\]"),
+    ],
+)  # fmt: skip
+def test_invalid_per_layer_activations_are_reported_at_fit(blobs, activation, error):
+    X, y = blobs
+    model = DeltapropClassifier(hidden_layer_sizes=(8, 6), activation=activation)
+    assert model.get_params()["activation"] is activation  # kept as given
+    with pytest.raises(ValueError, match=error):
+        model.fit(X, y)
+
+
+@pytest.mark.parametrize("estimator", [DeltapropClassifier, DeltapropRegressor])
+def test_an_activation_per_hidden_layer(blobs, estimator):
+    X, y = blobs
+    activation = ["logistic", "relu", "tanh"]
+    model = estimator(hidden_layer_sizes=(8, 7, 6), activation=activation, max_iter=60,
+                      learning_rate_init=0.02, random_state=0)  # fmt: skip
+    copy = clone(model)
+    assert copy.get_params()["activation"] == activation and copy.activation is not activation
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    assert model.network_.activations == ("sigmoid", "relu", "tanh")
+    assert model.score(X, y) > 0.8
+    back = pickle.loads(pickle.dumps(model))
+    assert back.network_.architecture == model.network_.architecture
+    np.testing.assert_array_equal(back.predict(X), model.predict(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = GridSearchCV(model, {"activation": [activation, "tanh"]}, cv=2).fit(X, y)
+    assert search.best_params_["activation"] in (activation, "tanh")
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "adamw"])
 @pytest.mark.parametrize("activation", ["logistic", "tanh", "identity"])
 def test_every_optimizer_and_activation_trains(blobs, optimizer, activation):

@@ -51,6 +51,51 @@ def test_invalid_network_is_refused(kwargs, error, match):
         dp.Network(arguments.pop("sizes"), **arguments)
 
 
+SIZES_4 = [4, 5, 6, 3]  # two hidden layers
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"activation": ["relu"]}, ValueError,
+         r"activation: expected one value or one per hidden layer \(2 for sizes \[4, 5, 6, 3\]\), "
+         "got 1"),
+        ({"activation": ["relu", "tanh", "relu"]}, ValueError, r"hidden layer \(2 .*got 3"),
+        ({"activation": ["relu", "swish"]}, ValueError, r"activation\[1\] \(hidden layer 2\)"),
+        ({"activation": ["softmax", "relu"]}, ValueError, r"activation\[0\] \(hidden layer 1\)"),
+        ({"activation": ["relu", None]}, ValueError, r"activation\[1\]"),
+        ({"activation": np.array([["relu", "tanh"]])}, ValueError, "activation: expected one"),
+        ({"activation": []}, ValueError, "got 0"),
+        ({"leaky_slope": [0.1]}, ValueError, r"leaky_slope: expected .*\(2 for sizes"),
+        ({"leaky_slope": [0.1, float("inf")]}, ValueError, r"leaky_slope\[1\] \(hidden layer 2\)"),
+        ({"leaky_slope": [0.1, "0.2"]}, TypeError, r"leaky_slope\[1\]"),
+        ({"leaky_slope": [0.1, True]}, TypeError, r"leaky_slope\[1\]"),
+    ],
+)  # fmt: skip
+def test_invalid_per_layer_activations_are_refused(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        dp.Network(SIZES_4, **kwargs)
+    W = [np.ones((n_out, n_in)) for n_in, n_out in zip(SIZES_4, SIZES_4[1:])]
+    with pytest.raises(error, match=match):
+        dp.Network.from_params(W, [np.ones(len(w)) for w in W], **kwargs)
+
+
+def test_per_layer_activations_are_kept_and_shown():
+    net = dp.Network(SIZES_4, activation=("relu", "tanh"), leaky_slope=np.array([0.2, 0.3]))
+    assert (net.activation, net.activations) == (("relu", "tanh"), ("relu", "tanh"))
+    assert (net.leaky_slope, net.leaky_slopes) == ((0.2, 0.3), (0.2, 0.3))
+    assert repr(net) == (
+        "Network([4, 5, 6, 3], activation=['relu', 'tanh'], output='sigmoid', "
+        "cost='quadratic', dtype='float64', leaky_slope=[0.2, 0.3])"
+    )
+    alike = dp.Network(SIZES_4, activation=["tanh", "tanh"], leaky_slope=[0.2, 0.2])
+    assert (alike.activation, alike.leaky_slope) == ("tanh", 0.2)
+    one = dp.Network(SIZES_4, activation="tanh", leaky_slope=0.2)
+    assert alike.architecture == one.architecture
+    assert repr(alike) == repr(dp.Network(SIZES_4, activation="tanh"))
+    assert dp.Network([4, 3], activation=[]).activations == ()
+
+
 def test_from_params_checks_shapes():
     W1, b1, W2, b2 = np.ones((5, 4)), np.ones(5), np.ones((3, 5)), np.ones(3)
     with pytest.raises(ValueError, match=r"weights\[1\]"):

@@ -35,43 +35,48 @@ class Architecture(ComparedByFields):
     sizes : sequence of int
         Layer sizes ``[n_0, ..., n_L]``: at least 2 layers and at most `MAX_LAYERS`, each
         of 1 to `MAX_UNITS` units. Stored as a tuple of int.
-    activation : {"sigmoid", "tanh", "relu", "leaky_relu", "identity"}
-        Hidden-layer activation.
+    activation : {"sigmoid", "tanh", "relu", "leaky_relu", "identity"} or sequence of them
+        Hidden-layer activation: one name for every hidden layer, or one per hidden layer
+        (``len(sizes) - 2`` names). Stored as the name when all hidden layers share one,
+        else as a tuple; `activations` has one per hidden layer either way.
     output : {"sigmoid", "softmax", "identity"}
         Output activation.
     cost : {"quadratic", "cross_entropy", "log_likelihood"}
         Cost function.
     dtype : {"float32", "float64"} or numpy.dtype
         Precision of the parameters; stored as a `numpy.dtype`.
-    leaky_slope : float, default=0.01
-        Slope of ``"leaky_relu"`` for z <= 0; any finite number.
+    leaky_slope : float or sequence of float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0; any finite number, one for every hidden layer
+        or one per hidden layer. Stored as `activation` is; `leaky_slopes` has one per
+        hidden layer.
 
     Raises
     ------
     TypeError
-        ``sizes`` is not a sequence, a size is not an integer, or ``leaky_slope`` is not a
-        real number.
+        ``sizes`` is not a sequence, a size is not an integer, or a ``leaky_slope`` is not
+        a real number.
     ValueError
         A size out of range, a wrong number of layers, an unknown name, a dtype other than
-        float32 or float64, or a non-finite ``leaky_slope``.
+        float32 or float64, a non-finite ``leaky_slope``, or a sequence of activations or
+        slopes whose length is not the number of hidden layers.
     """
 
     _FIELDS = ("sizes", "activation", "output", "cost", "dtype", "leaky_slope")
     sizes: tuple[int, ...]
-    activation: str
+    activation: str | tuple[str, ...]
     output: str
     cost: str
     dtype: np.dtype
-    leaky_slope: float
+    leaky_slope: float | tuple[float, ...]
 
     def __init__(
         self,
         sizes: Sequence[int],
-        activation: str,
+        activation: str | Sequence[str],
         output: str,
         cost: str,
         dtype: Any,
-        leaky_slope: float = 0.01,
+        leaky_slope: float | Sequence[float] = 0.01,
     ) -> None:
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
             raise TypeError(f"sizes: expected a sequence of layer sizes, got {sizes!r}")
@@ -83,10 +88,11 @@ class Architecture(ComparedByFields):
                 f"sizes: expected an input, an output and at most {MAX_LAYERS - 2} hidden "
                 f"layers, got {list(sizes)}"
             )
-        check_name(activation, ACTIVATIONS, "activation")
+        activation = per_hidden_layer(activation, sizes, _check_activation, "activation")
         check_name(output, OUTPUTS, "output")
         check_name(cost, COSTS, "cost")
-        dtype, leaky_slope = float_dtype(dtype), check_real(leaky_slope, "leaky_slope")
+        dtype = float_dtype(dtype)
+        leaky_slope = per_hidden_layer(leaky_slope, sizes, check_real, "leaky_slope")
         for name, value in zip(self._FIELDS, (sizes, activation, output, cost, dtype, leaky_slope)):
             object.__setattr__(self, name, value)  # past __setattr__, which refuses
 
@@ -100,10 +106,25 @@ class Architecture(ComparedByFields):
         return hash(self._values())
 
     def __str__(self) -> str:
+        slopes = f", leaky_slope={list(self.leaky_slope)}" if self._mixed("leaky_slope") else ""
+        activation = list(self.activation) if self._mixed("activation") else self.activation
         return (
-            f"Network({list(self.sizes)}, activation={self.activation!r}, "
-            f"output={self.output!r}, cost={self.cost!r}, dtype={self.dtype.name!r})"
+            f"Network({list(self.sizes)}, activation={activation!r}, "
+            f"output={self.output!r}, cost={self.cost!r}, dtype={self.dtype.name!r}{slopes})"
         )
+
+    def _mixed(self, field: str) -> bool:
+        return isinstance(getattr(self, field), tuple)
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """The activation of each hidden layer, l = 1..L-1."""
+        return _one_each(self.activation, len(self.sizes) - 2)
+
+    @property
+    def leaky_slopes(self) -> tuple[float, ...]:
+        """The ``"leaky_relu"`` slope of each hidden layer, l = 1..L-1."""
+        return _one_each(self.leaky_slope, len(self.sizes) - 2)
 
     @property
     def n_params(self) -> int:
@@ -117,8 +138,11 @@ class Architecture(ComparedByFields):
         -------
         dict
             JSON-able: ``sizes`` (list of int), ``activation``, ``output``, ``cost``,
-            ``dtype`` (its name) and ``leaky_slope``.
+            ``dtype`` (its name) and ``leaky_slope``; ``activation`` and ``leaky_slope``
+            are lists, one per hidden layer, where the hidden layers differ, so that the
+            files of networks with one activation stay as they were.
         """
+        mixed = {field: list(getattr(self, field)) for field in _PER_LAYER if self._mixed(field)}
         return {
             "sizes": list(self.sizes),
             "activation": self.activation,
@@ -126,14 +150,15 @@ class Architecture(ComparedByFields):
             "cost": self.cost,
             "dtype": self.dtype.name,
             "leaky_slope": self.leaky_slope,
-        }
+        } | mixed
 
     @classmethod
     def from_fields(cls, fields: dict[str, Any]) -> Architecture:
         """Build the architecture a model file's header describes.
 
-        JSON numbers must be JSON's own types: the sizes Python ints, the slope an int or
-        a float.
+        JSON numbers must be JSON's own types: the sizes Python ints, a slope an int or a
+        float. ``activation`` and ``leaky_slope`` are one value or a list of one per hidden
+        layer.
 
         Parameters
         ----------
@@ -158,16 +183,75 @@ class Architecture(ComparedByFields):
         if fields["dtype"] not in ("float32", "float64"):
             raise ValueError(f"dtype: expected 'float32' or 'float64', got {fields['dtype']!r}")
         slope = fields["leaky_slope"]
-        if type(slope) not in (int, float) or not _finite(slope):
-            raise ValueError(f"leaky_slope: expected a finite number, got {slope!r}")
+        for one in slope if isinstance(slope, list) else [slope]:
+            if type(one) not in (int, float) or not _finite(one):
+                raise ValueError(f"leaky_slope: expected a finite number, got {one!r}")
+        activation = fields["activation"]
+        if not isinstance(activation, (str, list)):
+            raise ValueError(f"activation: expected a name or a list of names, got {activation!r}")
         return cls(
             tuple(sizes),
-            fields["activation"],
+            activation,
             fields["output"],
             fields["cost"],
             fields["dtype"],
             slope,
         )
+
+
+_PER_LAYER = ("activation", "leaky_slope")
+
+
+def per_hidden_layer(value: Any, sizes: tuple[int, ...], check: Any, argument: str) -> Any:
+    """Check an argument given for every hidden layer or for each one.
+
+    Parameters
+    ----------
+    value : object
+        One value for every hidden layer, or a sequence (list, tuple or 1-D array) of
+        one value per hidden layer.
+    sizes : tuple of int
+        The layer sizes: ``len(sizes) - 2`` hidden layers.
+    check : callable
+        ``check(one, name)`` returns one value checked, ``name`` its argument's name.
+    argument : str
+        The argument's name, for the error messages.
+
+    Returns
+    -------
+    object
+        The checked value when one is given or all are equal (a sequence of one value
+        for each hidden layer included), else a tuple of one per hidden layer.
+
+    Raises
+    ------
+    ValueError
+        A sequence whose length is not the number of hidden layers, or a value ``check``
+        refuses (a sequence's entry named by its index and hidden layer l).
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        return check(value, argument)
+    n_hidden = len(sizes) - 2
+    if np.ndim(value) != 1 or len(value) != n_hidden:
+        got = f"{len(value)}" if np.ndim(value) == 1 else repr(value)
+        raise ValueError(
+            f"{argument}: expected one value or one per hidden layer ({n_hidden} for sizes "
+            f"{list(sizes)}), got {got}"
+        )
+    checked = tuple(
+        check(one, f"{argument}[{i}] (hidden layer {i + 1})") for i, one in enumerate(value)
+    )
+    return checked[0] if checked and len(set(checked)) == 1 else checked
+
+
+def _check_activation(name: Any, argument: str) -> str:
+    check_name(name, ACTIVATIONS, argument)
+    return str(name)
+
+
+def _one_each(value: Any, n_hidden: int) -> tuple:
+    """Give a field stored as one value or a tuple as one value per hidden layer."""
+    return value if isinstance(value, tuple) else (value,) * n_hidden
 
 
 def _finite(number: float) -> bool:

@@ -612,13 +612,8 @@ def _restore_deltaprop_fields(layers: Layers, metadata: dict[str, str]) -> None:
     activation of a network without hidden layers, the digits of a float32 slope) and is
     used only where it agrees with the graph.
     """
-    import json  # here only: costly at import time, which loads this module
-
     try:
-        fields = {
-            key: json.loads(value) if key in ("sizes", "leaky_slope") else value
-            for key, value in metadata.items()
-        }
+        fields = {key: _metadata_value(key, value) for key, value in metadata.items()}
         architecture = Architecture.from_fields(fields)
     except (KeyError, ValueError, TypeError):  # metadata edited by hand: the graph alone
         return
@@ -628,8 +623,25 @@ def _restore_deltaprop_fields(layers: Layers, metadata: dict[str, str]) -> None:
     if len(layers.weights) == 1:  # no hidden layer in the graph to say what they would be
         layers.activation, layers.leaky_slope = architecture.activation, architecture.leaky_slope
     # LeakyRelu's alpha holds the slope rounded to float32, as a float32 network uses it.
-    elif architecture.activation == layers.activation and (
-        layers.activation != "leaky_relu"
-        or np.float32(architecture.leaky_slope) == np.float32(layers.leaky_slope)
+    elif architecture.activation == layers.activation and all(
+        np.float32(recorded) == np.float32(read)
+        for name, recorded, read in zip(
+            architecture.activations, architecture.leaky_slopes, _graph_slopes(layers)
+        )
+        if name == "leaky_relu"
     ):
         layers.leaky_slope = architecture.leaky_slope
+
+
+def _metadata_value(key: str, value: str) -> Any:
+    """Read a metadata entry as the model file's field: JSON for numbers and lists."""
+    import json  # here only: costly at import time, which loads this module
+
+    numbers = key in ("sizes", "leaky_slope")
+    return json.loads(value) if numbers or value.startswith("[") else value
+
+
+def _graph_slopes(layers: Layers) -> tuple[float, ...]:
+    """Give the slope the graph gives each hidden layer."""
+    slope = layers.leaky_slope
+    return slope if isinstance(slope, tuple) else (slope,) * (len(layers.weights) - 1)

@@ -5,9 +5,11 @@ PARAMETERS_DOC = """\
     ----------
     hidden_layer_sizes : int or sequence of int, default=(100,)
         Units of each hidden layer; ``()`` gives a network without hidden layers.
-    activation : {"relu", "tanh", "logistic", "sigmoid", "leaky_relu", "identity"}, \
-default="relu"
-        Hidden-layer activation ("logistic" is scikit-learn's name for "sigmoid").
+    activation : {"relu", "tanh", "logistic", "sigmoid", "leaky_relu", "identity"} or \
+list of them, default="relu"
+        Hidden-layer activation ("logistic" is scikit-learn's name for "sigmoid"): one for
+        every hidden layer, or a list or tuple of one per ``hidden_layer_sizes`` entry
+        (kept as given, checked by ``fit``).
     optimizer : {"adam", "sgd", "momentum", "nesterov", "adamw", "rprop", "lbfgs"}, \
 default="adam"
         The update rule (see `deltaprop.optim`), MLP's ``solver``. "lbfgs" minimises the
@@ -46,8 +48,8 @@ default="adam"
     dropout : float, default=0.0
         Rate of inverted dropout on the hidden layers during training, in [0, 1).
     init : {"auto", "he", "glorot", "normal_scaled", "normal"}, default="auto"
-        Weight initialiser (see `deltaprop.Network`); "auto" is "he" for "relu" and
-        "leaky_relu", "glorot" otherwise.
+        Weight initialiser (see `deltaprop.Network`); "auto" is "he" when every hidden
+        activation is "relu" or "leaky_relu", "glorot" otherwise.
     shuffle : bool, default=True
         Visit the training samples in a new random order each epoch.
     random_state : int, numpy.random.RandomState or None, default=None

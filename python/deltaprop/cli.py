@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -79,6 +79,7 @@ _POSITIVE = _option(int, lambda n: check_int(n, "count", 1), "int")
 _RATE = _option(float, lambda x: check_real(x, "rate", 0.0, low_open=True), "float")
 _STRENGTH = _option(float, lambda x: check_real(x, "strength", 0.0), "float")
 _FRACTION = _option(float, lambda x: check_real(x, "fraction", 0.0, 1.0), "float")
+_REAL = _option(float, lambda x: check_real(x, "number"), "float")
 _OPEN_FRACTION = _option(
     float, lambda x: check_real(x, "fraction", 0.0, 1.0, low_open=True), "float"
 )
@@ -143,7 +144,23 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="hidden layer sizes (default: 30)",
     )
-    add("--activation", choices=ACTIVATIONS, default="sigmoid", help="hidden-layer activation")
+    add(
+        "--activation",
+        choices=ACTIVATIONS,
+        nargs="+",
+        default=["sigmoid"],
+        metavar="NAME",
+        help=f"hidden-layer activation, one or one per --hidden layer: {', '.join(ACTIVATIONS)} "
+        "(default: sigmoid)",
+    )
+    add(
+        "--leaky-slope",
+        type=_REAL,
+        nargs="+",
+        default=[0.01],
+        metavar="SLOPE",
+        help="slope of leaky_relu for z <= 0, one or one per --hidden layer (default: 0.01)",
+    )
     add("--output", choices=OUTPUTS, default="softmax", help="output activation")
     add("--cost", choices=COSTS, default="log_likelihood", help="cost function")
     add("--init", choices=INITS, default="normal_scaled", help="weight initialiser")
@@ -279,6 +296,8 @@ def train(args: argparse.Namespace) -> Network:
     """
     if args.matmul_precision == "bfloat16" and args.dtype != "float32":
         raise CommandError("--matmul-precision bfloat16 needs --dtype float32")
+    activation = _per_hidden_layer(args.activation, args.hidden, "--activation")
+    leaky_slope = _per_hidden_layer(args.leaky_slope, args.hidden, "--leaky-slope")
     comm = _world() if args.distributed else None
     if args.threads is not None:
         _core.set_num_threads(args.threads)
@@ -295,12 +314,13 @@ def train(args: argparse.Namespace) -> Network:
     sizes = [X_train.shape[1], *args.hidden, n_classes]
     net = Network(
         sizes,
-        activation=args.activation,
+        activation=activation,
         output=args.output,
         cost=args.cost,
         dtype=args.dtype,
         init=args.init,
         seed=args.seed,
+        leaky_slope=leaky_slope,
     )
     net.trained_on = _trained_on(args)
     try:
@@ -400,6 +420,18 @@ def _world():
 
 def _silent(*args, **kwargs) -> None:
     """Print nothing: ranks other than 0 of ``--distributed``."""
+
+
+def _per_hidden_layer(values: list, hidden: list[int], option: str) -> Any:
+    """One value of a per-layer option for every hidden layer, or the list of one each."""
+    if len(values) == 1:
+        return values[0]
+    if len(values) != len(hidden):
+        raise CommandError(
+            f"{option}: expected one value or one per --hidden layer ({len(hidden)}), "
+            f"got {len(values)}"
+        )
+    return values
 
 
 def _check_destination(option: str, path: str) -> None:

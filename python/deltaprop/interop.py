@@ -66,32 +66,34 @@ class Layers:
         One weight matrix per layer.
     biases : list of ndarray, b^l of shape (n_l,)
         One bias vector per layer.
-    activation : str
-        The hidden layers' activation (one of `deltaprop.ACTIVATIONS`).
+    activation : str or tuple of str
+        The hidden layers' activation (one of `deltaprop.ACTIVATIONS`), or a tuple of one
+        per hidden layer where they differ.
     output : str
         The output activation (one of `deltaprop.OUTPUTS`).
     dtype : numpy.dtype
         float32 or float64: the precision the source computes in.
-    leaky_slope : float, default=0.01
-        Slope of ``"leaky_relu"`` for z <= 0.
+    leaky_slope : float or tuple of float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0, or a tuple of one per hidden layer where
+        the leaky relu layers' slopes differ.
     cost : str or None, default=None
         The cost the source was trained with, when it says; None: `default_cost`.
     """
 
     weights: list[np.ndarray]
     biases: list[np.ndarray]
-    activation: str
+    activation: str | tuple[str, ...]
     output: str
     dtype: np.dtype
-    leaky_slope: float = 0.01
+    leaky_slope: float | tuple[float, ...] = 0.01
     cost: str | None = None
 
     @classmethod
     def chain(cls, layers: list[Layer], dtype: np.dtype, cost: str | None = None) -> Layers:
         """Join layers into a network's description, checking its activations.
 
-        deltaprop networks have one activation for every hidden layer (one slope for
-        ``"leaky_relu"``) and a sigmoid, softmax or identity output.
+        deltaprop networks have an activation per hidden layer (and a slope per
+        ``"leaky_relu"`` layer) and a sigmoid, softmax or identity output.
 
         Parameters
         ----------
@@ -105,15 +107,16 @@ class Layers:
         Returns
         -------
         Layers
-            With the hidden layers' common activation (``"sigmoid"``, the default of
-            `deltaprop.Network`, when there is no hidden layer).
+            With the hidden layers' activation where they share one (``"sigmoid"``, the
+            default of `deltaprop.Network`, when there is no hidden layer), else a tuple of
+            one per hidden layer; the slope likewise.
 
         Raises
         ------
         ValueError
             No layer, a layer without units or inputs, weights that do not chain, biases
-            not one per unit, a NaN or infinite parameter or slope, hidden layers with
-            different activations or slopes, a softmax before the output, or an output
+            not one per unit, a NaN or infinite parameter or slope, a hidden activation
+            deltaprop does not have (a softmax before the output included), or an output
             activation deltaprop does not have; the message names the layer where the
             source names it.
         """
@@ -127,14 +130,14 @@ class Layers:
                 f"{last.where}: {last.activation} as the output activation; deltaprop's "
                 f"outputs are {', '.join(OUTPUTS)}"
             )
-        activation, slope = ("sigmoid", None) if not hidden else _common_hidden(hidden)
+        activation, slope = _hidden_activations(hidden)
         return cls(
             [layer.weights for layer in layers],
             [layer.biases for layer in layers],
             activation,
             last.activation,
             np.dtype(dtype),
-            0.01 if slope is None else slope,
+            slope,
             cost,
         )
 
@@ -160,26 +163,29 @@ def _check_layer(layer: Layer, n_in: int | None) -> None:
         raise ValueError(f"{layer.where}: leaky_relu with slope {layer.leaky_slope!r}, not finite")
 
 
-def _common_hidden(hidden: list[Layer]) -> tuple[str, float | None]:
-    first = hidden[0]
+def _hidden_activations(hidden: list[Layer]) -> tuple[Any, Any]:
+    """Give the hidden layers' activation and slope: one value where they agree, or a tuple.
+
+    Only leaky relu layers have a slope; the others take that of the leaky relu layers
+    where these agree, so that one slope stays one value.
+    """
     for layer in hidden:
         if layer.activation not in ACTIVATIONS:
             raise ValueError(
                 f"{layer.where}: {layer.activation} on a hidden layer; deltaprop's hidden "
                 f"activations are {', '.join(ACTIVATIONS)}"
             )
-        if layer.activation != first.activation or layer.leaky_slope != first.leaky_slope:
-            raise ValueError(
-                f"{layer.where}: {_described(layer)} after {_described(first)} "
-                f"({first.where}); a deltaprop network has one hidden activation"
-            )
-    return first.activation, first.leaky_slope
-
-
-def _described(layer: Layer) -> str:
-    if layer.activation == "leaky_relu":
-        return f"leaky_relu with slope {layer.leaky_slope!r}"
-    return layer.activation
+    names = tuple(layer.activation for layer in hidden)
+    leaky = {layer.leaky_slope for layer in hidden if layer.activation == "leaky_relu"}
+    if len(leaky) <= 1:
+        slope: Any = leaky.pop() if leaky else 0.01
+    else:
+        slope = tuple(
+            layer.leaky_slope if layer.activation == "leaky_relu" else 0.01 for layer in hidden
+        )
+    if not names:
+        return "sigmoid", slope  # Network's default: no hidden layer to say otherwise
+    return names[0] if len(set(names)) == 1 else names, slope
 
 
 def default_cost(output: str) -> str:

@@ -43,8 +43,11 @@ class Network:
     sizes : sequence of int
         Units per layer, input first: ``[n_0, n_1, ..., n_L]``, each >= 1, at least two
         layers.
-    activation : {"sigmoid", "tanh", "relu", "leaky_relu", "identity"}, default="sigmoid"
-        Hidden-layer activation.
+    activation : {"sigmoid", "tanh", "relu", "leaky_relu", "identity"} or sequence of them, \
+default="sigmoid"
+        Hidden-layer activation: one name for every hidden layer, or a list with one per
+        hidden layer (``len(sizes) - 2`` names; ``["relu", "tanh"]`` for
+        ``[64, 30, 20, 10]``). BP2 multiplies by each layer's own sigma'(z^l).
     output : {"sigmoid", "softmax", "identity"}, default="sigmoid"
         Output activation.
     cost : {"quadratic", "cross_entropy", "log_likelihood"}, default="quadratic"
@@ -59,8 +62,9 @@ class Network:
     seed : int or None, default=None
         Seed of the initialiser. Weights are drawn in float64 and then rounded, so float32
         and float64 networks with the same seed start from the same point.
-    leaky_slope : float, default=0.01
-        Slope of ``"leaky_relu"`` for z <= 0.
+    leaky_slope : float or sequence of float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0: one for every hidden layer, or one per hidden
+        layer.
     matmul_precision : {"highest", "bfloat16"}, default="highest"
         Precision of the matrix products (see the attribute).
 
@@ -68,6 +72,10 @@ class Network:
     ----------
     architecture : Architecture
         Layer sizes, activations, cost, dtype and ``leaky_slope``.
+    activations : tuple of str
+        The activation of each hidden layer, l = 1..L-1.
+    leaky_slopes : tuple of float
+        The ``"leaky_relu"`` slope of each hidden layer, l = 1..L-1.
     dtype : numpy.dtype
         float32 or float64.
     matmul_precision : {"highest", "bfloat16"}
@@ -108,13 +116,13 @@ class Network:
         self,
         sizes: Sequence[int],
         *,
-        activation: str = "sigmoid",
+        activation: str | Sequence[str] = "sigmoid",
         output: str = "sigmoid",
         cost: str = "quadratic",
         dtype: Any = "float64",
         init: str = "normal_scaled",
         seed: int | None = None,
-        leaky_slope: float = 0.01,
+        leaky_slope: float | Sequence[float] = 0.01,
         matmul_precision: str = "highest",
     ) -> None:
         self._build(Architecture(sizes, activation, output, cost, dtype, leaky_slope))
@@ -127,11 +135,11 @@ class Network:
         weights: Sequence[Any],
         biases: Sequence[Any],
         *,
-        activation: str = "sigmoid",
+        activation: str | Sequence[str] = "sigmoid",
         output: str = "sigmoid",
         cost: str = "quadratic",
         dtype: Any = None,
-        leaky_slope: float = 0.01,
+        leaky_slope: float | Sequence[float] = 0.01,
     ) -> Network:
         """Build a network from given parameters (copied).
 
@@ -141,17 +149,17 @@ class Network:
             One weight matrix per layer, l = 1..L.
         biases : sequence of array_like, b^l of shape (n_l,)
             One bias vector per layer.
-        activation : {"sigmoid", "tanh", "relu", "leaky_relu", "identity"}, \
-default="sigmoid"
-            Hidden-layer activation, as for `Network`.
+        activation : {"sigmoid", "tanh", "relu", "leaky_relu", "identity"} or sequence \
+of them, default="sigmoid"
+            Hidden-layer activation, one or one per hidden layer, as for `Network`.
         output : {"sigmoid", "softmax", "identity"}, default="sigmoid"
             Output activation, as for `Network`.
         cost : {"quadratic", "cross_entropy", "log_likelihood"}, default="quadratic"
             Cost, as for `Network`.
         dtype : {"float64", "float32"} or None, default=None
             None: float32 if every array is float32, float64 otherwise.
-        leaky_slope : float, default=0.01
-            Slope of ``"leaky_relu"`` for z <= 0.
+        leaky_slope : float or sequence of float, default=0.01
+            Slope of ``"leaky_relu"`` for z <= 0, one or one per hidden layer.
 
         Returns
         -------
@@ -325,10 +333,10 @@ default="sigmoid"
         # The core refuses invalid pairings (e.g. log_likelihood without softmax).
         self._core = _CORE_CLASSES[self.dtype](
             list(architecture.sizes),
-            architecture.activation,
+            list(architecture.activations),
             architecture.output,
             architecture.cost,
-            architecture.leaky_slope,
+            list(architecture.leaky_slopes),
         )
         self._params = np.zeros(self._core.n_params, dtype=self.dtype)
         self._weights, self._biases = self._layer_views(self._params)
@@ -401,9 +409,14 @@ default="sigmoid"
         return self.architecture.sizes
 
     @property
-    def activation(self) -> str:
-        """Hidden-layer activation."""
+    def activation(self) -> str | tuple[str, ...]:
+        """Hidden-layer activation: the name all hidden layers share, else `activations`."""
         return self.architecture.activation
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """The activation of each hidden layer, l = 1..L-1."""
+        return self.architecture.activations
 
     @property
     def output(self) -> str:
@@ -416,9 +429,14 @@ default="sigmoid"
         return self.architecture.cost
 
     @property
-    def leaky_slope(self) -> float:
-        """Slope of ``"leaky_relu"`` for z <= 0."""
+    def leaky_slope(self) -> float | tuple[float, ...]:
+        """Slope of ``"leaky_relu"`` for z <= 0: one value when all agree, else `leaky_slopes`."""
         return self.architecture.leaky_slope
+
+    @property
+    def leaky_slopes(self) -> tuple[float, ...]:
+        """The ``"leaky_relu"`` slope of each hidden layer, l = 1..L-1."""
+        return self.architecture.leaky_slopes
 
     @property
     def matmul_precision(self) -> str:

@@ -341,14 +341,14 @@ class _Graph:
         a_prev = source
         L = len(weights)
         for l, (W, b) in enumerate(zip(weights, biases), start=1):
-            activation = architecture.output if l == L else architecture.activation
+            # Each hidden layer's own activation and slope; the output has no slope.
+            activation = architecture.output if l == L else architecture.activations[l - 1]
+            slope = 0.0 if l == L else architecture.leaky_slopes[l - 1]
             z = result if l == L and activation == "identity" else f"z{l}"
             self.constant(f"W{l}", np.asarray(W, self.dtype))
             self.constant(f"b{l}", np.asarray(b, self.dtype))
             self.node("Gemm", [a_prev, f"W{l}", f"b{l}"], [z], transB=1)
-            a_prev = self.activation(
-                activation, architecture.leaky_slope, z, result if l == L else f"a{l}", l
-            )
+            a_prev = self.activation(activation, slope, z, result if l == L else f"a{l}", l)
 
     def activation(self, name: str, slope: float, z: str, a: str, l: int) -> str:
         """Add activation ``name`` from ``z`` to ``a``; return the tensor that holds it."""

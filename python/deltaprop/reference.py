@@ -35,7 +35,10 @@ Y : list of targets
 Names
 -----
 activation (hidden layers)
-    ``"sigmoid"``, ``"tanh"``, ``"relu"``, ``"leaky_relu"``, ``"identity"``.
+    ``"sigmoid"``, ``"tanh"``, ``"relu"``, ``"leaky_relu"``, ``"identity"``: one
+    name for every hidden layer, or a list of one per hidden layer (``sigma`` of
+    hidden layer l is then ``activation[l - 1]``, and BP2 takes each layer's own
+    ``sigma'``).  ``leaky_slope`` likewise: one number, or one per hidden layer.
 output (output layer)
     ``"sigmoid"``, ``"softmax"``, ``"identity"``.
 cost
@@ -210,10 +213,40 @@ def _activate(name: str, z: list[float], leaky_slope: float) -> list[float]:
 # ---------------------------------------------------------------------------
 
 
-def _check_names(activation: str, output: str, cost_name: str | None = None) -> None:
+def _hidden_layers(activation, leaky_slope, weights: list) -> tuple[list, list]:
+    """Return one activation name and one leaky slope per hidden layer.
+
+    ``activation`` and ``leaky_slope`` are each one value for every hidden
+    layer or a list (or tuple) of one per hidden layer; a wrong length or an
+    unknown name (even for a network without hidden layers) raises ValueError.
+    """
+    n_hidden = len(weights) - 1
+    names = _one_per_hidden_layer(activation, n_hidden, "activation")
+    slopes = _one_per_hidden_layer(leaky_slope, n_hidden, "leaky_slope")
+    per_layer = isinstance(activation, (list, tuple))
+    for l, name in enumerate(names if per_layer else [activation], start=1):
+        if name not in _HIDDEN_ACTIVATIONS:
+            where = f" of hidden layer {l}" if per_layer else ""
+            raise ValueError(
+                f"activation{where} must be one of {_HIDDEN_ACTIVATIONS}, got {name!r}"
+            )
+    return names, [float(slope) for slope in slopes]
+
+
+def _one_per_hidden_layer(value, n_hidden: int, argument: str) -> list:
+    """``value`` repeated for every hidden layer, or the list of one per layer given."""
+    if not isinstance(value, (list, tuple)):
+        return [value] * n_hidden
+    if len(value) != n_hidden:
+        raise ValueError(
+            f"{argument} must be one value or one per hidden layer ({n_hidden}), "
+            f"got {len(value)} values"
+        )
+    return list(value)
+
+
+def _check_names(output: str, cost_name: str | None = None) -> None:
     """Raise ValueError for an unknown name or an invalid (output, cost) pairing."""
-    if activation not in _HIDDEN_ACTIVATIONS:
-        raise ValueError(f"activation must be one of {_HIDDEN_ACTIVATIONS}, got {activation!r}")
     if output not in _OUTPUT_ACTIVATIONS:
         raise ValueError(f"output must be one of {_OUTPUT_ACTIVATIONS}, got {output!r}")
     if cost_name is None:
@@ -286,11 +319,14 @@ def _feedforward(
     weights: list,
     biases: list,
     x: list[float],
-    activation: str,
+    activations: list[str],
     output: str,
-    leaky_slope: float,
+    leaky_slopes: list[float],
 ) -> tuple[list, list]:
     """Run one sample through the network, keeping every z and a.
+
+    ``activations[l]`` and ``leaky_slopes[l]`` are those of the hidden layer
+    that ``weights[l]`` leads to.
 
     Returns
     -------
@@ -301,15 +337,18 @@ def _feedforward(
         ``activations[0]`` is x and ``activations[l + 1]`` is sigma(zs[l])
         (``len(weights) + 1`` entries).
     """
-    activations = [[float(x_k) for x_k in x]]
+    a = [[float(x_k) for x_k in x]]
     zs = []
     output_layer = len(weights) - 1
     for l, (w, b) in enumerate(zip(weights, biases)):
-        z = _weighted_input(w, b, activations[-1])
-        name = output if l == output_layer else activation
+        z = _weighted_input(w, b, a[-1])
+        if l == output_layer:
+            a_l = _activate(output, z, 0.0)  # no output is a leaky relu
+        else:
+            a_l = _activate(activations[l], z, leaky_slopes[l])
         zs.append(z)
-        activations.append(_activate(name, z, leaky_slope))
-    return zs, activations
+        a.append(a_l)
+    return zs, a
 
 
 # ---------------------------------------------------------------------------
@@ -356,7 +395,6 @@ def _output_error(
     y: list[float],
     output: str,
     cost_name: str,
-    leaky_slope: float,
 ) -> list[float]:
     """Output error delta^L_j = dC/dz^L_j of one sample (BP1).
 
@@ -389,7 +427,7 @@ def _output_error(
             delta.append(a_j * total)
         return delta
     # Quadratic cost, element-wise output: delta_j = (a_j - y_j) sigma'(z_j).
-    _, sigma_prime = _elementwise_activation(output, leaky_slope)
+    _, sigma_prime = _elementwise_activation(output, 0.0)  # no output is a leaky relu
     return [(a_j - y_j) * sigma_prime(z_j) for z_j, a_j, y_j in zip(z, a, y)]
 
 
@@ -424,10 +462,10 @@ def _backprop_sample(
     biases: list,
     x: list[float],
     y: list[float],
-    activation: str,
+    activations: list[str],
     output: str,
     cost_name: str,
-    leaky_slope: float,
+    leaky_slopes: list[float],
 ) -> tuple[float, list, list]:
     """Cost and gradients (dW, db) of a single sample.
 
@@ -437,19 +475,20 @@ def _backprop_sample(
         ``(cost, dW, db)`` with ``dW[l]`` shaped like ``weights[l]`` and
         ``db[l]`` shaped like ``biases[l]``.
     """
-    zs, activations = _feedforward(weights, biases, x, activation, output, leaky_slope)
-    sample_cost = _cost_of_sample(zs[-1], activations[-1], y, cost_name)
-    _, hidden_sigma_prime = _elementwise_activation(activation, leaky_slope)
+    zs, a = _feedforward(weights, biases, x, activations, output, leaky_slopes)
+    sample_cost = _cost_of_sample(zs[-1], a[-1], y, cost_name)
 
     n_layers = len(weights)
     dW = [None] * n_layers
     db = [None] * n_layers
-    delta = _output_error(zs[-1], activations[-1], y, output, cost_name, leaky_slope)
+    delta = _output_error(zs[-1], a[-1], y, output, cost_name)
     for l in range(n_layers - 1, -1, -1):
         if l < n_layers - 1:
-            delta = _backpropagate_error(weights[l + 1], delta, zs[l], hidden_sigma_prime)
+            # BP2 with this hidden layer's own sigma'.
+            _, sigma_prime = _elementwise_activation(activations[l], leaky_slopes[l])
+            delta = _backpropagate_error(weights[l + 1], delta, zs[l], sigma_prime)
         db[l] = list(delta)  # BP3: dC/db^l_j = delta^l_j
-        dW[l] = _weight_gradient(delta, activations[l])  # activations[l] is a^(l-1)
+        dW[l] = _weight_gradient(delta, a[l])  # a[l] is a^(l-1)
     return sample_cost, dW, db
 
 
@@ -460,12 +499,12 @@ def _zeros_like(nested):
     return 0.0
 
 
-def _mean_cost(weights, biases, X, Y, activation, output, cost_name, leaky_slope) -> float:
+def _mean_cost(weights, biases, X, Y, activations, output, cost_name, leaky_slopes) -> float:
     """Batch mean of the per-sample cost (arguments already validated)."""
     total = 0.0
     for x, y in zip(X, Y):
-        zs, activations = _feedforward(weights, biases, x, activation, output, leaky_slope)
-        total += _cost_of_sample(zs[-1], activations[-1], y, cost_name)
+        zs, a = _feedforward(weights, biases, x, activations, output, leaky_slopes)
+        total += _cost_of_sample(zs[-1], a[-1], y, cost_name)
     return total / len(X)
 
 
@@ -474,10 +513,10 @@ def _mean_gradients(
     biases,
     X,
     Y,
-    activation,
+    activations,
     output,
     cost_name,
-    leaky_slope,
+    leaky_slopes,
 ) -> tuple[float, list, list]:
     """Batch means of cost, dW and db (arguments already validated)."""
     total_cost = 0.0
@@ -485,7 +524,7 @@ def _mean_gradients(
     sum_db = _zeros_like(biases)
     for x, y in zip(X, Y):
         sample_cost, dW, db = _backprop_sample(
-            weights, biases, x, y, activation, output, cost_name, leaky_slope
+            weights, biases, x, y, activations, output, cost_name, leaky_slopes
         )
         total_cost += sample_cost
         for l in range(len(weights)):
@@ -515,13 +554,14 @@ def forward(weights, biases, x, *, activation, output, leaky_slope=0.01) -> list
         ``biases[l]`` has n_out entries.
     x : list of float
         One input sample of n_0 entries.
-    activation : str
+    activation : str or list of str
         Hidden-layer activation: ``"sigmoid"``, ``"tanh"``, ``"relu"``,
-        ``"leaky_relu"`` or ``"identity"``.
+        ``"leaky_relu"`` or ``"identity"``; one for every hidden layer, or a
+        list of one per hidden layer.
     output : str
         Output activation: ``"sigmoid"``, ``"softmax"`` or ``"identity"``.
-    leaky_slope : float, default=0.01
-        Slope of ``"leaky_relu"`` for z <= 0.
+    leaky_slope : float or list of float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0; one, or one per hidden layer.
 
     Returns
     -------
@@ -559,11 +599,12 @@ def layers(weights, biases, x, *, activation, output, leaky_slope=0.01) -> tuple
     ValueError
         For an unknown activation name or inconsistent shapes.
     """
-    _check_names(activation, output)
+    _check_names(output)
     _check_network(weights, biases, output)
+    names, slopes = _hidden_layers(activation, leaky_slope, weights)
     _check_samples(weights, [x])
-    zs, activations = _feedforward(weights, biases, x, activation, output, leaky_slope)
-    return zs, activations[1:]
+    zs, a = _feedforward(weights, biases, x, names, output, slopes)
+    return zs, a[1:]
 
 
 def deltas(weights, biases, x, y, *, activation, output, cost, leaky_slope=0.01) -> list:
@@ -588,15 +629,16 @@ def deltas(weights, biases, x, y, *, activation, output, cost, leaky_slope=0.01)
     ValueError
         For unknown names, pairings or inconsistent shapes.
     """
-    _check_names(activation, output, cost)
+    _check_names(output, cost)
     _check_network(weights, biases, output)
+    names, slopes = _hidden_layers(activation, leaky_slope, weights)
     _check_samples(weights, [x], [y])
-    zs, activations = _feedforward(weights, biases, x, activation, output, leaky_slope)
-    _, hidden_sigma_prime = _elementwise_activation(activation, leaky_slope)
-    delta = _output_error(zs[-1], activations[-1], y, output, cost, leaky_slope)  # BP1
+    zs, a = _feedforward(weights, biases, x, names, output, slopes)
+    delta = _output_error(zs[-1], a[-1], y, output, cost)  # BP1
     found = [delta]
     for l in range(len(weights) - 2, -1, -1):
-        delta = _backpropagate_error(weights[l + 1], delta, zs[l], hidden_sigma_prime)  # BP2
+        _, sigma_prime = _elementwise_activation(names[l], slopes[l])  # this layer's own
+        delta = _backpropagate_error(weights[l + 1], delta, zs[l], sigma_prime)  # BP2
         found.insert(0, delta)
     return found
 
@@ -612,12 +654,12 @@ def predict(weights, biases, X, *, activation, output, leaky_slope=0.01) -> list
         ``biases[l]`` has n_out entries.
     X : list of list of float
         Samples, each of n_0 entries; at least one.
-    activation : str
-        Hidden-layer activation, see :func:`forward`.
+    activation : str or list of str
+        Hidden-layer activation, one or one per hidden layer, see :func:`forward`.
     output : str
         Output activation, see :func:`forward`.
-    leaky_slope : float, default=0.01
-        Slope of ``"leaky_relu"`` for z <= 0.
+    leaky_slope : float or list of float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0, one or one per hidden layer.
 
     Returns
     -------
@@ -629,10 +671,11 @@ def predict(weights, biases, X, *, activation, output, leaky_slope=0.01) -> list
     ValueError
         For an unknown activation name or inconsistent shapes.
     """
-    _check_names(activation, output)
+    _check_names(output)
     _check_network(weights, biases, output)
+    names, slopes = _hidden_layers(activation, leaky_slope, weights)
     _check_samples(weights, X)
-    return [_feedforward(weights, biases, x, activation, output, leaky_slope)[1][-1] for x in X]
+    return [_feedforward(weights, biases, x, names, output, slopes)[1][-1] for x in X]
 
 
 def cost(weights, biases, X, Y, *, activation, output, cost, leaky_slope=0.01) -> float:
@@ -648,15 +691,15 @@ def cost(weights, biases, X, Y, *, activation, output, cost, leaky_slope=0.01) -
         Samples, each of n_0 entries; at least one.
     Y : list of list of float
         Targets, each of n_L entries, one per sample.
-    activation : str
-        Hidden-layer activation, see :func:`forward`.
+    activation : str or list of str
+        Hidden-layer activation, one or one per hidden layer, see :func:`forward`.
     output : str
         Output activation, see :func:`forward`.
     cost : str
         ``"quadratic"`` (any output), ``"cross_entropy"`` (sigmoid output) or
         ``"log_likelihood"`` (softmax output).
-    leaky_slope : float, default=0.01
-        Slope of ``"leaky_relu"`` for z <= 0.
+    leaky_slope : float or list of float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0, one or one per hidden layer.
 
     Returns
     -------
@@ -670,10 +713,11 @@ def cost(weights, biases, X, Y, *, activation, output, cost, leaky_slope=0.01) -
         inconsistent shapes.
     """
     cost_name = cost  # the parameter shadows this function inside its body
-    _check_names(activation, output, cost_name)
+    _check_names(output, cost_name)
     _check_network(weights, biases, output)
+    names, slopes = _hidden_layers(activation, leaky_slope, weights)
     _check_samples(weights, X, Y)
-    return _mean_cost(weights, biases, X, Y, activation, output, cost_name, leaky_slope)
+    return _mean_cost(weights, biases, X, Y, names, output, cost_name, slopes)
 
 
 def gradients(
@@ -699,14 +743,14 @@ def gradients(
         Samples, each of n_0 entries; at least one.
     Y : list of list of float
         Targets, each of n_L entries, one per sample.
-    activation : str
-        Hidden-layer activation, see :func:`forward`.
+    activation : str or list of str
+        Hidden-layer activation, one or one per hidden layer, see :func:`forward`.
     output : str
         Output activation, see :func:`forward`.
     cost : str
         The cost, see :func:`cost`.
-    leaky_slope : float, default=0.01
-        Slope of ``"leaky_relu"`` for z <= 0.
+    leaky_slope : float or list of float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0, one or one per hidden layer.
 
     Returns
     -------
@@ -724,10 +768,11 @@ def gradients(
         inconsistent shapes.
     """
     cost_name = cost
-    _check_names(activation, output, cost_name)
+    _check_names(output, cost_name)
     _check_network(weights, biases, output)
+    names, slopes = _hidden_layers(activation, leaky_slope, weights)
     _check_samples(weights, X, Y)
-    return _mean_gradients(weights, biases, X, Y, activation, output, cost_name, leaky_slope)
+    return _mean_gradients(weights, biases, X, Y, names, output, cost_name, slopes)
 
 
 def sgd_epoch(
@@ -773,14 +818,14 @@ def sgd_epoch(
         L2 regularisation strength (0 disables weight decay).
     n : int or None, default=None
         Training set size in the weight-decay factor; None: ``len(X)``.
-    activation : str
-        Hidden-layer activation, see :func:`forward`.
+    activation : str or list of str
+        Hidden-layer activation, one or one per hidden layer, see :func:`forward`.
     output : str
         Output activation, see :func:`forward`.
     cost : str
         The cost, see :func:`cost`.
-    leaky_slope : float, default=0.01
-        Slope of ``"leaky_relu"`` for z <= 0.
+    leaky_slope : float or list of float, default=0.01
+        Slope of ``"leaky_relu"`` for z <= 0, one or one per hidden layer.
 
     Returns
     -------
@@ -794,8 +839,9 @@ def sgd_epoch(
         shapes, ``batch_size < 1`` or ``n < 1``.
     """
     cost_name = cost
-    _check_names(activation, output, cost_name)
+    _check_names(output, cost_name)
     _check_network(weights, biases, output)
+    names, slopes = _hidden_layers(activation, leaky_slope, weights)
     _check_samples(weights, X, Y)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -815,10 +861,10 @@ def sgd_epoch(
             new_biases,
             X_batch,
             Y_batch,
-            activation,
+            names,
             output,
             cost_name,
-            leaky_slope,
+            slopes,
         )
         new_weights = [
             [

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -89,6 +90,13 @@ _OPTIMIZERS = (*optim.NAMES, "lbfgs")
 # scikit-learn's names for the output activations, for out_activation_.
 _OUT_ACTIVATION_NAMES = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
 _MAX_SEED = np.iinfo(np.int32).max
+
+
+def _network_name(name: Any, argument: str) -> str:
+    """Give deltaprop's name of a hidden activation named as scikit-learn or deltaprop do."""
+    if not isinstance(name, str) or name not in _ACTIVATIONS:
+        raise ValueError(f"{argument}: expected one of {', '.join(_ACTIVATIONS)}, got {name!r}")
+    return _ACTIVATIONS[name]
 
 
 class _BaseDeltaprop(BaseEstimator):
@@ -174,10 +182,7 @@ class _BaseDeltaprop(BaseEstimator):
     def _check_params(self) -> None:
         """Validate the hyper-parameters that `Network` and `optim` do not see as given."""
         self._hidden_sizes()
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"activation: expected one of {', '.join(_ACTIVATIONS)}, got {self.activation!r}"
-            )
+        self._network_activation()
         if self.optimizer not in _OPTIMIZERS:
             raise ValueError(
                 f"optimizer: expected one of {', '.join(_OPTIMIZERS)}, got {self.optimizer!r}"
@@ -215,6 +220,21 @@ class _BaseDeltaprop(BaseEstimator):
         if self.early_stopping:
             check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0, low_open=True)
 
+    def _network_activation(self) -> str | tuple[str, ...]:
+        """Give the hidden activation in deltaprop's names: one, or one per hidden layer."""
+        if not isinstance(self.activation, (list, tuple)):
+            return _network_name(self.activation, "activation")
+        n_hidden = len(self._hidden_sizes())
+        if len(self.activation) != n_hidden:
+            raise ValueError(
+                f"activation: expected one name or one per hidden layer ({n_hidden} for "
+                f"hidden_layer_sizes={self.hidden_layer_sizes!r}), got {len(self.activation)}"
+            )
+        return tuple(
+            _network_name(name, f"activation[{i}] (hidden layer {i + 1})")
+            for i, name in enumerate(self.activation)
+        )
+
     def _new_optimizer(self) -> optim.Optimizer:
         return optim.get(
             self.optimizer,
@@ -238,10 +258,11 @@ class _BaseDeltaprop(BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def _initialize(self, sizes: list[int], output: str, cost: str, seed: int, dtype) -> None:
-        activation = _ACTIVATIONS[self.activation]
+        activation = self._network_activation()
         init = self.init
-        if init == "auto":
-            init = "he" if activation in ("relu", "leaky_relu") else "glorot"
+        if init == "auto":  # He where every hidden layer is a relu, else Glorot
+            relus = {activation} if isinstance(activation, str) else set(activation)
+            init = "he" if relus and relus <= {"relu", "leaky_relu"} else "glorot"
         self.network_ = Network(
             sizes,
             activation=activation,
