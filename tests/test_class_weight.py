@@ -164,7 +164,7 @@ def test_invalid_class_weights_are_refused_by_name(class_weight, error, message)
 
 def test_balanced_needs_every_class_in_the_training_rows():
     X, y = imbalanced()
-    with pytest.raises(ValueError, match="class_weight: 'balanced' needs .* class 2 has none"):
+    with pytest.raises(ValueError, match=r"class_weight: 'balanced' needs .* class 2 has none"):
         softmax_net().fit(X[y != 2], y[y != 2], class_weight="balanced", **FIT)
     X, Y = multilabel()
     Y[:, 2] = 0
@@ -174,11 +174,11 @@ def test_balanced_needs_every_class_in_the_training_rows():
 
 def test_targets_that_are_not_classes_are_refused():
     X, Y = multilabel()
-    with pytest.raises(ValueError, match="class_weight: a dict .* give a list of one dict"):
+    with pytest.raises(ValueError, match=r"class_weight: a dict .* give a list of one dict"):
         sigmoid_net().fit(X, Y, class_weight={1: 2.0}, **FIT)
     soft = np.full((len(X), 4), 0.25)
     for class_weight in ("balanced", ["balanced"] * 4):
-        with pytest.raises(ValueError, match="class_weight: .*Y holds other values"):
+        with pytest.raises(ValueError, match=r"class_weight: .*Y holds other values"):
             sigmoid_net().fit(X, soft, class_weight=class_weight, **FIT)
 
 
