@@ -18,7 +18,7 @@ import numpy as np
 
 from ._checks import check_real
 
-__all__ = ["BALANCED", "check", "describe", "tally", "weigh"]
+__all__ = ["BALANCED", "by_index", "check", "describe", "tally", "weigh"]
 
 BALANCED = "balanced"
 _EXPECTED = (
@@ -83,6 +83,75 @@ def _check_one(class_weight: Any, n_classes: int, argument: str) -> str | dict[i
             )
         weights[int(key)] = check_real(weight, f"{argument}[{key!r}]", 0.0)
     return dict(sorted(weights.items()))
+
+
+def by_index(class_weight: Any, classes: np.ndarray, multilabel: bool, incremental: bool) -> Any:
+    """Return an estimator's ``class_weight`` in the network's terms: classes by index.
+
+    Parameters
+    ----------
+    class_weight : None, "balanced", dict or list
+        As given to the estimator: a dict maps the labels of ``y`` to weights; a list (of
+        a multilabel target) holds a dict ``{0: w0, 1: w1}`` or "balanced" per column.
+    classes : ndarray
+        The estimator's ``classes_``, sorted.
+    multilabel : bool
+        Whether ``y`` is a 0/1 indicator matrix.
+    incremental : bool
+        Whether it is for ``partial_fit``, which refuses "balanced" (as scikit-learn's
+        ``SGDClassifier`` does): the counts of one batch are not those of the data.
+
+    Returns
+    -------
+    object
+        What `check` takes: for a multilabel target a list per column.
+
+    Raises
+    ------
+    TypeError, ValueError
+        "balanced" with ``incremental``, a label not among ``classes``, a weight that is
+        not a finite number >= 0, a dict for a multilabel target or a list for another.
+    """
+    if class_weight is None:
+        return None
+    balanced = isinstance(class_weight, str) and class_weight == BALANCED
+    if incremental and (balanced or BALANCED in _strings(class_weight)):
+        raise ValueError(
+            "class_weight: 'balanced' is not supported by partial_fit, whose batches do not "
+            "hold the counts of the classes: compute the weights once, e.g. with "
+            "sklearn.utils.class_weight.compute_class_weight('balanced', classes=classes, "
+            "y=y) on a large enough sample of y, and give them as a dict"
+        )
+    if multilabel:
+        if isinstance(class_weight, dict):
+            raise ValueError(
+                "class_weight: a multilabel target is weighed per label column: give "
+                "'balanced' or a list of one dict {0: weight, 1: weight} per column"
+            )
+        return [BALANCED] * len(classes) if balanced else class_weight
+    if isinstance(class_weight, (list, tuple)):
+        raise ValueError(
+            "class_weight: a list weighs the columns of a multilabel target; y holds one "
+            "label per sample: give a dict of label to weight"
+        )
+    if not isinstance(class_weight, dict):
+        return class_weight  # check names what is wrong with it
+    index = {label: i for i, label in enumerate(classes.tolist())}
+    weights = {}
+    for label, weight in class_weight.items():
+        if label not in index:
+            raise ValueError(
+                f"class_weight: unknown class {label!r}: the classes are {classes.tolist()}"
+            )
+        weights[index[label]] = check_real(weight, f"class_weight[{label!r}]", 0.0)
+    return weights
+
+
+def _strings(class_weight: Any) -> list:
+    """Return the strings a list of per-column weights holds."""
+    if not isinstance(class_weight, (list, tuple)):
+        return []
+    return [one for one in class_weight if isinstance(one, str)]
 
 
 def describe(checked: Any) -> Any:
