@@ -66,8 +66,9 @@ default="adam"
         Functions ``f(epoch, metrics) -> bool``, as `deltaprop.Network.fit` takes them,
         called after each epoch (L-BFGS: iteration) with the estimator's epoch ``n_iter_ -
         1`` (counted over every ``fit`` and ``partial_fit``) and that epoch's metrics:
-        ``"loss"`` (of ``loss_curve_``), ``"cost"`` (the batches' mean cost), ``"lr"``,
-        ``"time"`` and, with ``early_stopping``, ``"val_score"`` and ``"val_loss"``. A true
+        ``"loss"`` (of ``loss_curve_``), ``"cost"`` (the batches' mean cost), ``"time"``,
+        ``"lr"`` (not with L-BFGS) and, with ``early_stopping``, ``"val_score"`` and
+        ``"val_loss"``. A true
         result stops training after that epoch (without a ``ConvergenceWarning``); an
         exception propagates, the curves holding the epochs completed. Kept as given
         (``clone`` copies it as scikit-learn copies any parameter).

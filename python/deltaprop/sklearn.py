@@ -407,11 +407,14 @@ class _BaseDeltaprop(BaseEstimator):
         """Return ``callbacks``, each called with the estimator's epoch: ``n_iter_ - 1``.
 
         The epoch counts over every ``fit`` and ``partial_fit`` (each of which is one epoch
-        of the network's own `fit`), as ``loss_curve_`` does.
+        of the network's own `fit`), as ``loss_curve_`` does; the metrics hold ``"loss"``,
+        its last value, also for L-BFGS.
         """
 
         def at_estimator_epoch(callback):
-            return lambda epoch, metrics: callback(self.n_iter_ - 1, metrics)
+            return lambda epoch, metrics: callback(
+                self.n_iter_ - 1, {**metrics, "loss": self.loss_}
+            )
 
         given = () if self.callbacks is None else check_callables(self.callbacks, "callbacks")
         return [at_estimator_epoch(callback) for callback in given]
