@@ -64,14 +64,14 @@ default="adam"
         operands with float32 accumulation (`deltaprop.Network.matmul_precision`).
     callbacks : callable, sequence of callable or None, default=None
         Functions ``f(epoch, metrics) -> bool``, as `deltaprop.Network.fit` takes them,
-        called after each epoch (L-BFGS: iteration) with the estimator's epoch ``n_iter_ -
-        1`` (counted over every ``fit`` and ``partial_fit``) and that epoch's metrics:
-        ``"loss"`` (of ``loss_curve_``), ``"cost"`` (the batches' mean cost), ``"time"``,
-        ``"lr"`` (not with L-BFGS) and, with ``early_stopping``, ``"val_score"`` and
-        ``"val_loss"``. A true
-        result stops training after that epoch (without a ``ConvergenceWarning``); an
-        exception propagates, the curves holding the epochs completed. Kept as given
-        (``clone`` copies it as scikit-learn copies any parameter).
+        called after each epoch (L-BFGS: iteration) with the estimator's epoch
+        ``n_iter_ - 1`` (counted over every ``fit`` and ``partial_fit``) and that epoch's
+        metrics: ``"loss"`` (of ``loss_curve_``), ``"cost"`` (the batches' mean cost),
+        ``"time"``, ``"lr"`` (not with L-BFGS) and, with ``early_stopping``,
+        ``"val_score"`` and ``"val_loss"``. A true result stops training after that epoch
+        (without a ``ConvergenceWarning``); an exception propagates, the curves holding
+        the epochs completed. Kept as given (``clone`` copies it as scikit-learn copies
+        any parameter).
     verbose : bool, default=False
         Print one line per epoch.
 """
