@@ -230,7 +230,7 @@ def weigh(checked: Any, data: tuple, tallies: list, may_all_be_zero: bool = Fals
     if checked is None:
         return data
     X, Y, sample_weight = data
-    total = np.sum(tallies, axis=0)
+    total = _sum(tallies, tally(checked, Y[:0]).shape)
     per_column = _per_column(checked, total, Y.shape[1])
     if per_column is None:
         row_weights = _class_weights(checked, total, max(Y.shape[1], 2))[_labels(Y)]
@@ -250,6 +250,15 @@ def weigh(checked: Any, data: tuple, tallies: list, may_all_be_zero: bool = Fals
             "a positive sum"
         )
     return X, Y, row_weights
+
+
+def _sum(tallies: list, shape: tuple) -> np.ndarray:
+    """Sum the tallies of this rank's shape.
+
+    A rank of another network, or without class weights, is left out: the ranks'
+    comparison of their arguments then names the difference.
+    """
+    return np.sum([one for one in tallies if one is not None and one.shape == shape], axis=0)
 
 
 def _per_column(checked: Any, total: np.ndarray, n_outputs: int) -> tuple | None:

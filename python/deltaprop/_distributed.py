@@ -310,7 +310,10 @@ class Group:
         return None
 
     def shard_values(self, value: Any) -> list:
-        """Return every rank's ``value`` of sharded data (collective then), else ``[value]``.
+        """Return every rank's ``value`` of sharded data, else ``[value]`` (collective).
+
+        Every rank gathers, whatever its ``sharded``: ranks that disagree on it still call
+        the same collectives, and `check_same` names the difference.
 
         Parameters
         ----------
@@ -322,7 +325,8 @@ class Group:
         list
             One value per rank holding its own rows; replicated data is every rank's.
         """
-        return self.comm.allgather(value) if self.sharded else [value]
+        values = self.comm.allgather(value)
+        return values if self.sharded else [value]
 
     def total_rows(self, n_local: int) -> int:
         """Return the rows of an epoch over every rank (collective with sharded data).
