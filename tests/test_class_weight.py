@@ -110,6 +110,17 @@ def test_multilabel_columns_weigh_as_scikit_learns_multi_output(class_weight):
     assert np.array_equal(trained(sigmoid_net(), X, Y, class_weight=class_weight), expected)
 
 
+def test_one_hot_rows_are_classes_unless_a_list_weighs_their_columns():
+    X, y = imbalanced()
+    Y = np.eye(3)[y]
+    as_classes = compute_sample_weight("balanced", y)
+    as_columns = compute_sample_weight("balanced", Y)  # scikit-learn's multi-output rule
+    assert not np.allclose(as_classes, as_columns)
+    for class_weight, weights in (("balanced", as_classes), (["balanced"] * 3, as_columns)):
+        expected = trained(sigmoid_net(3), X, Y, sample_weight=weights)
+        assert np.array_equal(trained(sigmoid_net(3), X, Y, class_weight=class_weight), expected)
+
+
 def test_balanced_counts_the_training_rows_not_those_held_out():
     X, y = imbalanced()
     split_net = softmax_net()
