@@ -30,7 +30,7 @@ JOB_KEYS = {
     "n", "dtype", "sizes", "shards", "sample_weight", "nan_on_rank", "huge_on_rank",
     "raise_on_rank", "stop_on_rank", "sleep", "threads", "save", "on_rank", "activation",
     "memmap", "pretrain", "narrow_on_rank", "short_y_on_rank", "fewer_rows_on_rank",
-    "cost", "hyperparameters", "rank_metric", "matmul_precision",
+    "cost", "hyperparameters", "rank_metric", "matmul_precision", "balanced_weights",
 }  # fmt: skip
 
 
@@ -42,6 +42,8 @@ def data(run: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     X = rng.normal(size=(n, sizes[0])).astype(run.get("dtype", "float64"))
     y = rng.integers(0, sizes[-1], n)
     weights = rng.uniform(0.2, 2.0, n) if run.get("sample_weight") else None
+    if run.get("balanced_weights"):  # class_weight="balanced" of all the rows, written out
+        weights = n / (sizes[-1] * np.bincount(y, minlength=sizes[-1]).astype(np.float64))[y]
     return X, y, weights
 
 

@@ -78,6 +78,21 @@ def test_per_layer_option_errors_are_one_line(argv, message, capsys):
     assert err.count("\n") == 1 and err.startswith("deltaprop: error: ") and message in err
 
 
+def test_class_weight_balanced_trains_as_fit_does(capsys):
+    argv = ["train", "--epochs", "2", "--class-weight", "balanced", "--quiet"]
+    net = cli.train(cli._parser().parse_args(argv))
+    X, y = dp.datasets.load_digits()
+    (X_train, y_train), _ = dp.datasets.train_test_split(X, y, test_fraction=0.2, seed=0)
+    options = {"output": "softmax", "cost": "log_likelihood", "init": "normal_scaled"}
+    expected, unweighed = (dp.Network([64, 30, 10], seed=0, **options) for _ in range(2))
+    expected.fit(X_train, y_train, epochs=2, lr=0.5, class_weight="balanced", seed=0)
+    unweighed.fit(X_train, y_train, epochs=2, lr=0.5, seed=0)
+    assert np.array_equal(net.params, expected.params)
+    assert not np.array_equal(net.params, unweighed.params)
+    assert cli.main(["--epochs", "1", "--class-weight", "even"]) == 2
+    assert "argument --class-weight: invalid choice" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [

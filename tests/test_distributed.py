@@ -206,6 +206,26 @@ def test_sharded_data_with_shuffling_and_validation_trains_one_model(tmp_path):
     assert history["cost"][-1] < history["cost"][0]
 
 
+@needs_mpi
+def test_balanced_class_weights_of_shards_count_the_rows_of_every_rank(tmp_path):
+    """Shards of 30 and 67 rows, with other class proportions each: their "balanced" weights
+    are those of all 97 rows (summed counts), not of each shard's; replicated data's are
+    one process's."""
+    sharded = {"epochs": 3, "batch_size": 10, "n": 97, "shards": [0, 30, 97], "sharded": True,
+               "optimizer": "adam", "lr": 0.02}  # fmt: skip
+    replicated = {"epochs": 3, "batch_size": 10, "optimizer": "adam", "lr": 0.02,
+                  "class_weight": "balanced"}  # fmt: skip
+    runs = [{**sharded, "class_weight": "balanced"}, {**sharded, "balanced_weights": True}]
+    results = launch(2, [*runs, replicated], tmp_path)
+    assert_same_on_every_rank(results)
+    weighed, written_out, replicated_result = results[0]
+    assert weighed["error"] is None and replicated_result["error"] is None
+    assert np.array_equal(weighed["params"], written_out["params"])
+    assert_close(one_process(replicated), replicated_result["params"])
+    y = mpi_job.data(sharded)[1]
+    assert not np.array_equal(np.bincount(y[:30]) / 30, np.bincount(y) / 97)  # shards differ
+
+
 def test_sharded_shares_use_every_row_once():
     sizes = np.array([0, 7, 40, 53], dtype=np.int64)
     steps = -(-int(sizes.sum()) // 10)
@@ -371,6 +391,10 @@ DISAGREEMENTS = [
     ({"checkpoint": "{tmp}/a.npz"}, {"checkpoint_every": 2}, "checkpoint_every"),
     ({"checkpoint": "{tmp}/b.npz"}, {"resume": True}, "resume"),
     ({}, {"sharded": True}, "sharded"),
+    ({}, {"class_weight": "balanced"}, "class_weight"),
+    ({"sharded": True}, {"class_weight": "balanced"}, "class_weight"),
+    ({"class_weight": "balanced"}, {"sharded": True}, "sharded"),
+    ({"sharded": True, "class_weight": "balanced"}, {"sizes": [5, 9, 4]}, "architecture.sizes"),
     ({"optimizer": "adam", "hyperparameters": {}}, {"hyperparameters": {"betas": [0.8, 0.99]}},
      "optimizer.betas"),
     ({"optimizer": "adam", "hyperparameters": {}}, {"hyperparameters": {"eps": 1e-6}},

@@ -264,8 +264,17 @@ def test_resume_checks_network_and_data(tmp_path):
         ({"batch_size": 8}, "batch_size"),
         ({"dropout": 0.0}, "dropout"),
         ({"optimizer": "momentum"}, "optimizer"),
+        ({"class_weight": "balanced"}, "class_weight"),
     ],
-    ids=["validation", "train_accuracy", "schedule", "batch_size", "dropout", "optimizer"],
+    ids=[
+        "validation",
+        "train_accuracy",
+        "schedule",
+        "batch_size",
+        "dropout",
+        "optimizer",
+        "class_weight",
+    ],
 )
 def test_resume_with_other_arguments_says_which_before_training(tmp_path, changed, named):
     net, X, y = checkpoint_problem()

@@ -528,3 +528,217 @@ def test_lbfgs_refuses_partial_fit_and_early_stopping(blobs):
     assert hasattr(DeltapropClassifier(optimizer="rprop"), "partial_fit")
     with pytest.raises(ValueError, match="early_stopping"):
         DeltapropClassifier(optimizer="lbfgs", early_stopping=True).fit(X, y)
+
+
+# ------------------------------------------------------------------ class weights
+def _imbalanced_labels():
+    """Blobs of three classes in proportions 6:2:1, labelled by strings."""
+    rng = np.random.default_rng(21)
+    y = rng.choice(3, size=90, p=[6 / 9, 2 / 9, 1 / 9])
+    X = np.array([[0, 0], [3, 0], [0, 3]], dtype=float)[y] + rng.normal(size=(90, 2))
+    return X, np.array(["cat", "dog", "eel"])[y]
+
+
+CLASS_WEIGHTED = dict(hidden_layer_sizes=(6,), max_iter=4, batch_size=16, random_state=0)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.parametrize(
+    "class_weight", ["balanced", {"dog": 3.0, "eel": 0.5}], ids=["balanced", "dict"]
+)
+def test_class_weight_is_scikit_learns_sample_weight_of_the_labels(class_weight, optimizer):
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    X, y = _imbalanced_labels()
+    settings = dict(CLASS_WEIGHTED, optimizer=optimizer)
+    weighed = DeltapropClassifier(class_weight=class_weight, **settings).fit(X, y)
+    explicit = DeltapropClassifier(**settings).fit(
+        X, y, sample_weight=compute_sample_weight(class_weight, y)
+    )
+    assert np.array_equal(weighed.network_.params, explicit.network_.params)
+    plain = DeltapropClassifier(**settings).fit(X, y)
+    assert not np.array_equal(weighed.network_.params, plain.network_.params)
+    sample_weight = np.random.default_rng(3).uniform(0.5, 2.0, len(y))
+    both = DeltapropClassifier(class_weight=class_weight, **settings).fit(X, y, sample_weight)
+    product = sample_weight * compute_sample_weight(class_weight, y)
+    multiplied = DeltapropClassifier(**settings).fit(X, y, sample_weight=product)
+    assert np.array_equal(both.network_.params, multiplied.network_.params)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_class_weight_of_a_multilabel_target_weighs_each_column():
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    rng = np.random.default_rng(22)
+    X = rng.normal(size=(60, 3))
+    Y = (rng.random((60, 3)) < [0.5, 0.2, 0.8]).astype(int)
+    weighed = DeltapropClassifier(class_weight="balanced", **CLASS_WEIGHTED).fit(X, Y)
+    explicit = DeltapropClassifier(**CLASS_WEIGHTED).fit(
+        X, Y, sample_weight=compute_sample_weight("balanced", Y)
+    )
+    assert np.array_equal(weighed.network_.params, explicit.network_.params)
+    columns = [{0: 1.0, 1: 2.0}, {1: 5.0}, {0: 0.5}]
+    weighed = DeltapropClassifier(class_weight=columns, **CLASS_WEIGHTED).fit(X, Y)
+    explicit = DeltapropClassifier(**CLASS_WEIGHTED).fit(
+        X, Y, sample_weight=compute_sample_weight(columns, Y)
+    )
+    assert np.array_equal(weighed.network_.params, explicit.network_.params)
+    with pytest.raises(ValueError, match="class_weight: a multilabel target is weighed per"):
+        DeltapropClassifier(class_weight={1: 2.0}, **CLASS_WEIGHTED).fit(X, Y)
+
+
+@pytest.mark.parametrize(
+    ("class_weight", "error", "message"),
+    [
+        ({"fox": 1.0}, ValueError, r"class_weight: unknown class 'fox': the classes are \['cat'"),
+        ({"dog": -1.0}, ValueError, r"class_weight\['dog'\]"),
+        ({"dog": np.nan}, ValueError, r"class_weight\['dog'\]"),
+        ({"dog": np.inf}, ValueError, r"class_weight\['dog'\]"),
+        ("auto", ValueError, "class_weight: expected None, 'balanced'"),
+        (2.0, TypeError, "class_weight: expected None, 'balanced'"),
+        ([{0: 1.0}], ValueError, "class_weight: a list weighs the columns of a multilabel"),
+    ],
+)
+def test_invalid_class_weight_of_the_classifier_names_it(class_weight, error, message):
+    X, y = _imbalanced_labels()
+    with pytest.raises(error, match=message):
+        DeltapropClassifier(class_weight=class_weight, **CLASS_WEIGHTED).fit(X, y)
+
+
+def test_partial_fit_refuses_balanced_and_takes_a_dict_of_labels():
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    X, y = _imbalanced_labels()
+    classes = ["cat", "dog", "eel"]
+    for class_weight in ("balanced", [{0: 1.0}, "balanced"]):
+        model = DeltapropClassifier(class_weight=class_weight, **CLASS_WEIGHTED)
+        with pytest.raises(
+            ValueError, match="class_weight: 'balanced' is not supported by partial"
+        ):
+            model.partial_fit(X, y, classes=classes)
+    weights = {"cat": 0.25, "eel": 4.0}
+    weighed = DeltapropClassifier(class_weight=weights, **CLASS_WEIGHTED)
+    explicit = DeltapropClassifier(**CLASS_WEIGHTED)
+    for batch in (slice(0, 45), slice(45, 90)):
+        weighed.partial_fit(X[batch], y[batch], classes=classes)
+        explicit.partial_fit(
+            X[batch], y[batch], classes=classes,
+            sample_weight=compute_sample_weight(weights, y[batch]),
+        )  # fmt: skip
+    assert np.array_equal(weighed.network_.params, explicit.network_.params)
+
+
+def note(epoch, metrics):
+    """A callback that pickles (a module-level function)."""
+    return False
+
+
+def test_class_weight_and_callbacks_survive_clone_and_set_params():
+    callbacks = [note]
+    model = DeltapropClassifier(class_weight={"dog": 2.0}, callbacks=callbacks, max_iter=3)
+    assert model.get_params()["class_weight"] == {"dog": 2.0}
+    assert model.get_params()["callbacks"] is callbacks  # kept as given
+    copy = clone(model)
+    assert copy.get_params()["class_weight"] == {"dog": 2.0}
+    assert copy.callbacks == [note] and copy.callbacks[0] is note
+    assert copy.set_params(class_weight="balanced").class_weight == "balanced"
+    assert "class_weight" not in DeltapropRegressor().get_params()  # as in scikit-learn
+    assert "callbacks" in DeltapropRegressor().get_params()
+    assert pickle.loads(pickle.dumps(copy)).get_params()["class_weight"] == "balanced"
+
+
+# ------------------------------------------------------------------ curves and callbacks
+def _validation_split(X, y, random_state, fraction=0.1):
+    """The estimators' early-stopping split: their second seed, stratified for labels."""
+    from sklearn.utils import check_random_state
+
+    seed = check_random_state(random_state).randint(np.iinfo(np.int32).max, size=3)[1]
+    return train_test_split(X, y, test_size=fraction, random_state=int(seed), stratify=y)
+
+
+def test_validation_loss_curve_is_the_log_loss_of_the_split_each_epoch(blobs):
+    from sklearn.metrics import log_loss
+
+    X, y = blobs
+    _, X_val, _, y_val = _validation_split(X, y, random_state=0)
+    seen = []
+
+    def validation_log_loss(epoch, metrics):
+        proba = model.network_.predict(X_val)
+        seen.append((epoch, log_loss(y_val, proba, labels=[0, 1, 2]), metrics["val_loss"]))
+
+    model = DeltapropClassifier(
+        hidden_layer_sizes=(8,), alpha=0.0, early_stopping=True, max_iter=6, random_state=0,
+        n_iter_no_change=100, callbacks=validation_log_loss, learning_rate_init=0.01,
+    )  # fmt: skip
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, y)
+    assert len(model.validation_loss_curve_) == len(model.validation_scores_) == model.n_iter_
+    assert len(model.loss_curve_) == model.n_iter_ == 6
+    assert [epoch for epoch, _, _ in seen] == list(range(6))
+    np.testing.assert_allclose(
+        [loss for _, loss, _ in seen], model.validation_loss_curve_, rtol=1e-12
+    )
+    assert [given for _, _, given in seen] == model.validation_loss_curve_
+    assert model.validation_loss_curve_[-1] < model.validation_loss_curve_[0]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("Estimator", [DeltapropClassifier, DeltapropRegressor])
+def test_validation_loss_curve_only_with_a_validation_split(blobs, Estimator):
+    X, y = blobs
+    model = Estimator(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    assert model.validation_loss_curve_ is None and model.validation_scores_ is None
+    model.set_params(early_stopping=True, n_iter_no_change=50).fit(X, y)
+    assert len(model.validation_loss_curve_) == model.n_iter_ == 3
+    assert all(np.isfinite(model.validation_loss_curve_))
+    model.set_params(optimizer="lbfgs", early_stopping=False).fit(X, y)
+    assert model.validation_loss_curve_ is None
+
+
+def test_callbacks_are_called_once_per_epoch_with_the_estimators_epoch(blobs):
+    X, y = blobs
+    calls = []
+    model = DeltapropClassifier(
+        hidden_layer_sizes=(4,), max_iter=4, random_state=0, n_iter_no_change=50,
+        callbacks=[lambda epoch, metrics: calls.append((epoch, dict(metrics)))],
+    )  # fmt: skip
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, y)
+    assert [epoch for epoch, _ in calls] == [0, 1, 2, 3]
+    assert [metrics["loss"] for _, metrics in calls] == model.loss_curve_
+    assert {"loss", "cost", "lr", "time"} <= set(calls[0][1])
+    for _ in range(2):  # partial_fit: one epoch each, counted on
+        model.partial_fit(X, y)
+    assert [epoch for epoch, _ in calls] == [0, 1, 2, 3, 4, 5]
+    calls.clear()
+    with pytest.warns(ConvergenceWarning):
+        model.set_params(optimizer="lbfgs", max_iter=3).fit(X, y)  # a call per iteration
+    assert len(calls) == model.n_iter_ and "loss" in calls[0][1]
+
+
+def test_a_callback_that_returns_true_stops_without_a_convergence_warning(blobs):
+    X, y = blobs
+    stop_at_2 = lambda epoch, metrics: epoch == 2  # noqa: E731
+    model = DeltapropRegressor(hidden_layer_sizes=(4,), max_iter=50, callbacks=stop_at_2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model.fit(X, y.astype(float))
+    assert model.n_iter_ == 3 and len(model.loss_curve_) == 3
+
+
+def test_a_callback_that_raises_propagates_with_the_completed_epochs(blobs):
+    X, y = blobs
+
+    def fails_at_1(epoch, metrics):
+        if epoch == 1:
+            raise RuntimeError("callback failed")
+
+    model = DeltapropClassifier(hidden_layer_sizes=(4,), max_iter=10, callbacks=fails_at_1)
+    with pytest.raises(RuntimeError, match="callback failed"):
+        model.fit(X, y)
+    assert model.n_iter_ == 2 and len(model.loss_curve_) == 2
+    assert len(model.network_.history["cost"]) == 2  # as Network.fit leaves it
+    with pytest.raises(TypeError, match="callbacks: expected callables"):
+        DeltapropClassifier(callbacks=[1]).fit(X, y)

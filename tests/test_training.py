@@ -640,5 +640,5 @@ def test_fit_settings_are_one_frozen_value_and_the_ranks_compare_all_but_rank_lo
     assert shared["architecture"]["dtype"] == "float64"
     assert shared["architecture"]["matmul_precision"] == "highest"
     assert net.optimizer is None  # checking the arguments changed nothing
-    with pytest.raises(TypeError, match="unknown \\['class_weight'\\]"):
-        FitSettings(**{name: None for name in FitSettings._FIELDS}, class_weight=None)
+    with pytest.raises(TypeError, match="unknown \\['colour'\\]"):
+        FitSettings(**{name: None for name in FitSettings._FIELDS}, colour=None)

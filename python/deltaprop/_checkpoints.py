@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import io
+from . import _class_weight, io
 from ._container import ModelFormatError
 
 if TYPE_CHECKING:
@@ -185,7 +185,8 @@ def arguments(run: Run) -> dict[str, Any]:
     -------
     dict
         JSON-able: batch size, shuffling, dropout, regularisation, optimizer name,
-        schedule, validation, training accuracy, extra metrics, early stopping.
+        schedule, validation, training accuracy, extra metrics, class weights, early
+        stopping.
     """
     settings = run.settings
     stopping = settings.early_stopping
@@ -200,6 +201,7 @@ def arguments(run: Run) -> dict[str, Any]:
         "validation_data": run.validation is not None,
         "train_accuracy": settings.train_accuracy,
         "metrics": sorted(settings.metrics),
+        "class_weight": _class_weight.describe(settings.class_weight),
         "early_stopping": None
         if stopping is None
         else [stopping.monitor, stopping.mode, stopping.patience, stopping.min_delta],

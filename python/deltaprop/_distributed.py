@@ -309,6 +309,25 @@ class Group:
         """
         return None
 
+    def shard_values(self, value: Any) -> list:
+        """Return every rank's ``value`` of sharded data, else ``[value]`` (collective).
+
+        Every rank gathers, whatever its ``sharded``: ranks that disagree on it still call
+        the same collectives, and `check_same` names the difference.
+
+        Parameters
+        ----------
+        value : object
+            Picklable: what this rank's rows give (the class counts of `_class_weight`).
+
+        Returns
+        -------
+        list
+            One value per rank holding its own rows; replicated data is every rank's.
+        """
+        values = self.comm.allgather(value)
+        return values if self.sharded else [value]
+
     def total_rows(self, n_local: int) -> int:
         """Return the rows of an epoch over every rank (collective with sharded data).
 
@@ -842,6 +861,20 @@ class Alone:
             What ``check`` returns.
         """
         return check()
+
+    def shard_values(self, value: Any) -> list:
+        """Return ``[value]``: the rows are this process's.
+
+        Parameters
+        ----------
+        value : object
+            What the rows give.
+
+        Returns
+        -------
+        list
+        """
+        return [value]
 
     def total_rows(self, n_local: int) -> int:
         """Return ``n_local``: the epoch's rows are this process's.

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import optim, schedules
+from . import _class_weight, optim, schedules
 from ._checks import check_callables, check_fraction, check_int, check_real
 from ._fields import ComparedByFields
 from ._stopping import EarlyStopping
@@ -135,6 +135,7 @@ class FitSettings(ComparedByFields):
         "tol",
         "comm",
         "sharded",
+        "class_weight",
         "full_batch",
         "architecture",
     )
@@ -202,6 +203,7 @@ class FitSettings(ComparedByFields):
             max_fun=check_int(a["max_fun"], "max_fun", 1),
             tol=check_real(a["tol"], "tol", 0.0),
             sharded=bool(a["sharded"]),
+            class_weight=_class_weight.check(a["class_weight"], net.architecture.sizes[-1]),
             full_batch=full_batch,
             architecture=_architecture(net),
         )
@@ -256,6 +258,8 @@ def _comparable(name: str, value: Any) -> Any:
         return value is not None
     if name == "metrics":
         return sorted(value)
+    if name == "class_weight":
+        return _class_weight.describe(value)
     return value
 
 

@@ -64,8 +64,31 @@ default="adam"
         Precision of the network's matrix products: ``"bfloat16"`` (with
         ``dtype="float32"``, ``pip install "deltaprop[bf16]"``) multiplies bfloat16
         operands with float32 accumulation (`deltaprop.Network.matmul_precision`).
+    callbacks : callable, sequence of callable or None, default=None
+        Functions ``f(epoch, metrics) -> bool``, as `deltaprop.Network.fit` takes them,
+        called after each epoch (L-BFGS: iteration) with the estimator's epoch
+        ``n_iter_ - 1`` (counted over every ``fit`` and ``partial_fit``) and that epoch's
+        metrics: ``"loss"`` (of ``loss_curve_``), ``"cost"`` (the batches' mean cost),
+        ``"time"``, ``"lr"`` (not with L-BFGS) and, with ``early_stopping``,
+        ``"val_score"`` and ``"val_loss"``. A true result stops training after that epoch
+        (without a ``ConvergenceWarning``); an exception propagates, the curves holding
+        the epochs completed. Kept as given (``clone`` copies it as scikit-learn copies
+        any parameter).
     verbose : bool, default=False
         Print one line per epoch.
+"""
+
+CLASS_WEIGHT_DOC = """\
+    class_weight : None, "balanced", dict or list, default=None
+        Weights of the classes, multiplied with ``sample_weight`` in the training loss
+        (not in the validation score and loss): a dict maps labels of ``y`` to weights
+        (labels it leaves out weigh 1); "balanced" is scikit-learn's
+        ``n_samples / (n_classes * np.bincount(y))`` over the training samples (without
+        the validation split). A multilabel target is weighed per label column, as
+        scikit-learn weighs several outputs: "balanced" or a list of one dict
+        ``{0: w0, 1: w1}`` (or "balanced") per column, a sample weighing the product of
+        its columns' weights. ``partial_fit`` refuses "balanced", as ``SGDClassifier``
+        does: give a dict computed once.
 """
 
 ATTRIBUTES_DOC = """\
@@ -93,6 +116,9 @@ ATTRIBUTES_DOC = """\
         Lowest loss reached; None with ``early_stopping``.
     validation_scores_ : list of float or None
         Score on the validation split after each epoch with ``early_stopping``, else None.
+    validation_loss_curve_ : list of float or None
+        Loss on the validation split after each epoch with ``early_stopping`` (its samples'
+        weighted mean cost plus the L2 penalty of ``loss_curve_``), else None.
     best_validation_score_ : float or None
         Best validation score with ``early_stopping``, else None.
     n_layers_ : int

@@ -202,6 +202,13 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         help="stop when the validation cost stops falling; keep the best epoch's weights",
     )
     add("--patience", type=_POSITIVE, default=5, help="epochs without improvement to stop after")
+    add(
+        "--class-weight",
+        choices=("balanced",),
+        default=None,
+        help="weigh each class n_samples / (n_classes * its count) in the training cost "
+        "(default: every sample weighs 1)",
+    )
     add("--seed", type=_COUNT, default=0, help="seed of the weights, row orders and splits")
 
 
@@ -346,6 +353,7 @@ def train(args: argparse.Namespace) -> Network:
         validation_fraction=args.validation_fraction,
         early_stopping=args.early_stopping,
         patience=args.patience,
+        class_weight=args.class_weight,
         seed=args.seed,
         # Measured on the test split, the epoch's validation metrics are named for it.
         verbose=not (args.quiet or test_per_epoch),

@@ -41,6 +41,7 @@ How scikit-learn's conventions map onto deltaprop's:
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 from typing import Any
@@ -66,11 +67,11 @@ except ImportError as error:  # pragma: no cover - only without scikit-learn
         f"The error was: {error}"
     ) from error
 
-from . import onnx, optim, training
+from . import _class_weight, onnx, optim, training
 from ._architecture import ACTIVATIONS, INITS
-from ._checks import check_int, check_real
+from ._checks import check_callables, check_int, check_real
 from ._precision import check_matmul_precision
-from ._sklearn_docs import ATTRIBUTES_DOC, PARAMETERS_DOC
+from ._sklearn_docs import ATTRIBUTES_DOC, CLASS_WEIGHT_DOC, PARAMETERS_DOC
 from .network import Network
 
 __all__ = ["DeltapropClassifier", "DeltapropRegressor"]
@@ -97,6 +98,13 @@ def _network_name(name: Any, argument: str) -> str:
     if not isinstance(name, str) or name not in _ACTIVATIONS:
         raise ValueError(f"{argument}: expected one of {', '.join(_ACTIVATIONS)}, got {name!r}")
     return _ACTIVATIONS[name]
+
+
+def _signature_with(function, name: str, default) -> inspect.Signature:
+    """Return ``function``'s signature with one more keyword-only parameter, last."""
+    signature = inspect.signature(function)
+    added = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+    return signature.replace(parameters=[*signature.parameters.values(), added])
 
 
 class _BaseDeltaprop(BaseEstimator):
@@ -128,6 +136,7 @@ class _BaseDeltaprop(BaseEstimator):
         warm_start=False,
         dtype="float64",
         matmul_precision="highest",
+        callbacks=None,
         verbose=False,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -153,6 +162,7 @@ class _BaseDeltaprop(BaseEstimator):
         self.warm_start = warm_start
         self.dtype = dtype
         self.matmul_precision = matmul_precision
+        self.callbacks = callbacks
         self.verbose = verbose
 
     # ------------------------------------------------------------------ subclasses
@@ -167,6 +177,10 @@ class _BaseDeltaprop(BaseEstimator):
     def _score_outputs(self, outputs, targets, sample_weight) -> float:
         """Return the validation score of network outputs against network targets."""
         raise NotImplementedError
+
+    def _weigh_classes(self, train, incremental: bool) -> tuple:
+        """Return the training data with its weights times the class weights (classifier)."""
+        return train
 
     # ------------------------------------------------------------------ parameters
     def _hidden_sizes(self) -> tuple[int, ...]:
@@ -217,6 +231,7 @@ class _BaseDeltaprop(BaseEstimator):
         check_real(self.beta_2, "beta_2", 0.0, 1.0)
         check_real(self.epsilon, "epsilon", 0.0, low_open=True)
         check_real(self.dropout, "dropout", 0.0, 1.0)
+        check_callables(() if self.callbacks is None else self.callbacks, "callbacks")
         if self.early_stopping:
             check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0, low_open=True)
 
@@ -280,6 +295,7 @@ class _BaseDeltaprop(BaseEstimator):
         self.loss_curve_ = []
         self.best_loss_ = None
         self.validation_scores_ = None
+        self.validation_loss_curve_ = None
         self.best_validation_score_ = None
         self._stopping = None
 
@@ -304,16 +320,18 @@ class _BaseDeltaprop(BaseEstimator):
         # Set on every fit, so that set_params(matmul_precision=...) applies to warm starts.
         self.network_.matmul_precision = self.matmul_precision
         train, validation = self._split(X, targets, sample_weight, split_seed)
+        train = self._weigh_classes(train, incremental)
         if self.optimizer == "lbfgs":
             converged = self._train_full_batch(train)
         else:
             stopping = self._stopping_for_fit(incremental)
-            self._train(train, validation, stopping, incremental, first_pass, epoch_seed)
+            history = self._train(train, validation, stopping, incremental, first_pass, epoch_seed)
             if self.early_stopping:
                 self.best_validation_score_ = stopping.best
             else:
                 self.best_loss_ = stopping.best
-            converged = stopping.stopped_epoch is not None
+            # Stopped by the rule or by a callback: not a run out of epochs.
+            converged = history.stopped_epoch is not None
         if not incremental and not converged:
             warnings.warn(
                 f"{type(self).__name__}: max_iter={self.max_iter} epochs reached and the "
@@ -338,7 +356,10 @@ class _BaseDeltaprop(BaseEstimator):
             )
 
     def _train(self, train, validation, stopping, incremental, first_pass, epoch_seed):
-        """Train the network with MLP's settings; the epochs' bookkeeping as they end."""
+        """Train the network with MLP's settings; return its history.
+
+        The epochs' bookkeeping is done as they end.
+        """
         X_train, targets_train, weight_train = train
         n_train = X_train.shape[0]
         batch_size = min(200 if self.batch_size == "auto" else self.batch_size, n_train)
@@ -351,8 +372,9 @@ class _BaseDeltaprop(BaseEstimator):
             self._record_loss(metrics["loss"], n_train)
             if validation is not None:
                 self.validation_scores_.append(metrics["val_score"])
+                self.validation_loss_curve_.append(metrics["val_loss"])
 
-        self.network_.fit(
+        return self.network_.fit(
             X_train,
             targets_train,
             sample_weight=weight_train,
@@ -363,7 +385,7 @@ class _BaseDeltaprop(BaseEstimator):
             dropout=self.dropout,
             early_stopping=stopping,
             metrics=self._epoch_metrics(l2, validation),
-            callbacks=[record_epoch],
+            callbacks=[record_epoch, *self._user_callbacks()],
             shuffle=bool(self.shuffle),
             seed=int(np.random.SeedSequence([int(epoch_seed), self.n_iter_]).generate_state(1)[0]),
             verbose=bool(self.verbose),
@@ -394,12 +416,29 @@ class _BaseDeltaprop(BaseEstimator):
             max_fun=self.max_fun,
             tol=self.tol,
             lmbda=l2 * n_train,
-            callbacks=[record_iteration],
+            callbacks=[record_iteration, *self._user_callbacks()],
             verbose=bool(self.verbose),
         )
         self.best_loss_ = min(self.loss_curve_, default=np.inf)
         self.validation_scores_ = self.best_validation_score_ = None
+        self.validation_loss_curve_ = None
         return len(history["cost"]) < self.max_iter
+
+    def _user_callbacks(self) -> list:
+        """Return ``callbacks``, each called with the estimator's epoch: ``n_iter_ - 1``.
+
+        The epoch counts over every ``fit`` and ``partial_fit`` (each of which is one epoch
+        of the network's own `fit`), as ``loss_curve_`` does; the metrics hold ``"loss"``,
+        its last value, also for L-BFGS.
+        """
+
+        def at_estimator_epoch(callback):
+            return lambda epoch, metrics: callback(
+                self.n_iter_ - 1, {**metrics, "loss": self.loss_}
+            )
+
+        given = () if self.callbacks is None else check_callables(self.callbacks, "callbacks")
+        return [at_estimator_epoch(callback) for callback in given]
 
     def _record_loss(self, loss: float, n_train: int) -> None:
         """Book an epoch (or L-BFGS iteration) of ``n_train`` samples ending at ``loss``."""
@@ -426,10 +465,11 @@ class _BaseDeltaprop(BaseEstimator):
             )
             if self.early_stopping:
                 self.validation_scores_, self.best_validation_score_ = [], -np.inf
-                self.best_loss_ = None
+                self.validation_loss_curve_, self.best_loss_ = [], None
             else:
                 stopping.best_cost = min(self.loss_curve_, default=np.inf)
                 self.validation_scores_ = self.best_validation_score_ = None
+                self.validation_loss_curve_ = None
         stopping.patience, stopping.min_delta = self.n_iter_no_change, float(self.tol)
         if not incremental:
             stopping.epochs_without_improvement, stopping.stopped_epoch = 0, None
@@ -440,25 +480,32 @@ class _BaseDeltaprop(BaseEstimator):
         """Return the metrics of `Network.fit` that MLP records.
 
         MLP's per-epoch loss (the batches' mean cost plus the L2 penalty at the end of the
-        epoch) and, with a validation split, its score.
+        epoch) and, with a validation split, its score and its loss (the weighted mean cost
+        of its samples plus the same penalty).
         """
 
-        def loss(net: Network, metrics: dict[str, float]) -> float:
+        def penalty(net: Network) -> float:
             # Finite weights near 1e154 square to infinity: the loss is then infinite,
             # without a numpy warning (training stops on the non-finite values it meets).
             with np.errstate(over="ignore", invalid="ignore"):
-                return metrics["cost"] + 0.5 * l2 * sum(
-                    float(np.dot(W.ravel(), W.ravel())) for W in net.weights
-                )
+                return 0.5 * l2 * sum(float(np.dot(W.ravel(), W.ravel())) for W in net.weights)
+
+        def loss(net: Network, metrics: dict[str, float]) -> float:
+            return metrics["cost"] + penalty(net)
 
         def validation_score(net: Network, metrics: dict[str, float]) -> float:
             X_val, targets_val, weight_val = validation
             with np.errstate(over="ignore", invalid="ignore"):
                 return self._score_outputs(net.predict(X_val), targets_val, weight_val)
 
-        return (
-            {"loss": loss} if validation is None else {"loss": loss, "val_score": validation_score}
-        )
+        def validation_loss(net: Network, metrics: dict[str, float]) -> float:
+            X_val, targets_val, weight_val = validation
+            cost = net.objective(X_val, targets_val, sample_weight=weight_val)[0]
+            return cost + penalty(net)
+
+        if validation is None:
+            return {"loss": loss}
+        return {"loss": loss, "val_score": validation_score, "val_loss": validation_loss}
 
     def _split(self, X, targets, sample_weight, seed):
         """Split off MLP's validation data: (X, targets, weights) to train and to validate on.
@@ -542,7 +589,7 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
     (two units for a binary problem); a multilabel target (a 0/1 indicator matrix of shape
     (n_samples, n_labels)) gets one sigmoid unit per label with the cross-entropy.
 
-{PARAMETERS_DOC}
+{PARAMETERS_DOC}{CLASS_WEIGHT_DOC}
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -561,6 +608,27 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
     >>> model.fit(X_train, y_train).score(X_test, y_test) > 0.95
     True
     """
+
+    # The shared parameters, then class_weight: its signature is the base's plus one
+    # (set below, for get_params and clone), so that a parameter added to the base needs
+    # no second copy here.
+    def __init__(self, hidden_layer_sizes=(100,), *, class_weight=None, **parameters):
+        super().__init__(hidden_layer_sizes, **parameters)
+        self.class_weight = class_weight
+
+    __init__.__signature__ = _signature_with(_BaseDeltaprop.__init__, "class_weight", None)
+
+    def _weigh_classes(self, train, incremental: bool) -> tuple:
+        if self.class_weight is None:
+            return train
+        X, targets, sample_weight = train
+        multilabel = targets.ndim == 2
+        given = _class_weight.by_index(self.class_weight, self.classes_, multilabel, incremental)
+        checked = _class_weight.check(given, self.n_outputs_)
+        dtype = self.network_.dtype
+        Y = targets if multilabel else np.eye(self.n_outputs_, dtype=dtype)[targets]
+        tallies = [_class_weight.tally(checked, Y)]
+        return X, targets, _class_weight.weigh(checked, (X, Y, sample_weight), tallies)[2]
 
     def fit(self, X, y, sample_weight=None):
         """Train the network on (X, y) for up to ``max_iter`` epochs.

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import _fit_data, optim
+from . import _class_weight, _fit_data, optim
 from ._fit_data import check_sample_weight as check_sample_weight
 from ._fit_data import split_validation as split_validation
 from ._full_batch import FullBatchRun
@@ -46,6 +46,7 @@ def fit(
     Y: Any,
     *,
     sample_weight: Any = None,
+    class_weight: Any = None,
     epochs: int = 30,
     batch_size: int | None = BATCH_SIZE,
     optimizer: str | optim.Optimizer | None = None,
@@ -93,6 +94,18 @@ def fit(
     sample_weight : array_like of shape (n_samples,), float or None, default=None
         Non-negative weights, at least one positive (a scalar weighs every sample alike):
         each batch minimises sum_i w_i C_i / sum_i w_i. None: every sample weighs 1.
+    class_weight : None, "balanced", dict or list, default=None
+        Weights of the classes, multiplied with ``sample_weight``: a training row weighs
+        ``sample_weight[i] * class_weight[its class]``. The class of a row is its class
+        index, or the index of its one-hot row. A dict maps class indices to weights
+        (classes it leaves out weigh 1); ``"balanced"`` is scikit-learn's
+        ``n_samples / (n_classes * np.bincount(y))`` over the training rows (those of
+        every rank with ``sharded``; not those held out for validation), and needs
+        samples of every class. 0/1 multilabel targets (rows that are not one-hot) are
+        weighed per output column: ``"balanced"`` or a list with one ``"balanced"`` or
+        dict ``{0: w0, 1: w1}`` per column, a row weighing the product of its columns'
+        weights (scikit-learn's ``compute_sample_weight`` for several outputs). The
+        validation metrics are not weighed.
     epochs : int, default=30
         Number of passes over the data (0 trains nothing).
     batch_size : int or None, default=10
@@ -246,6 +259,10 @@ default=None
         train, validation = _fit_data.prepare(
             net, data, validation_data, settings, group, inputs_unchecked
         )
+        tally = _class_weight.tally(settings.class_weight, train[1])
+    tallies = group.shard_values(tally)  # after the agreement: every rank gets here
+    with group.agreeing():
+        train = _class_weight.weigh(settings.class_weight, train, tallies, group.sharded)
         run = kind(net, settings, train, validation, group, inputs_unchecked)
         run.check_monitor()
         # Last: an invalid argument leaves the network's optimizer untouched.
