@@ -260,6 +260,19 @@ def expect_labels(net: dp.Network, labels, n: int):
     return [int(v) for v in values], set()
 
 
+def expect_evaluated_labels(net: dp.Network, labels, n: int):
+    """What `evaluate` reads: class indices, or 2-D targets whose argmax (>= 0.5 with one
+    output unit) is the class; (the classes as a list of int, set()) or (None, allowed)."""
+    if np.ndim(labels) != 2:
+        return expect_labels(net, labels, n)
+    targets, allowed = expect_targets(net, labels, n)
+    if allowed:
+        return None, allowed
+    if targets.shape[1] == 1:
+        return [int(t >= 0.5) for t in targets[:, 0]], set()
+    return targets.argmax(axis=1).tolist(), set()
+
+
 def expect_targets(net: dp.Network, Y, n: int):
     """(clean (n, n_L) targets, set()) or (None, the exceptions allowed)."""
     Y = np.asarray(Y)
@@ -743,7 +756,7 @@ def test_evaluate_takes_any_arrays(spec, data):
     frozen = Frozen(X, labels)
     clean_X, allowed = expect_inputs(net, X)
     if not allowed:
-        clean_labels, allowed = expect_labels(net, labels, len(clean_X))
+        clean_labels, allowed = expect_evaluated_labels(net, labels, len(clean_X))
     accuracy, error = attempt(net.evaluate, X, labels)
     frozen.assert_unchanged()
     check_outcome(error, allowed)
