@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _data, optim
+from . import _data, _scaling, optim
 from ._checks import as_real_array, check_fraction
 
 if TYPE_CHECKING:
@@ -16,7 +16,13 @@ __all__ = ["FirstEpochChecksX", "check_sample_weight", "prepare", "split_validat
 
 
 def prepare(
-    net, data: tuple, validation_data: Any, settings: FitSettings, group, inputs_unchecked
+    net,
+    data: tuple,
+    validation_data: Any,
+    settings: FitSettings,
+    group,
+    inputs_unchecked,
+    scaling: _scaling.FitScaling,
 ) -> tuple[tuple, tuple | None]:
     """Return the training and validation data of this rank, checked.
 
@@ -34,12 +40,16 @@ def prepare(
         The processes of the run.
     inputs_unchecked : FirstEpochChecksX or None
         Set when the first epoch checks X for NaN and infinity instead.
+    scaling : FitScaling
+        The run's input scaling: learned here with ``standardize``, applied to X and the
+        validation inputs (one scaled array each).
 
     Returns
     -------
     train : tuple (X, Y, sample_weight or None)
-        In the core's layout.
+        In the core's layout, X scaled.
     validation : tuple (X_val, Y_val) or None
+        X_val scaled.
 
     Raises
     ------
@@ -47,10 +57,13 @@ def prepare(
         Invalid data, or a network whose parameters are not finite.
     """
     X, Y, sample_weight = data
-    X, Y = group.validate(net, X, Y, inputs_unchecked is None)
+    given = _scaling.array_of(X)
+    X, Y = group.validate(net, given, Y, inputs_unchecked is None)
     sample_weight = check_sample_weight(sample_weight, len(X), net.dtype, group.sharded)
     if not np.isfinite(net.params).all():
         raise ValueError("the network's parameters contain NaN or infinity")
+    X = scaling.training(given, X, sample_weight, group)  # before the split: rows scaled once
+    validation_data = scaling.given_validation(validation_data)
     stopping = settings.early_stopping
     holds_out = stopping is not None and stopping.monitor in ("val_cost", "val_accuracy")
     train, validation = split_validation(
@@ -62,6 +75,7 @@ def prepare(
         settings.seed,
         stream=group.split_stream,
     )
+    validation = scaling.validation(validation_data, validation)
     if inputs_unchecked is not None and validation is not None and validation_data is None:
         _data.require_finite(validation[0], "X")  # held out of X: never trained on
     return train, validation
