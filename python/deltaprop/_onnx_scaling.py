@@ -97,7 +97,7 @@ def read(reader: Any, tensor: str) -> tuple[str, Any]:
 
 
 def _steps(reader: Any, tensor: str) -> list[tuple[str, np.ndarray, int]]:
-    """The longest pattern of `_PATTERNS` reading ``tensor``: (op, constant, node) each."""
+    """Return the longest pattern of `_PATTERNS` reading ``tensor``: (op, constant, node)."""
     for pattern in _PATTERNS:
         steps, current = [], tensor
         for op in pattern:
@@ -115,7 +115,7 @@ def _steps(reader: Any, tensor: str) -> list[tuple[str, np.ndarray, int]]:
 
 
 def _constant_operand(reader: Any, index: int, tensor: str, ordered: bool) -> Any:
-    """The float64 constant a node combines ``tensor`` with (second for Sub and Div), or None."""
+    """Return the float64 constant a node applies to ``tensor`` (second in Sub, Div), or None."""
     node = reader.graph.node[index]
     if not reader._default_domain(node) or len(node.input) != 2 or tensor not in node.input:
         return None
@@ -126,7 +126,7 @@ def _constant_operand(reader: Any, index: int, tensor: str, ordered: bool) -> An
 
 
 def _deferred(reader: Any, index: int, mean: np.ndarray, scale: np.ndarray):
-    """The scaling, once the number of inputs is known: constants broadcast, checked."""
+    """Return the scaling once the number of inputs is known: constants broadcast, checked."""
 
     def scaling(n_inputs: int) -> Scaling:
         try:
