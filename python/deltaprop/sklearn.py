@@ -65,14 +65,14 @@ except ImportError as error:  # pragma: no cover - only without scikit-learn
         f"The error was: {error}"
     ) from error
 
-from . import onnx, optim, training
+from . import _skl2onnx, onnx, optim, training
 from ._architecture import ACTIVATIONS, INITS
 from ._checks import check_int, check_real
 from ._precision import check_matmul_precision
 from ._sklearn_docs import ATTRIBUTES_DOC, PARAMETERS_DOC
 from .network import Network
 
-__all__ = ["DeltapropClassifier", "DeltapropRegressor"]
+__all__ = ["DeltapropClassifier", "DeltapropRegressor", "register_skl2onnx"]
 
 
 def _stochastic(estimator) -> bool:
@@ -120,6 +120,7 @@ class _BaseDeltaprop(BaseEstimator):
         warm_start=False,
         dtype="float64",
         matmul_precision="highest",
+        standardize=False,
         verbose=False,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -145,6 +146,7 @@ class _BaseDeltaprop(BaseEstimator):
         self.warm_start = warm_start
         self.dtype = dtype
         self.matmul_precision = matmul_precision
+        self.standardize = standardize
         self.verbose = verbose
 
     # ------------------------------------------------------------------ subclasses
@@ -284,7 +286,7 @@ class _BaseDeltaprop(BaseEstimator):
         self.network_.matmul_precision = self.matmul_precision
         train, validation = self._split(X, targets, sample_weight, split_seed)
         if self.optimizer == "lbfgs":
-            converged = self._train_full_batch(train)
+            converged = self._train_full_batch(train, first_pass)
         else:
             stopping = self._stopping_for_fit(incremental)
             self._train(train, validation, stopping, incremental, first_pass, epoch_seed)
@@ -335,6 +337,7 @@ class _BaseDeltaprop(BaseEstimator):
             X_train,
             targets_train,
             sample_weight=weight_train,
+            standardize=bool(self.standardize) and first_pass,  # kept by later fits
             epochs=1 if incremental else self.max_iter,
             batch_size=batch_size,
             optimizer=self._optimizer_for_fit(first_pass),
@@ -348,7 +351,7 @@ class _BaseDeltaprop(BaseEstimator):
             verbose=bool(self.verbose),
         )
 
-    def _train_full_batch(self, train) -> bool:
+    def _train_full_batch(self, train, first_pass: bool) -> bool:
         """Train with L-BFGS on all the training rows (MLP's ``solver="lbfgs"``).
 
         Its loss, MLP's, is the network's full-batch objective: the mean cost plus
@@ -368,6 +371,7 @@ class _BaseDeltaprop(BaseEstimator):
             X_train,
             targets_train,
             sample_weight=weight_train,
+            standardize=bool(self.standardize) and first_pass,
             optimizer="lbfgs",
             epochs=self.max_iter,
             max_fun=self.max_fun,
@@ -745,6 +749,7 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
             multilabel=self.out_activation_ == "logistic",
             zipmap=zipmap,
             opset=opset,
+            scaling=net._input_scaling,
         )
         onnx.write(path, model)
 
@@ -883,9 +888,31 @@ class DeltapropRegressor(RegressorMixin, _BaseDeltaprop):
         """
         check_is_fitted(self)
         net = self.network_
-        onnx.write(path, onnx.regressor_model(net.architecture, *net.layer_copies(), opset=opset))
+        scaling = net._input_scaling
+        model = onnx.regressor_model(
+            net.architecture, *net.layer_copies(), opset=opset, scaling=scaling
+        )
+        onnx.write(path, model)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+def register_skl2onnx() -> None:
+    """Register the estimators' converters with skl2onnx, so that pipelines ending in one convert.
+
+    After it, ``skl2onnx.to_onnx(Pipeline([("scale", StandardScaler()), ("net",
+    DeltapropClassifier())]), X[:1])`` converts the fitted pipeline: the estimator's nodes
+    are those of its ``to_onnx`` (its ``standardize`` scaling included), with skl2onnx's
+    outputs (``label`` and ``probabilities``, a ZipMap unless ``options={"zipmap": False}``;
+    ``variable`` for a regressor) and a ``Cast`` where skl2onnx's dtype is not the
+    network's. Call it once per process, before converting (again: it re-registers).
+
+    Raises
+    ------
+    ImportError
+        skl2onnx is not installed (``pip install skl2onnx``).
+    """
+    _skl2onnx.register(DeltapropClassifier, DeltapropRegressor)
