@@ -150,9 +150,6 @@ def write(path: str | os.PathLike, record: ModelRecord) -> None:
     arrays = {"params": params}
     if record.matmul_precision != "highest":
         content[_MATMUL_PRECISION] = record.matmul_precision
-    if record.input_scaling is not None:
-        content[_INPUT_SCALING] = _STANDARD
-        arrays.update(zip(_SCALING_ARRAYS, (record.input_scaling.mean, record.input_scaling.scale)))
     if record.optimizer is not None:
         content["optimizer"] = record.optimizer.describe()
         for i, state in enumerate(record.optimizer.state):
@@ -167,6 +164,9 @@ def write(path: str | os.PathLike, record: ModelRecord) -> None:
         content[_TRAINING] = {**record.training, _BEST_PARAMS: best is not None}
         if best is not None:
             arrays[_BEST_PARAMS] = best
+    if record.input_scaling is not None:  # last, in the order _members announces them
+        content[_INPUT_SCALING] = _STANDARD
+        arrays.update(zip(_SCALING_ARRAYS, (record.input_scaling.mean, record.input_scaling.scale)))
     _container.write(path, content, arrays)
 
 
