@@ -122,7 +122,10 @@ def _constant_operand(reader: Any, index: int, tensor: str, ordered: bool) -> An
     other = node.input[1] if node.input[0] == tensor else node.input[0]
     if (ordered and node.input[0] != tensor) or other not in reader.constants:
         return None
-    return reader.array(other, index, "scaling constant").astype(np.float64).reshape(-1)
+    value = reader.array(other, index, "scaling constant")
+    if value.ndim > 2 or (value.ndim == 2 and value.shape[0] != 1):
+        raise reader.refuse(index, f"scales by a constant of shape {value.shape}, not per input")
+    return value.astype(np.float64).reshape(-1)
 
 
 def _deferred(reader: Any, index: int, mean: np.ndarray, scale: np.ndarray):
