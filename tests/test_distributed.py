@@ -567,6 +567,29 @@ def test_lbfgs_on_sharded_data_minimises_the_objective_of_all_rows(tmp_path):
 
 
 @needs_mpi
+def test_standardize_learns_the_scaling_of_every_rank_s_rows(tmp_path):
+    from deltaprop._scaling import Scaling
+
+    sharded = {"optimizer": "adam", "lr": 0.01, "epochs": 2, "standardize": True,
+               "sample_weight": True, "shards": [0, 0, 30, 97], "sharded": True}  # fmt: skip
+    replicated = {key: value for key, value in sharded.items() if key not in ("shards", "sharded")}
+    results = launch(3, [sharded, replicated], tmp_path)
+    assert_same_on_every_rank(results)
+    X, _, weights = mpi_job.data(sharded)
+    expected = Scaling.learn(X, weights)
+    for index, run in enumerate(results[0]):
+        np.testing.assert_allclose(run["input_mean"], expected.mean, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(run["input_scale"], expected.scale, rtol=1e-12)
+        for rank in results[1:]:  # every rank the same scaling, bit for bit
+            np.testing.assert_array_equal(rank[index]["input_mean"], run["input_mean"])
+            np.testing.assert_array_equal(rank[index]["input_scale"], run["input_scale"])
+    assert all(run["error"] is None for run in results[0])
+    alone = one_process(replicated)  # each rank learns from all rows: the same scaling
+    np.testing.assert_array_equal(alone.input_mean, results[0][1]["input_mean"])
+    assert_close(alone, results[0][1]["params"])
+
+
+@needs_mpi
 def test_the_readme_example_runs_on_two_ranks(tmp_path):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "comm=" in b]

@@ -628,7 +628,8 @@ default="sigmoid"
         Returns
         -------
         X : ndarray of shape (n_samples, n_0)
-            C-contiguous, of the network's dtype (``X`` itself when it already is).
+            C-contiguous, of the network's dtype (``X`` itself when it already is); not
+            scaled: the methods that compute apply `input_mean` and `input_scale`.
         Y : ndarray of shape (n_samples, n_L)
             Targets: one-hot rows for class indices.
 

@@ -3,7 +3,9 @@
 Export writes a network as a graph of standard operators, built with the ``onnx`` package's
 helpers: one ``Gemm`` per layer (``transB=1``: W^l is stored as deltaprop holds it, (n_l,
 n_{l-1})) followed by its activation, from the input ``X`` of shape (N, n_0), N symbolic, to
-the output ``output`` of shape (N, n_L): what `Network.predict` returns. The fitted
+the output ``output`` of shape (N, n_L): what `Network.predict` returns; a network's input
+scaling (``fit(standardize=True)``) comes first, as ``Sub`` and ``Div`` (see
+`deltaprop._onnx_scaling`, which import reads too). The fitted
 scikit-learn estimators export with skl2onnx's conventions (outputs ``label`` and
 ``probabilities``, or ``variable`` for a regressor). The model's metadata says what the
 network is: producer deltaprop and its version, layer sizes, activations, cost, dtype.
