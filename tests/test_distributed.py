@@ -590,6 +590,25 @@ def test_standardize_learns_the_scaling_of_every_rank_s_rows(tmp_path):
 
 
 @needs_mpi
+def test_a_lone_error_before_standardize_sums_over_the_ranks_is_every_rank_s(tmp_path):
+    common = {"epochs": 2, "standardize": True, "shards": [0, 40, 60, 97], "sharded": True}
+    runs = [
+        {**common, "short_y_on_rank": 1},  # before the scaling's sums: no rank waits in them
+        {**common, "nan_on_rank": 2},  # found by the scaling, after the sums
+        {**common, "on_rank": {"1": {"standardize": False}}},
+    ]
+    results = launch(3, runs, tmp_path)
+    for run in range(len(runs)):
+        errors = {rank[run]["error"] for rank in results}
+        assert len(errors) == 1, errors
+        assert next(iter(errors))[0] == "ValueError"
+    assert results[0][0]["error"][1].startswith("rank 1: Y")
+    assert results[0][1]["error"][1].startswith("rank 2: X: contains NaN")
+    assert "standardize: rank 1 has False" in results[0][2]["error"][1]
+    assert all(rank[run]["input_mean"] is None for rank in results for run in range(3))
+
+
+@needs_mpi
 def test_the_readme_example_runs_on_two_ranks(tmp_path):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "comm=" in b]

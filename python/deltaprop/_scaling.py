@@ -90,6 +90,8 @@ class Scaling:
         total = total if total is not None else (lambda values: values)
         moments = _sparse_moments if is_sparse(X) else _dense_moments
         weight, mean, variance = moments(X, sample_weight, total)
+        if not weight > 0:  # a shard's weights may all be zero, not every rank's
+            raise ValueError("sample_weight: all the weights are zero; expected a positive sum")
         if not (np.isfinite(mean).all() and np.isfinite(variance).all()):
             if not is_sparse(X):
                 _data.require_finite(X, "X")

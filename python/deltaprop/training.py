@@ -254,7 +254,10 @@ default=None
         settings = FitSettings.from_arguments(net, arguments)
         kind = FullBatchRun if settings.full_batch else MiniBatchRun
         inputs_unchecked = kind.input_check(net, settings.optimizer, group)
-        data = (X, Y, sample_weight)
+        data = _fit_data.check(net, (X, Y, sample_weight), group, inputs_unchecked)
+    # Every rank's data is valid: learning the input scaling of sharded data sums over them.
+    group.check_same("standardize", settings.standardize)
+    with group.agreeing():
         scaling = _scaling.FitScaling(net, settings.standardize)
         train, validation = _fit_data.prepare(
             net, data, validation_data, settings, group, inputs_unchecked, scaling
