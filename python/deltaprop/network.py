@@ -193,7 +193,9 @@ default="sigmoid"
         Models written by `to_onnx`, by ``torch.onnx.export`` of an ``nn.Sequential`` of
         ``Linear`` layers and activations, and by skl2onnx for ``MLPClassifier`` and
         ``MLPRegressor`` (their label branch set aside); see `deltaprop.onnx.read` for what
-        maps. A model written by `to_onnx` comes back bit for bit, its cost included.
+        maps. A model written by `to_onnx` comes back bit for bit, its cost and its input
+        scaling (`input_mean`, `input_scale`) included; the scaling other tools write before
+        the first layer (skl2onnx's ``StandardScaler``) is read too.
 
         Parameters
         ----------
