@@ -45,7 +45,8 @@ def register(classifier: type, regressor: type) -> None:
         _classifier_shapes,
         _convert_classifier,
         overwrite=True,
-        options={"zipmap": [True, False, "columns"]},  # skl2onnx's parser adds the ZipMap
+        # What skl2onnx's classifier parser asks of every classifier as it adds the ZipMap.
+        options={"zipmap": [True, False, "columns"], "nocl": [True, False]},
     )
     update_registered_converter(
         regressor, "DeltapropRegressor", _regressor_shapes, _convert_regressor, overwrite=True
