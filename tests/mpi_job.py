@@ -124,6 +124,7 @@ def train(run: dict, comm, out: Path) -> dict:
     except (Exception, KeyboardInterrupt) as error:
         result["error"] = (type(error).__name__, str(error))
     result.update(params=net.params.copy(), history=net.history)
+    result.update(input_mean=net.input_mean, input_scale=net.input_scale)
     if run.get("save"):
         net.save(run["save"])
     return result

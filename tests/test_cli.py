@@ -513,3 +513,28 @@ def test_evaluate_names_a_recorded_data_set_that_is_gone(tmp_path, capsys):
     net.save(model)
     err = _one_line_error(["evaluate", str(model)], capsys)
     assert "gone" in err and "records the model was trained on: give --data" in err
+
+
+def test_train_standardize_keeps_the_scaling_for_predict_evaluate_and_export(tmp_path, capsys):
+    model = tmp_path / "model.npz"
+    argv = ["train", "--epochs", "2", "--standardize", "--save", str(model), "--quiet"]
+    assert cli.main(argv) == 0
+    net = dp.load(model)
+    assert net.input_mean is not None and net.input_scale.shape == (64,)
+    X, y = dp.datasets.load_digits()
+    (X_train, _), _ = dp.datasets.train_test_split(X, y, test_fraction=0.2, seed=0)
+    np.testing.assert_allclose(net.input_mean, X_train.mean(axis=0), rtol=1e-12, atol=1e-12)
+    plain = dp.Network.from_params(
+        net.weights, net.biases, activation=net.activation, output=net.output, cost=net.cost_name
+    )
+    scaled = (X[:9] - net.input_mean) / net.input_scale
+    np.save(tmp_path / "input.npy", X[:9])
+    assert cli.main(["predict", str(model), str(tmp_path / "input.npy")]) == 0
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "input.predictions.npy"), plain.predict(scaled)
+    )
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(model)]) == 0
+    assert float(capsys.readouterr().out.split("accuracy ")[1].split()[0]) > 0.8
+    assert cli.main(["export", str(model), str(tmp_path / "model.onnx")]) == 0
+    assert dp.Network.from_onnx(tmp_path / "model.onnx").input_scale is not None

@@ -592,6 +592,48 @@ def test_lbfgs_on_sharded_data_minimises_the_objective_of_all_rows(tmp_path):
 
 
 @needs_mpi
+def test_standardize_learns_the_scaling_of_every_rank_s_rows(tmp_path):
+    from deltaprop._scaling import Scaling
+
+    sharded = {"optimizer": "adam", "lr": 0.01, "epochs": 2, "standardize": True,
+               "sample_weight": True, "shards": [0, 0, 30, 97], "sharded": True}  # fmt: skip
+    replicated = {key: value for key, value in sharded.items() if key not in ("shards", "sharded")}
+    results = launch(3, [sharded, replicated], tmp_path)
+    assert_same_on_every_rank(results)
+    X, _, weights = mpi_job.data(sharded)
+    expected = Scaling.learn(X, weights)
+    for index, run in enumerate(results[0]):
+        np.testing.assert_allclose(run["input_mean"], expected.mean, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(run["input_scale"], expected.scale, rtol=1e-12)
+        for rank in results[1:]:  # every rank the same scaling, bit for bit
+            np.testing.assert_array_equal(rank[index]["input_mean"], run["input_mean"])
+            np.testing.assert_array_equal(rank[index]["input_scale"], run["input_scale"])
+    assert all(run["error"] is None for run in results[0])
+    alone = one_process(replicated)  # each rank learns from all rows: the same scaling
+    np.testing.assert_array_equal(alone.input_mean, results[0][1]["input_mean"])
+    assert_close(alone, results[0][1]["params"])
+
+
+@needs_mpi
+def test_a_lone_error_before_standardize_sums_over_the_ranks_is_every_rank_s(tmp_path):
+    common = {"epochs": 2, "standardize": True, "shards": [0, 40, 60, 97], "sharded": True}
+    runs = [
+        {**common, "short_y_on_rank": 1},  # before the scaling's sums: no rank waits in them
+        {**common, "nan_on_rank": 2},  # found by the scaling, after the sums
+        {**common, "on_rank": {"1": {"standardize": False}}},
+    ]
+    results = launch(3, runs, tmp_path)
+    for run in range(len(runs)):
+        errors = {rank[run]["error"] for rank in results}
+        assert len(errors) == 1, errors
+        assert next(iter(errors))[0] == "ValueError"
+    assert results[0][0]["error"][1].startswith("rank 1: Y")
+    assert results[0][1]["error"][1].startswith("rank 2: X: contains NaN")
+    assert "standardize: rank 1 has False" in results[0][2]["error"][1]
+    assert all(rank[run]["input_mean"] is None for rank in results for run in range(3))
+
+
+@needs_mpi
 def test_the_guide_example_runs_on_two_ranks(tmp_path):
     guide = Path(__file__).resolve().parents[1] / "docs" / "guide" / "distributed.md"
     page = guide.read_text(encoding="utf-8")

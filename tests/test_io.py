@@ -865,3 +865,68 @@ def test_an_invalid_trained_on_is_refused_on_save_and_on_load(tmp_path, trained_
     dp._container.write(tmp_path / "crafted.npz", {**fields, "trained_on": trained_on}, arrays)
     with pytest.raises(dp.ModelFormatError, match="trained_on"):
         dp.load(tmp_path / "crafted.npz")
+
+
+# ---------------------------------------------------------------------------- input scaling
+def _standardized(tmp_path, dtype="float64") -> tuple[dp.Network, pathlib.Path]:
+    X, y = _data()
+    net = _network(dtype)
+    net.fit(X * 10 + 3, y, standardize=True, epochs=2, optimizer="adam")
+    path = tmp_path / "standardized.npz"
+    net.save(path)
+    return net, path
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_input_scaling_is_saved_and_loaded(tmp_path, dtype):
+    net, path = _standardized(tmp_path, dtype)
+    loaded = dp.load(path)
+    assert_same_model(loaded, net)
+    np.testing.assert_array_equal(loaded.input_mean, net.input_mean)
+    np.testing.assert_array_equal(loaded.input_scale, net.input_scale)
+    X = _data()[0] * 10 + 3
+    np.testing.assert_array_equal(loaded.predict(X), net.predict(X))
+    fields, arrays = _parts(path)
+    assert fields["input_scaling"] == "standard"
+    assert arrays["input_mean"].dtype == np.float64 and arrays["input_scale"].shape == (4,)
+
+
+def test_a_file_without_input_scaling_is_as_before_and_loads_without_one(model_file):
+    fields, arrays = _parts(model_file)
+    assert "input_scaling" not in fields and "input_mean" not in arrays
+    assert dp.load(model_file).input_mean is None
+
+
+BAD_SCALING = {
+    "short": (_set_array("input_scale", lambda a: a[:3]), "input_scale"),
+    "nan": (_set_array("input_mean", lambda a: np.where(np.arange(a.size) == 1, np.nan, a)), "NaN"),
+    "zero-scale": (
+        _set_array("input_scale", lambda a: np.where(np.arange(a.size) == 0, 0, a)),
+        "> 0",
+    ),
+    "negative-scale": (_set_array("input_scale", lambda a: -a), "> 0"),
+    "float32": (_set_array("input_mean", lambda a: a.astype(np.float32)), "input_mean"),
+    "missing": (_delete("input_scale", "arrays"), "missing"),
+    "unknown-kind": (_set(input_scaling="minmax"), "input_scaling"),
+    "field-without-arrays": (
+        lambda f, a: (a.pop("input_mean"), a.pop("input_scale")),
+        "missing",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage, match", BAD_SCALING.values(), ids=BAD_SCALING.keys())
+def test_a_file_with_an_invalid_input_scaling_is_refused(tmp_path, damage, match):
+    _, path = _standardized(tmp_path)
+    fields, arrays = _parts(path)
+    damage(fields, arrays)
+    _write_model(path, fields, arrays)
+    _refused(path, match)
+
+
+def test_arrays_of_a_scaling_without_its_field_are_refused(tmp_path):
+    _, path = _standardized(tmp_path)
+    fields, arrays = _parts(path)
+    del fields["input_scaling"]
+    _write_model(path, fields, arrays)
+    _refused(path, "unexpected member")

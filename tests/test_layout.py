@@ -16,6 +16,7 @@ import deltaprop
 PACKAGE = Path(deltaprop.__file__).parent
 # Imported inside functions on purpose: optional extras, or costly at import time.
 OPTIONAL = {"matplotlib", "sklearn", "tqdm", "mpi4py", "onnx", "onnxruntime", "scipy", "torch"}
+OPTIONAL |= {"skl2onnx"}  # the estimators' converters, registered on request
 # Standard modules that alone would cost `import deltaprop` more than the package itself,
 # copy, which only copying an optimizer (saving, pickling) needs, and importlib.metadata,
 # which only finding oneDNN's library for bfloat16 needs.

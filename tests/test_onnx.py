@@ -1223,3 +1223,178 @@ def test_repeated_floats_are_read_in_bounded_memory():
     finally:
         tracemalloc.stop()
     assert peak < dp.onnx.PEAK_FACTOR * size  # a list of Python floats would take 8x
+
+
+# ---------------------------------------------------------------------------- input scaling
+def standardized(dtype, rng, sizes=(4, 6, 3)):
+    """A network trained with standardize=True on inputs far from mean 0 and std 1."""
+    X = rng.normal([5.0, -300.0, 0.0, 2e3], [2.0, 40.0, 1e-2, 5.0], size=(90, sizes[0]))
+    net = network("tanh", "softmax", dtype, sizes=sizes)
+    net.fit(X, rng.integers(0, sizes[-1], 90), standardize=True, epochs=2)
+    return net, X.astype(dtype)
+
+
+def test_the_scaling_is_exported_before_the_first_gemm(tmp_path, rng, dtype):
+    net, X = standardized(dtype, rng)
+    net.to_onnx(tmp_path / "net.onnx")
+    model = onnx.load(tmp_path / "net.onnx")
+    onnx.checker.check_model(model, full_check=True)
+    assert [node.op_type for node in model.graph.node[:3]] == ["Sub", "Div", "Gemm"]
+    (output,) = run(tmp_path / "net.onnx", X)
+    assert_close(output, net.predict(X), TOLERANCE[dtype])
+    back = dp.Network.from_onnx(tmp_path / "net.onnx")  # bit for bit, its scaling too
+    assert back.params.tobytes() == net.params.tobytes()
+    np.testing.assert_array_equal(back.input_scale, net.input_scale.astype(dtype))
+    np.testing.assert_array_equal(back.predict(X), net.predict(X))
+
+
+def test_the_estimators_export_their_scaling(tmp_path, rng):
+    X = rng.normal(50.0, 20.0, size=(80, 4))
+    classifier = DeltapropClassifier((5,), max_iter=3, random_state=0, standardize=True)
+    regressor = DeltapropRegressor((5,), max_iter=3, random_state=0, standardize=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: 3 epochs
+        classifier.fit(X, rng.integers(0, 3, 80))
+        regressor.fit(X, X @ [0.1, 0.2, 0.0, -0.1])
+    assert classifier.network_.input_mean is not None
+    classifier.to_onnx(tmp_path / "c.onnx")
+    label, probabilities = run(tmp_path / "c.onnx", X)
+    np.testing.assert_array_equal(label, classifier.predict(X))
+    assert_close(probabilities, classifier.predict_proba(X), 1e-12)
+    regressor.to_onnx(tmp_path / "r.onnx")
+    assert_close(run(tmp_path / "r.onnx", X)[0][:, 0], regressor.predict(X), 1e-12)
+
+
+def with_scaling_nodes(net, nodes, constants):
+    """The network's ONNX model (without scaling) with ``nodes`` from X to 'scaled' first."""
+    model = dp.onnx.network_model(net.architecture, *net.layer_copies())
+    model.graph.node[0].input[0] = "scaled"
+    for position, node in enumerate(nodes):
+        model.graph.node.insert(position, node)
+    for name, value in constants.items():
+        model.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+    return model
+
+
+SCALING_FORMS = {
+    "sub-mul": lambda m, s: (
+        [
+            helper.make_node("Sub", ["X", "m"], ["c"]),
+            helper.make_node("Mul", ["c", "r"], ["scaled"]),
+        ],
+        {"m": m, "r": 1 / s},
+    ),
+    "mul-add": lambda m, s: (
+        [
+            helper.make_node("Mul", ["r", "X"], ["p"]),
+            helper.make_node("Add", ["p", "b"], ["scaled"]),
+        ],
+        {"r": 1 / s, "b": -m / s},
+    ),
+    "div-row": lambda m, s: ([helper.make_node("Div", ["X", "s"], ["scaled"])], {"s": s[None, :]}),
+    "sub-scalar": lambda m, s: ([helper.make_node("Sub", ["X", "m"], ["scaled"])], {"m": m[:1]}),
+}
+
+
+@pytest.mark.parametrize("form", SCALING_FORMS)
+def test_scalings_written_in_other_ways_are_read(rng, form):
+    net = network("tanh", "softmax", "float64", sizes=(4, 5, 3))
+    mean, scale = rng.normal(size=4), rng.uniform(0.5, 2.0, size=4)
+    nodes, constants = SCALING_FORMS[form](mean, scale)
+    model = with_scaling_nodes(net, nodes, constants)
+    onnx.checker.check_model(model, full_check=True)
+    back = dp.Network.from_onnx(model)
+    X = rng.normal(size=(10, 4))
+    (expected,) = session(model).run(None, {"X": X})
+    assert_close(back.predict(X), expected, 1e-12)
+    if form == "sub-scalar":
+        np.testing.assert_array_equal(back.input_mean, np.full(4, mean[0]))
+        np.testing.assert_array_equal(back.input_scale, np.ones(4))
+
+
+@pytest.mark.parametrize(
+    ("constants", "match"),
+    [({"m": np.zeros(4), "r": np.array([1.0, 0.0, 1.0, 1.0])}, "infinity"),
+     ({"m": np.zeros(4), "r": -np.ones(4)}, "scale > 0"),
+     ({"m": np.zeros(4), "r": np.ones((2, 2))}, "not per input"),
+     ({"m": np.zeros(3), "r": np.ones(3)}, "of the 4 inputs")],
+    ids=["zero", "negative", "not-per-input", "wrong-length"],
+)  # fmt: skip
+def test_a_scaling_that_is_not_one_is_refused(rng, constants, match):
+    net = network("tanh", "softmax", "float64", sizes=(4, 5, 3))
+    nodes = [
+        helper.make_node("Sub", ["X", "m"], ["c"], name="centre"),
+        helper.make_node("Mul", ["c", "r"], ["scaled"], name="scale"),
+    ]
+    with pytest.raises(dp.onnx.UnsupportedGraphError, match=match):
+        dp.Network.from_onnx(with_scaling_nodes(net, nodes, constants))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_import_of_a_skl2onnx_pipeline_with_a_standard_scaler(rng, dtype):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    estimator, X = fitted_mlp("int", rng, dtype=dtype)
+    X = (X * 30 + 100).astype(dtype)
+    pipeline = make_pipeline(StandardScaler(), estimator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        pipeline.fit(X, LABELS["int"](rng, len(X)))
+    options = {id(estimator): {"zipmap": False}}
+    net = dp.Network.from_onnx(skl2onnx.to_onnx(pipeline, X[:1], options=options))
+    np.testing.assert_allclose(net.input_mean, pipeline[0].mean_, rtol=1e-6)
+    assert_close(net.predict(X), pipeline.predict_proba(X), TOLERANCE[dtype] * 10)
+
+
+# ---------------------------------------------------------------- skl2onnx's converters
+PIPELINE_INPUTS = [("float64", "float64"), ("float32", "float64"), ("float32", "float32"),
+                   ("float64", "float32")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("input_dtype", "dtype"), PIPELINE_INPUTS)
+@pytest.mark.parametrize("kind", ["int", "str", "binary"])
+def test_a_pipeline_ending_in_a_classifier_converts_with_skl2onnx(rng, kind, input_dtype, dtype):
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from deltaprop.sklearn import register_skl2onnx
+
+    register_skl2onnx()
+    X = rng.normal(20.0, 5.0, size=(90, 4)).astype(input_dtype)
+    classifier = DeltapropClassifier((6,), max_iter=5, random_state=0, dtype=dtype)
+    pipeline = Pipeline([("scale", StandardScaler()), ("net", classifier)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        pipeline.fit(X, LABELS[kind](rng, 90))
+    # skl2onnx's ZipMap takes float32 only: float64 pipelines convert to tensors.
+    zipmap = input_dtype == "float32"
+    model = skl2onnx.to_onnx(pipeline, X[:1], options=None if zipmap else {"zipmap": False})
+    onnx.checker.check_model(model, full_check=True)
+    runner = session(model)
+    label, probabilities = runner.run(None, {runner.get_inputs()[0].name: X})
+    if zipmap:
+        probabilities = [[row[c] for c in pipeline.classes_] for row in probabilities]
+    np.testing.assert_array_equal(label, pipeline.predict(X))
+    tolerance = 1e-12 if input_dtype == dtype == "float64" else 1e-5
+    assert_close(np.asarray(probabilities), pipeline.predict_proba(X), tolerance)
+
+
+def test_a_pipeline_ending_in_a_standardizing_regressor_converts_with_skl2onnx(rng):
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+
+    from deltaprop.sklearn import register_skl2onnx
+
+    register_skl2onnx()
+    X = rng.normal(3.0, 2.0, size=(70, 5))
+    regressor = DeltapropRegressor((4,), max_iter=5, random_state=0, standardize=True)
+    pipeline = make_pipeline(PCA(3), regressor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        pipeline.fit(X, np.c_[X[:, 0], X[:, 1] - X[:, 2]])
+    assert regressor.network_.input_scale is not None
+    model = skl2onnx.to_onnx(pipeline, X[:1])
+    runner = session(model)
+    (variable,) = runner.run(None, {runner.get_inputs()[0].name: X})
+    assert_close(variable, pipeline.predict(X), 1e-12)

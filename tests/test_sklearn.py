@@ -53,6 +53,7 @@ def blobs():
         DeltapropClassifier(optimizer="lbfgs", **SMALL),
         DeltapropRegressor(optimizer="lbfgs", **SMALL),
         DeltapropClassifier(optimizer="rprop", **SMALL),
+        DeltapropClassifier(standardize=True, **SMALL),
     ]
 )
 def test_sklearn_estimator_checks(estimator, check):
@@ -742,3 +743,40 @@ def test_a_callback_that_raises_propagates_with_the_completed_epochs(blobs):
     assert len(model.network_.history["cost"]) == 2  # as Network.fit leaves it
     with pytest.raises(TypeError, match="callbacks: expected callables"):
         DeltapropClassifier(callbacks=[1]).fit(X, y)
+
+
+@pytest.mark.parametrize("Estimator", [DeltapropClassifier, DeltapropRegressor])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_standardize_is_a_pipeline_with_a_standard_scaler(blobs, Estimator, optimizer):
+    X, y = blobs
+    X = X * [1.0, 100.0, 0.01, 1.0] + [0.0, 5e3, 1.0, -40.0]
+    y = y if Estimator is DeltapropClassifier else X @ [1.0, 0.01, 100.0, 0.0]
+    options = dict(hidden_layer_sizes=(6,), max_iter=8, random_state=0, optimizer=optimizer)
+    standardized = Estimator(standardize=True, **options)
+    pipeline = make_pipeline(StandardScaler(), Estimator(**options))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        standardized.fit(X, y)
+        pipeline.fit(X, y)
+    np.testing.assert_allclose(standardized.network_.input_mean, pipeline[0].mean_, rtol=1e-13)
+    np.testing.assert_allclose(standardized.network_.input_scale, pipeline[0].scale_, rtol=1e-13)
+    np.testing.assert_allclose(standardized.predict(X), pipeline.predict(X), rtol=1e-9)
+    np.testing.assert_allclose(standardized.loss_curve_, pipeline[-1].loss_curve_, rtol=1e-9)
+
+
+def test_partial_fit_and_warm_starts_keep_the_first_fits_scaling(blobs):
+    X, y = blobs
+    model = DeltapropClassifier((6,), standardize=True, random_state=0)
+    model.partial_fit(X[:60] * 10, y[:60], classes=[0, 1, 2])
+    mean = model.network_.input_mean
+    np.testing.assert_allclose(mean, (X[:60] * 10).mean(axis=0), rtol=1e-13)
+    model.partial_fit(X, y)
+    assert model.network_.input_mean is mean
+    warm = DeltapropClassifier((6,), standardize=True, warm_start=True, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm.fit(X, y)
+        mean = warm.network_.input_mean
+        warm.fit(X * 3, y)
+    assert warm.network_.input_mean is mean
+    assert pickle.loads(pickle.dumps(warm)).network_.input_mean is not None

@@ -128,6 +128,7 @@ class Checkpoints:
             progress,
             best,
             matmul_precision=net.matmul_precision,
+            input_scaling=net._input_scaling,
         )
         io.write(self.path, record)
 
@@ -138,6 +139,7 @@ class Checkpoints:
             raise ModelFormatError(f"{self.path}: a model file, not a training checkpoint")
         if record.architecture != net.architecture:
             raise ValueError(f"checkpoint: {self.path} holds {record.architecture}, not {net!r}")
+        _check_same_scaling(self.path, record.input_scaling, net._input_scaling)
         _ProgressReader(self.path, record.training).fields()  # the arguments' first
         self._check_same_arguments(record.training.get("arguments"))
         progress = read_progress(self.path, record.training, run)
@@ -171,6 +173,17 @@ class Checkpoints:
                     f"this run has {value!r}: resume with the arguments of that run, or "
                     "start again without resume=True"
                 )
+
+
+def _check_same_scaling(path: str, saved: Any, now: Any) -> None:
+    """Refuse a checkpoint whose run scaled its inputs otherwise than this run does."""
+    same = saved.same_as(now) if saved is not None else now is None
+    if not same:
+        raise ValueError(
+            f"checkpoint: {path} was trained with another input scaling than this run's "
+            "(fit(standardize=True) learns it from X): resume with the data and the "
+            "standardize of that run, or start again without resume=True"
+        )
 
 
 def arguments(run: Run) -> dict[str, Any]:

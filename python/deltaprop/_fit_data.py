@@ -6,19 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _data, optim
+from . import _data, _scaling, optim
 from ._checks import as_real_array, check_fraction
 
 if TYPE_CHECKING:
     from ._settings import FitSettings
 
-__all__ = ["FirstEpochChecksX", "check_sample_weight", "prepare", "split_validation"]
+__all__ = ["FirstEpochChecksX", "check", "check_sample_weight", "prepare", "split_validation"]
 
 
-def prepare(
-    net, data: tuple, validation_data: Any, settings: FitSettings, group, inputs_unchecked
-) -> tuple[tuple, tuple | None]:
-    """Return the training and validation data of this rank, checked.
+def check(net, data: tuple, group, inputs_unchecked) -> tuple:
+    """Check this rank's training data (no collective: `fit` then agrees on the errors).
 
     Parameters
     ----------
@@ -26,6 +24,50 @@ def prepare(
         The network to train.
     data : tuple (X, Y, sample_weight)
         `fit`'s data, as given.
+    group : Group or Alone
+        The processes of the run.
+    inputs_unchecked : FirstEpochChecksX or None
+        Set when the first epoch checks X for NaN and infinity instead.
+
+    Returns
+    -------
+    tuple (given, X, Y, sample_weight or None)
+        X as given (`_scaling.array_of`), then X, Y and the weights in the core's layout.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid data, or a network whose parameters are not finite.
+    """
+    X, Y, sample_weight = data
+    given = _scaling.array_of(X)
+    X, Y = group.validate(net, given, Y, inputs_unchecked is None)
+    sample_weight = check_sample_weight(sample_weight, len(X), net.dtype, group.sharded)
+    if not np.isfinite(net.params).all():
+        raise ValueError("the network's parameters contain NaN or infinity")
+    return given, X, Y, sample_weight
+
+
+def prepare(
+    net,
+    checked: tuple,
+    validation_data: Any,
+    settings: FitSettings,
+    group,
+    inputs_unchecked,
+    scaling: _scaling.FitScaling,
+) -> tuple[tuple, tuple | None]:
+    """Return the training and validation data of this rank, scaled and split.
+
+    Every rank's data has been checked (`check`): with sharded data, learning the scaling
+    sums over the ranks first.
+
+    Parameters
+    ----------
+    net : Network
+        The network to train.
+    checked : tuple (given, X, Y, sample_weight)
+        What `check` returned.
     validation_data : tuple (X_val, Y_val) or None
         As given to `fit`.
     settings : FitSettings
@@ -34,23 +76,25 @@ def prepare(
         The processes of the run.
     inputs_unchecked : FirstEpochChecksX or None
         Set when the first epoch checks X for NaN and infinity instead.
+    scaling : FitScaling
+        The run's input scaling: learned here with ``standardize``, applied to X and the
+        validation inputs (one scaled array each).
 
     Returns
     -------
     train : tuple (X, Y, sample_weight or None)
-        In the core's layout.
+        In the core's layout, X scaled.
     validation : tuple (X_val, Y_val) or None
+        X_val scaled.
 
     Raises
     ------
     TypeError, ValueError
-        Invalid data, or a network whose parameters are not finite.
+        Invalid validation data or fraction, or (learning the scaling) NaN or infinity in X.
     """
-    X, Y, sample_weight = data
-    X, Y = group.validate(net, X, Y, inputs_unchecked is None)
-    sample_weight = check_sample_weight(sample_weight, len(X), net.dtype, group.sharded)
-    if not np.isfinite(net.params).all():
-        raise ValueError("the network's parameters contain NaN or infinity")
+    given, X, Y, sample_weight = checked
+    X = scaling.training(given, X, sample_weight, group)  # before the split: rows scaled once
+    validation_data = scaling.given_validation(validation_data)
     stopping = settings.early_stopping
     holds_out = stopping is not None and stopping.monitor in ("val_cost", "val_accuracy")
     train, validation = split_validation(
@@ -62,6 +106,7 @@ def prepare(
         settings.seed,
         stream=group.split_stream,
     )
+    validation = scaling.validation(validation_data, validation)
     if inputs_unchecked is not None and validation is not None and validation_data is None:
         _data.require_finite(validation[0], "X")  # held out of X: never trained on
     return train, validation

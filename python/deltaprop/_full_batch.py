@@ -101,7 +101,7 @@ class FullBatchRun(Run):
             rows = self.group.own_rows(self.data)
             settings = self.settings
             cost, gradient = self.group.objective(
-                self.net, rows, settings.lmbda, settings.l1, self.n_samples
+                self.on_scaled_inputs, rows, settings.lmbda, settings.l1, self.n_samples
             )
         except ValueError as error:  # the cost or its gradient overflowed
             raise self.group.raised_by_all(

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _scaling
+
 __all__ = ["GradientCheck", "gradient_check"]
 
 
@@ -65,7 +67,7 @@ def gradient_check(net, X, Y, *, eps, lmbda, l1, sample_weight, entries, seed) -
         dtype="float64",
         leaky_slope=net.leaky_slope,
     )
-    X, Y = copy.validate(X, Y)
+    X, Y = copy.validate(*_scaling.validate(net, X, Y))  # the copy has no input scaling
     checked = _entries(net.params.size, entries, seed)
     params = copy.params
     numeric = np.empty(checked.size)

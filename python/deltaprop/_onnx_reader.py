@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _onnx_scaling
 from ._architecture import Architecture
 from ._container import ModelFormatError
 from ._files import open_inside
@@ -222,6 +223,8 @@ class Reader:
     # -------------------------------------------------------------- the walk
     def layers(self) -> Layers:
         tensor = self.skip_aliases(self.input(), at_input=True)
+        tensor, scaling = _onnx_scaling.read(self, tensor)
+        tensor = self.skip_aliases(tensor)
         layers: list[Layer] = []
         while True:
             step = self.linear(tensor)
@@ -241,7 +244,10 @@ class Reader:
             raise UnsupportedGraphError(f"{self.name}: no fully connected layer reads the input")
         self.set_aside(tensor)
         _Outputs(self).check(tensor, layers[-1].weights.shape[0])
-        return self.finish(layers)
+        chained = self.finish(layers)
+        if scaling is not None:
+            chained.input_scaling = scaling(layers[0].weights.shape[1])
+        return chained
 
     def input(self) -> str:
         inputs = [i for i in self.graph.input if i.name not in self.constants]

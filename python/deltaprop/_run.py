@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from ._progress import Progress
+from ._scaling import without_scaling
 from ._stopping import History
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ class Run:
         inputs_unchecked: FirstEpochChecksX | None = None,
     ) -> None:
         self.net, self.settings, self.group = net, settings, group
+        # The data is scaled already: the run's own evaluations of it must not scale again.
+        self.on_scaled_inputs = without_scaling(net)
         self.data, self.validation = data, validation
         self.optimizer = settings.optimizer
         self.epochs, self.batch_size, self.n_samples = settings.epochs, settings.batch_size, 0
@@ -224,12 +227,13 @@ class Run:
         net, settings = self.net, self.settings
         current = {"cost": cost}
         if settings.train_accuracy:
-            current["accuracy"] = self.metric(net.evaluate, *self.group.own_rows(self.data)[:2])
+            rows = self.group.own_rows(self.data)[:2]
+            current["accuracy"] = self.metric(self.on_scaled_inputs.evaluate, *rows)
         if self.validation is not None:
             X_val, Y_val = self.validation
-            current["val_cost"] = self.metric(net.cost, X_val, Y_val)
+            current["val_cost"] = self.metric(self.on_scaled_inputs.cost, X_val, Y_val)
             if "val_accuracy" in self.history:
-                current["val_accuracy"] = self.metric(net.evaluate, X_val, Y_val)
+                current["val_accuracy"] = self.metric(self.on_scaled_inputs.evaluate, X_val, Y_val)
         if self.optimizer is not None:  # L-BFGS has no learning rate
             current["lr"] = self.optimizer.lr
         current["time"] = seconds

@@ -108,6 +108,7 @@ class FitSettings(ComparedByFields):
     # fit's parameters that are its data, not settings.
     DATA = ("net", "X", "Y", "sample_weight", "validation_data")
     _FIELDS = (
+        "standardize",
         "epochs",
         "batch_size",
         "optimizer",
@@ -182,6 +183,7 @@ class FitSettings(ComparedByFields):
             _refuse_mini_batch_options(a)
         checked = dict(
             a,
+            standardize=bool(a["standardize"]),
             epochs=check_int(a["epochs"], "epochs", 0),
             batch_size=_batch_size(a["batch_size"]),
             lmbda=check_real(a["lmbda"], "lmbda", 0.0),

@@ -74,6 +74,14 @@ default="adam"
         (without a ``ConvergenceWarning``); an exception propagates, the curves holding
         the epochs completed. Kept as given (``clone`` copies it as scikit-learn copies
         any parameter).
+    standardize : bool, default=False
+        Standardize the inputs as ``StandardScaler`` does (`deltaprop.Network.fit`'s
+        ``standardize``): the fit that makes the network learns each feature's mean and
+        standard deviation from the training samples (weighted by ``sample_weight``, the
+        ``early_stopping`` split held out); the network keeps them (``network_.input_mean``,
+        ``network_.input_scale``) and applies them in prediction, in warm-started fits and
+        ``partial_fit`` (which do not learn them again), in ``to_onnx`` and in skl2onnx's
+        conversion (`register_skl2onnx`).
     verbose : bool, default=False
         Print one line per epoch.
 """

@@ -191,6 +191,12 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     add("--l1", type=_STRENGTH, default=0.0, help="L1 regularisation")
     add("--dropout", type=_FRACTION, default=0.0, help="dropout rate of the hidden layers")
     add(
+        "--standardize",
+        action="store_true",
+        help="scale each input to mean 0 and std 1 on the training split; the model file "
+        "keeps the scaling, which predict, evaluate and export apply",
+    )
+    add(
         "--schedule",
         choices=("constant", "step", "adaptive"),
         default="constant",
@@ -349,6 +355,7 @@ def train(args: argparse.Namespace) -> Network:
         lmbda=args.lmbda,
         l1=args.l1,
         dropout=args.dropout,
+        standardize=args.standardize,
         schedule=schedules.get(args.schedule),
         validation_fraction=args.validation_fraction,
         early_stopping=args.early_stopping,

@@ -78,6 +78,9 @@ class Layers:
         the leaky relu layers' slopes differ.
     cost : str or None, default=None
         The cost the source was trained with, when it says; None: `default_cost`.
+    input_scaling : deltaprop._scaling.Scaling or None, default=None
+        What the source does to its inputs before the first layer, ``(x - mean) / scale``
+        (an ONNX graph's ``Sub`` and ``Div``, skl2onnx's ``Scaler``); None: nothing.
     """
 
     weights: list[np.ndarray]
@@ -87,6 +90,7 @@ class Layers:
     dtype: np.dtype
     leaky_slope: float | tuple[float, ...] = 0.01
     cost: str | None = None
+    input_scaling: Any = None
 
     @classmethod
     def chain(cls, layers: list[Layer], dtype: np.dtype, cost: str | None = None) -> Layers:

@@ -10,10 +10,13 @@ Header fields of a model file, next to the container's own: ``sizes``, ``activat
 numbers or null, as the command line records its data set and split; files without it
 load as before), for a network computing in bfloat16 ``matmul_precision`` ("bfloat16";
 absent means "highest", so that files of the default precision are those of earlier
-versions) and, in a checkpoint, ``training`` (the run's progress). Arrays: ``params``
-(laid out as `Network.params`), the optimizer's ``state_0``, ``state_1``..., and in a
-checkpoint with early stopping ``best_params``. Everything is checked before any array is
-read.
+versions), for a network with an input scaling (``fit(standardize=True)``)
+``input_scaling`` ("standard": the arrays ``input_mean`` and ``input_scale``, float64 of
+n_0 values each, the scale > 0; absent in files of networks without one, and in those of
+earlier versions) and, in a checkpoint, ``training`` (the run's progress). Arrays:
+``params`` (laid out as `Network.params`), the optimizer's ``state_0``, ``state_1``..., and
+in a checkpoint with early stopping ``best_params``. Everything is checked before any array
+is read.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _container, optim
+from . import _container, _scaling, optim
 from ._architecture import Architecture
 from ._container import FORMAT, FORMAT_VERSION, ModelFormatError, check_field
 
@@ -36,7 +39,10 @@ _MAX_TRAINED_ON_ENTRIES = 16
 _MAX_TRAINED_ON_TEXT = 4096  # characters of a name or a text value: a path fits
 _BEST_PARAMS = "best_params"
 _MATMUL_PRECISION = "matmul_precision"
-_OPTIONAL = {_TRAINING, _TRAINED_ON, _MATMUL_PRECISION}
+_INPUT_SCALING = "input_scaling"
+_STANDARD = "standard"  # (x - input_mean) / input_scale
+_SCALING_ARRAYS = ("input_mean", "input_scale")
+_OPTIONAL = {_TRAINING, _TRAINED_ON, _MATMUL_PRECISION, _INPUT_SCALING}
 _FIELDS = {"sizes", "activation", "output", "cost", "leaky_slope", "dtype", "n_params", "optimizer"}
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 
@@ -62,6 +68,8 @@ class ModelRecord:
         What the network was trained on (see `check_trained_on`); None: not recorded.
     matmul_precision : {"highest", "bfloat16"}, default="highest"
         The network's `Network.matmul_precision`.
+    input_scaling : Scaling or None, default=None
+        The network's input scaling (``fit(standardize=True)``); None: none.
     """
 
     def __init__(
@@ -74,10 +82,12 @@ class ModelRecord:
         trained_on: dict[str, Any] | None = None,
         *,
         matmul_precision: str = "highest",
+        input_scaling: _scaling.Scaling | None = None,
     ) -> None:
         self.architecture, self.params, self.optimizer = architecture, params, optimizer
         self.training, self.best_params = training, best_params
         self.trained_on, self.matmul_precision = trained_on, matmul_precision
+        self.input_scaling = input_scaling
 
 
 def check_trained_on(value: Any) -> str | None:
@@ -154,6 +164,9 @@ def write(path: str | os.PathLike, record: ModelRecord) -> None:
         content[_TRAINING] = {**record.training, _BEST_PARAMS: best is not None}
         if best is not None:
             arrays[_BEST_PARAMS] = best
+    if record.input_scaling is not None:  # last, in the order _members announces them
+        content[_INPUT_SCALING] = _STANDARD
+        arrays.update(zip(_SCALING_ARRAYS, (record.input_scaling.mean, record.input_scaling.scale)))
     _container.write(path, content, arrays)
 
 
@@ -200,7 +213,19 @@ def read(path: str | os.PathLike) -> ModelRecord:
         arrays.get(_BEST_PARAMS),
         fields.get(_TRAINED_ON),
         matmul_precision=fields.get(_MATMUL_PRECISION, "highest"),
+        input_scaling=_read_scaling(path, arrays),
     )
+
+
+def _read_scaling(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Any:
+    """Return the input scaling of a file's arrays (sizes, finiteness checked), or None."""
+    if _SCALING_ARRAYS[0] not in arrays:
+        return None
+    mean, scale = (arrays[name] for name in _SCALING_ARRAYS)
+    try:
+        return _scaling.Scaling(mean, scale)
+    except ValueError as error:
+        raise ModelFormatError(f"{os.fspath(path)}: {error}") from None
 
 
 def _members(fields: dict[str, Any]) -> _container.MemberSpec:
@@ -235,6 +260,13 @@ def _members(fields: dict[str, Any]) -> _container.MemberSpec:
             fields,
             '"bfloat16" in a float32 network (absent: "highest")',
         )
+    if _INPUT_SCALING in fields:
+        check_field(
+            fields[_INPUT_SCALING] == _STANDARD,
+            _INPUT_SCALING,
+            fields,
+            f'"{_STANDARD}" (absent: no input scaling)',
+        )
     names = ["params"] + [f"state_{i}" for i in range(n_state)]
     if _TRAINING in fields:
         training = fields[_TRAINING]
@@ -247,4 +279,7 @@ def _members(fields: dict[str, Any]) -> _container.MemberSpec:
         if training[_BEST_PARAMS]:
             names.append(_BEST_PARAMS)
     dtype = _DTYPES[fields["dtype"]]
-    return {name: (dtype, n_params) for name in names}
+    spec = {name: (dtype, n_params) for name in names}
+    if _INPUT_SCALING in fields:
+        spec.update(dict.fromkeys(_SCALING_ARRAYS, (_DTYPES["float64"], architecture.sizes[0])))
+    return spec

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _core, _data, _files, _minibatch, _precision, io, optim, training
+from . import _core, _data, _files, _minibatch, _precision, _scaling, io, optim, training
 from ._architecture import ACTIVATIONS, COSTS, INITS, OUTPUTS, Architecture
 from ._checks import as_real_array, check_int, check_name, check_real
 from ._container import ModelFormatError
@@ -201,7 +201,9 @@ of them, default="sigmoid"
         Models written by `to_onnx`, by ``torch.onnx.export`` of an ``nn.Sequential`` of
         ``Linear`` layers and activations, and by skl2onnx for ``MLPClassifier`` and
         ``MLPRegressor`` (their label branch set aside); see `deltaprop.onnx.read` for what
-        maps. A model written by `to_onnx` comes back bit for bit, its cost included.
+        maps. A model written by `to_onnx` comes back bit for bit, its cost and its input
+        scaling (`input_mean`, `input_scale`) included; the scaling other tools write before
+        the first layer (skl2onnx's ``StandardScaler``) is read too.
 
         Parameters
         ----------
@@ -317,7 +319,7 @@ of them, default="sigmoid"
             from . import interop
 
             cost = layers.cost or interop.default_cost(layers.output)
-        return cls.from_params(
+        net = cls.from_params(
             layers.weights,
             layers.biases,
             activation=layers.activation,
@@ -326,6 +328,8 @@ of them, default="sigmoid"
             dtype=layers.dtype if dtype is None else dtype,
             leaky_slope=layers.leaky_slope,
         )
+        net._input_scaling = layers.input_scaling  # an ONNX graph's, before its first layer
+        return net
 
     def _build(self, architecture: Architecture) -> None:
         self.architecture = architecture
@@ -348,6 +352,7 @@ of them, default="sigmoid"
         # What the network was trained on (the command line's data set and split), saved
         # with it as the model file's "trained_on" field; None: not recorded.
         self.trained_on: dict[str, Any] | None = None
+        self._input_scaling: _scaling.Scaling | None = None  # fit(standardize=True)'s
         self._training = _thread.allocate_lock()  # held by fit: one training run at a time
         # Held while the core updates the parameters, and while they are copied to be
         # saved or pickled: a copy is never half of one batch and half of the next.
@@ -364,6 +369,7 @@ of them, default="sigmoid"
             "history": self.history,
             "trained_on": record.trained_on,
             "matmul_precision": record.matmul_precision,
+            "input_scaling": record.input_scaling,
         }
 
     def _snapshot(self) -> io.ModelRecord:
@@ -378,6 +384,7 @@ of them, default="sigmoid"
                 optimizer,
                 trained_on=trained_on,
                 matmul_precision=self.matmul_precision,
+                input_scaling=self._input_scaling,
             )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -386,6 +393,7 @@ of them, default="sigmoid"
         self.optimizer, self.history = state["optimizer"], state["history"]
         self.trained_on = state.get("trained_on")  # absent from older pickles
         self._set_matmul_precision(state.get("matmul_precision", "highest"), asked=False)
+        self._input_scaling = state.get("input_scaling")  # absent from older pickles
 
     def _initialise(self, init: str, rng: np.random.Generator) -> None:
         for W, b in zip(self._weights, self._biases):
@@ -457,6 +465,22 @@ of them, default="sigmoid"
         _precision.prepare(precision, asked=asked)
         # The core takes the network's lock: a fit in another thread finishes its batch.
         self._core.matmul_precision = precision
+
+    @property
+    def input_mean(self) -> np.ndarray | None:
+        """What is subtracted from each input column before the first layer (read-only).
+
+        Learned by ``fit(standardize=True)`` (zeros when learned from sparse inputs), then
+        applied to X by every computation (`predict`, `evaluate`, `cost`, `gradients`,
+        `objective`, `forward`, `deltas`, later fits) and kept in model files, pickles,
+        checkpoints and ONNX exports. None: the inputs are used as given.
+        """
+        return None if self._input_scaling is None else self._input_scaling.mean
+
+    @property
+    def input_scale(self) -> np.ndarray | None:
+        """What each input column is divided by, after `input_mean` (read-only; None: none)."""
+        return None if self._input_scaling is None else self._input_scaling.scale
 
     @property
     def weights(self) -> list[np.ndarray]:
@@ -560,7 +584,9 @@ of them, default="sigmoid"
         from . import onnx
 
         weights, biases = self.layer_copies()
-        onnx.write(path, onnx.network_model(self.architecture, weights, biases, opset=opset))
+        scaling = self._input_scaling
+        model = onnx.network_model(self.architecture, weights, biases, opset=opset, scaling=scaling)
+        onnx.write(path, model)
 
     def layer_copies(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Copy the parameters, between two batches as `save` does, as W^l and b^l.
@@ -622,7 +648,8 @@ of them, default="sigmoid"
         Returns
         -------
         X : ndarray of shape (n_samples, n_0)
-            C-contiguous, of the network's dtype (``X`` itself when it already is).
+            C-contiguous, of the network's dtype (``X`` itself when it already is); not
+            scaled: the methods that compute apply `input_mean` and `input_scale`.
         Y : ndarray of shape (n_samples, n_L)
             Targets: one-hot rows for class indices.
 
@@ -654,7 +681,7 @@ of them, default="sigmoid"
         TypeError, ValueError
             A wrong shape or dtype, NaN or infinity in X, or a forward pass that overflows.
         """
-        X = _data.inputs(X, self.architecture, check_finite=False)  # the core checks z
+        X = _scaling.inputs(self, X, check_finite=False)  # the core checks z
         out = np.empty((X.shape[0], self.architecture.sizes[-1]), dtype=self.dtype)
         try:
             with GATE:
@@ -691,7 +718,7 @@ of them, default="sigmoid"
         """
         if not return_layers:
             return self.predict(X)
-        X = _data.inputs(X, self.architecture, check_finite=True)
+        X = _scaling.inputs(self, X, check_finite=True)
         zs, activations, _ = _layers(self, X, None)
         return zs, activations
 
@@ -717,7 +744,7 @@ of them, default="sigmoid"
         TypeError, ValueError
             Invalid data, or a cost or δ that overflows.
         """
-        X, Y = self.validate(X, Y)
+        X, Y = _scaling.validate(self, X, Y)
         return _layers(self, X, Y)[2]
 
     def predict_classes(self, X: Any) -> np.ndarray:
@@ -790,7 +817,7 @@ of them, default="sigmoid"
         TypeError, ValueError
             Invalid data (see `validate`), or a forward pass that overflows.
         """
-        X, Y = self.validate(X, Y)
+        X, Y = _scaling.validate(self, X, Y)
         with GATE.call():
             return self._core.cost(self._params, X, Y)
 
@@ -826,7 +853,7 @@ of them, default="sigmoid"
         bit for bit the one of a single pass over the batch; above, the chunks' sums are
         added, which may round differently in the last bits.
         """
-        X, Y = self.validate(X, Y)
+        X, Y = _scaling.validate(self, X, Y)
         grads = np.empty_like(self._params)
         # The unweighted, unregularised full-batch objective is this batch's gradient,
         # computed in chunks: the core's workspaces grow to the rows of one call and stay,
@@ -932,7 +959,7 @@ of them, default="sigmoid"
         TypeError, ValueError
             Invalid data or strengths, or a cost or gradient that overflows.
         """
-        X, Y = self.validate(X, Y)
+        X, Y = _scaling.validate(self, X, Y)
         n = X.shape[0]
         weights = training.check_sample_weight(sample_weight, n, self.dtype)
         if weights is not None:
@@ -1029,7 +1056,7 @@ of them, default="sigmoid"
         DivergenceError
             The cost or gradient is not finite; the parameters are left as they were.
         """
-        X, Y = self.validate(X, Y)
+        X, Y = _scaling.validate(self, X, Y)
         sgd = optim.SGD(check_real(lr, "lr", 0.0, low_open=True))
         n = X.shape[0] if n is None else check_int(n, "n", 1)
         rule = sgd.rule(check_real(lmbda, "lmbda", 0.0) / n, 0.0)
@@ -1239,6 +1266,7 @@ def _read_network(cls: type[Network], path: str | os.PathLike) -> Network:
         ) from error
     net._params[...] = record.params
     net.optimizer, net.trained_on = record.optimizer, record.trained_on
+    net._input_scaling = record.input_scaling
     net._set_matmul_precision(record.matmul_precision, asked=False)
     return net
 

@@ -3,7 +3,9 @@
 Export writes a network as a graph of standard operators, built with the ``onnx`` package's
 helpers: one ``Gemm`` per layer (``transB=1``: W^l is stored as deltaprop holds it, (n_l,
 n_{l-1})) followed by its activation, from the input ``X`` of shape (N, n_0), N symbolic, to
-the output ``output`` of shape (N, n_L): what `Network.predict` returns. The fitted
+the output ``output`` of shape (N, n_L): what `Network.predict` returns; a network's input
+scaling (``fit(standardize=True)``) comes first, as ``Sub`` and ``Div`` (see
+`deltaprop._onnx_scaling`, which import reads too). The fitted
 scikit-learn estimators export with skl2onnx's conventions (outputs ``label`` and
 ``probabilities``, or ``variable`` for a regressor). The model's metadata says what the
 network is: producer deltaprop and its version, layer sizes, activations, cost, dtype.
@@ -51,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _onnx_scaling
 from ._architecture import Architecture
 from ._checks import check_int
 from ._container import ModelFormatError
@@ -157,6 +160,7 @@ def network_model(
     biases: Sequence[np.ndarray],
     *,
     opset: int = OPSET,
+    scaling: Any = None,
 ) -> Any:
     """Build the ONNX model of a network: input ``X`` (N, n_0), output ``output`` (N, n_L).
 
@@ -170,6 +174,9 @@ def network_model(
         Of the architecture's dtype.
     opset : int, default=OPSET
         Opset of the default domain.
+    scaling : Scaling or None, default=None
+        The network's input scaling (`deltaprop.Network.input_mean` and ``input_scale``),
+        written as ``Sub`` and ``Div`` before the first ``Gemm``; None: none.
 
     Returns
     -------
@@ -184,7 +191,7 @@ def network_model(
         An invalid ``opset``.
     """
     graph = _Graph(_onnx(), architecture.dtype)
-    graph.network(architecture, weights, biases, INPUT, OUTPUT)
+    graph.network(architecture, weights, biases, INPUT, OUTPUT, scaling)
     graph.output(OUTPUT, graph.element, [_BATCH, architecture.sizes[-1]])
     return graph.model(architecture, opset, "a deltaprop network: output is Network.predict")
 
@@ -198,6 +205,7 @@ def classifier_model(
     multilabel: bool = False,
     zipmap: bool = False,
     opset: int = OPSET,
+    scaling: Any = None,
 ) -> Any:
     """Build the ONNX model of a classifier, with skl2onnx's outputs.
 
@@ -222,6 +230,9 @@ def classifier_model(
         skl2onnx's ZipMap output instead of the probability tensor.
     opset : int, default=OPSET
         Opset of the default domain.
+    scaling : Scaling or None, default=None
+        The network's input scaling (`deltaprop.Network.input_mean` and ``input_scale``),
+        written as ``Sub`` and ``Div`` before the first ``Gemm``; None: none.
 
     Returns
     -------
@@ -239,7 +250,7 @@ def classifier_model(
     """
     onnx = _onnx()
     graph = _Graph(onnx, architecture.dtype)
-    graph.network(architecture, weights, biases, INPUT, "probabilities")
+    graph.network(architecture, weights, biases, INPUT, "probabilities", scaling)
     n_out = architecture.sizes[-1]
     label = "label"
     if multilabel:
@@ -270,6 +281,7 @@ def regressor_model(
     biases: Sequence[np.ndarray],
     *,
     opset: int = OPSET,
+    scaling: Any = None,
 ) -> Any:
     """Build the ONNX model of a regressor: output ``variable`` (N, n_targets), as skl2onnx.
 
@@ -283,6 +295,9 @@ def regressor_model(
         Its biases.
     opset : int, default=OPSET
         Opset of the default domain.
+    scaling : Scaling or None, default=None
+        The network's input scaling (`deltaprop.Network.input_mean` and ``input_scale``),
+        written as ``Sub`` and ``Div`` before the first ``Gemm``; None: none.
 
     Returns
     -------
@@ -297,7 +312,7 @@ def regressor_model(
         An invalid ``opset``.
     """
     graph = _Graph(_onnx(), architecture.dtype)
-    graph.network(architecture, weights, biases, INPUT, "variable")
+    graph.network(architecture, weights, biases, INPUT, "variable", scaling)
     graph.output("variable", graph.element, [_BATCH, architecture.sizes[-1]])
     return graph.model(architecture, opset, "a DeltapropRegressor")
 
@@ -336,9 +351,12 @@ class _Graph:
     def output(self, name: str, element: int, shape: list) -> None:
         self.outputs.append(self.onnx.helper.make_tensor_value_info(name, element, shape))
 
-    def network(self, architecture, weights, biases, source: str, result: str) -> None:
-        """Add the layers: Gemm, then the activation, from ``source`` to ``result``."""
-        a_prev = source
+    def network(self, architecture, weights, biases, source: str, result: str, scaling) -> None:
+        """Add the layers: Gemm, then the activation, from ``source`` to ``result``.
+
+        A scaling (None: none) goes first.
+        """
+        a_prev = source if scaling is None else _onnx_scaling.write(self, scaling, source)
         L = len(weights)
         for l, (W, b) in enumerate(zip(weights, biases), start=1):
             # Each hidden layer's own activation and slope; the output has no slope.

@@ -67,14 +67,14 @@ except ImportError as error:  # pragma: no cover - only without scikit-learn
         f"The error was: {error}"
     ) from error
 
-from . import _class_weight, onnx, optim, training
+from . import _class_weight, _skl2onnx, onnx, optim, training
 from ._architecture import ACTIVATIONS, INITS
 from ._checks import check_callables, check_int, check_real
 from ._precision import check_matmul_precision
 from ._sklearn_docs import ATTRIBUTES_DOC, CLASS_WEIGHT_DOC, PARAMETERS_DOC
 from .network import Network
 
-__all__ = ["DeltapropClassifier", "DeltapropRegressor"]
+__all__ = ["DeltapropClassifier", "DeltapropRegressor", "register_skl2onnx"]
 
 
 def _stochastic(estimator) -> bool:
@@ -137,6 +137,7 @@ class _BaseDeltaprop(BaseEstimator):
         dtype="float64",
         matmul_precision="highest",
         callbacks=None,
+        standardize=False,
         verbose=False,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -163,6 +164,7 @@ class _BaseDeltaprop(BaseEstimator):
         self.dtype = dtype
         self.matmul_precision = matmul_precision
         self.callbacks = callbacks
+        self.standardize = standardize
         self.verbose = verbose
 
     # ------------------------------------------------------------------ subclasses
@@ -322,7 +324,7 @@ class _BaseDeltaprop(BaseEstimator):
         train, validation = self._split(X, targets, sample_weight, split_seed)
         train = self._weigh_classes(train, incremental)
         if self.optimizer == "lbfgs":
-            converged = self._train_full_batch(train)
+            converged = self._train_full_batch(train, first_pass)
         else:
             stopping = self._stopping_for_fit(incremental)
             history = self._train(train, validation, stopping, incremental, first_pass, epoch_seed)
@@ -378,6 +380,7 @@ class _BaseDeltaprop(BaseEstimator):
             X_train,
             targets_train,
             sample_weight=weight_train,
+            standardize=bool(self.standardize) and first_pass,  # kept by later fits
             epochs=1 if incremental else self.max_iter,
             batch_size=batch_size,
             optimizer=self._optimizer_for_fit(first_pass),
@@ -391,7 +394,7 @@ class _BaseDeltaprop(BaseEstimator):
             verbose=bool(self.verbose),
         )
 
-    def _train_full_batch(self, train) -> bool:
+    def _train_full_batch(self, train, first_pass: bool) -> bool:
         """Train with L-BFGS on all the training rows (MLP's ``solver="lbfgs"``).
 
         Its loss, MLP's, is the network's full-batch objective: the mean cost plus
@@ -411,6 +414,7 @@ class _BaseDeltaprop(BaseEstimator):
             X_train,
             targets_train,
             sample_weight=weight_train,
+            standardize=bool(self.standardize) and first_pass,
             optimizer="lbfgs",
             epochs=self.max_iter,
             max_fun=self.max_fun,
@@ -834,6 +838,7 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
             multilabel=self.out_activation_ == "logistic",
             zipmap=zipmap,
             opset=opset,
+            scaling=net._input_scaling,
         )
         onnx.write(path, model)
 
@@ -972,9 +977,31 @@ class DeltapropRegressor(RegressorMixin, _BaseDeltaprop):
         """
         check_is_fitted(self)
         net = self.network_
-        onnx.write(path, onnx.regressor_model(net.architecture, *net.layer_copies(), opset=opset))
+        scaling = net._input_scaling
+        model = onnx.regressor_model(
+            net.architecture, *net.layer_copies(), opset=opset, scaling=scaling
+        )
+        onnx.write(path, model)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+def register_skl2onnx() -> None:
+    """Register the estimators' converters with skl2onnx, so that pipelines ending in one convert.
+
+    After it, ``skl2onnx.to_onnx(Pipeline([("scale", StandardScaler()), ("net",
+    DeltapropClassifier())]), X[:1])`` converts the fitted pipeline: the estimator's nodes
+    are those of its ``to_onnx`` (its ``standardize`` scaling included), with skl2onnx's
+    outputs (``label`` and ``probabilities``, a ZipMap unless ``options={"zipmap": False}``;
+    ``variable`` for a regressor) and a ``Cast`` where skl2onnx's dtype is not the
+    network's. Call it once per process, before converting (again: it re-registers).
+
+    Raises
+    ------
+    ImportError
+        skl2onnx is not installed (``pip install skl2onnx``).
+    """
+    _skl2onnx.register(DeltapropClassifier, DeltapropRegressor)

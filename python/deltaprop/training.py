@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import _class_weight, _fit_data, optim
+from . import _class_weight, _fit_data, _scaling, optim
 from ._fit_data import check_sample_weight as check_sample_weight
 from ._fit_data import split_validation as split_validation
 from ._full_batch import FullBatchRun
@@ -47,6 +47,7 @@ def fit(
     *,
     sample_weight: Any = None,
     class_weight: Any = None,
+    standardize: bool = False,
     epochs: int = 30,
     batch_size: int | None = BATCH_SIZE,
     optimizer: str | optim.Optimizer | None = None,
@@ -106,6 +107,17 @@ def fit(
         dict ``{0: w0, 1: w1}`` per column, a row weighing the product of its columns'
         weights (scikit-learn's ``compute_sample_weight`` for several outputs). The
         validation metrics are not weighed.
+    standardize : bool, default=False
+        Learn each input column's mean and standard deviation from X (weighted by
+        ``sample_weight``; the whole X, before any validation rows are held out, as a
+        pipeline's ``StandardScaler`` would see it) and train on ``(X - mean) / std``, as
+        ``sklearn.preprocessing.StandardScaler`` scales (a constant column's std is 1;
+        sparse X is only divided, as with ``with_mean=False``). The scaling is kept in the
+        network (`Network.input_mean`, `Network.input_scale`) and applied to the inputs of
+        every later computation: `Network.predict`, `Network.evaluate`, the costs and
+        gradients, ``validation_data``, later fits, model files, checkpoints and ONNX
+        exports. A later ``fit(standardize=True)`` learns it again from its own X (as
+        scikit-learn refits a scaler); False keeps the network's scaling, if it has one.
     epochs : int, default=30
         Number of passes over the data (0 trains nothing).
     batch_size : int or None, default=10
@@ -255,9 +267,13 @@ default=None
         settings = FitSettings.from_arguments(net, arguments)
         kind = FullBatchRun if settings.full_batch else MiniBatchRun
         inputs_unchecked = kind.input_check(net, settings.optimizer, group)
-        data = (X, Y, sample_weight)
+        data = _fit_data.check(net, (X, Y, sample_weight), group, inputs_unchecked)
+    # Every rank's data is valid: learning the input scaling of sharded data sums over them.
+    group.check_same("standardize", settings.standardize)
+    with group.agreeing():
+        scaling = _scaling.FitScaling(net, settings.standardize)
         train, validation = _fit_data.prepare(
-            net, data, validation_data, settings, group, inputs_unchecked
+            net, data, validation_data, settings, group, inputs_unchecked, scaling
         )
         tally = _class_weight.tally(settings.class_weight, train[1])
     tallies = group.shard_values(tally)  # after the agreement: every rank gets here
@@ -267,6 +283,7 @@ default=None
         run.check_monitor()
         # Last: an invalid argument leaves the network's optimizer untouched.
         bind_optimizer(settings, net)
+        scaling.keep()
     group.check_same("fit's arguments", run.shared_arguments())
     with net.exclusive():
         return run.run()
