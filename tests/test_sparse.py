@@ -284,3 +284,35 @@ def test_the_core_checks_the_structure_itself():
     bad = _sparse.SparseRows(rows.data, rows.indices, indptr, N_IN)
     with pytest.raises(ValueError, match=r"X: indptr decreases at row"):
         net._core.predict(net.params, bad, out)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("form", ["csr_matrix", "csc_array"])
+def test_the_classifier_fits_sparse_as_dense(form):
+    from deltaprop.sklearn import DeltapropClassifier
+
+    X, labels = sparse_problem()
+    X = getattr(sparse, form)(X)
+    options = dict(hidden_layer_sizes=(6,), max_iter=3, batch_size=8, random_state=0)
+    on_sparse = DeltapropClassifier(early_stopping=True, **options).fit(X, labels)
+    on_dense = DeltapropClassifier(early_stopping=True, **options).fit(X.toarray(), labels)
+    assert_close(on_sparse.network_.params, on_dense.network_.params, rtol=1e-10)
+    assert on_sparse.validation_scores_ == pytest.approx(on_dense.validation_scores_, rel=1e-10)
+    assert_close(on_sparse.predict_proba(X), on_dense.predict_proba(X.toarray()), rtol=1e-10)
+    assert on_sparse.__sklearn_tags__().input_tags.sparse
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_regressor_fits_sparse_as_dense_with_lbfgs_and_partial_fit():
+    from deltaprop.sklearn import DeltapropRegressor
+
+    X, _ = sparse_problem()
+    y = np.random.default_rng(2).normal(size=X.shape[0])
+    options = dict(hidden_layer_sizes=(6,), max_iter=5, random_state=0, optimizer="lbfgs")
+    on_sparse = DeltapropRegressor(**options).fit(X, y)
+    on_dense = DeltapropRegressor(**options).fit(X.toarray(), y)
+    assert_close(on_sparse.predict(X), on_dense.predict(X.toarray()), rtol=1e-10)
+    stochastic = dict(hidden_layer_sizes=(6,), batch_size=8, random_state=0)
+    on_sparse = DeltapropRegressor(**stochastic).partial_fit(X, y)
+    on_dense = DeltapropRegressor(**stochastic).partial_fit(X.toarray(), y)
+    assert_close(on_sparse.network_.params, on_dense.network_.params, rtol=1e-10)
