@@ -222,13 +222,12 @@ def _checked_structure(X: Any, argument: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _steps_within_rows(indices: np.ndarray, indptr: np.ndarray) -> np.ndarray:
-    """Return the column steps between consecutive entries of the same row."""
-    if indices.size < 2:
-        return np.empty(0, dtype=np.int64)
-    steps = np.diff(indices.astype(np.int64, copy=False))
+    """Return the column steps between consecutive entries, 1 where a row starts.
+
+    One array of the indices' dtype (their differences fit it: both lie in [0, n_cols)).
+    """
+    steps = np.diff(indices)
     # Step k goes from entry k to k + 1: across rows where entry k + 1 starts a row.
     starts = indptr[1:-1]
-    starts = starts[(starts > 0) & (starts < indices.size)]
-    within = np.ones(steps.size, dtype=bool)
-    within[starts - 1] = False
-    return steps[within]
+    steps[starts[(starts > 0) & (starts < indices.size)] - 1] = 1
+    return steps
