@@ -316,3 +316,15 @@ def test_the_regressor_fits_sparse_as_dense_with_lbfgs_and_partial_fit():
     on_sparse = DeltapropRegressor(**stochastic).partial_fit(X, y)
     on_dense = DeltapropRegressor(**stochastic).partial_fit(X.toarray(), y)
     assert_close(on_sparse.network_.params, on_dense.network_.params, rtol=1e-10)
+
+
+def test_sgd_step_and_the_gradient_check_take_sparse_rows():
+    X, labels = sparse_problem(10)
+    on_sparse, on_dense = pair()
+    cost = on_sparse.sgd_step(X, labels, lr=0.5, lmbda=1.0)
+    assert cost == pytest.approx(on_dense.sgd_step(X.toarray(), labels, lr=0.5, lmbda=1.0))
+    assert_close(on_sparse.params, on_dense.params, rtol=1e-12)
+    check = on_sparse.gradient_check(X, labels, entries=30)
+    expected = on_dense.gradient_check(X.toarray(), labels, entries=30)
+    assert check.max_error < 1e-6
+    assert check.max_error == pytest.approx(expected.max_error, rel=1e-3, abs=1e-9)
