@@ -93,6 +93,90 @@ std::size_t check_matrix(const Array<T> &array, const char *name, std::optional<
     return std::size_t(array.shape(0));
 }
 
+// X of a call: a C-contiguous array of T, taken strictly (as noconvert), or the CSR
+// matrix of deltaprop._sparse.SparseRows (data of T, int32 or int64 indices and row
+// pointers), whose rows the core reads in place.
+template <class T> struct InputArg {
+    Array<T> values;  // the dense X, or the CSR matrix's data
+    std::optional<py::array> indices, indptr;
+    std::size_t n_rows = 0, n_cols = 0;
+    deltaprop::CsrMatrix<T> csr{};
+
+    bool sparse() const { return indices.has_value(); }
+
+    // The rows of X, checked: (rows, n_in), or any number of rows (at least min_rows).
+    // A CSR matrix's structure is checked in full (see check_structure).
+    std::size_t check(std::optional<std::size_t> rows, std::size_t n_in, std::size_t min_rows = 1) {
+        if (!sparse()) return check_matrix(values, "X", rows, n_in, min_rows);
+        const auto index_array = [](const py::array &array, const char *name, std::size_t size) {
+            const bool wide = py::array_t<std::int64_t, py::array::c_style>::check_(array);
+            if (!wide && !py::array_t<std::int32_t, py::array::c_style>::check_(array)) {
+                throw std::invalid_argument(std::string("X: ") + name +
+                                            " must be a C-contiguous int32 or int64 array");
+            }
+            if (wide) check_aligned<std::int64_t>(array, "X");
+            if (!wide) check_aligned<std::int32_t>(array, "X");
+            if (array.ndim() != 1 || std::size_t(array.shape(0)) != size) {
+                throw std::invalid_argument(std::string("X: ") + name + " must have shape (" +
+                                            std::to_string(size) + ",), got " + shape_of(array));
+            }
+            return wide;
+        };
+        check_aligned<T>(values, "X");
+        if (values.ndim() != 1) throw std::invalid_argument("X: data must be 1-D");
+        const auto nnz = std::size_t(values.shape(0));
+        const bool indices_64 = index_array(*indices, "indices", nnz);
+        const bool indptr_64 = index_array(*indptr, "indptr", n_rows + 1);
+        if (n_cols != n_in || (rows ? n_rows != *rows : n_rows < min_rows)) {
+            const std::string n = rows ? std::to_string(*rows) : "n >= " + std::to_string(min_rows);
+            throw std::invalid_argument("X: expected shape (" + n + ", " + std::to_string(n_in) +
+                                        "), got (" + std::to_string(n_rows) + ", " +
+                                        std::to_string(n_cols) + ")");
+        }
+        csr = {values.data(), indices->data(), indices_64, indptr->data(), indptr_64,
+               nnz,           n_rows,          n_cols};
+        py::gil_scoped_release nogil;
+        deltaprop::check_structure(csr);
+        return n_rows;
+    }
+
+    // After check(): the core's view of X (this argument outlives the call).
+    deltaprop::Input<T> input() const {
+        if (sparse()) return deltaprop::Input<T>(&csr, nullptr, 0);
+        return deltaprop::Input<T>(values.data());
+    }
+    const T *dense() const { return sparse() ? nullptr : values.data(); }
+    const deltaprop::CsrMatrix<T> *csr_or_null() const { return sparse() ? &csr : nullptr; }
+};
+
+}  // namespace
+
+namespace pybind11::detail {
+template <class T> struct type_caster<InputArg<T>> {
+    PYBIND11_TYPE_CASTER(InputArg<T>, const_name("numpy.ndarray | SparseRows"));
+
+    // Strict, as noconvert: an array of another dtype or layout is not taken.
+    bool load(handle source, bool) {
+        if (Array<T>::check_(source)) {
+            value.values = reinterpret_borrow<Array<T>>(source);
+            return true;
+        }
+        if (!hasattr(source, "_deltaprop_csr")) return false;
+        const object data = source.attr("data");
+        if (!Array<T>::check_(data)) return false;
+        const auto shape = source.attr("shape").cast<std::pair<std::size_t, std::size_t>>();
+        value.values = reinterpret_borrow<Array<T>>(data);
+        value.indices = source.attr("indices").cast<array>();
+        value.indptr = source.attr("indptr").cast<array>();
+        value.n_rows = shape.first;
+        value.n_cols = shape.second;
+        return true;
+    }
+};
+}  // namespace pybind11::detail
+
+namespace {
+
 template <class T> void check_params(const Mlp<T> &mlp, const Array<T> &params, const char *name) {
     check_aligned<T>(params, name);
     if (params.ndim() != 1 || std::size_t(params.shape(0)) != mlp.n_params()) {
@@ -243,13 +327,15 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                                [](const Network<T> &net) { return net.mlp().n_params(); })
         .def(
             "predict",
-            [](Network<T> &net, const Array<T> &params, const Array<T> &X, Array<T> &out) {
+            [](Network<T> &net, const Array<T> &params, InputArg<T> &X, Array<T> &out) {
                 check_params(net.mlp(), params, "params");
-                const std::size_t n = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
+                const std::size_t n = X.check(std::nullopt, net.mlp().n_inputs());
                 check_matrix(out, "out", n, net.mlp().n_outputs());
                 check_writeable<T>(out, "out");
-                check_disjoint({{"out", &out, true}, {"params", &params, false}, {"X", &X, false}});
-                const T *p = params.data(), *x = X.data();
+                check_disjoint(
+                    {{"out", &out, true}, {"params", &params, false}, {"X", &X.values, false}});
+                const T *p = params.data();
+                const deltaprop::Input<T> x = X.input();
                 T *o = out.mutable_data();
                 py::gil_scoped_release nogil;
                 net.predict(p, x, n, o);
@@ -258,11 +344,12 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "out (n, n_L) <- output activations a^L for the n rows of X (n, n_0).")
         .def(
             "cost",
-            [](Network<T> &net, const Array<T> &params, const Array<T> &X, const Array<T> &Y) {
+            [](Network<T> &net, const Array<T> &params, InputArg<T> &X, const Array<T> &Y) {
                 check_params(net.mlp(), params, "params");
-                const std::size_t n = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
+                const std::size_t n = X.check(std::nullopt, net.mlp().n_inputs());
                 check_matrix(Y, "Y", n, net.mlp().n_outputs());
-                const T *p = params.data(), *x = X.data(), *y = Y.data();
+                const T *p = params.data(), *y = Y.data();
+                const deltaprop::Input<T> x = X.input();
                 py::gil_scoped_release nogil;
                 return net.cost(p, x, y, n);
             },
@@ -270,11 +357,11 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "Mean cost over the rows of X (n, n_0) with targets Y (n, n_L).")
         .def(
             "layers",
-            [](Network<T> &net, const Array<T> &params, const Array<T> &X,
+            [](Network<T> &net, const Array<T> &params, InputArg<T> &X,
                const std::optional<Array<T>> &Y, Array<T> &z_out, Array<T> &a_out,
                std::optional<Array<T>> &delta_out) {
                 check_params(net.mlp(), params, "params");
-                const std::size_t n = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
+                const std::size_t n = X.check(std::nullopt, net.mlp().n_inputs());
                 if (Y) check_matrix(*Y, "Y", n, net.mlp().n_outputs());
                 if (Y.has_value() != delta_out.has_value()) {
                     throw std::invalid_argument("layers: Y and delta_out go together");
@@ -297,9 +384,10 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                                 {"a_out", &a_out, true},
                                 {"delta_out", delta_out ? &*delta_out : nullptr, true},
                                 {"params", &params, false},
-                                {"X", &X, false},
+                                {"X", &X.values, false},
                                 {"Y", Y ? &*Y : nullptr, false}});
-                const T *p = params.data(), *x = X.data(), *y = Y ? Y->data() : nullptr;
+                const T *p = params.data(), *y = Y ? Y->data() : nullptr;
+                const deltaprop::Input<T> x = X.input();
                 T *z = z_out.mutable_data(), *a = a_out.mutable_data();
                 T *d = delta_out ? delta_out->mutable_data() : nullptr;
                 py::gil_scoped_release nogil;
@@ -311,18 +399,19 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "z^l, a^l and (with Y) each row's delta^l of every layer, layer after layer.")
         .def(
             "gradients",
-            [](Network<T> &net, const Array<T> &params, const Array<T> &X, const Array<T> &Y,
+            [](Network<T> &net, const Array<T> &params, InputArg<T> &X, const Array<T> &Y,
                Array<T> &grads) {
                 check_params(net.mlp(), params, "params");
                 check_params(net.mlp(), grads, "grads");
                 check_writeable<T>(grads, "grads");
-                const std::size_t B = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
+                const std::size_t B = X.check(std::nullopt, net.mlp().n_inputs());
                 check_matrix(Y, "Y", B, net.mlp().n_outputs());
                 check_disjoint({{"grads", &grads, true},
                                 {"params", &params, false},
-                                {"X", &X, false},
+                                {"X", &X.values, false},
                                 {"Y", &Y, false}});
-                const T *p = params.data(), *x = X.data(), *y = Y.data();
+                const T *p = params.data(), *y = Y.data();
+                const deltaprop::Input<T> x = X.input();
                 T *g = grads.mutable_data();
                 py::gil_scoped_release nogil;
                 return net.gradients(p, x, y, B, g);
@@ -332,23 +421,24 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "grads <- batch-averaged dC/dparams; returns the batch's mean cost.")
         .def(
             "objective",
-            [](Network<T> &net, const Array<T> &params, const Array<T> &X, const Array<T> &Y,
+            [](Network<T> &net, const Array<T> &params, InputArg<T> &X, const Array<T> &Y,
                const std::optional<Array<T>> &sample_weight, double l2, double l1,
                Array<T> &grads) {
                 check_params(net.mlp(), params, "params");
                 check_params(net.mlp(), grads, "grads");
                 check_writeable<T>(grads, "grads");
-                const std::size_t n = check_matrix(X, "X", std::nullopt, net.mlp().n_inputs());
+                const std::size_t n = X.check(std::nullopt, net.mlp().n_inputs());
                 check_matrix(Y, "Y", n, net.mlp().n_outputs());
                 if (sample_weight) check_sample_weight(*sample_weight, n);
                 check_strengths(l2, l1);
                 check_disjoint(
                     {{"grads", &grads, true},
                      {"params", &params, false},
-                     {"X", &X, false},
+                     {"X", &X.values, false},
                      {"Y", &Y, false},
                      {"sample_weight", sample_weight ? &*sample_weight : nullptr, false}});
-                const T *p = params.data(), *x = X.data(), *y = Y.data();
+                const T *p = params.data(), *y = Y.data();
+                const deltaprop::Input<T> x = X.input();
                 const T *w = sample_weight ? sample_weight->data() : nullptr;
                 T *g = grads.mutable_data();
                 py::gil_scoped_release nogil;
@@ -378,7 +468,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
         .def(
             "train",
             [](Network<T> &net, Array<T> &params, std::vector<Array<T>> &state,
-               Array<std::int64_t> &step, const Array<T> &X, const Array<T> &Y,
+               Array<std::int64_t> &step, InputArg<T> &X, const Array<T> &Y,
                const std::optional<Array<T>> &sample_weight,
                const std::optional<Array<std::int64_t>> &order, std::size_t batch_size,
                const deltaprop::UpdateRule &rule, double dropout, std::uint64_t seed,
@@ -391,7 +481,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 deltaprop::OptimizerState<T> memory = optimizer_state(net.mlp(), rule, state, step);
                 // A process of data-parallel training may have no rows of its own.
                 const std::size_t n_rows =
-                    check_matrix(X, "X", std::nullopt, net.mlp().n_inputs(), shares ? 0 : 1);
+                    X.check(std::nullopt, net.mlp().n_inputs(), shares ? 0 : 1);
                 check_matrix(Y, "Y", n_rows, net.mlp().n_outputs());
                 const std::size_t n_order = order ? check_order(*order, bool(shares)) : n_rows;
                 if (sample_weight) check_sample_weight(*sample_weight, n_rows);
@@ -408,7 +498,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 for (const auto &array : state) spans.push_back({"state", &array, true});
                 check_disjoint({{"params", &params, true},
                                 {"step", &step, true},
-                                {"X", &X, false},
+                                {"X", &X.values, false},
                                 {"Y", &Y, false},
                                 {"sample_weight", sample_weight ? &*sample_weight : nullptr, false},
                                 {"order", order ? &*order : nullptr, false},
@@ -422,7 +512,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                                                   summing_with<T>(*reduce), lead, bucket_bytes};
                 }
                 T *p = params.mutable_data();
-                const deltaprop::Rows<T> rows{X.data(),
+                const deltaprop::Rows<T> rows{X.dense(),
                                               Y.data(),
                                               sample_weight ? sample_weight->data() : nullptr,
                                               n_rows,
@@ -432,7 +522,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                                               dropout,
                                               seed,
                                               first_batch,
-                                              share ? &*share : nullptr};
+                                              share ? &*share : nullptr,
+                                              X.csr_or_null()};
                 deltaprop::TrainOutcome outcome;
                 {
                     py::gil_scoped_release nogil;

@@ -20,6 +20,7 @@
 #include "blas.hpp"
 #include "matmul.hpp"
 #include "output_layer.hpp"
+#include "sparse.hpp"
 #include "team.hpp"
 
 namespace deltaprop {
@@ -151,11 +152,11 @@ template <class T> class Mlp {
     const LayerParams &layer(std::size_t l) const { return layers_[l - 1]; }
 
     // out (n, n_L) = a^L for the n rows of X.
-    void predict(const T *params, const T *X, std::size_t n, T *out) {
+    void predict(const T *params, Input<T> X, std::size_t n, T *out) {
         const std::size_t chunk = chunk_rows();
         for (std::size_t start = 0; start < n; start += chunk) {
             const std::size_t B = std::min(chunk, n - start);
-            require_finite(forward(params, X + start * n_inputs(), B, nullptr, false));
+            require_finite(forward(params, X.from(start, n_inputs()), B, nullptr, false));
             std::memcpy(out + start * n_outputs(), a_[n_layers()].data(),
                         B * n_outputs() * sizeof(T));
         }
@@ -165,12 +166,12 @@ template <class T> class Mlp {
     // into z_out and a_out, and with targets Y (else nullptr) δ^l = ∂C_x/∂z^l of each
     // row's cost (BP1, then BP2 down to l = 1) into delta_out. Each output holds the
     // layers one after another, layer l as an (n, n_l) block.
-    void layers(const T *params, const T *X, const T *Y, std::size_t n, T *z_out, T *a_out,
+    void layers(const T *params, Input<T> X, const T *Y, std::size_t n, T *z_out, T *a_out,
                 T *delta_out) {
         const std::size_t chunk = chunk_rows();
         for (std::size_t start = 0; start < n; start += chunk) {
             const std::size_t B = std::min(chunk, n - start);
-            require_finite(forward(params, X + start * n_inputs(), B, nullptr, Y != nullptr));
+            require_finite(forward(params, X.from(start, n_inputs()), B, nullptr, Y != nullptr));
             if (Y != nullptr) {
                 require_finite_result(std::isfinite(output_error(Y + start * n_outputs(), B)));
                 round_output_error(B);
@@ -189,12 +190,12 @@ template <class T> class Mlp {
     }
 
     // Mean cost over the n rows (without any regularisation term).
-    double cost(const T *params, const T *X, const T *Y, std::size_t n) {
+    double cost(const T *params, Input<T> X, const T *Y, std::size_t n) {
         double total = 0;
         const std::size_t chunk = chunk_rows();
         for (std::size_t start = 0; start < n; start += chunk) {
             const std::size_t B = std::min(chunk, n - start);
-            require_finite(forward(params, X + start * n_inputs(), B, nullptr, false));
+            require_finite(forward(params, X.from(start, n_inputs()), B, nullptr, false));
             total += output_error(Y + start * n_outputs(), B);
         }
         require_finite_result(std::isfinite(total));
@@ -205,7 +206,7 @@ template <class T> class Mlp {
     // (sample-weighted) mean cost plus l2/2 ||W||^2 + l1 ||W||_1 over the weights (not the
     // biases), and its gradient into grads. Each chunk's BP4 and BP3 accumulate into grads
     // (beta = 1 after the first), scaled by the chunk's share of the total sample weight.
-    double objective(const T *params, const T *X, const T *Y, const T *sample_weight, std::size_t n,
+    double objective(const T *params, Input<T> X, const T *Y, const T *sample_weight, std::size_t n,
                      double l2, double l1, T *grads) {
         double total_weight = double(n);
         if (sample_weight != nullptr) {
@@ -219,14 +220,14 @@ template <class T> class Mlp {
         const std::size_t chunk = chunk_rows();
         for (std::size_t start = 0; start < n; start += chunk) {
             const std::size_t B = std::min(chunk, n - start);
-            require_finite(forward(params, X + start * n_inputs(), B, nullptr, true));
+            require_finite(forward(params, X.from(start, n_inputs()), B, nullptr, true));
             const CostAndSampleWeight seen = output_error(
                 Y + start * n_outputs(), sample_weight ? sample_weight + start : nullptr, B);
             cost += seen.cost;
             // BP1 gave row i the factor w_i B / (chunk's weight): alpha makes it w_i / total.
             const T alpha = T(seen.sample_weight / total_weight / double(B));
             const T beta = start == 0 ? T(0) : T(1);
-            backward(params, X + start * n_inputs(), B, {grads, alpha, beta, beta});
+            backward(params, X.from(start, n_inputs()), B, {grads, alpha, beta, beta});
         }
         cost = cost / total_weight + regularise(params, l2, l1, grads);
         require_finite_result(std::isfinite(cost) && all_finite(grads, n_params()));
@@ -235,7 +236,7 @@ template <class T> class Mlp {
 
     // Batch-averaged gradients of the cost into grads (the parameter layout);
     // returns the mean cost of the batch.
-    double gradients(const T *params, const T *X, const T *Y, std::size_t B, T *grads) {
+    double gradients(const T *params, Input<T> X, const T *Y, std::size_t B, T *grads) {
         require_finite(forward(params, X, B, nullptr, true));
         const double total = output_error(Y, B);
         backward(params, X, B, {grads, T(1) / T(B), T(0), T(0)});
@@ -264,18 +265,21 @@ template <class T> class Mlp {
     // With `masks` (training only), hidden a^l is multiplied by masks[l].
     // Returns whether every z was finite. With `for_training`, sigmoid layers also keep
     // σ'(z) for the backward pass (one exp for both). The masks are kept for BP2 too.
-    bool forward(const T *params, const T *X, std::size_t B, const DropoutMasks<T> *masks,
+    bool forward(const T *params, Input<T> X, std::size_t B, const DropoutMasks<T> *masks,
                  bool for_training) {
         reserve_rows(B);
         masks_ = masks;
         derivatives_kept_ = for_training;
-        const T *a_prev = X;
-        if (bfloat16()) round_to_bf16(X, a16_[0].data(), B * n_inputs());
+        const T *a_prev = X.dense;
+        if (bfloat16() && X.dense) round_to_bf16(X.dense, a16_[0].data(), B * n_inputs());
         bool finite = true;
         for (std::size_t l = 1; l <= n_layers(); ++l) {
             const std::size_t n_out = arch_.sizes[l], n_in = arch_.sizes[l - 1];
             const T *W = params + layer(l).weights;
-            if (bfloat16()) {
+            if (l == 1 && X.sparse) {
+                // Sparse X: z^1 = X (W^1)^T, sparse x dense, in the dtype's precision.
+                sparse_forward(X, B, W, n_out, n_in, z_[1].data());
+            } else if (bfloat16()) {
                 // The bfloat16 copy of W^l, refreshed from the parameters of this pass (the
                 // previous update changed them); BP2 reads it too.
                 round_to_bf16(W, w16_[l].data(), n_out * n_in);
@@ -311,20 +315,25 @@ template <class T> class Mlp {
     // When `into` is the parameters (or after_layer changes them), W^l changes only after
     // BP2 has used it for δ^{l-1}: the order BP2, BP4, BP3 keeps that.
     template <class AfterLayer>
-    void backward(const T *params, const T *X, std::size_t B, const GradientDestination<T> &into,
+    void backward(const T *params, Input<T> X, std::size_t B, const GradientDestination<T> &into,
                   AfterLayer &&after_layer) {
         round_output_error(B);
         for (std::size_t l = n_layers(); l >= 1; --l) {
             if (l > 1) backpropagate_error(params, l, B);
-            const T *a_prev = l == 1 ? X : a_[l - 1].data();
-            weight_gradient(l, a_prev, B, into.alpha, into.weight_beta,
-                            into.out + layer(l).weights);
+            const T *a_prev = l == 1 ? X.dense : a_[l - 1].data();
+            if (l == 1 && X.sparse) {  // BP4 of sparse X: dense x sparse
+                sparse_weight_gradient(X, B, delta_[1].data(), n_units(1), n_inputs(), into.alpha,
+                                       into.weight_beta, into.out + layer(1).weights);
+            } else {
+                weight_gradient(l, a_prev, B, into.alpha, into.weight_beta,
+                                into.out + layer(l).weights);
+            }
             bias_gradient(l, B, into.alpha, into.bias_beta, into.out + layer(l).biases);
             after_layer(l);
         }
     }
 
-    void backward(const T *params, const T *X, std::size_t B, const GradientDestination<T> &into) {
+    void backward(const T *params, Input<T> X, std::size_t B, const GradientDestination<T> &into) {
         backward(params, X, B, into, [](std::size_t) {});
     }
 

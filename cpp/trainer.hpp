@@ -64,7 +64,8 @@ template <class T> struct Rows {
     double dropout;  // fraction of hidden units dropped, in [0, 1)
     std::uint64_t seed;
     std::uint64_t first_batch;
-    const Shares *shares;  // nullptr: one process trains every row
+    const Shares *shares;                    // nullptr: one process trains every row
+    const CsrMatrix<T> *sparse_X = nullptr;  // else X (nullptr): its rows are read in place
 };
 
 // What the processes of data-parallel training sum for each batch before its backward
@@ -162,7 +163,7 @@ template <class T> class GatheredRows final : public Team::IdleWork {
         size_ = B;
         n_in_ = n_in;
         n_out_ = n_out;
-        if (x_.size() < B * n_in) x_.resize(B * n_in);
+        if (rows.X && x_.size() < B * n_in) x_.resize(B * n_in);
         if (y_.size() < B * n_out) y_.resize(B * n_out);
         if (rows.sample_weight && sample_weight_.size() < B) sample_weight_.resize(B);
         claimed_.store(0, std::memory_order_relaxed);
@@ -201,7 +202,7 @@ template <class T> class GatheredRows final : public Team::IdleWork {
         constexpr std::size_t kRowsAhead = 2, kLine = 64;
         const Rows<T> &rows = *rows_;
         for (std::size_t i = begin; i < end; ++i) {
-            if (i + kRowsAhead < size_) {
+            if (rows.X && i + kRowsAhead < size_) {
                 const char *ahead = reinterpret_cast<const char *>(
                     rows.X + std::size_t(order_[i + kRowsAhead]) * n_in_);
                 for (std::size_t at = 0; at < n_in_ * sizeof(T); at += kLine) {
@@ -209,7 +210,7 @@ template <class T> class GatheredRows final : public Team::IdleWork {
                 }
             }
             const std::size_t row = std::size_t(order_[i]);
-            std::memcpy(x_.data() + i * n_in_, rows.X + row * n_in_, n_in_ * sizeof(T));
+            if (rows.X) std::memcpy(x_.data() + i * n_in_, rows.X + row * n_in_, n_in_ * sizeof(T));
             std::memcpy(y_.data() + i * n_out_, rows.Y + row * n_out_, n_out_ * sizeof(T));
             if (rows.sample_weight) sample_weight_.data()[i] = rows.sample_weight[row];
         }
@@ -279,7 +280,7 @@ template <class T> class Trainer {
     // A mini-batch: B = size rows of X (B, n_0), Y (B, n_L) and sample_weight (B,) or
     // nullptr.
     struct Batch {
-        const T *X;
+        Input<T> X;
         const T *Y;
         const T *sample_weight;
         std::size_t size;
@@ -549,6 +550,11 @@ template <class T> class Trainer {
     // team's idle workers (see GatheredRows), into the other buffer.
     Batch batch_at(const Rows<T> &rows, std::size_t k) {
         const RowRange at = range_of(rows, k);
+        if (rows.order == nullptr && rows.sparse_X) {
+            return Batch{Input<T>(rows.sparse_X, nullptr, at.start),
+                         rows.Y + at.start * mlp_.n_outputs(),
+                         rows.sample_weight ? rows.sample_weight + at.start : nullptr, at.size};
+        }
         if (rows.order == nullptr) {
             return Batch{rows.X + at.start * mlp_.n_inputs(), rows.Y + at.start * mlp_.n_outputs(),
                          rows.sample_weight ? rows.sample_weight + at.start : nullptr, at.size};
@@ -567,7 +573,11 @@ template <class T> class Trainer {
                 ahead_batch_ = k + 1;
             }
         }
-        return Batch{batch.X(), batch.Y(), batch.sample_weight(), at.size};
+        // Sparse X: the kernels read the rows of the order in place; Y and the weights are
+        // gathered.
+        const Input<T> X =
+            rows.sparse_X ? Input<T>(rows.sparse_X, rows.order + at.start, 0) : Input<T>(batch.X());
+        return Batch{X, batch.Y(), batch.sample_weight(), at.size};
     }
 
     // Positions [start, start + size) of the order.
@@ -718,28 +728,28 @@ template <class T> class Network {
         mlp_.set_matmul_precision(precision);
     }
 
-    void predict(const T *params, const T *X, std::size_t n, T *out) {
+    void predict(const T *params, Input<T> X, std::size_t n, T *out) {
         std::lock_guard<std::mutex> lock(mutex_);
         mlp_.predict(params, X, n, out);
     }
 
-    void layers(const T *params, const T *X, const T *Y, std::size_t n, T *z_out, T *a_out,
+    void layers(const T *params, Input<T> X, const T *Y, std::size_t n, T *z_out, T *a_out,
                 T *delta_out) {
         std::lock_guard<std::mutex> lock(mutex_);
         mlp_.layers(params, X, Y, n, z_out, a_out, delta_out);
     }
 
-    double cost(const T *params, const T *X, const T *Y, std::size_t n) {
+    double cost(const T *params, Input<T> X, const T *Y, std::size_t n) {
         std::lock_guard<std::mutex> lock(mutex_);
         return mlp_.cost(params, X, Y, n);
     }
 
-    double gradients(const T *params, const T *X, const T *Y, std::size_t B, T *grads) {
+    double gradients(const T *params, Input<T> X, const T *Y, std::size_t B, T *grads) {
         std::lock_guard<std::mutex> lock(mutex_);
         return mlp_.gradients(params, X, Y, B, grads);
     }
 
-    double objective(const T *params, const T *X, const T *Y, const T *sample_weight, std::size_t n,
+    double objective(const T *params, Input<T> X, const T *Y, const T *sample_weight, std::size_t n,
                      double l2, double l1, T *grads) {
         std::lock_guard<std::mutex> lock(mutex_);
         return mlp_.objective(params, X, Y, sample_weight, n, l2, l1, grads);

@@ -30,7 +30,7 @@ JOB_KEYS = {
     "n", "dtype", "sizes", "shards", "sample_weight", "nan_on_rank", "huge_on_rank",
     "raise_on_rank", "stop_on_rank", "sleep", "threads", "save", "on_rank", "activation",
     "memmap", "pretrain", "narrow_on_rank", "short_y_on_rank", "fewer_rows_on_rank",
-    "cost", "hyperparameters", "rank_metric", "matmul_precision", "balanced_weights",
+    "cost", "hyperparameters", "rank_metric", "matmul_precision", "balanced_weights", "zeros",
 }  # fmt: skip
 
 
@@ -44,6 +44,12 @@ def data(run: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     weights = rng.uniform(0.2, 2.0, n) if run.get("sample_weight") else None
     if run.get("balanced_weights"):  # class_weight="balanced" of all the rows, written out
         weights = n / (sizes[-1] * np.bincount(y, minlength=sizes[-1]).astype(np.float64))[y]
+    if run.get("zeros"):  # 70% of X zero, as a CSR matrix ("csr") or dense ("dense")
+        X[np.random.default_rng(99).random(X.shape) < 0.7] = 0
+        if run["zeros"] == "csr":
+            import scipy.sparse
+
+            X = scipy.sparse.csr_matrix(X)
     return X, y, weights
 
 
@@ -79,6 +85,8 @@ def _local_data(run: dict, rank: int):
     if run.get("memmap"):  # the same rows, read from an .npy file
         return np.load(run["memmap"], mmap_mode="r"), y, weights
     X = X.copy()
+    if run.get("zeros") == "csr":
+        return X, y, weights
     if run.get("narrow_on_rank") == rank:
         X = X[:, :-1]
     if run.get("short_y_on_rank") == rank:

@@ -196,6 +196,24 @@ def test_sharded_data_gives_the_exact_mean_over_each_global_batch(tmp_path, opti
 
 
 @needs_mpi
+def test_sparse_rows_train_and_shard_as_dense_rows(tmp_path):
+    """CSR X: replicated as one process; sharded (an empty shard too) as the dense shards."""
+    common = {"epochs": 2, "batch_size": 10, "n": 97, "optimizer": "adam", "lr": 0.02,
+              "sample_weight": True, "dropout": 0.2}  # fmt: skip
+    sharded = {**common, "shards": [0, 0, 40, 97], "sharded": True}
+    runs = [{**common, "zeros": "csr"}, {**sharded, "zeros": "csr"}, {**sharded, "zeros": "dense"}]
+    results = launch(3, runs, tmp_path)
+    assert_same_on_every_rank(results)
+    replicated, sparse_shards, dense_shards = results[0]
+    assert [result["error"] for result in results[0]] == [None] * 3
+    assert_close(one_process({**common, "zeros": "dense"}), replicated["params"])
+    np.testing.assert_allclose(sparse_shards["params"], dense_shards["params"], rtol=1e-10)
+    assert sparse_shards["history"]["cost"] == pytest.approx(
+        dense_shards["history"]["cost"], rel=1e-10
+    )
+
+
+@needs_mpi
 def test_sharded_data_with_shuffling_and_validation_trains_one_model(tmp_path):
     run = {"epochs": 4, "batch_size": 16, "n": 300, "shards": [0, 100, 300], "sharded": True,
            "optimizer": "adam", "lr": 0.02, "validation_fraction": 0.2, "dropout": 0.1}  # fmt: skip

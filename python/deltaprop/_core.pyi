@@ -1,7 +1,8 @@
 """Type stub of the private compiled module (cpp/bindings.cpp).
 
 Every array must already be C-contiguous, aligned and of the class's dtype
-(float32 for Mlp32, float64 for Mlp64); nothing is converted. Written arrays
+(float32 for Mlp32, float64 for Mlp64); nothing is converted. X is such an array or
+a deltaprop._sparse.SparseRows (CSR rows, data of the class's dtype). Written arrays
 must not share memory with any other argument. tests/test_core_stub.py checks that
 this stub and the compiled module declare the same names and parameters.
 """
@@ -10,6 +11,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
+
+from ._sparse import SparseRows
+
+Inputs = npt.NDArray | SparseRows
 
 class _Mlp:
     def __init__(
@@ -36,24 +41,24 @@ class _Mlp:
     def matmul_precision(self, name: str) -> None: ...
     @property
     def n_params(self) -> int: ...
-    def predict(self, params: npt.NDArray, X: npt.NDArray, out: npt.NDArray) -> None: ...
-    def cost(self, params: npt.NDArray, X: npt.NDArray, Y: npt.NDArray) -> float: ...
+    def predict(self, params: npt.NDArray, X: Inputs, out: npt.NDArray) -> None: ...
+    def cost(self, params: npt.NDArray, X: Inputs, Y: npt.NDArray) -> float: ...
     def layers(
         self,
         params: npt.NDArray,
-        X: npt.NDArray,
+        X: Inputs,
         Y: npt.NDArray | None,
         z_out: npt.NDArray,
         a_out: npt.NDArray,
         delta_out: npt.NDArray | None,
     ) -> None: ...
     def gradients(
-        self, params: npt.NDArray, X: npt.NDArray, Y: npt.NDArray, grads: npt.NDArray
+        self, params: npt.NDArray, X: Inputs, Y: npt.NDArray, grads: npt.NDArray
     ) -> float: ...
     def objective(
         self,
         params: npt.NDArray,
-        X: npt.NDArray,
+        X: Inputs,
         Y: npt.NDArray,
         sample_weight: npt.NDArray | None,
         l2: float,
@@ -68,7 +73,7 @@ class _Mlp:
         params: npt.NDArray,
         state: list[npt.NDArray],
         step: npt.NDArray[np.int64],
-        X: npt.NDArray,
+        X: Inputs,
         Y: npt.NDArray,
         sample_weight: npt.NDArray | None,
         order: npt.NDArray[np.int64] | None,

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, _sparse
 from ._architecture import Architecture
 from ._checks import as_real_array
 
@@ -62,8 +62,8 @@ def require_finite(array: np.ndarray, argument: str) -> None:
 
     Parameters
     ----------
-    array : ndarray
-        In the core's layout (see `to_core_layout`), any shape.
+    array : ndarray or SparseRows
+        In the core's layout (see `to_core_layout`), any shape; of sparse rows, the entries.
     argument : str
         Its name, for the error message.
 
@@ -72,6 +72,8 @@ def require_finite(array: np.ndarray, argument: str) -> None:
     ValueError
         A value is NaN or infinite.
     """
+    if isinstance(array, _sparse.SparseRows):
+        array = array.data
     if not _core.all_finite(array.reshape(-1)):
         raise ValueError(f"{argument}: contains NaN or infinity (in {array.dtype})")
 
@@ -83,19 +85,19 @@ def inputs(
 
     Parameters
     ----------
-    X : array_like of shape (n_samples, n_0)
+    X : array_like or scipy.sparse CSR/CSC matrix of shape (n_samples, n_0)
         The inputs, at least one sample, of a real dtype.
     architecture : Architecture
         The network's; gives n_0 and the dtype.
     argument : str, default="X"
         Their name, for the error message.
     check_finite : bool, default=True
-        Check that every value is finite.
+        Check that every value is finite (a sparse X's entries always are).
 
     Returns
     -------
-    ndarray of shape (n_samples, n_0)
-        In the core's layout (see `to_core_layout`).
+    ndarray or SparseRows of shape (n_samples, n_0)
+        In the core's layout (see `to_core_layout`, and `deltaprop._sparse` for sparse X).
 
     Raises
     ------
@@ -105,6 +107,8 @@ def inputs(
         A wrong shape, no sample, or (with ``check_finite``) NaN or infinity.
     """
     n_in = architecture.sizes[0]
+    if _sparse.is_sparse(X):
+        return _sparse.inputs(X, n_in, architecture.dtype, argument)
     if _in_core_layout(X, architecture.dtype, n_in):  # what the checks below let through as is
         if check_finite:
             require_finite(X, argument)

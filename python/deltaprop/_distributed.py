@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _data
+from . import _data, _sparse
 
 # What a rank tells the others at an agreement: its error (its type's module and name,
 # and its message), if any. Names, not classes: a class defined in a function does not
@@ -285,10 +285,11 @@ class Group:
             In the core's layout.
         """
         if self.sharded:
-            if np.shape(X)[:1] != (0,):
+            shape = X.shape if _sparse.is_sparse(X) else np.shape(X)
+            if shape[:1] != (0,):
                 return net.validate(X, Y)
             n_inputs, n_outputs = net.architecture.sizes[0], net.architecture.sizes[-1]
-            if np.ndim(X) != 2 or np.shape(X)[1] != n_inputs or len(Y) != 0:
+            if len(shape) != 2 or shape[1] != n_inputs or len(Y) != 0:
                 raise ValueError(
                     f"X, Y: an empty shard must be X of shape (0, {n_inputs}) and Y with 0 rows"
                 )

@@ -668,7 +668,7 @@ of them, default="sigmoid"
 
         Parameters
         ----------
-        X : array_like of shape (n_samples, n_0)
+        X : array_like or scipy.sparse CSR/CSC matrix of shape (n_samples, n_0)
             Converted once to the network's dtype and C order if it is not already.
 
         Returns

@@ -88,6 +88,8 @@ def _stochastic(estimator) -> bool:
 _ACTIVATIONS = {"logistic": "sigmoid", **{name: name for name in ACTIVATIONS}}
 # The stochastic update rules, and scikit-learn's full-batch solver.
 _OPTIMIZERS = (*optim.NAMES, "lbfgs")
+# scipy.sparse formats the estimators take (validate_data converts the others to CSR).
+_ACCEPT_SPARSE = ("csr", "csc")
 # scikit-learn's names for the output activations, for out_activation_.
 _OUT_ACTIVATION_NAMES = {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}
 _MAX_SEED = np.iinfo(np.int32).max
@@ -109,6 +111,11 @@ def _signature_with(function, name: str, default) -> inspect.Signature:
 
 class _BaseDeltaprop(BaseEstimator):
     """What the classifier and the regressor share: parameters and the training loop."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR and CSC, as MLPClassifier (see deltaprop._sparse)
+        return tags
 
     def __init__(
         self,
@@ -537,7 +544,9 @@ class _BaseDeltaprop(BaseEstimator):
     def _outputs(self, X) -> np.ndarray:
         """Return the network's output activations for X, of shape (n_samples, n_outputs_)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=self.network_.dtype)
+        X = validate_data(
+            self, X, reset=False, dtype=self.network_.dtype, accept_sparse=_ACCEPT_SPARSE
+        )
         return self.network_.predict(X)
 
     @property
@@ -712,7 +721,10 @@ class DeltapropClassifier(ClassifierMixin, _BaseDeltaprop):
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _validate_targets(self, X, y, *, first_pass, incremental, classes, dtype):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=dtype, reset=first_pass)
+        X, y = validate_data(
+            self, X, y, multi_output=True, dtype=dtype, reset=first_pass,
+            accept_sparse=_ACCEPT_SPARSE,
+        )  # fmt: skip
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -924,8 +936,9 @@ class DeltapropRegressor(RegressorMixin, _BaseDeltaprop):
 
     def _validate_targets(self, X, y, *, first_pass, incremental, classes, dtype):
         X, y = validate_data(
-            self, X, y, multi_output=True, y_numeric=True, dtype=dtype, reset=first_pass
-        )
+            self, X, y, multi_output=True, y_numeric=True, dtype=dtype, reset=first_pass,
+            accept_sparse=_ACCEPT_SPARSE,
+        )  # fmt: skip
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         # Always 2-D: to the network a 1-D array with several outputs means class indices.

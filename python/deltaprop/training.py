@@ -88,8 +88,8 @@ def fit(
     ----------
     net : Network
         The network to train (``self`` when called as ``net.fit``).
-    X : array_like of shape (n_samples, n_0)
-        Inputs.
+    X : array_like or scipy.sparse CSR/CSC matrix of shape (n_samples, n_0)
+        Inputs (sparse X is never made dense: see the guide's "Sparse inputs").
     Y : array_like of shape (n_samples,) or (n_samples, n_L)
         Class indices or targets; with one output unit a 1-D Y holds the targets.
     sample_weight : array_like of shape (n_samples,), float or None, default=None
