@@ -150,6 +150,33 @@ def test_training_is_that_of_a_plain_network_on_the_scaled_inputs(optimizer):
     np.testing.assert_array_equal(net.predict(X_val), plain.predict(_scaled_by(net, X_val)))
 
 
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_sparse_fit_scales_only_and_trains_as_on_the_scaled_dense_inputs(fmt, optimizer):
+    X, y = _data()
+    X[np.random.default_rng(5).random(X.shape) < 0.6] = 0.0
+    X_val, y_val = X[:30], y[:30]
+    sparse = scipy.sparse.csr_matrix(X).asformat(fmt)
+    options = dict(optimizer=optimizer, epochs=4, seed=3)
+    if optimizer == "adam":
+        options.update(batch_size=16, validation_data=(scipy.sparse.csr_matrix(X_val), y_val))
+    net = _network()
+    history = net.fit(sparse, y, standardize=True, **options)
+    np.testing.assert_array_equal(net.input_mean, np.zeros(4))  # with_mean=False
+    np.testing.assert_allclose(
+        net.input_scale, StandardScaler(with_mean=False).fit(sparse).scale_, rtol=1e-13
+    )
+    plain = _network()
+    if optimizer == "adam":
+        options["validation_data"] = (_scaled_by(net, X_val), y_val)
+    plain_history = plain.fit(_scaled_by(net, X), y, **options)
+    np.testing.assert_allclose(net.params, plain.params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(history["cost"], plain_history["cost"], rtol=1e-10)
+    # A scaling learned from sparse X divides only: sparse and dense inputs both take it.
+    np.testing.assert_allclose(net.predict(sparse), net.predict(X), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(net.predict(X), plain.predict(_scaled_by(net, X)), rtol=1e-9)
+
+
 def test_a_held_out_split_is_scaled_with_the_rest():
     X, y = _data()
     net, plain = _network(), _network()

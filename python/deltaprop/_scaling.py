@@ -12,13 +12,13 @@ convert X anyway).
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Callable
 
 import numpy as np
 
 from . import _data
 from ._checks import as_real_array
+from ._sparse import is_sparse
 
 __all__ = [
     "FitScaling",
@@ -26,7 +26,6 @@ __all__ = [
     "array_of",
     "check",
     "inputs",
-    "is_sparse",
     "scaled",
     "validate",
     "without_scaling",
@@ -283,22 +282,6 @@ def _entry_rows(X: Any) -> np.ndarray:
     if X.format == "csc":
         return X.indices
     return np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-
-
-def is_sparse(X: Any) -> bool:
-    """Return whether X is a scipy.sparse matrix or array (scipy is not imported for it).
-
-    Parameters
-    ----------
-    X : object
-        Anything.
-
-    Returns
-    -------
-    bool
-    """
-    sparse = sys.modules.get("scipy.sparse")
-    return sparse is not None and sparse.issparse(X)
 
 
 def array_of(X: Any, argument: str = "X") -> Any:

@@ -51,6 +51,10 @@ class SparseRows:
     """
 
     _deltaprop_csr = True  # what the core recognises (see cpp/bindings.cpp)
+    # What the input scaling reads of a scipy CSR matrix (`_scaling`): checked rows are
+    # sorted and without duplicates.
+    format = "csr"
+    has_canonical_format = True
 
     def __init__(
         self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, n_cols: int
@@ -71,6 +75,24 @@ class SparseRows:
     def dtype(self) -> np.dtype:
         """numpy.dtype: The entries' dtype."""
         return self.data.dtype
+
+    def astype(self, dtype: Any, copy: bool = True) -> SparseRows:
+        """Return the rows with their entries in ``dtype`` (a copy of the entries alone).
+
+        Parameters
+        ----------
+        dtype : numpy.dtype
+            The entries' new dtype.
+        copy : bool, default=True
+            Copy the entries even when they are of ``dtype`` already.
+
+        Returns
+        -------
+        SparseRows
+            Sharing ``indices`` and ``indptr`` with these rows.
+        """
+        data = self.data.astype(dtype, copy=copy)
+        return SparseRows(data, self.indices, self.indptr, self.shape[1])
 
     @property
     def nbytes(self) -> int:
