@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _data
 from ._checks import check_real
 
 __all__ = ["BALANCED", "by_index", "check", "describe", "tally", "weigh"]
@@ -196,7 +197,7 @@ def tally(checked: Any, Y: np.ndarray) -> np.ndarray | None:
     binary = ((Y == 0) | (Y == 1)).all(axis=1)
     one_hot = binary if Y.shape[1] == 1 else binary & (Y.sum(axis=1) == 1)
     n_classes = max(Y.shape[1], 2)
-    classes = np.bincount(_labels(Y[one_hot]), minlength=n_classes)
+    classes = np.bincount(_data.classes_of(Y[one_hot]), minlength=n_classes)
     ones = Y[binary].sum(axis=0)
     rows = [len(Y), (~one_hot).sum(), (~binary).sum()]
     return np.concatenate([rows, classes, ones]).astype(np.float64)
@@ -233,7 +234,7 @@ def weigh(checked: Any, data: tuple, tallies: list, may_all_be_zero: bool = Fals
     total = _sum(tallies, tally(checked, Y[:0]).shape)
     per_column = _per_column(checked, total, Y.shape[1])
     if per_column is None:
-        row_weights = _class_weights(checked, total, max(Y.shape[1], 2))[_labels(Y)]
+        row_weights = _class_weights(checked, total, max(Y.shape[1], 2))[_data.classes_of(Y)]
     else:
         row_weights = np.ones(len(Y))
         ones = total[_COUNTS + max(Y.shape[1], 2) :]
@@ -306,10 +307,3 @@ def _weights_of(one: Any, counts: np.ndarray, n_classes: int, argument: str) -> 
         )
     # scikit-learn's expression, so that the weights are its own to the last bit.
     return counts.sum() / (n_classes * counts)
-
-
-def _labels(Y: np.ndarray) -> np.ndarray:
-    """Return the class of each one-hot row (with one output unit: its 0/1 target)."""
-    if Y.shape[1] == 1:
-        return Y[:, 0].astype(np.intp)
-    return Y.argmax(axis=1)

@@ -281,3 +281,10 @@ def sizes_from_params(weights: list[np.ndarray], biases: list[np.ndarray]) -> li
             raise ValueError(f"biases[{l}]: expected shape ({W.shape[0]},), got {b.shape}")
         sizes.append(W.shape[0])
     return sizes
+
+
+def classes_of(outputs: np.ndarray) -> np.ndarray:
+    """Return the class of each row of outputs or targets: argmax, or >= 0.5 with one column."""
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] >= 0.5).astype(np.int64)
+    return outputs.argmax(axis=1)

@@ -765,7 +765,7 @@ of them, default="sigmoid"
         TypeError, ValueError
             As for `predict`.
         """
-        return _classes(self.predict(X))
+        return _data.classes_of(self.predict(X))
 
     def evaluate(self, X: Any, labels: Any) -> float:
         """Compute the fraction of samples whose predicted class is the expected one.
@@ -792,7 +792,8 @@ of them, default="sigmoid"
         X = _data.inputs(X, self.architecture)
         labels = as_real_array(labels, "labels")
         if labels.ndim == 2:
-            expected = _classes(_data.targets(labels, X.shape[0], self.architecture, "labels"))
+            targets = _data.targets(labels, X.shape[0], self.architecture, "labels")
+            expected = _data.classes_of(targets)
         else:
             expected = _data.class_indices(labels, X.shape[0], self.sizes[-1], "labels")
         return float(np.mean(self.predict_classes(X) == expected))
@@ -1275,10 +1276,3 @@ def _is_json(path: str | os.PathLike) -> bool:
     """Whether a file starts as a JSON object does: network2.py's, not a deltaprop file."""
     with _files.open_regular(path) as file:
         return file.read(64).lstrip(b" \t\r\n")[:1] in (b"{", b"[")
-
-
-def _classes(outputs: np.ndarray) -> np.ndarray:
-    """Class of each row of outputs or targets: argmax, or >= 0.5 with one column."""
-    if outputs.shape[1] == 1:
-        return (outputs[:, 0] >= 0.5).astype(np.int64)
-    return outputs.argmax(axis=1)
