@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "blas.hpp"
-#include "trainer.hpp"
+#include "network.hpp"
 
 namespace py = pybind11;
 using deltaprop::Mlp;
@@ -485,10 +485,13 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 check_matrix(Y, "Y", n_rows, net.mlp().n_outputs());
                 const std::size_t n_order = order ? check_order(*order, bool(shares)) : n_rows;
                 if (sample_weight) check_sample_weight(*sample_weight, n_rows);
-                if (batch_size < 1) throw std::invalid_argument("batch_size: must be at least 1");
-                if (!(dropout >= 0 && dropout < 1)) {
-                    throw std::invalid_argument("dropout: must lie in [0, 1)");
-                }
+                deltaprop::TrainSettings settings;
+                settings.batch_size = batch_size;
+                settings.rule = rule;
+                settings.dropout = dropout;
+                settings.seed = seed;
+                settings.first_batch = first_batch;
+                deltaprop::check_settings(settings);
                 if (bool(reduce) != bool(reduce_statuses) || bool(reduce) != bool(shares)) {
                     throw std::invalid_argument(
                         "shares, reduce, reduce_statuses: give all three (data-parallel "
@@ -505,29 +508,29 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                                 {"shares", shares ? &*shares : nullptr, false}},
                                spans);
                 std::optional<deltaprop::Shares> share;
-                std::optional<deltaprop::Reduction<T>> sum;
+                std::optional<deltaprop::AcrossProcesses<T>> across;
+                deltaprop::Alone<T> alone;
                 if (shares) {
                     share = check_shares(*shares);
-                    sum = deltaprop::Reduction<T>{summing_with<T>(*reduce_statuses),
-                                                  summing_with<T>(*reduce), lead, bucket_bytes};
+                    across.emplace(summing_with<T>(*reduce_statuses), summing_with<T>(*reduce),
+                                   lead, bucket_bytes);
                 }
+                deltaprop::Reduction<T> &reduction =
+                    across ? static_cast<deltaprop::Reduction<T> &>(*across) : alone;
                 T *p = params.mutable_data();
-                const deltaprop::Rows<T> rows{X.dense(),
-                                              Y.data(),
-                                              sample_weight ? sample_weight->data() : nullptr,
-                                              n_rows,
-                                              order ? order->data() : nullptr,
-                                              n_order,
-                                              batch_size,
-                                              dropout,
-                                              seed,
-                                              first_batch,
-                                              share ? &*share : nullptr,
-                                              X.csr_or_null()};
+                deltaprop::Rows<T> rows;
+                rows.X = X.dense();
+                rows.sparse_X = X.csr_or_null();
+                rows.Y = Y.data();
+                rows.sample_weight = sample_weight ? sample_weight->data() : nullptr;
+                rows.n_rows = n_rows;
+                rows.order = order ? order->data() : nullptr;
+                rows.n_order = n_order;
+                rows.shares = share ? &*share : nullptr;
                 deltaprop::TrainOutcome outcome;
                 {
                     py::gil_scoped_release nogil;
-                    outcome = net.train(p, memory, rule, rows, sum ? &*sum : nullptr);
+                    outcome = net.train(p, memory, rows, settings, reduction);
                 }
                 return py::make_tuple(outcome.cost, outcome.sample_weight, outcome.diverged_batch,
                                       outcome.stopped_batch);

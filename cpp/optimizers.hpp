@@ -1,6 +1,6 @@
 // Parameter updates after a mini-batch: SGD, momentum, Nesterov momentum, Adam and
 // Rprop, all one element-wise pass over a parameter segment, in place. Plain SGD and
-// momentum take their gradient in the BP4 GEMM itself (trainer.hpp); the others read
+// momentum take their gradient in the BP4 GEMM itself (update.hpp); the others read
 // it from a gradient buffer.
 // Semantics follow PyTorch's torch.optim (momentum buffers start at zero, so
 // the first momentum step is plain SGD; Adam corrects its moments' bias).

@@ -136,7 +136,7 @@ def test_thread_counts_agree_to_rounding_and_each_is_reproducible(restore_thread
 @pytest.mark.parametrize("threads", [1, 2])
 def test_rows_gathered_ahead_are_the_rows_of_the_permutation(restore_threads, threads):
     # While a batch trains, the team's idle workers gather the next batch's rows (see
-    # GatheredRows in trainer.hpp) and the call takes over the rows they did not reach:
+    # GatheredRows in rows.hpp) and the call takes over the rows they did not reach:
     # the epoch must be the one trained on the permuted rows in storage order.
     dp.set_num_threads(threads)
     net, X, y = big_problem(4, n=3001)  # 12 batches of 256, the last of 185
