@@ -6,8 +6,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -278,6 +280,141 @@ std::string to_string(deltaprop::MatmulPrecision precision) {
     return precision == deltaprop::MatmulPrecision::bfloat16 ? "bfloat16" : "highest";
 }
 
+// deltaprop._core.TrainSettings, built from keyword arguments only, one per field: an
+// unknown, missing or ill-typed field is a TypeError naming it, a value out of range a
+// ValueError (check_settings). The fields are read-only afterwards.
+class SettingsFields {
+  public:
+    using Settings = deltaprop::TrainSettings;
+
+    explicit SettingsFields(py::class_<Settings> &cls) : cls_(cls) {}
+
+    // A field: its name, member, whether a call must give it, its type and meaning.
+    template <class Field>
+    void add(const char *name, Field Settings::*member, bool required, const char *type,
+             const char *doc) {
+        cls_.def_readonly(name, member, doc);
+        const auto set = [member](Settings &settings, py::handle value) {
+            settings.*member = value.cast<Field>();
+        };
+        fields_.push_back({name, required, type, set});
+    }
+
+    // The constructor and repr, once every field is added.
+    void finish() {
+        const std::vector<Field> fields = fields_;
+        cls_.def(py::init([fields](const py::kwargs &kwargs) { return build(fields, kwargs); }),
+                 ("Keyword arguments only: " + names(fields) + ".").c_str());
+        cls_.def("__repr__", [fields](const py::object &self) {
+            std::string text = "TrainSettings(";
+            for (const Field &field : fields) {
+                text += (&field == &fields.front() ? "" : ", ") + std::string(field.name) + "=" +
+                        py::repr(self.attr(field.name)).cast<std::string>();
+            }
+            return text + ")";
+        });
+    }
+
+  private:
+    struct Field {
+        const char *name;
+        bool required;
+        const char *type;
+        std::function<void(Settings &, py::handle)> set;
+    };
+
+    static std::string names(const std::vector<Field> &fields) {
+        std::string text;
+        for (const Field &field : fields) {
+            text += (text.empty() ? "" : ", ") + std::string(field.name) +
+                    (field.required ? "" : " (optional)");
+        }
+        return text;
+    }
+
+    static Settings build(const std::vector<Field> &fields, const py::kwargs &kwargs) {
+        Settings settings;
+        for (const auto &[key, value] : kwargs) {
+            const std::string name = py::str(key);
+            const auto field = std::find_if(fields.begin(), fields.end(),
+                                            [&](const Field &f) { return name == f.name; });
+            if (field == fields.end()) {
+                throw py::type_error("TrainSettings: unknown field '" + name + "'; the fields are " +
+                                     names(fields));
+            }
+            try {
+                field->set(settings, value);
+            } catch (const py::cast_error &) {
+                throw py::type_error("TrainSettings: " + name + ": expected " + field->type +
+                                     ", got " + py::repr(value).cast<std::string>());
+            }
+        }
+        for (const Field &field : fields) {
+            if (field.required && !kwargs.contains(field.name)) {
+                throw py::type_error("TrainSettings: missing field '" + std::string(field.name) +
+                                     "'");
+            }
+        }
+        deltaprop::check_settings(settings);
+        return settings;
+    }
+
+    py::class_<Settings> &cls_;
+    std::vector<Field> fields_;
+};
+
+// Adding a training option: its field in settings.hpp, its line here.
+void bind_train_settings(py::module_ &m) {
+    using deltaprop::TrainSettings;
+    py::class_<TrainSettings> cls(m, "TrainSettings", "The options of a call of Mlp.train.");
+    SettingsFields fields(cls);
+    fields.add("batch_size", &TrainSettings::batch_size, true, "an int >= 1",
+               "Rows per mini-batch; the last may be smaller.");
+    fields.add("rule", &TrainSettings::rule, true, "an UpdateRule", "The update after each batch.");
+    fields.add("dropout", &TrainSettings::dropout, false, "a float in [0, 1)",
+               "Fraction of hidden units dropped (default 0).");
+    fields.add("seed", &TrainSettings::seed, false, "an int in [0, 2**64)",
+               "Seed of the dropout masks (default 0).");
+    fields.add("first_batch", &TrainSettings::first_batch, false, "an int in [0, 2**64)",
+               "Index within its epoch of the call's first batch (default 0): batch k's "
+               "dropout masks depend on (seed, first_batch + k).");
+    fields.finish();
+}
+
+// The sums of data-parallel training: `reduction` has reduce(values) and
+// reduce_statuses(statuses), which sum a float array over the processes in place, lead
+// and bucket_bytes (see deltaprop._distributed.Group).
+template <class T> struct ReductionArg {
+    py::function reduce, reduce_statuses;
+    bool lead;
+    std::size_t bucket_bytes;
+
+    explicit ReductionArg(const py::object &reduction) {
+        try {
+            reduce = reduction.attr("reduce").cast<py::function>();
+            reduce_statuses = reduction.attr("reduce_statuses").cast<py::function>();
+            lead = reduction.attr("lead").cast<bool>();
+            bucket_bytes = reduction.attr("bucket_bytes").cast<std::size_t>();
+        } catch (const py::error_already_set &error) {
+            if (!error.matches(PyExc_AttributeError)) throw;
+            throw py::type_error(expected(reduction));
+        } catch (const py::cast_error &) {
+            throw py::type_error(expected(reduction));
+        }
+    }
+
+    deltaprop::AcrossProcesses<T> across() const {
+        return {summing_with<T>(reduce_statuses), summing_with<T>(reduce), lead, bucket_bytes};
+    }
+
+  private:
+    static std::string expected(const py::object &reduction) {
+        return "reduction: expected an object with reduce and reduce_statuses (callables), lead "
+               "(bool) and bucket_bytes (int >= 0), got " +
+               py::repr(reduction).cast<std::string>();
+    }
+};
+
 template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
     py::class_<Network<T>>(m, class_name,
                            "The network's architecture and workspaces (parameters live in a flat "
@@ -470,32 +607,28 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             [](Network<T> &net, Array<T> &params, std::vector<Array<T>> &state,
                Array<std::int64_t> &step, InputArg<T> &X, const Array<T> &Y,
                const std::optional<Array<T>> &sample_weight,
-               const std::optional<Array<std::int64_t>> &order, std::size_t batch_size,
-               const deltaprop::UpdateRule &rule, double dropout, std::uint64_t seed,
-               std::uint64_t first_batch, const std::optional<Array<std::int64_t>> &shares,
-               const std::optional<py::function> &reduce,
-               const std::optional<py::function> &reduce_statuses, bool lead,
-               std::size_t bucket_bytes) {
+               const std::optional<Array<std::int64_t>> &order, const py::object &settings_arg,
+               const std::optional<Array<std::int64_t>> &shares,
+               const std::optional<py::object> &reduction_arg) {
+                if (!py::isinstance<deltaprop::TrainSettings>(settings_arg)) {
+                    throw py::type_error("settings: expected a deltaprop._core.TrainSettings, got " +
+                                         py::repr(settings_arg).cast<std::string>());
+                }
+                const auto settings = settings_arg.cast<deltaprop::TrainSettings>();
                 check_params(net.mlp(), params, "params");
                 check_writeable<T>(params, "params");
-                deltaprop::OptimizerState<T> memory = optimizer_state(net.mlp(), rule, state, step);
+                deltaprop::OptimizerState<T> memory =
+                    optimizer_state(net.mlp(), settings.rule, state, step);
                 // A process of data-parallel training may have no rows of its own.
                 const std::size_t n_rows =
                     X.check(std::nullopt, net.mlp().n_inputs(), shares ? 0 : 1);
                 check_matrix(Y, "Y", n_rows, net.mlp().n_outputs());
                 const std::size_t n_order = order ? check_order(*order, bool(shares)) : n_rows;
                 if (sample_weight) check_sample_weight(*sample_weight, n_rows);
-                deltaprop::TrainSettings settings;
-                settings.batch_size = batch_size;
-                settings.rule = rule;
-                settings.dropout = dropout;
-                settings.seed = seed;
-                settings.first_batch = first_batch;
                 deltaprop::check_settings(settings);
-                if (bool(reduce) != bool(reduce_statuses) || bool(reduce) != bool(shares)) {
+                if (bool(shares) != bool(reduction_arg)) {
                     throw std::invalid_argument(
-                        "shares, reduce, reduce_statuses: give all three (data-parallel "
-                        "training) or none");
+                        "shares, reduction: give both (data-parallel training) or neither");
                 }
                 std::vector<Span> spans;
                 for (const auto &array : state) spans.push_back({"state", &array, true});
@@ -508,12 +641,13 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                                 {"shares", shares ? &*shares : nullptr, false}},
                                spans);
                 std::optional<deltaprop::Shares> share;
+                std::optional<ReductionArg<T>> sums;  // holds the callables during the call
                 std::optional<deltaprop::AcrossProcesses<T>> across;
                 deltaprop::Alone<T> alone;
                 if (shares) {
                     share = check_shares(*shares);
-                    across.emplace(summing_with<T>(*reduce_statuses), summing_with<T>(*reduce),
-                                   lead, bucket_bytes);
+                    sums.emplace(*reduction_arg);
+                    across.emplace(sums->across());
                 }
                 deltaprop::Reduction<T> &reduction =
                     across ? static_cast<deltaprop::Reduction<T> &>(*across) : alone;
@@ -538,19 +672,19 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             py::arg("params").noconvert(), py::arg("state").noconvert(),
             py::arg("step").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
             py::arg("sample_weight").noconvert(), py::arg("order").noconvert(),
-            py::arg("batch_size"), py::arg("rule"), py::arg("dropout") = 0.0, py::arg("seed") = 0,
-            py::arg("first_batch") = 0, py::arg("shares").noconvert() = py::none(),
-            py::arg("reduce") = py::none(), py::arg("reduce_statuses") = py::none(),
-            py::arg("lead") = true, py::arg("bucket_bytes") = std::size_t(1) << 20,
-            "Mini-batch training over the rows order (None: all rows in storage order), "
-            "updating params, the optimizer state and its step count in place. With shares "
-            "(3, n_batches) (this process's rows begin, end and position in each global "
-            "batch), each batch calls reduce_statuses(statuses) (REDUCTION_TAIL entries: "
-            "cost, sample weight, non-finite counts, stop requests) and then reduce(values) "
-            "(a bucket of layers' velocity, parameters or gradient, of bucket_bytes or more, "
-            "from the top layer down), each to sum its array over the processes in place; "
-            "lead: this process adds the state every process shares. Returns (summed cost, "
-            "summed sample weight, diverged batch or -1, batch stopped after or -1).");
+            py::arg("settings"), py::arg("shares").noconvert() = py::none(),
+            py::arg("reduction") = py::none(),
+            "Mini-batch training over the rows order (None: all rows in storage order) as "
+            "settings (a TrainSettings) say, updating params, the optimizer state and its step "
+            "count in place. With shares (3, n_batches) (this process's rows begin, end and "
+            "position in each global batch) and a reduction, each batch calls "
+            "reduction.reduce_statuses(statuses) (REDUCTION_TAIL entries: cost, sample "
+            "weight, non-finite counts, stop requests) and then reduction.reduce(values) (a "
+            "bucket of layers' velocity, parameters or gradient, of reduction.bucket_bytes or "
+            "more, from the top layer down), each to sum its array over the processes in "
+            "place; reduction.lead: this process adds the state every process shares. "
+            "Returns (summed cost, summed sample weight, diverged batch or -1, batch stopped "
+            "after or -1).");
 }
 
 // all_finite(values): no NaN or infinity among the values of a C-contiguous, aligned
@@ -602,6 +736,7 @@ PYBIND11_MODULE(_core, m) {
         .def_readonly("l1", &deltaprop::UpdateRule::l1);
     // The statuses data-parallel training sums per batch; the last counts stop requests.
     m.attr("REDUCTION_TAIL") = py::int_(std::size_t(deltaprop::kReductionTail));
+    bind_train_settings(m);
     bind_mlp<float>(m, "Mlp32");
     bind_mlp<double>(m, "Mlp64");
     bind_all_finite<float>(m);

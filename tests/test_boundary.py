@@ -1203,6 +1203,9 @@ def test_core_train_is_strict(spec, data):
         strict_problem(Y, dtype, None if rows is None else (rows, n_out)),
         strict_problem(weights, dtype, None if rows is None else (rows,), optional=True),
         strict_problem(order, np.dtype(np.int64), optional=True),
+    ]
+    # The settings are built before the call: their errors come first.
+    settings_problems = [
         _unsigned_problem(batch_size),
         _unsigned_problem(seed),
         _unsigned_problem(first_batch),
@@ -1215,30 +1218,35 @@ def test_core_train_is_strict(spec, data):
         elif rows is not None and order.max() >= rows:
             problems.append(ValueError)
     if batch_size == 0:
-        problems.append(ValueError)
+        settings_problems.append(ValueError)
     if not isinstance(dropout, (int, float)):
-        problems.append(TypeError)
+        settings_problems.append(TypeError)
     elif not 0 <= dropout < 1:
-        problems.append(ValueError)
-    allowed = expected_error(problems)
+        settings_problems.append(ValueError)
+    allowed = expected_error(settings_problems) or expected_error(problems)
 
-    arguments = (params, state, step, X, Y, weights, order, batch_size, rule, dropout, seed)
+    def train(mlp, *arrays):
+        settings = _core.TrainSettings(
+            batch_size=batch_size, rule=rule, dropout=dropout, seed=seed, first_batch=first_batch
+        )
+        return mlp.train(*arrays, settings)
+
+    arguments = (params, state, step, X, Y, weights, order)
     frozen_inputs = Frozen(X, Y, weights, order)
     frozen_outputs = Frozen(params, *state, step)
     if not allowed:  # for a fresh core, which must then give the same
         twin_params, twin_step = params.copy(), step.copy()
         twin_state = type(state)(s.copy() for s in state)
-    result, error = attempt(core.train, *arguments, first_batch)
+    result, error = attempt(train, core, *arguments)
     frozen_inputs.assert_unchanged()
     check_outcome(error, allowed, public=False)
     if allowed:
         frozen_outputs.assert_unchanged()
         return
 
-    expected = twin_core(net).train(
-        twin_params, twin_state, twin_step, X.copy(), Y.copy(),
+    expected = train(
+        twin_core(net), twin_params, twin_state, twin_step, X.copy(), Y.copy(),
         None if weights is None else weights.copy(), None if order is None else order.copy(),
-        batch_size, rule, dropout, seed, first_batch,
     )  # fmt: skip
     assert_same(result, expected)
     assert_same(params, twin_params)
@@ -1330,8 +1338,9 @@ def test_core_outputs_that_alias_inputs(spec, data):
         if entry == "gradients":
             return mlp.gradients(arrays["params"], arrays["X"], arrays["Y"], arrays["grads"])
         state = [arrays[f"state{k}"] for k in range(METHODS[method])]
+        settings = _core.TrainSettings(batch_size=batch_size, rule=rule)
         return mlp.train(arrays["params"], state, step, arrays["X"], arrays["Y"],
-                         arrays.get("weights"), None, batch_size, rule)  # fmt: skip
+                         arrays.get("weights"), None, settings)  # fmt: skip
 
     copies = {name: view.copy() for name, view in views.items()}
     expected = call(twin_core(net), copies, np.zeros(1, dtype=np.int64))

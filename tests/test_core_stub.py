@@ -30,6 +30,8 @@ def _stub_parameters(function: ast.FunctionDef) -> Parameters:
     defaulted = len(args.defaults)
     names = [(a.arg, i >= len(positional) - defaulted) for i, a in enumerate(positional)]
     names += [(a.arg, d is not None) for a, d in zip(args.kwonlyargs, args.kw_defaults)]
+    if args.kwarg is not None:  # **kwargs
+        names.append((args.kwarg.arg, False))
     return tuple(names)
 
 
@@ -205,7 +207,8 @@ EXTRA_FUNCTION = "def extra() -> None: ...\n"
          "UpdateRule.extra: in the stub, not in the module"),
         (lambda s: s.replace("    @property\n    def n_params(self) -> int: ...\n", ""),
          "Mlp32.n_params: in the module, not in the stub"),
-        (lambda s: s.replace("seed: int = 0", "random_seed: int = 0"), "Mlp32.train: stub takes"),
+        (lambda s: s.replace("settings: TrainSettings,", "options: TrainSettings,"),
+         "Mlp32.train: stub takes"),
         (lambda s: s.replace("        lr: float,\n", "        lr: float = 0.1,\n"),
          "UpdateRule.__init__: stub takes"),
         (lambda s: s.replace("def set_num_threads(n: int)", "def set_num_threads(count: int)"),

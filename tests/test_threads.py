@@ -40,7 +40,8 @@ def test_another_python_thread_runs_during_a_core_call():
     rule = dp._core.UpdateRule("sgd", 0.01)
     step = np.zeros(1, dtype=np.int64)
     start = time.perf_counter()
-    net._core.train(net.params, [], step, X, Y, None, None, 10, rule)  # one long call
+    settings = dp._core.TrainSettings(batch_size=10, rule=rule)
+    net._core.train(net.params, [], step, X, Y, None, None, settings)  # one long call
     end = time.perf_counter()
     stop.set()
     counter.join()

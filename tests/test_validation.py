@@ -368,25 +368,66 @@ def test_core_takes_arrays_strictly(net, data):
     sgd = dp._core.UpdateRule("sgd", 0.1)
     step = np.zeros(1, dtype=np.int64)
     adam = dp._core.UpdateRule("adam", 0.1)
+    by_sgd = dp._core.TrainSettings(batch_size=2, rule=sgd)
+    by_adam = dp._core.TrainSettings(batch_size=2, rule=adam)
     with pytest.raises(ValueError, match="params: array is read-only"):
-        core.train(readonly, [], step, X, Y, None, None, 2, sgd)
+        core.train(readonly, [], step, X, Y, None, None, by_sgd)
     with pytest.raises(ValueError, match="order: index 6"):
-        core.train(params.copy(), [], step, X, Y, None, np.array([0, 1, 2, 3, 4, 6]), 2, sgd)
+        core.train(params.copy(), [], step, X, Y, None, np.array([0, 1, 2, 3, 4, 6]), by_sgd)
     with pytest.raises(ValueError, match="order: expected a non-empty 1-D array"):
-        core.train(params.copy(), [], step, X, Y, None, np.arange(6).reshape(2, 3), 2, sgd)
+        core.train(params.copy(), [], step, X, Y, None, np.arange(6).reshape(2, 3), by_sgd)
     with pytest.raises(ValueError, match="batch_size"):
-        core.train(params.copy(), [], step, X, Y, None, None, 0, sgd)
+        dp._core.TrainSettings(batch_size=0, rule=sgd)
     with pytest.raises(ValueError, match="dropout"):
-        core.train(params.copy(), [], step, X, Y, None, None, 2, sgd, 1.0)
+        dp._core.TrainSettings(batch_size=2, rule=sgd, dropout=1.0)
     with pytest.raises(ValueError, match="state: this optimizer keeps 2 arrays, got 1"):
-        core.train(params.copy(), [np.zeros(43)], step, X, Y, None, None, 2, adam)
+        core.train(params.copy(), [np.zeros(43)], step, X, Y, None, None, by_adam)
     with pytest.raises(ValueError, match=r"state: expected shape \(43,\)"):
-        core.train(params.copy(), [np.zeros(43), np.zeros(42)], step, X, Y, None, None, 2, adam)
+        core.train(params.copy(), [np.zeros(43), np.zeros(42)], step, X, Y, None, None, by_adam)
     with pytest.raises(TypeError):
         mixed_state = [np.zeros(43), np.zeros(43, np.float32)]
-        core.train(params.copy(), mixed_state, step, X, Y, None, None, 2, adam)
+        core.train(params.copy(), mixed_state, step, X, Y, None, None, by_adam)
     with pytest.raises(ValueError, match="optimizer: unknown method"):
         dp._core.UpdateRule("rmsprop", 0.1)
+
+
+def test_core_train_takes_its_options_as_one_settings_object(net, data):
+    """Mlp.train takes a TrainSettings, built from keyword arguments naming its fields; an
+    unknown, missing or ill-typed field, a positional argument or another object in its
+    place is a TypeError naming it, and nothing is trained."""
+    core, X, Y = net._core, np.ascontiguousarray(data[0]), np.eye(3)[data[1]]
+    sgd = dp._core.UpdateRule("sgd", 0.1)
+    settings = dp._core.TrainSettings(batch_size=2, rule=sgd, dropout=0.25, seed=7)
+    assert (settings.batch_size, settings.dropout, settings.seed, settings.first_batch) == (
+        2, 0.25, 7, 0
+    )  # fmt: skip
+    assert "batch_size=2" in repr(settings) and "first_batch=0" in repr(settings)
+    with pytest.raises(TypeError, match="unknown field 'batchsize'; the fields are batch_size"):
+        dp._core.TrainSettings(batchsize=2, rule=sgd)
+    with pytest.raises(TypeError, match="missing field 'rule'"):
+        dp._core.TrainSettings(batch_size=2)
+    with pytest.raises(TypeError, match=r"batch_size: expected an int >= 1, got 2\.5"):
+        dp._core.TrainSettings(batch_size=2.5, rule=sgd)
+    with pytest.raises(TypeError, match="rule: expected an UpdateRule, got 'sgd'"):
+        dp._core.TrainSettings(batch_size=2, rule="sgd")
+    with pytest.raises(TypeError):
+        dp._core.TrainSettings(2, sgd)
+    with pytest.raises(AttributeError):
+        settings.batch_size = 3  # read-only: checked once, when built
+    params, step = net.params.copy(), np.zeros(1, dtype=np.int64)
+    expected = r"settings: expected a deltaprop\._core\.TrainSettings"
+    for wrong in [{"batch_size": 2, "rule": sgd}, None, sgd]:
+        with pytest.raises(TypeError, match=expected):
+            core.train(params, [], step, X, Y, None, None, wrong)
+    with pytest.raises(ValueError, match="shares, reduction: give both"):
+        core.train(params, [], step, X, Y, None, None, settings, None, object())
+    shares = np.array([[0], [2], [0]], dtype=np.int64)
+    with pytest.raises(TypeError, match="reduction: expected an object with reduce"):
+        core.train(params, [], step, X, Y, None, None, settings, shares, object())
+    assert np.array_equal(params, net.params) and step[0] == 0
+    cost, weight, diverged, stopped = core.train(params, [], step, X, Y, None, None, settings)
+    assert (weight, diverged, stopped, step[0]) == (6, -1, -1, 3)
+    assert np.isfinite(cost) and not np.array_equal(params, net.params)
 
 
 def test_core_gradients_ignore_the_output_buffer_contents(net, data):

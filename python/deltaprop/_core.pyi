@@ -7,7 +7,7 @@ must not share memory with any other argument. tests/test_core_stub.py checks th
 this stub and the compiled module declare the same names and parameters.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -77,25 +77,36 @@ class _Mlp:
         Y: npt.NDArray,
         sample_weight: npt.NDArray | None,
         order: npt.NDArray[np.int64] | None,
-        batch_size: int,
-        rule: UpdateRule,
-        dropout: float = 0.0,
-        seed: int = 0,
-        first_batch: int = 0,
+        settings: TrainSettings,
         shares: npt.NDArray[np.int64] | None = None,
-        reduce: Callable[[npt.NDArray], object] | None = None,
-        reduce_statuses: Callable[[npt.NDArray], object] | None = None,
-        lead: bool = True,
-        bucket_bytes: int = 1048576,
+        reduction: object | None = None,
     ) -> tuple[float, float, int, int]:
         """Train; return (summed cost, summed weight, diverged batch or -1, stopped or -1).
 
-        params, state and step are updated in place. With ``shares`` (3, n_batches) of
-        this process's rows begin, end and position in each global batch, each batch calls
-        ``reduce_statuses(statuses)`` (REDUCTION_TAIL,) and ``reduce(values)`` on buckets of
-        layers of ``bucket_bytes`` or more, from the top down, to sum them over the
-        processes in place; ``lead``: this process adds the state every process shares.
+        params, state and step are updated in place, as ``settings`` say. With ``shares``
+        (3, n_batches) of this process's rows begin, end and position in each global batch
+        and a ``reduction``, each batch calls ``reduction.reduce_statuses(statuses)``
+        (REDUCTION_TAIL,) and ``reduction.reduce(values)`` on buckets of layers of
+        ``reduction.bucket_bytes`` or more, from the top down, to sum them over the
+        processes in place; ``reduction.lead``: this process adds the state every process
+        shares.
         """
+
+class TrainSettings:
+    """The options of a call of train: keyword arguments only, read-only fields."""
+
+    def __init__(self, **kwargs: object) -> None:
+        """One keyword per field below; batch_size and rule are required."""
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def rule(self) -> UpdateRule: ...
+    @property
+    def dropout(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def first_batch(self) -> int: ...
 
 class UpdateRule:
     def __init__(

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from ._checkpoints import Checkpoints
 from ._fit_data import FirstEpochChecksX
 from ._run import Run
@@ -87,21 +88,11 @@ class MiniBatchRun(Run):
         calls = self.group.epoch_calls(
             self.data, n, self.batch_size, self._rows_per_call(n, bar), self.rng, settings.shuffle
         )
-        dropout_seed = int(self.rng.integers(2**63))
-        l2 = l2_coefficient("lmbda", settings.lmbda, n_samples=n)
-        l1 = settings.l1 / n  # Nielsen's form, as for L2
+        options = self._call_options(n)
         total_cost = total_weight = 0.0
         try:
             for rows, arguments in calls:
-                cost, weight, diverged = train_rows(
-                    self.net,
-                    **arguments,
-                    batch_size=self.batch_size,
-                    l2=l2,
-                    l1=l1,
-                    dropout=settings.dropout,
-                    seed=dropout_seed,
-                )
+                cost, weight, diverged = train_rows(self.net, **arguments, **options)
                 if diverged is not None:
                     self._diverged(epoch, diverged)
                 self.group.raise_if_interrupted(self.group.stop_seen)
@@ -116,6 +107,23 @@ class MiniBatchRun(Run):
             if bar is not None:
                 bar.close()
         return total_cost / total_weight if total_weight else 0.0
+
+    def _call_options(self, n: int) -> dict[str, Any]:
+        """Return what each core call of an epoch takes beside its rows (`train_rows`).
+
+        The regularisation of the optimizer's rule, then the fields of
+        ``_core.TrainSettings`` the run sets, in one place: a new training option is one
+        line here (after its field in cpp/settings.hpp and its line in cpp/bindings.cpp).
+        The dropout masks' seed is drawn from the run's generator, one per epoch.
+        """
+        settings = self.settings
+        return dict(
+            l2=l2_coefficient("lmbda", settings.lmbda, n_samples=n),
+            l1=settings.l1 / n,  # Nielsen's form, as for L2
+            batch_size=self.batch_size,
+            dropout=settings.dropout,
+            seed=int(self.rng.integers(2**63)),
+        )
 
     def _diverged(self, epoch: int, batch: int) -> None:
         """Raise the ValueError of a non-finite X (one process), or a DivergenceError."""
@@ -151,38 +159,24 @@ def train_rows(
     *,
     rows: np.ndarray | None = None,
     sample_weight: np.ndarray | None = None,
-    batch_size: int,
     l2: float = 0.0,
     l1: float = 0.0,
-    dropout: float = 0.0,
-    seed: int = 0,
-    first_batch: int = 0,
     shares: np.ndarray | None = None,
     reduction: Any = None,
+    **settings: Any,
 ) -> tuple[float, float, int | None]:
-    """Train ``net`` on rows of (X, Y) in mini-batches, in one core call (`Network.train_rows`)."""
+    """Train ``net`` on rows of (X, Y) in mini-batches, in one core call (`Network.train_rows`).
+
+    ``settings`` are the fields of ``_core.TrainSettings`` beside the optimizer's rule
+    (batch_size, dropout, seed, first_batch), which refuses an unknown or missing one.
+    """
     if net.optimizer is None:
         raise ValueError("optimizer: the network has none; set one (or call fit)")
-    sum_over_processes = {}
-    if reduction is not None:
-        sum_over_processes = dict(
-            shares=shares,
-            reduce=reduction.reduce,
-            reduce_statuses=reduction.reduce_statuses,
-            lead=bool(reduction.lead),
-            bucket_bytes=int(reduction.bucket_bytes),
-        )
+    core_settings = _core.TrainSettings(rule=net.optimizer.rule(l2, l1), **settings)
+    parallel = (shares, reduction) if reduction is not None else ()
     cost, weight, diverged, _ = net._train_in_core(
-        X,
-        Y,
-        sample_weight,
-        rows,
-        batch_size,
-        net.optimizer.rule(l2, l1),
-        dropout,
-        seed,
-        first_batch,
-        **sum_over_processes,
+        X, Y, sample_weight, rows, core_settings, *parallel
     )
     mean_cost = cost / weight if weight > 0 else 0.0
+    first_batch = core_settings.first_batch
     return mean_cost, weight, None if diverged < 0 else first_batch + diverged

@@ -1061,9 +1061,10 @@ of them, default="sigmoid"
         sgd = optim.SGD(check_real(lr, "lr", 0.0, low_open=True))
         n = X.shape[0] if n is None else check_int(n, "n", 1)
         rule = sgd.rule(check_real(lmbda, "lmbda", 0.0) / n, 0.0)
+        settings = _core.TrainSettings(batch_size=X.shape[0], rule=rule)
         with GATE.call(), self._params_lock:
             cost, _, diverged, _ = self._core.train(
-                self._params, [], sgd._step, X, Y, None, None, X.shape[0], rule
+                self._params, [], sgd._step, X, Y, None, None, settings
             )
         if diverged >= 0:
             raise training.DivergenceError("sgd_step: the cost or gradient is not finite", batch=0)
@@ -1139,7 +1140,7 @@ of them, default="sigmoid"
         """
         return _minibatch.train_rows(self, X, Y, **options)
 
-    def _train_in_core(self, *arguments: Any, **sum_over_processes: Any):
+    def _train_in_core(self, *arguments: Any):
         """Run the core's mini-batch training on the parameters (see `_minibatch.train_rows`).
 
         Binds the optimizer's state to the network first and holds the fork gate and the
@@ -1152,7 +1153,6 @@ of them, default="sigmoid"
                 self.optimizer.state,
                 self.optimizer._step,
                 *arguments,
-                **sum_over_processes,
             )
 
     @contextlib.contextmanager
