@@ -16,13 +16,13 @@ from conftest import needs_mpi
 from deltaprop import reference
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_distributed import launch, one_process  # noqa: E402
+from test_distributed import launch, one_process
 
 KEYS = ("learning_speed", "update_ratio", "saturated", "dead")
 
 
 def _prime(activation: str, z: float) -> float:
-    """σ'(z) relative to its maximum, for the saturating activations."""
+    """sigma'(z) relative to its maximum, for the saturating activations."""
     if activation == "sigmoid":
         s = 1.0 / (1.0 + math.exp(-z))
         return s * (1.0 - s) / 0.25
@@ -108,7 +108,8 @@ def test_one_epoch_matches_the_measures_by_hand(hidden, output, cost, sample_wei
     weights = rng.uniform(0.2, 2.0, 10) if sample_weight else np.ones(10)
     expected, W_after = by_hand(net, X.tolist(), Y.tolist(), list(weights), 4, 0.5)
     history = net.fit(X, Y, sample_weight=weights if sample_weight else None, epochs=1,
-                      batch_size=4, optimizer="sgd", lr=0.5, shuffle=False, diagnostics=True)  # fmt: skip
+                      batch_size=4, optimizer="sgd", lr=0.5, shuffle=False,
+                      diagnostics=True)  # fmt: skip
     for W, expected_W in zip(net.weights, W_after):  # the same epoch was trained
         np.testing.assert_allclose(W, expected_W, rtol=1e-12, atol=1e-14)
     for key in KEYS:

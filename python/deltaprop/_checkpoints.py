@@ -313,10 +313,12 @@ class _ProgressReader:
                 self.refuse("history", f"{key!r} a list of numbers")
 
     def per_layer_history(self, key: str, values: list) -> None:
-        """A diagnostic's epochs: lists of one number or null per layer, all of one length."""
+        """Check a diagnostic's epochs: lists of one number or null per layer, all alike."""
         lengths = {len(value) if isinstance(value, list) else -1 for value in values}
-        if len(lengths) > 1 or -1 in lengths or not all(
-            value is None or _is_number(value) for epoch in values for value in epoch
+        if (
+            len(lengths) > 1
+            or -1 in lengths
+            or not all(value is None or _is_number(value) for epoch in values for value in epoch)
         ):
             self.refuse("history", f"{key!r} a list of lists of numbers or null, one per layer")
 

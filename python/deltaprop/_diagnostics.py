@@ -9,7 +9,7 @@ per-layer lists (index l - 1 for layers l = 1..L, None where a measure does not 
   "speed of learning" of layer l (chapter 5);
 - ``update_ratio``: ||W^l_end - W^l_start|| / ||W^l_start|| (Frobenius norms) over the
   epoch;
-- ``saturated``: of the (row, unit) pairs of the epoch, the fraction whose σ'(z) fell below
+- ``saturated``: of the (row, unit) pairs of the epoch, the fraction whose sigma'(z) fell below
   1% of its maximum: sigmoid and tanh layers, the output layer included;
 - ``dead``: the fraction of a ReLU layer's units whose z was never > 0 in the epoch.
 
@@ -28,7 +28,7 @@ import numpy as np
 __all__ = ["KEYS", "EpochDiagnostics", "applies"]
 
 KEYS = ("learning_speed", "update_ratio", "saturated", "dead")
-# Activations whose σ' vanishes for large |z|, and those whose units can die.
+# Activations whose sigma' vanishes for large |z|, and those whose units can die.
 _SATURATING = ("sigmoid", "tanh")
 _DYING = ("relu",)
 

@@ -1,5 +1,7 @@
-"""Plots of a training history: learning curves from the dict ``Network.fit`` returns, and
-how each layer learns from its diagnostics (``fit(..., diagnostics=True)``).
+"""Plots of a training history: learning curves, and how each layer learns.
+
+The history is the dict ``Network.fit`` returns; `learning_speed` and `saturation` draw
+its diagnostics (``fit(..., diagnostics=True)``).
 
 matplotlib is an optional extra (``pip install 'deltaprop[plot]'``): it is imported only when
 a plot is drawn, so ``import deltaprop.plot`` works without it. Figures are built on the Agg
@@ -182,14 +184,15 @@ def learning_speed(history: Mapping[str, Any], ax: Axes | None = None) -> Axes:
 
 
 def saturation(history: Mapping[str, Any], ax: Axes | None = None) -> Axes:
-    """Plot, per epoch, the saturated fraction of each sigmoid or tanh layer, and the dead
-    fraction of each ReLU layer.
+    """Plot the saturated fraction of each sigmoid or tanh layer, the dead of each ReLU layer.
+
+    One value per epoch and layer.
 
     Parameters
     ----------
     history : mapping
         The dict returned by ``Network.fit(..., diagnostics=True)``: its ``"saturated"``
-        (units whose σ'(z) fell below 1% of its maximum, over the epoch's rows) and
+        (units whose sigma'(z) fell below 1% of its maximum, over the epoch's rows) and
         ``"dead"`` (units never active in the epoch), each one list per epoch of one value
         or None per layer.
     ax : matplotlib.axes.Axes or None, default=None

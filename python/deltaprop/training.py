@@ -185,7 +185,7 @@ default=None
         Also record, each epoch and for each layer l = 1..L, how it learns:
         ``"learning_speed"`` (||∂C/∂b^l||, the mean over the epoch's batches),
         ``"update_ratio"`` (||ΔW^l|| / ||W^l|| over the epoch), ``"saturated"`` (the
-        fraction of a sigmoid or tanh layer's units, over the epoch's rows, whose σ'(z)
+        fraction of a sigmoid or tanh layer's units, over the epoch's rows, whose sigma'(z)
         fell below 1% of its maximum) and ``"dead"`` (the fraction of a ReLU layer's
         units never active in the epoch); each history entry is then a list with one
         value per layer, None where the measure does not apply. Measured in the core
