@@ -226,3 +226,109 @@ def test_two_ranks_measure_as_one_process(tmp_path):
             assert rank0["history"][key] == rank1["history"][key]
             for a, e in zip(rank0["history"][key], net.history[key]):
                 assert_measures_close(a, e, rtol=1e-9)
+
+
+# ------------------------------------------------------------------------- estimators
+def test_the_estimators_keep_the_diagnostics_of_every_fit():
+    from deltaprop.sklearn import DeltapropClassifier, DeltapropRegressor
+
+    X, y = dp.datasets.load_digits()
+    clf = DeltapropClassifier((12, 8), activation=("relu", "tanh"), max_iter=3,
+                              diagnostics=True, random_state=0)  # fmt: skip
+    with pytest.warns(Warning):  # max_iter reached
+        clf.fit(X[:300], y[:300])
+    assert set(clf.diagnostics_) == set(KEYS)
+    assert len(clf.diagnostics_["learning_speed"]) == clf.n_iter_ == 3
+    assert clf.diagnostics_["dead"][0][0] is not None and clf.diagnostics_["dead"][0][1] is None
+    assert clf.diagnostics_["saturated"][0][1] is not None
+    clf.partial_fit(X[:300], y[:300])
+    assert len(clf.diagnostics_["update_ratio"]) == 4  # over every fit and partial_fit
+    reg = DeltapropRegressor((5,), max_iter=2, random_state=0)
+    with pytest.warns(Warning):
+        reg.fit(X[:100], y[:100].astype(float))
+    assert reg.diagnostics_ is None
+    with pytest.raises(TypeError, match="diagnostics"):
+        DeltapropRegressor(diagnostics="yes").fit(X[:50], y[:50].astype(float))
+    with pytest.raises(ValueError, match="diagnostics: does not apply to optimizer='lbfgs'"):
+        DeltapropRegressor(optimizer="lbfgs", diagnostics=True).fit(X[:50], y[:50].astype(float))
+
+
+# ------------------------------------------------------------------------------- plots
+@pytest.fixture
+def sigmoid_history():
+    X, y = dp.datasets.load_digits()
+    net = dp.Network([64, 10, 10, 10], activation=["sigmoid", "relu"], seed=0)
+    return net.fit(X[:200], y[:200], epochs=3, lr=0.1, diagnostics=True)
+
+
+def test_learning_speed_draws_a_line_per_layer_on_a_log_scale(sigmoid_history):
+    pytest.importorskip("matplotlib")  # a test extra: present where the tests run
+    ax = dp.plot.learning_speed(sigmoid_history)
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == [
+        "hidden layer 1", "hidden layer 2", "output layer"
+    ]  # fmt: skip
+    speed = np.array(sigmoid_history["learning_speed"])
+    for l, line in enumerate(lines):
+        np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
+        np.testing.assert_allclose(line.get_ydata(), speed[:, l])
+    assert ax.get_yscale() == "log"
+    assert ax.get_legend() is not None
+
+
+def test_saturation_draws_the_layers_it_applies_to(sigmoid_history, tmp_path):
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    given = figure.subplots()
+    ax = dp.plot.saturation(sigmoid_history, ax=given)
+    assert ax is given
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines) == [  # Network's default output is a sigmoid
+        "hidden layer 1 saturated", "output layer saturated", "hidden layer 2 dead"
+    ]  # fmt: skip
+    np.testing.assert_allclose(lines["hidden layer 1 saturated"].get_ydata(),
+                               [epoch[0] for epoch in sigmoid_history["saturated"]])  # fmt: skip
+    assert lines["hidden layer 2 dead"].get_linestyle() == "--"
+    figure.savefig(tmp_path / "saturation.png")
+    assert (tmp_path / "saturation.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "history, match",
+    [
+        ({"cost": [1.0]}, r"history\['learning_speed'\]: missing; train with fit\(\.\.\., "
+                          r"diagnostics=True\)"),
+        ({"learning_speed": []}, "at least one"),
+        ({"learning_speed": [[1.0, 2.0], [1.0]]}, "one value per layer"),
+        ({"learning_speed": [["fast"]]}, r"\[0\]\[0\]: expected a real number or None"),
+        ([1.0], "expected the dict"),
+    ],
+)
+def test_the_plots_refuse_a_history_without_diagnostics(history, match):
+    with pytest.raises(ValueError, match=match):
+        dp.plot.learning_speed(history)
+
+
+def test_saturation_refuses_a_network_with_nothing_to_draw():
+    history = {"saturated": [[None, None]], "dead": [[None, None]]}
+    with pytest.raises(ValueError, match="no sigmoid, tanh or relu layer"):
+        dp.plot.saturation(history)
+
+
+# ------------------------------------------------------------------------ command line
+def test_the_command_line_prints_a_line_per_epoch_and_draws_both(tmp_path, capsys):
+    from deltaprop import cli
+
+    curves = tmp_path / "curves.png"
+    argv = ["train", "--hidden", "12", "8", "--activation", "sigmoid", "relu", "--epochs", "2",
+            "--diagnostics", "--plot", str(curves)]  # fmt: skip
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    measured = [line for line in lines if line.startswith("  layers 1..3: ")]
+    assert len(measured) == 2
+    assert "speed " in measured[0] and "saturated " in measured[0] and "dead - " in measured[0]
+    for name in ("curves.png", "curves-learning-speed.png", "curves-saturation.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert cli.main(["train", "--epochs", "1", "--quiet", "--diagnostics"]) == 0
+    assert "layers 1.." not in capsys.readouterr().out
