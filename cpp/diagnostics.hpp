@@ -14,6 +14,7 @@
 //                          1 once the unit's z > 0 for some row
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <functional>
@@ -107,14 +108,20 @@ template <class T> class Diagnostics {
         return count;
     }
 
-    // active[j] = 1 for the units j of layer l with z > 0 in some row of the batch.
-    void mark_active(std::size_t l, std::size_t B, double *active) const {
+    // active[j] = 1 for the units j of layer l with z > 0 in some row of the batch: the
+    // largest z of each unit, a pass that vectorises (a branch per entry took 13% of an
+    // epoch of C), then one test per unit.
+    void mark_active(std::size_t l, std::size_t B, double *active) {
         const std::size_t n = mlp_.n_units(l);
         const T *z = mlp_.z(l);
+        largest_z_.assign(n, -INFINITY);
+        T *largest = largest_z_.data();
         for (std::size_t i = 0; i < B; ++i) {
-            for (std::size_t j = 0; j < n; ++j) {
-                if (z[i * n + j] > T(0)) active[j] = 1;
-            }
+            const T *row = z + i * n;
+            for (std::size_t j = 0; j < n; ++j) largest[j] = std::max(largest[j], row[j]);
+        }
+        for (std::size_t j = 0; j < n; ++j) {
+            if (largest[j] > T(0)) active[j] = 1;
         }
     }
 
@@ -122,6 +129,7 @@ template <class T> class Diagnostics {
     double *sums_;
     Buffer<T> bias_gradient_;          // ∂C/∂b^l of every layer, this batch
     std::vector<double> column_sums_;  // of one layer's δ
+    Buffer<T> largest_z_;              // of each unit of one relu layer, this batch
 };
 
 }  // namespace deltaprop
