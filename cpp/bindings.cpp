@@ -247,6 +247,18 @@ template <class T> std::function<void(T *, std::size_t)> summing_with(const py::
     };
 }
 
+// fit(diagnostics=True)'s accumulator: float64, writeable, diagnostics_size entries.
+template <class T>
+void check_diagnostics(const deltaprop::Mlp<T> &mlp, const Array<double> &diagnostics) {
+    check_aligned<double>(diagnostics, "diagnostics");
+    check_writeable<double>(diagnostics, "diagnostics");
+    const std::size_t size = deltaprop::diagnostics_size(mlp.architecture());
+    if (diagnostics.ndim() != 1 || std::size_t(diagnostics.shape(0)) != size) {
+        throw std::invalid_argument("diagnostics: expected shape (" + std::to_string(size) +
+                                    ",), got " + shape_of(diagnostics));
+    }
+}
+
 // The L2 and L1 coefficients of the regularisation term.
 void check_strengths(double l2, double l1) {
     if (!(std::isfinite(l2) && l2 >= 0 && std::isfinite(l1) && l1 >= 0)) {
@@ -462,6 +474,12 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "only).")
         .def_property_readonly("n_params",
                                [](const Network<T> &net) { return net.mlp().n_params(); })
+        .def_property_readonly(
+            "diagnostics_size",
+            [](const Network<T> &net) {
+                return deltaprop::diagnostics_size(net.mlp().architecture());
+            },
+            "Entries of train's diagnostics accumulator (see cpp/diagnostics.hpp).")
         .def(
             "predict",
             [](Network<T> &net, const Array<T> &params, InputArg<T> &X, Array<T> &out) {
@@ -609,7 +627,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                const std::optional<Array<T>> &sample_weight,
                const std::optional<Array<std::int64_t>> &order, const py::object &settings_arg,
                const std::optional<Array<std::int64_t>> &shares,
-               const std::optional<py::object> &reduction_arg) {
+               const std::optional<py::object> &reduction_arg,
+               std::optional<Array<double>> &diagnostics) {
                 if (!py::isinstance<deltaprop::TrainSettings>(settings_arg)) {
                     throw py::type_error("settings: expected a deltaprop._core.TrainSettings, got " +
                                          py::repr(settings_arg).cast<std::string>());
@@ -638,8 +657,10 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                                 {"Y", &Y, false},
                                 {"sample_weight", sample_weight ? &*sample_weight : nullptr, false},
                                 {"order", order ? &*order : nullptr, false},
-                                {"shares", shares ? &*shares : nullptr, false}},
+                                {"shares", shares ? &*shares : nullptr, false},
+                                {"diagnostics", diagnostics ? &*diagnostics : nullptr, true}},
                                spans);
+                if (diagnostics) check_diagnostics(net.mlp(), *diagnostics);
                 std::optional<deltaprop::Shares> share;
                 std::optional<ReductionArg<T>> sums;  // holds the callables during the call
                 std::optional<deltaprop::AcrossProcesses<T>> across;
@@ -664,7 +685,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 deltaprop::TrainOutcome outcome;
                 {
                     py::gil_scoped_release nogil;
-                    outcome = net.train(p, memory, rows, settings, reduction);
+                    outcome = net.train(p, memory, rows, settings, reduction,
+                                        diagnostics ? diagnostics->mutable_data() : nullptr);
                 }
                 return py::make_tuple(outcome.cost, outcome.sample_weight, outcome.diverged_batch,
                                       outcome.stopped_batch);
@@ -673,7 +695,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             py::arg("step").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
             py::arg("sample_weight").noconvert(), py::arg("order").noconvert(),
             py::arg("settings"), py::arg("shares").noconvert() = py::none(),
-            py::arg("reduction") = py::none(),
+            py::arg("reduction") = py::none(), py::arg("diagnostics").noconvert() = py::none(),
             "Mini-batch training over the rows order (None: all rows in storage order) as "
             "settings (a TrainSettings) say, updating params, the optimizer state and its step "
             "count in place. With shares (3, n_batches) (this process's rows begin, end and "
@@ -684,7 +706,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "more, from the top layer down), each to sum its array over the processes in "
             "place; reduction.lead: this process adds the state every process shares. "
             "Returns (summed cost, summed sample weight, diverged batch or -1, batch stopped "
-            "after or -1).");
+            "after or -1). With diagnostics (float64, diagnostics_size entries), each batch "
+            "adds its measures to them (see cpp/diagnostics.hpp).");
 }
 
 // all_finite(values): no NaN or infinity among the values of a C-contiguous, aligned

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <utility>
 
+#include "diagnostics.hpp"
 #include "mlp.hpp"
 #include "reduction.hpp"
 #include "rows.hpp"
@@ -59,11 +60,15 @@ template <class T> class Network {
         return mlp_.regularise(params, l2, l1, grads);
     }
 
-    // See Trainer::train.
+    // See Trainer::train; `diagnostics` (nullptr: none) is the accumulator of
+    // diagnostics.hpp.
     TrainOutcome train(T *params, OptimizerState<T> &state, const Rows<T> &rows,
-                       const TrainSettings &settings, Reduction<T> &reduction) {
+                       const TrainSettings &settings, Reduction<T> &reduction,
+                       double *diagnostics = nullptr) {
         std::lock_guard<std::mutex> lock(mutex_);
-        return trainer_.train(params, state, rows, settings, reduction);
+        if (diagnostics == nullptr) return trainer_.train(params, state, rows, settings, reduction);
+        Diagnostics<T> measures(mlp_, diagnostics);
+        return trainer_.train(params, state, rows, settings, reduction, &measures);
     }
 
   private:

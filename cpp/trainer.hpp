@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "diagnostics.hpp"
 #include "dropout.hpp"
 #include "mlp.hpp"
 #include "optimizers.hpp"
@@ -46,9 +47,12 @@ template <class T> class Trainer {
     // seen, or, when training diverges, the first batch to blame: either its cost or
     // error was not finite, or its update made a parameter or the optimizer state
     // non-finite. params and state are then left as they were before that batch: the last
-    // finite ones.
+    // finite ones. With `diagnostics` (nullptr: none), each batch trained adds its
+    // measures to them.
     TrainOutcome train(T *params, OptimizerState<T> &state, const Rows<T> &rows,
-                       const TrainSettings &settings, Reduction<T> &reduction) {
+                       const TrainSettings &settings, Reduction<T> &reduction,
+                       Diagnostics<T> *diagnostics = nullptr) {
+        diagnostics_ = diagnostics;
         batches_.begin(rows, settings.batch_size);
         const std::size_t n_batches = batches_.count();
         // However train() ends, no worker may go on gathering rows of this call.
@@ -132,6 +136,7 @@ template <class T> class Trainer {
                 buckets.after_layer(l);
             }
         }
+        if (diagnostics_) diagnostics_->add_batch(batch.size, scale.alpha, reduction);
         if (!buckets.finite()) return {0, 0, BatchStatus::update_not_finite};
         return {total.cost, total.sample_weight, BatchStatus::ok, total.stop_requested};
     }
@@ -175,6 +180,7 @@ template <class T> class Trainer {
     // reduction, every process replays the same batches: they all saw the same sums).
     void replay(T *params, OptimizerState<T> &state, const TrainSettings &settings,
                 Reduction<T> &reduction, std::size_t n_batches) {
+        diagnostics_ = nullptr;  // the call raises: its diagnostics are not read
         restore_snapshot(params, state);
         if (n_batches == 0) return;
         begin_sequence(state, settings.rule);
@@ -211,6 +217,7 @@ template <class T> class Trainer {
     DropoutMasks<T> masks_;    // of the batch in training
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
     std::int64_t snapshot_step_ = 0;
+    Diagnostics<T> *diagnostics_ = nullptr;  // of the call in progress, if asked for
 };
 
 }  // namespace deltaprop

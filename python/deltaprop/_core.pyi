@@ -41,6 +41,8 @@ class _Mlp:
     def matmul_precision(self, name: str) -> None: ...
     @property
     def n_params(self) -> int: ...
+    @property
+    def diagnostics_size(self) -> int: ...
     def predict(self, params: npt.NDArray, X: Inputs, out: npt.NDArray) -> None: ...
     def cost(self, params: npt.NDArray, X: Inputs, Y: npt.NDArray) -> float: ...
     def layers(
@@ -80,6 +82,7 @@ class _Mlp:
         settings: TrainSettings,
         shares: npt.NDArray[np.int64] | None = None,
         reduction: object | None = None,
+        diagnostics: npt.NDArray[np.float64] | None = None,
     ) -> tuple[float, float, int, int]:
         """Train; return (summed cost, summed weight, diverged batch or -1, stopped or -1).
 
@@ -89,7 +92,8 @@ class _Mlp:
         (REDUCTION_TAIL,) and ``reduction.reduce(values)`` on buckets of layers of
         ``reduction.bucket_bytes`` or more, from the top down, to sum them over the
         processes in place; ``reduction.lead``: this process adds the state every process
-        shares.
+        shares. With ``diagnostics`` (float64, ``diagnostics_size``), each batch adds its
+        measures (see cpp/diagnostics.hpp).
         """
 
 class TrainSettings:

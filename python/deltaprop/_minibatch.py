@@ -89,10 +89,16 @@ class MiniBatchRun(Run):
             self.data, n, self.batch_size, self._rows_per_call(n, bar), self.rng, settings.shuffle
         )
         options = self._call_options(n)
+        diagnostics = None
+        if self.diagnostics is not None:
+            self.diagnostics.start()
+            diagnostics = self.diagnostics.accumulator
         total_cost = total_weight = 0.0
         try:
             for rows, arguments in calls:
-                cost, weight, diverged = train_rows(self.net, **arguments, **options)
+                cost, weight, diverged = train_rows(
+                    self.net, **arguments, **options, diagnostics=diagnostics
+                )
                 if diverged is not None:
                     self._diverged(epoch, diverged)
                 self.group.raise_if_interrupted(self.group.stop_seen)
@@ -163,19 +169,22 @@ def train_rows(
     l1: float = 0.0,
     shares: np.ndarray | None = None,
     reduction: Any = None,
+    diagnostics: np.ndarray | None = None,
     **settings: Any,
 ) -> tuple[float, float, int | None]:
     """Train ``net`` on rows of (X, Y) in mini-batches, in one core call (`Network.train_rows`).
 
     ``settings`` are the fields of ``_core.TrainSettings`` beside the optimizer's rule
     (batch_size, dropout, seed, first_batch), which refuses an unknown or missing one.
+    ``diagnostics``: a float64 accumulator each batch adds its measures to (see
+    `_diagnostics.EpochDiagnostics`), or None.
     """
     if net.optimizer is None:
         raise ValueError("optimizer: the network has none; set one (or call fit)")
     core_settings = _core.TrainSettings(rule=net.optimizer.rule(l2, l1), **settings)
-    parallel = (shares, reduction) if reduction is not None else ()
+    parallel = {"shares": shares, "reduction": reduction} if reduction is not None else {}
     cost, weight, diverged, _ = net._train_in_core(
-        X, Y, sample_weight, rows, core_settings, *parallel
+        X, Y, sample_weight, rows, core_settings, diagnostics=diagnostics, **parallel
     )
     mean_cost = cost / weight if weight > 0 else 0.0
     first_batch = core_settings.first_batch

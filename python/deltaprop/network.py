@@ -1140,7 +1140,7 @@ of them, default="sigmoid"
         """
         return _minibatch.train_rows(self, X, Y, **options)
 
-    def _train_in_core(self, *arguments: Any):
+    def _train_in_core(self, *arguments: Any, **keywords: Any):
         """Run the core's mini-batch training on the parameters (see `_minibatch.train_rows`).
 
         Binds the optimizer's state to the network first and holds the fork gate and the
@@ -1153,6 +1153,7 @@ of them, default="sigmoid"
                 self.optimizer.state,
                 self.optimizer._step,
                 *arguments,
+                **keywords,
             )
 
     @contextlib.contextmanager
