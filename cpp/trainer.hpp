@@ -19,6 +19,7 @@
 
 #include "mlp.hpp"
 #include "optimizers.hpp"
+#include "sparse_training.hpp"
 #include "team.hpp"
 
 namespace deltaprop {
@@ -243,8 +244,11 @@ template <class T> class Trainer {
             Trainer &trainer;
             ~StopGatheringAhead() { trainer.stop_gathering_ahead(); }
         } stop_gathering_ahead_at_exit{*this};
+        const FirstLayerTransposed<T> transposed(mlp_, params, state, rows.sparse_X != nullptr,
+                                                 transposition_);
         take_snapshot(params, state);
         begin_sequence(state, rule);
+        begin_lazy_velocity(rows, reduction, rule);
         TrainOutcome outcome;
         std::size_t trained = n_batches;
         for (std::size_t k = 0; k < n_batches; ++k) {
@@ -267,6 +271,7 @@ template <class T> class Trainer {
                 break;
             }
         }
+        finish_lazy_velocity(params, state, true);
         // An update that made a parameter non-finite is seen by the next batch's forward
         // pass; the last batch's, here.
         if (!all_finite(params, mlp_.n_params())) {
@@ -304,6 +309,7 @@ template <class T> class Trainer {
             return train_batch(params, state, rule, rows, reduction, k, k + 1 < n_batches);
         } catch (...) {
             if (reduction != nullptr) restore_snapshot(params, state);
+            finish_lazy_velocity(params, state, false);  // V as between two batches
             throw;
         }
     }
@@ -315,6 +321,7 @@ template <class T> class Trainer {
     BatchOutcome train_own_batch(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                                  const Rows<T> &rows, std::size_t k, bool more_follow) {
         const Batch batch = batch_at(rows, k);
+        lazy_.prepare(batch.X, batch.size, first_layer(params), first_layer(state.first));
         const DropoutMasks<T> *masks = draw_masks(rows, k, batch.size);
         if (!mlp_.forward(params, batch.X, batch.size, masks, true)) {
             return {0, 0, BatchStatus::parameters_not_finite};
@@ -481,20 +488,44 @@ template <class T> class Trainer {
             return;
         }
         mlp_.backward(params, batch.X, B, into, [&](std::size_t l) {
-            velocity_step(params, state.first, rule, l, more_follow);
+            if (l == 1 && lazy_.active()) {
+                lazy_.step(first_layer(params), first_layer(state.first), more_follow);
+                velocity_step(params, state.first, rule, l, more_follow, false);
+            } else {
+                velocity_step(params, state.first, rule, l, more_follow);
+            }
         });
+    }
+
+    // Momentum on sparse X trains the rows of W^1 its batches touch (LazyVelocity): not
+    // with L1 or data-parallel training.
+    void begin_lazy_velocity(const Rows<T> &rows, const Reduction<T> *reduction,
+                             const UpdateRule &rule) {
+        const bool lazy = rows.sparse_X != nullptr && reduction == nullptr &&
+                          rule.method == Method::momentum && rule.l1 == 0;
+        lazy_.begin(lazy, mlp_.n_inputs(), mlp_.n_units(1), rule);
+    }
+
+    void finish_lazy_velocity(T *params, OptimizerState<T> &state, bool last_was_final) {
+        if (lazy_.active()) {
+            lazy_.finish(first_layer(params), first_layer(state.first), last_was_final);
+        }
+    }
+
+    T *first_layer(T *array) const {
+        return array == nullptr ? nullptr : array + mlp_.layer(1).weights;
     }
 
     // Momentum's step for layer l, right after BP4 and BP3 added its gradient to the
     // velocity (the update is memory-bound: W^l and V^l are still in cache). Only the
     // weights are regularised. The last batch of a call leaves V itself, the others mu V.
     void velocity_step(T *params, T *velocity, const UpdateRule &rule, std::size_t l,
-                       bool more_follow) const {
+                       bool more_follow, bool weights_too = true) const {
         const LayerParams &layer = mlp_.layer(l);
         const T lr = T(rule.lr), l2 = T(rule.l2), l1 = T(rule.l1);
         const T decay = more_follow ? T(rule.momentum) : T(1);
         T *weights = params + layer.weights, *weights_velocity = velocity + layer.weights;
-        Team::instance().parallel_for(layer.biases - layer.weights, kElementsPerJob,
+        if (weights_too) Team::instance().parallel_for(layer.biases - layer.weights, kElementsPerJob,
                                       blas::get_num_threads(),
                                       [=](std::size_t begin, std::size_t end) {
                                           momentum_step(weights + begin, weights_velocity + begin,
@@ -652,11 +683,13 @@ template <class T> class Trainer {
     void replay(T *params, OptimizerState<T> &state, const UpdateRule &rule, const Rows<T> &rows,
                 const Reduction<T> *reduction, std::size_t n_batches) {
         restore_snapshot(params, state);
+        begin_lazy_velocity(rows, reduction, rule);
         if (n_batches == 0) return;
         begin_sequence(state, rule);
         for (std::size_t k = 0; k < n_batches; ++k) {
             train_batch(params, state, rule, rows, reduction, k, k + 1 < n_batches);
         }
+        finish_lazy_velocity(params, state, true);
     }
 
     void restore_snapshot(T *params, OptimizerState<T> &state) const {
@@ -710,6 +743,8 @@ template <class T> class Trainer {
     std::size_t ahead_batch_ = 0;              // the batch whose rows ahead_ gathers
     DropoutMasks<T> masks_;                    // of the batch in training
     Buffer<T> gradient_;       // ∂C/∂params of the batch, for the updates that read it
+    Buffer<T> transposition_;  // sparse X: the buffer of W^1's transpositions
+    LazyVelocity<T> lazy_;     // momentum on sparse X
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
     std::int64_t snapshot_step_ = 0;
 };
