@@ -2,8 +2,9 @@
 // parameters' W^1 and the same segment of every array laid out like them (the optimizer's
 // state; the gradient buffer is written afresh each batch) hold (W^1)^T, (n_0, n_1)
 // row-major, which the sparse products read and write row by row (sparse.hpp). The
-// updates are element-wise and the data-parallel sums add arrays of one layout on every
-// process, so neither sees the difference. No Python here.
+// updates are element-wise: they do not see the difference. Data-parallel training keeps
+// W^1 as it is (its sums need one layout on every process, and a shard may be dense).
+// No Python here.
 #pragma once
 
 #include <algorithm>

@@ -244,8 +244,9 @@ template <class T> class Trainer {
             Trainer &trainer;
             ~StopGatheringAhead() { trainer.stop_gathering_ahead(); }
         } stop_gathering_ahead_at_exit{*this};
-        const FirstLayerTransposed<T> transposed(mlp_, params, state, rows.sparse_X != nullptr,
-                                                 transposition_);
+        // Not in data-parallel training: every process would have to (a shard may be dense).
+        const FirstLayerTransposed<T> transposed(
+            mlp_, params, state, rows.sparse_X != nullptr && reduction == nullptr, transposition_);
         take_snapshot(params, state);
         begin_sequence(state, rule);
         begin_lazy_velocity(rows, reduction, rule);

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._checkpoints import Checkpoints
+from ._distributed import Alone
 from ._fit_data import FirstEpochChecksX
 from ._run import Run
 from ._settings import l2_coefficient
@@ -21,9 +22,9 @@ _PROGRESS_STEPS = 50
 # Without one, an epoch runs in calls of about this many rows: Python sees Ctrl-C (and
 # KeyboardInterrupt leaves the weights of the last batch done) between calls.
 _ROWS_PER_CALL = 4096
-# A call on sparse X transposes the first layer's weights (and optimizer state) at its
-# start and back at its end (cpp/sparse_training.hpp), a few passes over them: it trains
-# at least this many rows, over which those passes weigh little.
+# A call on sparse X in one process transposes the first layer's weights (and optimizer
+# state) at its start and back at its end (cpp/sparse_training.hpp), a few passes over
+# them: it trains at least this many rows, over which those passes weigh little.
 _SPARSE_ROWS_PER_CALL = 32768
 
 
@@ -140,14 +141,15 @@ class MiniBatchRun(Run):
         """Return the rows per core call, in whole batches.
 
         About _ROWS_PER_CALL rows, or 1/50 of the epoch when a progress bar shows; at
-        least _SPARSE_ROWS_PER_CALL on sparse X.
+        least _SPARSE_ROWS_PER_CALL on sparse X in one process (the processes of
+        data-parallel training keep W^1 as it is: their shards may be dense or sparse).
         """
         n_batches = -(-n // self.batch_size)
         if bar is not None:
             batches = max(1, n_batches // _PROGRESS_STEPS)
         else:
             batches = max(1, _ROWS_PER_CALL // self.batch_size)
-        if is_sparse(self.data[0]):
+        if isinstance(self.group, Alone) and is_sparse(self.data[0]):
             batches = max(batches, -(-_SPARSE_ROWS_PER_CALL // self.batch_size))
         return batches * self.batch_size
 
