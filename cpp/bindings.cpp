@@ -245,6 +245,18 @@ template <class T> std::function<void(T *, std::size_t)> summing_with(const py::
     };
 }
 
+// fit(diagnostics=True)'s accumulator: float64, writeable, diagnostics_size entries.
+template <class T>
+void check_diagnostics(const deltaprop::Mlp<T> &mlp, const Array<double> &diagnostics) {
+    check_aligned<double>(diagnostics, "diagnostics");
+    check_writeable<double>(diagnostics, "diagnostics");
+    const std::size_t size = deltaprop::diagnostics_size(mlp.architecture());
+    if (diagnostics.ndim() != 1 || std::size_t(diagnostics.shape(0)) != size) {
+        throw std::invalid_argument("diagnostics: expected shape (" + std::to_string(size) +
+                                    ",), got " + shape_of(diagnostics));
+    }
+}
+
 // The L2 and L1 coefficients of the regularisation term.
 void check_strengths(double l2, double l1) {
     if (!(std::isfinite(l2) && l2 >= 0 && std::isfinite(l1) && l1 >= 0)) {
@@ -325,6 +337,12 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "only).")
         .def_property_readonly("n_params",
                                [](const Network<T> &net) { return net.mlp().n_params(); })
+        .def_property_readonly(
+            "diagnostics_size",
+            [](const Network<T> &net) {
+                return deltaprop::diagnostics_size(net.mlp().architecture());
+            },
+            "Entries of train's diagnostics accumulator (see cpp/diagnostics.hpp).")
         .def(
             "predict",
             [](Network<T> &net, const Array<T> &params, InputArg<T> &X, Array<T> &out) {
@@ -475,7 +493,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                std::uint64_t first_batch, const std::optional<Array<std::int64_t>> &shares,
                const std::optional<py::function> &reduce,
                const std::optional<py::function> &reduce_statuses, bool lead,
-               std::size_t bucket_bytes) {
+               std::size_t bucket_bytes, std::optional<Array<double>> &diagnostics) {
                 check_params(net.mlp(), params, "params");
                 check_writeable<T>(params, "params");
                 deltaprop::OptimizerState<T> memory = optimizer_state(net.mlp(), rule, state, step);
@@ -502,8 +520,10 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                                 {"Y", &Y, false},
                                 {"sample_weight", sample_weight ? &*sample_weight : nullptr, false},
                                 {"order", order ? &*order : nullptr, false},
-                                {"shares", shares ? &*shares : nullptr, false}},
+                                {"shares", shares ? &*shares : nullptr, false},
+                                {"diagnostics", diagnostics ? &*diagnostics : nullptr, true}},
                                spans);
+                if (diagnostics) check_diagnostics(net.mlp(), *diagnostics);
                 std::optional<deltaprop::Shares> share;
                 std::optional<deltaprop::Reduction<T>> sum;
                 if (shares) {
@@ -527,7 +547,8 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
                 deltaprop::TrainOutcome outcome;
                 {
                     py::gil_scoped_release nogil;
-                    outcome = net.train(p, memory, rule, rows, sum ? &*sum : nullptr);
+                    outcome = net.train(p, memory, rule, rows, sum ? &*sum : nullptr,
+                                        diagnostics ? diagnostics->mutable_data() : nullptr);
                 }
                 return py::make_tuple(outcome.cost, outcome.sample_weight, outcome.diverged_batch,
                                       outcome.stopped_batch);
@@ -539,6 +560,7 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             py::arg("first_batch") = 0, py::arg("shares").noconvert() = py::none(),
             py::arg("reduce") = py::none(), py::arg("reduce_statuses") = py::none(),
             py::arg("lead") = true, py::arg("bucket_bytes") = std::size_t(1) << 20,
+            py::arg("diagnostics").noconvert() = py::none(),
             "Mini-batch training over the rows order (None: all rows in storage order), "
             "updating params, the optimizer state and its step count in place. With shares "
             "(3, n_batches) (this process's rows begin, end and position in each global "
@@ -547,7 +569,9 @@ template <class T> void bind_mlp(py::module_ &m, const char *class_name) {
             "(a bucket of layers' velocity, parameters or gradient, of bucket_bytes or more, "
             "from the top layer down), each to sum its array over the processes in place; "
             "lead: this process adds the state every process shares. Returns (summed cost, "
-            "summed sample weight, diverged batch or -1, batch stopped after or -1).");
+            "summed sample weight, diverged batch or -1, batch stopped after or -1). With "
+            "diagnostics (float64, diagnostics_size entries), each batch adds its "
+            "measures to them (see cpp/diagnostics.hpp).");
 }
 
 // all_finite(values): no NaN or infinity among the values of a C-contiguous, aligned

@@ -150,6 +150,10 @@ template <class T> class Mlp {
     std::size_t n_outputs() const { return arch_.sizes.back(); }
     std::size_t n_params() const { return n_params_; }
     const LayerParams &layer(std::size_t l) const { return layers_[l - 1]; }
+    Activation activation(std::size_t l) const { return activation_of(l); }
+    // z^l and δ^l (B, n_l) of the last forward() and backward(), as the trainer left them.
+    const T *z(std::size_t l) const { return z_[l].data(); }
+    const T *delta(std::size_t l) const { return delta_[l].data(); }
 
     // Whether the parameters (and every array laid out like them) hold W^1 transposed,
     // (n_0, n_1): set while training on sparse X (sparse_training.hpp), whose two

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "diagnostics.hpp"
 #include "mlp.hpp"
 #include "optimizers.hpp"
 #include "sparse_training.hpp"
@@ -234,8 +235,11 @@ template <class T> class Trainer {
     // or, when training diverges, the first batch to blame: either its cost or error was
     // not finite, or its update made a parameter or the optimizer state non-finite.
     // params and state are then left as they were before that batch: the last finite ones.
+    // With `diagnostics` (nullptr: none), each batch trained adds its measures to them.
     TrainOutcome train(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                       const Rows<T> &rows, const Reduction<T> *reduction) {
+                       const Rows<T> &rows, const Reduction<T> *reduction,
+                       Diagnostics<T> *diagnostics = nullptr) {
+        diagnostics_ = diagnostics;
         if (rows.order != nullptr) check_order(rows);
         if (rows.shares != nullptr) check_shares(rows);
         const std::size_t n_batches = batch_count(rows);
@@ -335,6 +339,7 @@ template <class T> class Trainer {
         ++*state.step;
         const Route<T> route = route_of<T>(rule);
         backward(params, state, rule, route, batch, more_follow);
+        if (diagnostics_) diagnostics_->add_batch(batch.size, T(1) / T(batch.size), nullptr);
         if (route.update &&
             !update_from_gradient(params, state, rule, route.update, gradient_.data())) {
             return {0, 0, BatchStatus::update_not_finite};
@@ -385,6 +390,7 @@ template <class T> class Trainer {
                 sum_bucket_below(step, l);
             }
         }
+        if (diagnostics_) diagnostics_->add_batch(batch.size, alpha, &reduction.sum);
         if (!step.finite) return {0, 0, BatchStatus::update_not_finite};
         return {double(tail[tail_cost]), total_weight, BatchStatus::ok, tail[tail_stop] > 0};
     }
@@ -683,6 +689,7 @@ template <class T> class Trainer {
     // reduction, every process replays the same batches: they all saw the same sums).
     void replay(T *params, OptimizerState<T> &state, const UpdateRule &rule, const Rows<T> &rows,
                 const Reduction<T> *reduction, std::size_t n_batches) {
+        diagnostics_ = nullptr;  // the call raises: its diagnostics are not read
         restore_snapshot(params, state);
         begin_lazy_velocity(rows, reduction, rule);
         if (n_batches == 0) return;
@@ -748,6 +755,7 @@ template <class T> class Trainer {
     LazyVelocity<T> lazy_;     // momentum on sparse X
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
     std::int64_t snapshot_step_ = 0;
+    Diagnostics<T> *diagnostics_ = nullptr;  // of the call in progress, if asked for
 };
 
 // What deltaprop._core's Mlp32 and Mlp64 hold: a network's math, its trainer, and a
@@ -797,9 +805,12 @@ template <class T> class Network {
     }
 
     TrainOutcome train(T *params, OptimizerState<T> &state, const UpdateRule &rule,
-                       const Rows<T> &rows, const Reduction<T> *reduction) {
+                       const Rows<T> &rows, const Reduction<T> *reduction,
+                       double *diagnostics = nullptr) {
         std::lock_guard<std::mutex> lock(mutex_);
-        return trainer_.train(params, state, rule, rows, reduction);
+        if (diagnostics == nullptr) return trainer_.train(params, state, rule, rows, reduction);
+        Diagnostics<T> measures(mlp_, diagnostics);
+        return trainer_.train(params, state, rule, rows, reduction, &measures);
     }
 
   private:

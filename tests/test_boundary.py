@@ -620,9 +620,9 @@ FIT_OPTIONS = {
     "batch_size": _choices(
         [
             st.integers(1, 8),
-            st.sampled_from([2**31, 2**63, 2**64 - 1, 2**64, 10**30, np.uint64(3)]),
+            st.sampled_from([2**31, 2**63, 2**64 - 1, 2**64, 10**30, np.uint64(3), None]),
         ],
-        [st.sampled_from([0, -1, 2.0, True, None, "4"])],
+        [st.sampled_from([0, -1, 2.0, True, "4"])],  # None is every row: valid
     ),
     "lr": _choices(
         [st.none(), st.floats(1e-4, 1.0), st.sampled_from([np.float32(0.1), Fraction(1, 10), 1])],
@@ -657,6 +657,7 @@ FIT_OPTIONS = {
         [st.sampled_from([-1, 1.5, "seed"])],
     ),
     "early_stopping": _choices([st.booleans()]),
+    "diagnostics": _choices([st.booleans()], [st.sampled_from(["yes", 1, None])]),
     "min_delta": _choices([st.sampled_from([0.0, 0.1])], [st.sampled_from([-1.0, math.nan])]),
     "patience": _choices([st.integers(1, 3)], [st.sampled_from([0, 1.5, None])]),
     "callbacks": _choices(

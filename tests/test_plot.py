@@ -266,7 +266,7 @@ def test_module_imports_without_matplotlib(monkeypatch):
     monkeypatch.delitem(sys.modules, "deltaprop.plot")
     monkeypatch.delattr(dp, "plot")
     module = importlib.import_module("deltaprop.plot")
-    assert module.__all__ == ["learning_curves"]
+    assert module.__all__ == ["learning_curves", "learning_speed", "saturation"]
 
 
 def test_threads_draw_independent_figures(mpl, tmp_path):

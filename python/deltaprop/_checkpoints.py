@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _class_weight, io
 from ._container import ModelFormatError
+from ._diagnostics import KEYS as DIAGNOSTICS
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -199,7 +200,7 @@ def arguments(run: Run) -> dict[str, Any]:
     dict
         JSON-able: batch size, shuffling, dropout, regularisation, optimizer name,
         schedule, validation, training accuracy, extra metrics, class weights, early
-        stopping.
+        stopping, diagnostics.
     """
     settings = run.settings
     stopping = settings.early_stopping
@@ -215,6 +216,7 @@ def arguments(run: Run) -> dict[str, Any]:
         "train_accuracy": settings.train_accuracy,
         "metrics": sorted(settings.metrics),
         "class_weight": _class_weight.describe(settings.class_weight),
+        "diagnostics": settings.diagnostics,
         "early_stopping": None
         if stopping is None
         else [stopping.monitor, stopping.mode, stopping.patience, stopping.min_delta],
@@ -305,8 +307,20 @@ class _ProgressReader:
         for key, values in history.items():
             if not isinstance(values, list) or len(values) != epochs_done:
                 self.refuse("history", f"{key!r} a list of {epochs_done} numbers")
-            if not all(_is_number(value) for value in values):
+            if key in DIAGNOSTICS:
+                self.per_layer_history(key, values)
+            elif not all(_is_number(value) for value in values):
                 self.refuse("history", f"{key!r} a list of numbers")
+
+    def per_layer_history(self, key: str, values: list) -> None:
+        """Check a diagnostic's epochs: lists of one number or null per layer, all alike."""
+        lengths = {len(value) if isinstance(value, list) else -1 for value in values}
+        if (
+            len(lengths) > 1
+            or -1 in lengths
+            or not all(value is None or _is_number(value) for epoch in values for value in epoch)
+        ):
+            self.refuse("history", f"{key!r} a list of lists of numbers or null, one per layer")
 
     def state(self, field: str, template: dict[str, Any]) -> None:
         """Check a state object: the keys of ``template``, each a number (or None) as there."""

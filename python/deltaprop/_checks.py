@@ -17,6 +17,30 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def check_bool(value: Any, argument: str) -> bool:
+    """Return a flag that must be True or False (numpy's booleans too).
+
+    Parameters
+    ----------
+    value : object
+        The argument.
+    argument : str
+        Its name, for messages.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a boolean.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argument}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def check_int(value: Any, argument: str, minimum: int | None = None) -> int:
     """Check an integer argument and return it as an int.
 

@@ -41,6 +41,8 @@ class _Mlp:
     def matmul_precision(self, name: str) -> None: ...
     @property
     def n_params(self) -> int: ...
+    @property
+    def diagnostics_size(self) -> int: ...
     def predict(self, params: npt.NDArray, X: Inputs, out: npt.NDArray) -> None: ...
     def cost(self, params: npt.NDArray, X: Inputs, Y: npt.NDArray) -> float: ...
     def layers(
@@ -87,6 +89,7 @@ class _Mlp:
         reduce_statuses: Callable[[npt.NDArray], object] | None = None,
         lead: bool = True,
         bucket_bytes: int = 1048576,
+        diagnostics: npt.NDArray[np.float64] | None = None,
     ) -> tuple[float, float, int, int]:
         """Train; return (summed cost, summed weight, diverged batch or -1, stopped or -1).
 
@@ -95,6 +98,8 @@ class _Mlp:
         ``reduce_statuses(statuses)`` (REDUCTION_TAIL,) and ``reduce(values)`` on buckets of
         layers of ``bucket_bytes`` or more, from the top down, to sum them over the
         processes in place; ``lead``: this process adds the state every process shares.
+        With ``diagnostics`` (float64, ``diagnostics_size``), each batch adds its measures
+        (see cpp/diagnostics.hpp).
         """
 
 class UpdateRule:

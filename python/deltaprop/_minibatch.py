@@ -96,6 +96,10 @@ class MiniBatchRun(Run):
         dropout_seed = int(self.rng.integers(2**63))
         l2 = l2_coefficient("lmbda", settings.lmbda, n_samples=n)
         l1 = settings.l1 / n  # Nielsen's form, as for L2
+        diagnostics = None
+        if self.diagnostics is not None:
+            self.diagnostics.start()
+            diagnostics = self.diagnostics.accumulator
         total_cost = total_weight = 0.0
         try:
             for rows, arguments in calls:
@@ -107,6 +111,7 @@ class MiniBatchRun(Run):
                     l1=l1,
                     dropout=settings.dropout,
                     seed=dropout_seed,
+                    diagnostics=diagnostics,
                 )
                 if diverged is not None:
                     self._diverged(epoch, diverged)
@@ -169,13 +174,18 @@ def train_rows(
     first_batch: int = 0,
     shares: np.ndarray | None = None,
     reduction: Any = None,
+    diagnostics: np.ndarray | None = None,
 ) -> tuple[float, float, int | None]:
-    """Train ``net`` on rows of (X, Y) in mini-batches, in one core call (`Network.train_rows`)."""
+    """Train ``net`` on rows of (X, Y) in mini-batches, in one core call (`Network.train_rows`).
+
+    ``diagnostics``: a float64 accumulator each batch adds its measures to (see
+    `_diagnostics.EpochDiagnostics`), or None.
+    """
     if net.optimizer is None:
         raise ValueError("optimizer: the network has none; set one (or call fit)")
-    sum_over_processes = {}
+    sum_over_processes: dict[str, Any] = {"diagnostics": diagnostics}
     if reduction is not None:
-        sum_over_processes = dict(
+        sum_over_processes.update(
             shares=shares,
             reduce=reduction.reduce,
             reduce_statuses=reduction.reduce_statuses,

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from ._diagnostics import KEYS as DIAGNOSTICS
+from ._diagnostics import EpochDiagnostics
 from ._progress import Progress
 from ._scaling import without_scaling
 from ._stopping import History
@@ -51,6 +53,8 @@ class Run:
     batch_size, n_samples : int
         The global batch, and the rows of an epoch over every rank (known once the run
         starts).
+    diagnostics : EpochDiagnostics or None
+        With ``diagnostics=True``: what the core measures each epoch.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class Run:
         self.rng = np.random.default_rng(settings.seed)
         self.progress = Progress(settings.verbose and group.rank == 0)
         self.inputs_unchecked = inputs_unchecked
+        self.diagnostics = EpochDiagnostics(net, group) if settings.diagnostics else None
         self.history: dict[str, list[float]] = {}
 
     def history_keys(self, extra: bool = True) -> list[str]:
@@ -97,13 +102,15 @@ class Run:
         return [*keys, "lr", "time"]
 
     def recorded_keys(self) -> list[str]:
-        """Return the keys of the history this run records (see `history_keys`).
+        """Return the keys of the history this run records: `history_keys`, the diagnostics.
+
+        Early stopping watches one of `history_keys`; a diagnostic is a list per layer.
 
         Returns
         -------
         list of str
         """
-        return self.history_keys()
+        return self.history_keys() + (list(DIAGNOSTICS) if self.diagnostics else [])
 
     def check_monitor(self) -> None:
         """Check that early stopping watches a metric this run records.
@@ -120,7 +127,8 @@ class Run:
                 f"early_stopping: monitors {stopping.monitor!r}, which this run does not "
                 f"record (it records {', '.join(keys)})"
             )
-        clashes = set(self.settings.metrics) & set(self.history_keys(extra=False))
+        built_in = set(self.history_keys(extra=False)) | set(self.recorded_keys()[len(keys) :])
+        clashes = set(self.settings.metrics) & built_in
         if clashes:
             raise ValueError(f"metrics: {sorted(clashes)} are built-in metrics")
 
@@ -225,7 +233,7 @@ class Run:
             Its time.
         """
         net, settings = self.net, self.settings
-        current = {"cost": cost}
+        current: dict[str, Any] = {"cost": cost}
         if settings.train_accuracy:
             rows = self.group.own_rows(self.data)[:2]
             current["accuracy"] = self.metric(self.on_scaled_inputs.evaluate, *rows)
@@ -236,6 +244,8 @@ class Run:
                 current["val_accuracy"] = self.metric(self.on_scaled_inputs.evaluate, X_val, Y_val)
         if self.optimizer is not None:  # L-BFGS has no learning rate
             current["lr"] = self.optimizer.lr
+        if self.diagnostics is not None:
+            current.update(self.diagnostics.measures())
         current["time"] = seconds
         for name, metric in settings.metrics.items():  # each sees the epoch's metrics so far
             value = float(_nan_on_overflow(metric, net, dict(current)))

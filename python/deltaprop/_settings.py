@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _class_weight, optim, schedules
-from ._checks import check_callables, check_fraction, check_int, check_real
+from ._checks import check_bool, check_callables, check_fraction, check_int, check_real
 from ._fields import ComparedByFields
 from ._stopping import EarlyStopping
 
@@ -76,6 +76,7 @@ _MINI_BATCH_ONLY: dict[str, Callable[[Any], bool]] = {
     "checkpoint": lambda value: value is not None,
     "checkpoint_every": given,
     "resume": bool,
+    "diagnostics": lambda value: value is True,  # a wrong type is the TypeError's
 }
 
 
@@ -137,6 +138,7 @@ class FitSettings(ComparedByFields):
         "comm",
         "sharded",
         "class_weight",
+        "diagnostics",
         "full_batch",
         "architecture",
     )
@@ -206,6 +208,7 @@ class FitSettings(ComparedByFields):
             tol=check_real(a["tol"], "tol", 0.0),
             sharded=bool(a["sharded"]),
             class_weight=_class_weight.check(a["class_weight"], net.architecture.sizes[-1]),
+            diagnostics=check_bool(a["diagnostics"], "diagnostics"),
             full_batch=full_batch,
             architecture=_architecture(net),
         )

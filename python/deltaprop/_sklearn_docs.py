@@ -82,6 +82,9 @@ default="adam"
         ``network_.input_scale``) and applies them in prediction, in warm-started fits and
         ``partial_fit`` (which do not learn them again), in ``to_onnx`` and in skl2onnx's
         conversion (`register_skl2onnx`).
+    diagnostics : bool, default=False
+        Record how each layer learns, epoch by epoch, in ``diagnostics_`` (`deltaprop.Network.fit`'s
+        ``diagnostics``); not with ``optimizer="lbfgs"``.
     verbose : bool, default=False
         Print one line per epoch.
 """
@@ -135,4 +138,10 @@ ATTRIBUTES_DOC = """\
         Number of output units.
     out_activation_ : str
         Output activation, in scikit-learn's names: "softmax", "logistic" or "identity".
+    diagnostics_ : dict of str to list, or None
+        With ``diagnostics``: ``"learning_speed"``, ``"update_ratio"``, ``"saturated"`` and
+        ``"dead"``, each a list of one entry per epoch (over every ``fit`` and
+        ``partial_fit`` since the network was made), each entry one value per layer
+        (None where the measure does not apply), as in `deltaprop.Network.fit`'s history;
+        None without.
 """

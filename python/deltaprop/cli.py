@@ -216,6 +216,13 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         "(default: every sample weighs 1)",
     )
     add("--seed", type=_COUNT, default=0, help="seed of the weights, row orders and splits")
+    add(
+        "--diagnostics",
+        action="store_true",
+        help="measure how each layer learns: a line per epoch of its speed of learning "
+        "||dC/db||, update ratio ||dW||/||W||, saturated and dead fractions; with --plot, "
+        "also STEM-learning-speed.png and STEM-saturation.png",
+    )
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -342,6 +349,9 @@ def train(args: argparse.Namespace) -> Network:
         raise CommandError(f"--matmul-precision: {error}") from None
     lr = 0.5 if args.lr is None and args.optimizer == "sgd" else args.lr
     test_per_epoch = not (args.validation_fraction or args.early_stopping)
+    lines = _test_split_lines(args.epochs, say) if test_per_epoch and not args.quiet else ()
+    if args.diagnostics and not args.quiet:
+        lines = (*lines, _diagnostics_lines(say))
     say(f"{net}: {len(X_train)} training and {len(X_test)} test samples, optimizer", args.optimizer)
     start = time.perf_counter()
     history = net.fit(
@@ -361,10 +371,11 @@ def train(args: argparse.Namespace) -> Network:
         early_stopping=args.early_stopping,
         patience=args.patience,
         class_weight=args.class_weight,
+        diagnostics=args.diagnostics,
         seed=args.seed,
         # Measured on the test split, the epoch's validation metrics are named for it.
         verbose=not (args.quiet or test_per_epoch),
-        callbacks=_test_split_lines(args.epochs, say) if test_per_epoch and not args.quiet else (),
+        callbacks=lines,
         validation_data=(X_test, y_test) if test_per_epoch else None,
         comm=comm,
     )
@@ -379,6 +390,8 @@ def train(args: argparse.Namespace) -> Network:
     if args.plot:
         _plot(history, args.plot, repr(net), test_per_epoch)
         print(f"learning curves written to {args.plot}")
+        if args.diagnostics:
+            _plot_diagnostics(history, args.plot, repr(net))
     return net
 
 
@@ -415,6 +428,39 @@ def _plot(history: dict, path: str, title: str, test_per_epoch: bool) -> None:
                 if text.get_text() == "validation":
                     text.set_text("test split")
     write_atomically(path, lambda file: figure.savefig(file, format="png"))
+
+
+def _diagnostics_lines(say):
+    """Make a callback printing each epoch's diagnostics, one value per layer ("-": none)."""
+    shown = (("learning_speed", "speed", ".2e"), ("update_ratio", "update", ".2e"),
+             ("saturated", "saturated", ".3f"), ("dead", "dead", ".3f"))  # fmt: skip
+
+    def report(epoch: int, metrics: dict) -> bool:
+        parts = []
+        for key, name, form in shown:
+            values = metrics[key]
+            if any(value is not None for value in values):
+                text = " ".join("-" if value is None else format(value, form) for value in values)
+                parts.append(f"{name} {text}")
+        say("  layers 1.." + str(len(metrics["learning_speed"])) + ": " + "  ".join(parts))
+        return False
+
+    return report
+
+
+def _plot_diagnostics(history: dict, path: str, title: str) -> None:
+    """Write STEM-learning-speed.png and, when a layer has one, STEM-saturation.png."""
+    stem = path[: -len(".png")] if path.lower().endswith(".png") else path
+    drawings = [("learning-speed", plot.learning_speed)]
+    activity = [value for key in ("saturated", "dead") for epoch in history[key] for value in epoch]
+    if any(value is not None for value in activity):
+        drawings.append(("saturation", plot.saturation))
+    for name, draw in drawings:
+        ax = draw(history)
+        ax.set_title(title, fontsize="small")
+        target = f"{stem}-{name}.png"
+        write_atomically(target, lambda file, figure=ax.figure: figure.savefig(file, format="png"))
+        print(f"{name.replace('-', ' ')} written to {target}")
 
 
 def _world():

@@ -1,4 +1,7 @@
-"""Plots of a training history: learning curves from the dict ``Network.fit`` returns.
+"""Plots of a training history: learning curves, and how each layer learns.
+
+The history is the dict ``Network.fit`` returns; `learning_speed` and `saturation` draw
+its diagnostics (``fit(..., diagnostics=True)``).
 
 matplotlib is an optional extra (``pip install 'deltaprop[plot]'``): it is imported only when
 a plot is drawn, so ``import deltaprop.plot`` works without it. Figures are built on the Agg
@@ -19,9 +22,10 @@ import numpy as np
 from ._files import write_atomically
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["learning_curves"]
+__all__ = ["learning_curves", "learning_speed", "saturation"]
 
 _MISSING_MATPLOTLIB = "deltaprop.plot needs matplotlib: pip install 'deltaprop[plot]'"
 # Every per-epoch key Network.fit may return; others in the history are ignored.
@@ -130,6 +134,160 @@ def learning_curves(
     if path is not None:
         write_atomically(path, lambda file: fig.savefig(file, format="png"))
     return fig
+
+
+def learning_speed(history: Mapping[str, Any], ax: Axes | None = None) -> Axes:
+    """Plot each layer's speed of learning, ||∂C/∂b^l||, per epoch on a log scale.
+
+    Nielsen's figure of chapter 5 ("Why are deep neural networks hard to train?"): in a
+    deep sigmoid network the first hidden layer's line lies far below the last one's,
+    the vanishing gradient.
+
+    Parameters
+    ----------
+    history : mapping
+        The dict returned by ``Network.fit(..., diagnostics=True)``: its
+        ``"learning_speed"``, one list of one value per layer for each epoch.
+    ax : matplotlib.axes.Axes or None, default=None
+        Where to draw; None: on a new figure (``ax.figure``, on the Agg canvas, to save).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One line per layer, in order ("hidden layer 1", ..., "output layer"), with a legend;
+        the y axis logarithmic (a zero speed is a gap).
+
+    Raises
+    ------
+    ValueError
+        The history has no diagnostics, or they are malformed (the message names the key).
+    ImportError
+        If matplotlib is not installed.
+
+    Examples
+    --------
+    >>> history = net.fit(X, y, epochs=30, diagnostics=True)  # doctest: +SKIP
+    >>> ax = deltaprop.plot.learning_speed(history)  # doctest: +SKIP
+    >>> ax.figure.savefig("learning-speed.png")  # doctest: +SKIP
+    """
+    speed = _per_layer(history, "learning_speed")
+    ax = _axes(ax)
+    epochs = np.arange(1, len(speed) + 1)
+    for l, name in enumerate(_layer_names(speed.shape[1])):
+        values = speed[:, l].copy()
+        values[values <= 0] = math.nan  # no place on a log scale
+        ax.plot(epochs, values, label=name, **_markers(len(epochs)))
+    ax.set_yscale("log")
+    ax.set_ylabel(r"speed of learning $\|\partial C / \partial b^l\|$")
+    _finish(ax)
+    return ax
+
+
+def saturation(history: Mapping[str, Any], ax: Axes | None = None) -> Axes:
+    """Plot the saturated fraction of each sigmoid or tanh layer, the dead of each ReLU layer.
+
+    One value per epoch and layer.
+
+    Parameters
+    ----------
+    history : mapping
+        The dict returned by ``Network.fit(..., diagnostics=True)``: its ``"saturated"``
+        (units whose sigma'(z) fell below 1% of its maximum, over the epoch's rows) and
+        ``"dead"`` (units never active in the epoch), each one list per epoch of one value
+        or None per layer.
+    ax : matplotlib.axes.Axes or None, default=None
+        Where to draw; None: on a new figure (``ax.figure``, on the Agg canvas, to save).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        A solid line per sigmoid or tanh layer ("hidden layer 1 saturated", ...), then a
+        dashed line per ReLU layer ("... dead"), with a legend; y from 0 to 1.
+
+    Raises
+    ------
+    ValueError
+        The history has no diagnostics, they are malformed, or the network has no sigmoid,
+        tanh or ReLU layer (nothing to draw).
+    ImportError
+        If matplotlib is not installed.
+    """
+    curves = [
+        (key, style, _per_layer(history, key))
+        for key, style in (("saturated", "-"), ("dead", "--"))
+    ]
+    n_layers = curves[0][2].shape[1]
+    if all(np.isnan(values).all() for _, _, values in curves):
+        raise ValueError(
+            "history['saturated'], history['dead']: no layer applies (no sigmoid, tanh or "
+            "relu layer): nothing to draw"
+        )
+    ax = _axes(ax)
+    epochs = np.arange(1, len(curves[0][2]) + 1)
+    for key, linestyle, values in curves:
+        for l, name in enumerate(_layer_names(n_layers)):
+            if not np.isnan(values[:, l]).all():
+                ax.plot(epochs, values[:, l], linestyle=linestyle, color=f"C{l}",
+                        label=f"{name} {key}", **_markers(len(epochs)))  # fmt: skip
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("fraction of units")
+    _finish(ax)
+    return ax
+
+
+def _per_layer(history: Any, key: str) -> np.ndarray:
+    """Return a diagnostic of the history as an (epochs, layers) array, NaN for None."""
+    if not isinstance(history, Mapping):
+        raise ValueError(
+            f"history: expected the dict returned by Network.fit, got {type(history).__name__}"
+        )
+    if key not in history:
+        raise ValueError(
+            f"history[{key!r}]: missing; train with fit(..., diagnostics=True) to record it"
+        )
+    epochs = history[key]
+    if isinstance(epochs, (str, bytes)) or not isinstance(epochs, Sequence) or not epochs:
+        raise ValueError(f"history[{key!r}]: expected one list per epoch, at least one")
+    lengths = {len(epoch) if isinstance(epoch, Sequence) else -1 for epoch in epochs}
+    if len(lengths) != 1 or min(lengths) < 1:
+        raise ValueError(f"history[{key!r}]: expected lists of one value per layer, all alike")
+    values = np.full((len(epochs), lengths.pop()), math.nan)
+    for i, epoch in enumerate(epochs):
+        for l, value in enumerate(epoch):
+            if value is None:
+                continue
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+                raise ValueError(
+                    f"history[{key!r}][{i}][{l}]: expected a real number or None, got {value!r}"
+                )
+            values[i, l] = float(value) if math.isfinite(value) else math.nan
+    return values
+
+
+def _layer_names(n_layers: int) -> list[str]:
+    return [f"hidden layer {l}" for l in range(1, n_layers)] + ["output layer"]
+
+
+def _markers(n_epochs: int) -> dict[str, Any]:
+    return {"marker": "o", "markersize": 3} if n_epochs <= _MARKERS_UP_TO else {}
+
+
+def _axes(ax: Axes | None) -> Axes:
+    """Return ``ax``, or the axes of a new figure on the Agg canvas."""
+    Figure, FigureCanvasAgg, _ = _matplotlib()
+    if ax is not None:
+        return ax
+    fig = Figure(figsize=(6.0, 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig.subplots()
+
+
+def _finish(ax: Axes) -> None:
+    _, _, MaxNLocator = _matplotlib()
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    ax.legend()
 
 
 def _matplotlib():

@@ -69,7 +69,8 @@ except ImportError as error:  # pragma: no cover - only without scikit-learn
 
 from . import _class_weight, _skl2onnx, onnx, optim, training
 from ._architecture import ACTIVATIONS, INITS
-from ._checks import check_callables, check_int, check_real
+from ._checks import check_bool, check_callables, check_int, check_real
+from ._diagnostics import KEYS as DIAGNOSTICS
 from ._precision import check_matmul_precision
 from ._sklearn_docs import ATTRIBUTES_DOC, CLASS_WEIGHT_DOC, PARAMETERS_DOC
 from .network import Network
@@ -145,6 +146,7 @@ class _BaseDeltaprop(BaseEstimator):
         matmul_precision="highest",
         callbacks=None,
         standardize=False,
+        diagnostics=False,
         verbose=False,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -172,6 +174,7 @@ class _BaseDeltaprop(BaseEstimator):
         self.matmul_precision = matmul_precision
         self.callbacks = callbacks
         self.standardize = standardize
+        self.diagnostics = diagnostics
         self.verbose = verbose
 
     # ------------------------------------------------------------------ subclasses
@@ -210,11 +213,13 @@ class _BaseDeltaprop(BaseEstimator):
             raise ValueError(
                 f"optimizer: expected one of {', '.join(_OPTIMIZERS)}, got {self.optimizer!r}"
             )
-        if self.optimizer == "lbfgs" and self.early_stopping:
-            raise ValueError(
-                "early_stopping: does not apply to optimizer='lbfgs', which trains on all "
-                "samples at once"
-            )
+        for name in ("early_stopping", "diagnostics"):
+            if self.optimizer == "lbfgs" and getattr(self, name):
+                raise ValueError(
+                    f"{name}: does not apply to optimizer='lbfgs', which trains on all "
+                    "samples at once"
+                )
+        check_bool(self.diagnostics, "diagnostics")
         if self.init != "auto" and self.init not in INITS:
             raise ValueError(
                 f"init: expected 'auto' or one of {', '.join(INITS)}, got {self.init!r}"
@@ -306,6 +311,7 @@ class _BaseDeltaprop(BaseEstimator):
         self.validation_scores_ = None
         self.validation_loss_curve_ = None
         self.best_validation_score_ = None
+        self.diagnostics_ = None
         self._stopping = None
 
     def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
@@ -383,7 +389,7 @@ class _BaseDeltaprop(BaseEstimator):
                 self.validation_scores_.append(metrics["val_score"])
                 self.validation_loss_curve_.append(metrics["val_loss"])
 
-        return self.network_.fit(
+        history = self.network_.fit(
             X_train,
             targets_train,
             sample_weight=weight_train,
@@ -398,8 +404,14 @@ class _BaseDeltaprop(BaseEstimator):
             callbacks=[record_epoch, *self._user_callbacks()],
             shuffle=bool(self.shuffle),
             seed=int(np.random.SeedSequence([int(epoch_seed), self.n_iter_]).generate_state(1)[0]),
+            diagnostics=self.diagnostics,
             verbose=bool(self.verbose),
         )
+        if self.diagnostics:  # over every fit and partial_fit, as loss_curve_
+            self.diagnostics_ = self.diagnostics_ or {key: [] for key in DIAGNOSTICS}
+            for key, epochs in self.diagnostics_.items():
+                epochs.extend(history[key])
+        return history
 
     def _train_full_batch(self, train, first_pass: bool) -> bool:
         """Train with L-BFGS on all the training rows (MLP's ``solver="lbfgs"``).

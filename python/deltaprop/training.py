@@ -66,6 +66,7 @@ def fit(
     callbacks: Sequence[Callable[[int, dict[str, float]], Any]] = (),
     metrics: dict[str, Callable[[Any, dict[str, float]], float]] | None = None,
     train_accuracy: bool = False,
+    diagnostics: bool = False,
     shuffle: bool = True,
     seed: int | None = 0,
     verbose: bool = False,
@@ -180,6 +181,16 @@ default=None
         so that early stopping stops and restores the same epoch on every rank.
     train_accuracy : bool, default=False
         Also record the training accuracy (one more pass over the data each epoch).
+    diagnostics : bool, default=False
+        Also record, each epoch and for each layer l = 1..L, how it learns:
+        ``"learning_speed"`` (||∂C/∂b^l||, the mean over the epoch's batches),
+        ``"update_ratio"`` (||ΔW^l|| / ||W^l|| over the epoch), ``"saturated"`` (the
+        fraction of a sigmoid or tanh layer's units, over the epoch's rows, whose sigma'(z)
+        fell below 1% of its maximum) and ``"dead"`` (the fraction of a ReLU layer's
+        units never active in the epoch); each history entry is then a list with one
+        value per layer, None where the measure does not apply. Measured in the core
+        from the batches' δ and z; with ``comm``, over every rank. Not with
+        ``optimizer="lbfgs"``. See the guide's "Why my deep network does not learn".
     shuffle : bool, default=True
         Visit the rows in a new random order each epoch.
     seed : int or None, default=0
@@ -228,7 +239,9 @@ default=None
         completed epochs. ``history.stopped_epoch`` is the epoch (from 0) after which early
         stopping or a callback ended training (None if it ran every epoch), and
         ``history.restored_epoch`` the epoch whose parameters early stopping restored (None
-        if none were); with ``verbose`` a last line says the same.
+        if none were); with ``verbose`` a last line says the same. With ``diagnostics``,
+        also ``"learning_speed"``, ``"update_ratio"``, ``"saturated"`` and ``"dead"``,
+        lists of per-layer lists.
 
     Raises
     ------
@@ -254,7 +267,7 @@ default=None
     MLP does): one history entry per iteration, callbacks may stop it, and it ends with
     the parameters of the best iteration (also after Ctrl-C or a divergence). Mini-batch
     options (``batch_size``, ``dropout``, ``schedule``, ``lr``, ``momentum``, early
-    stopping, checkpoints) do not apply and are refused.
+    stopping, checkpoints, ``diagnostics``) do not apply and are refused.
     """
     # fit's arguments, its data aside: the first statement, so that locals() holds them alone.
     arguments = {name: value for name, value in locals().items() if name not in FitSettings.DATA}
