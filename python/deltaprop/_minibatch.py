@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from ._checkpoints import Checkpoints
-from ._distributed import Alone
 from ._fit_data import FirstEpochChecksX
 from ._run import Run
 from ._settings import l2_coefficient
@@ -154,7 +153,7 @@ class MiniBatchRun(Run):
             batches = max(1, n_batches // _PROGRESS_STEPS)
         else:
             batches = max(1, _ROWS_PER_CALL // self.batch_size)
-        if isinstance(self.group, Alone) and is_sparse(self.data[0]):
+        if getattr(self.group, "size", 1) == 1 and is_sparse(self.data[0]):
             batches = max(batches, -(-_SPARSE_ROWS_PER_CALL // self.batch_size))
         return batches * self.batch_size
 
