@@ -1,6 +1,10 @@
 """Print the tables of one benchmark run (Markdown); reads only the JSON, imports no deltaprop.
 
-    python bench/report.py /tmp/deltaprop-bench.json
+    python bench/report.py /tmp/deltaprop-bench.json [--csv bench/results/speed.csv]
+
+With ``--csv``, also write the samples/s of every implementation in configurations A-E (and
+their bfloat16 rows) to a CSV file, one row per figure: the file the documentation's speed
+figures are drawn from (``docs/_ext/bench_figures.py``; see ``bench/results/README.md``).
 
 Per configuration A-E: samples/s of every implementation (rows timed / median round),
 deltaprop's ratio to each, GFLOP/s, the GEMM limit and deltaprop's fraction of it, with
@@ -11,8 +15,9 @@ measured while other processes took the CPUs is flagged DISTURBED.
 
 from __future__ import annotations
 
+import argparse
+import csv
 import json
-import sys
 from collections import defaultdict
 
 NAN = float("nan")
@@ -267,7 +272,60 @@ def header(run: dict) -> None:
         )
 
 
-def main(path: str) -> None:
+def speed_rows(run: dict) -> list[dict]:
+    """One row per measured figure of configurations A-E: `SPEED_COLUMNS`' values.
+
+    The GEMM limit is two rows: ``gemm-limit`` (timed on its own) and, where deltaprop's rounds
+    timed it again in between, ``gemm-limit-interleaved`` (the one the report judges against).
+    """
+    cpu = run["machine_info"].get("cpu", {})
+    machine = f"{cpu.get('brand_raw', '?')}, {cpu.get('count', '?')} CPUs"
+    rows = []
+    for bench in run["benchmarks"]:
+        info = bench["extra_info"]
+        if not bench["group"].endswith(("-train", "-predict")) or "samples_per_s" not in info:
+            continue
+        setting = info["setting"]
+        figures = [(info["implementation"], info["samples_per_s"])]
+        if "interleaved_limit_samples_per_s" in info:
+            figures.append(("gemm-limit-interleaved", info["interleaved_limit_samples_per_s"]))
+        for implementation, rate in figures:
+            rows.append(
+                {
+                    "datetime": run["datetime"],
+                    "machine": machine,
+                    "threads": setting["threads"],
+                    "config": info["config"],
+                    "title": setting["title"],
+                    "sizes": "-".join(map(str, setting["sizes"])),
+                    "dtype": setting["dtype"],
+                    "batch_size": setting["batch_size"],
+                    "implementation": implementation,
+                    "version": info.get("version") or "",
+                    "rows_timed": info["rows_timed"],
+                    "samples_per_s": f"{rate:.6g}",
+                    "disturbed": bool(_disturbance(info)),
+                    "data": setting["data"] + " (quick)" * setting["quick"],
+                }
+            )
+    return sorted(rows, key=lambda row: (row["config"], row["implementation"]))
+
+
+SPEED_COLUMNS = (
+    "datetime", "machine", "threads", "config", "title", "sizes", "dtype", "batch_size",
+    "implementation", "version", "rows_timed", "samples_per_s", "disturbed", "data",
+)  # fmt: skip
+
+
+def write_speed_csv(run: dict, path: str) -> None:
+    """Write `speed_rows` of `run` to `path`, a header line first."""
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=SPEED_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(speed_rows(run))
+
+
+def main(path: str, csv_path: str | None = None) -> None:
     with open(path) as file:
         run = json.load(file)
     header(run)
@@ -293,9 +351,13 @@ def main(path: str) -> None:
     if any(by_group[group] for group in LATENCY_GROUPS):
         print("\n### Prediction with C's network: median time per call (test_interop.py)\n")
         latency_table(by_group)
+    if csv_path is not None:
+        write_speed_csv(run, csv_path)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python bench/report.py BENCHMARK_JSON")
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description="Print the tables of one benchmark run.")
+    parser.add_argument("json", help="pytest-benchmark's --benchmark-json file")
+    parser.add_argument("--csv", help="also write A-E's samples/s to this CSV file")
+    arguments = parser.parse_args()
+    main(arguments.json, arguments.csv)

@@ -17,8 +17,10 @@ The memory row runs one deltaprop epoch (Adam: the largest optimizer state) in a
 that loads X from a ``.npz`` file, and reads the increase of the peak resident set (VmHWM, reset
 before the epoch; OpenBLAS's buffers set apart) as bench/memory.py does: next to the budget of
 7 parameter-sized arrays (Adam's two, the gradient buffer, the divergence snapshot of the
-three, fit's copy of the parameters) + one batch's workspace + the one-hot targets, the row
-order and the check of X's structure, and next to the dense X the epoch never makes.
+three, fit's copy of the parameters) + the buffer of W¹'s transpositions (training on
+sparse X keeps W¹ transposed, cpp/sparse_training.hpp) + one batch's workspace + the
+one-hot targets, the row order and the check of X's structure, and next to the dense X the
+epoch never makes.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ def _memory_child(path: str, dtype: str) -> dict:
     # check of X's structure (its column steps, an array like its indices).
     batch = 3 * BATCH * (HIDDEN + N_CLASSES) + BATCH * N_CLASSES
     budget = ((1 + 2 + 1 + 3) * P + batch + len(y) * N_CLASSES) * size + 8 * len(y)
-    budget += X.indices.nbytes
+    budget += X.indices.nbytes + N_FEATURES * HIDDEN * size  # the transpositions' buffer
     return {
         "increase": _status_bytes("VmHWM") - baseline - openblas_buffers,
         "openblas_buffers": openblas_buffers,

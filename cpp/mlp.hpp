@@ -155,6 +155,12 @@ template <class T> class Mlp {
     const T *z(std::size_t l) const { return z_[l].data(); }
     const T *delta(std::size_t l) const { return delta_[l].data(); }
 
+    // Whether the parameters (and every array laid out like them) hold W^1 transposed,
+    // (n_0, n_1): set while training on sparse X (sparse_training.hpp), whose two
+    // products then read and write rows of it.
+    bool first_layer_transposed() const { return first_layer_transposed_; }
+    void set_first_layer_transposed(bool transposed) { first_layer_transposed_ = transposed; }
+
     // out (n, n_L) = a^L for the n rows of X.
     void predict(const T *params, Input<T> X, std::size_t n, T *out) {
         const std::size_t chunk = chunk_rows();
@@ -280,7 +286,9 @@ template <class T> class Mlp {
         for (std::size_t l = 1; l <= n_layers(); ++l) {
             const std::size_t n_out = arch_.sizes[l], n_in = arch_.sizes[l - 1];
             const T *W = params + layer(l).weights;
-            if (l == 1 && X.sparse) {
+            if (l == 1 && X.sparse && first_layer_transposed_) {
+                sparse_forward_transposed(X, B, W, n_out, z_[1].data());  // W holds (W^1)^T
+            } else if (l == 1 && X.sparse) {
                 // Sparse X: z^1 = X (W^1)^T, sparse x dense, in the dtype's precision.
                 sparse_forward(X, B, W, n_out, n_in, z_[1].data());
             } else if (bfloat16()) {
@@ -325,7 +333,11 @@ template <class T> class Mlp {
         for (std::size_t l = n_layers(); l >= 1; --l) {
             if (l > 1) backpropagate_error(params, l, B);
             const T *a_prev = l == 1 ? X.dense : a_[l - 1].data();
-            if (l == 1 && X.sparse) {  // BP4 of sparse X: dense x sparse
+            if (l == 1 && X.sparse && first_layer_transposed_) {  // into (W^1)^T's layout
+                sparse_weight_gradient_transposed(X, B, delta_[1].data(), n_units(1), n_inputs(),
+                                                  into.alpha, into.weight_beta,
+                                                  into.out + layer(1).weights);
+            } else if (l == 1 && X.sparse) {  // BP4 of sparse X: dense x sparse
                 sparse_weight_gradient(X, B, delta_[1].data(), n_units(1), n_inputs(), into.alpha,
                                        into.weight_beta, into.out + layer(1).weights);
             } else {
@@ -602,6 +614,7 @@ template <class T> class Mlp {
     bool derivatives_kept_ = false;           // did forward() fill derivative_?
     const DropoutMasks<T> *masks_ = nullptr;  // the masks of forward(), for BP2
     MatmulPrecision precision_ = MatmulPrecision::highest;
+    bool first_layer_transposed_ = false;  // see first_layer_transposed()
     // bfloat16 precision: copies of X = a^0 and hidden a^l (B, n_l), of δ^l (B, n_l) and
     // of W^l (n_l, n_{l-1}), index l; the fallback's float32 operands.
     std::vector<Buffer<bf16>> a16_, delta16_, w16_;

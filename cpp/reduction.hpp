@@ -43,6 +43,8 @@ template <class T> class Reduction {
     // Sums `count` values of the step over every process, in place.
     virtual void sum(T *values, std::size_t count) = 0;
     virtual bool lead() const = 0;
+    // One process: nothing is summed (Alone).
+    virtual bool alone() const = 0;
     // The step is summed in buckets of layers of at least this many bytes (see Buckets).
     virtual std::size_t bucket_bytes() const = 0;
     // The factors that make BP3 and BP4 of this process's B rows its share of the mean
@@ -59,6 +61,7 @@ template <class T> class Alone final : public Reduction<T> {
     BatchSums sum_statuses(const BatchSums &local) override { return local; }
     void sum(T *, std::size_t) override {}
     bool lead() const override { return true; }
+    bool alone() const override { return true; }
     std::size_t bucket_bytes() const override { return 0; }
     StepScale<T> scale(const UpdateRule &rule, std::size_t B, const BatchSums &,
                        const BatchSums &) const override {
@@ -106,6 +109,7 @@ template <class T> class AcrossProcesses final : public Reduction<T> {
 
     void sum(T *values, std::size_t count) override { sum_(values, count); }
     bool lead() const override { return lead_; }
+    bool alone() const override { return false; }
     std::size_t bucket_bytes() const override { return bucket_bytes_; }
 
     // BP1 scaled the rows of δ^L for a mean over this process's B rows (by w_i B / sum(w)

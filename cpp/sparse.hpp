@@ -202,4 +202,94 @@ void sparse_weight_gradient(const Input<T> &X, std::size_t B, const T *delta, st
     });
 }
 
+// Training on sparse X keeps W^1 transposed, (n_in, n_out) row-major (see
+// sparse_training.hpp): a row's entry x_ic then meets W^1's column c as one contiguous
+// row of n_out weights (an AXPY), where the (n_out, n_in) layout reads n_out weights
+// n_in apart, each on a cache line of its own, and the product reads all of W^1 from
+// memory where this one reads only the rows of the batch's columns.
+
+// to (cols, rows) = from (rows, cols)^T, in tiles that keep both sides' cache lines, the
+// team sharing the tiles' rows of `from`.
+template <class T> void transpose(const T *from, std::size_t rows, std::size_t cols, T *to) {
+    constexpr std::size_t kTile = 32;
+    Team::instance().parallel_for(
+        rows, kTile, blas::get_num_threads(), [=](std::size_t begin, std::size_t end) {
+            for (std::size_t r0 = begin; r0 < end; r0 += kTile) {
+                const std::size_t r1 = std::min(end, r0 + kTile);
+                for (std::size_t c0 = 0; c0 < cols; c0 += kTile) {
+                    const std::size_t c1 = std::min(cols, c0 + kTile);
+                    for (std::size_t r = r0; r < r1; ++r) {
+                        for (std::size_t c = c0; c < c1; ++c) to[c * rows + r] = from[r * cols + c];
+                    }
+                }
+            }
+        });
+}
+
+// Output units per job of the transposed products: whole cache lines of a row of z or
+// of W^T, so that no two jobs write the same line.
+constexpr std::size_t kUnitsPerLine = 16;
+
+// The team shares the n_out units of the transposed products in whole lines, each job
+// at least kElementsPerJob entries times units: body(begin, end) on [begin, end).
+template <class T, class Body>
+void share_unit_lines(const Input<T> &X, std::size_t B, std::size_t n_out, const Body &body) {
+    const std::size_t work = std::max<std::size_t>(1, entries_of(X, B) * kUnitsPerLine);
+    const std::size_t grain = std::max<std::size_t>(1, kElementsPerJob / work) * kUnitsPerLine;
+    Team::instance().parallel_for(n_out, grain, blas::get_num_threads(), body);
+}
+
+// The forward product on Wt = (W^1)^T (n_in, n_out): z (B, n_out) = X Wt, each row of z
+// the sum of its entries' rows of Wt times their values, in the entries' order (the
+// sums of sparse_forward).
+template <class T>
+void sparse_forward_transposed(const Input<T> &X, std::size_t B, const T *Wt, std::size_t n_out,
+                               T *z) {
+    const T *data = X.sparse->data;
+    with_index_types(*X.sparse, [&](const auto *indices, const auto *indptr) {
+        share_unit_lines(X, B, n_out, [&](std::size_t begin, std::size_t end) {
+            for (std::size_t i = 0; i < B; ++i) {
+                const std::size_t r = X.row(i);
+                T *z_row = z + i * n_out;
+                std::fill(z_row + begin, z_row + end, T(0));
+                for (auto k = indptr[r]; k < indptr[r + 1]; ++k) {
+                    const T *weights = Wt + std::size_t(indices[k]) * n_out;
+                    const T value = data[k];
+                    for (std::size_t j = begin; j < end; ++j) z_row[j] += value * weights[j];
+                }
+            }
+        });
+    });
+}
+
+// BP4 of the first layer on the transposed gradient: dW^T (n_in, n_out) <- alpha X^T δ +
+// beta dW^T; entry x_ic adds (alpha δ_ij) x_ic to dW^T[c, j], rows i in order (the sums
+// of sparse_weight_gradient). A row of δ all zero over a job's units adds nothing.
+template <class T>
+void sparse_weight_gradient_transposed(const Input<T> &X, std::size_t B, const T *delta,
+                                       std::size_t n_out, std::size_t n_in, T alpha, T beta,
+                                       T *dWt) {
+    if (beta != T(1)) {
+        Team::instance().parallel_for(n_in * n_out, kElementsPerJob, blas::get_num_threads(),
+                                      [=](std::size_t begin, std::size_t end) {
+                                          scale(dWt + begin, end - begin, beta);
+                                      });
+    }
+    const T *data = X.sparse->data;
+    with_index_types(*X.sparse, [&](const auto *indices, const auto *indptr) {
+        share_unit_lines(X, B, n_out, [&](std::size_t begin, std::size_t end) {
+            for (std::size_t i = 0; i < B; ++i) {
+                const T *d = delta + i * n_out;
+                if (std::all_of(d + begin, d + end, [](T x) { return x == T(0); })) continue;
+                const std::size_t r = X.row(i);
+                for (auto k = indptr[r]; k < indptr[r + 1]; ++k) {
+                    T *row = dWt + std::size_t(indices[k]) * n_out;
+                    const T value = data[k];
+                    for (std::size_t j = begin; j < end; ++j) row[j] += (alpha * d[j]) * value;
+                }
+            }
+        });
+    });
+}
+
 }  // namespace deltaprop

@@ -17,6 +17,7 @@
 #include "reduction.hpp"
 #include "rows.hpp"
 #include "settings.hpp"
+#include "sparse_training.hpp"
 #include "update.hpp"
 
 namespace deltaprop {
@@ -60,8 +61,13 @@ template <class T> class Trainer {
             RowBatches<T> &batches;
             ~StopGatheringAhead() { batches.stop_gathering_ahead(); }
         } stop_gathering_ahead_at_exit{batches_};
+        // Not in data-parallel training: every process would have to (a shard may be dense).
+        sparse_alone_ = rows.sparse_X != nullptr && reduction.alone();
+        const FirstLayerTransposed<T> transposed(mlp_, params, state, sparse_alone_,
+                                                 transposition_);
         take_snapshot(params, state);
         begin_sequence(state, settings.rule);
+        begin_lazy_velocity(settings.rule);
         TrainOutcome outcome;
         std::size_t trained = n_batches;
         for (std::size_t k = 0; k < n_batches; ++k) {
@@ -84,6 +90,8 @@ template <class T> class Trainer {
                 break;
             }
         }
+        finish_lazy_velocity(params, state, true);
+        finish_lazy_velocity(params, state, true);
         // An update that made a parameter non-finite is seen by the next batch's forward
         // pass; the last batch's, here.
         if (!all_finite(params, mlp_.n_params())) {
@@ -104,6 +112,7 @@ template <class T> class Trainer {
             return train_batch(params, state, settings, reduction, k, more_follow);
         } catch (...) {
             restore_snapshot(params, state);
+            finish_lazy_velocity(params, state, false);  // V as between two batches
             throw;
         }
     }
@@ -118,12 +127,14 @@ template <class T> class Trainer {
     BatchOutcome train_batch(T *params, OptimizerState<T> &state, const TrainSettings &settings,
                              Reduction<T> &reduction, std::size_t k, bool more_follow) {
         const Batch<T> batch = batches_.at(k);
+        lazy_.prepare(batch.X, batch.size, first_layer(params), first_layer(state.first));
         const BatchSums local = batch.size == 0 ? BatchSums{} : forward(params, settings, k, batch);
         const BatchSums total = reduction.sum_statuses(local);
         if (total.status != BatchStatus::ok) return {0, 0, total.status};
         ++*state.step;
         const StepScale<T> scale = reduction.scale(settings.rule, batch.size, local, total);
         Step<T> step = updates_.begin(params, state, settings.rule, scale, more_follow);
+        if (lazy_.active()) step.lazy_first_layer = &lazy_;
         // The lead keeps what the destination holds; the others overwrite it.
         if (!reduction.lead()) step.into.weight_beta = step.into.bias_beta = T(0);
         Buckets<T> buckets(mlp_, updates_, reduction, step);
@@ -182,11 +193,30 @@ template <class T> class Trainer {
                 Reduction<T> &reduction, std::size_t n_batches) {
         diagnostics_ = nullptr;  // the call raises: its diagnostics are not read
         restore_snapshot(params, state);
+        begin_lazy_velocity(settings.rule);
         if (n_batches == 0) return;
         begin_sequence(state, settings.rule);
         for (std::size_t k = 0; k < n_batches; ++k) {
             train_batch(params, state, settings, reduction, k, k + 1 < n_batches);
         }
+        finish_lazy_velocity(params, state, true);
+    }
+
+    // Momentum on sparse X trains the rows of W^1 its batches touch (LazyVelocity): not
+    // with L1 or data-parallel training.
+    void begin_lazy_velocity(const UpdateRule &rule) {
+        const bool lazy = sparse_alone_ && rule.method == Method::momentum && rule.l1 == 0;
+        lazy_.begin(lazy, mlp_.n_inputs(), mlp_.n_units(1), rule);
+    }
+
+    void finish_lazy_velocity(T *params, OptimizerState<T> &state, bool last_was_final) {
+        if (lazy_.active()) {
+            lazy_.finish(first_layer(params), first_layer(state.first), last_was_final);
+        }
+    }
+
+    T *first_layer(T *array) const {
+        return array == nullptr ? nullptr : array + mlp_.layer(1).weights;
     }
 
     void restore_snapshot(T *params, OptimizerState<T> &state) const {
@@ -215,6 +245,9 @@ template <class T> class Trainer {
     RowBatches<T> batches_;    // the call's rows, batch by batch
     Updates<T> updates_;       // the route of each batch's step, and each layer's update
     DropoutMasks<T> masks_;    // of the batch in training
+    Buffer<T> transposition_;  // sparse X: the buffer of W^1's transpositions
+    LazyVelocity<T> lazy_;     // momentum on sparse X
+    bool sparse_alone_ = false;  // the call trains sparse X in one process
     std::vector<T> snapshot_;  // params (and optimizer state) at the start of train()
     std::int64_t snapshot_step_ = 0;
     Diagnostics<T> *diagnostics_ = nullptr;  // of the call in progress, if asked for

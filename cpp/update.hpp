@@ -10,6 +10,7 @@
 #include "blas.hpp"
 #include "mlp.hpp"
 #include "optimizers.hpp"
+#include "sparse_training.hpp"
 #include "team.hpp"
 
 namespace deltaprop {
@@ -61,6 +62,7 @@ template <class T> struct Step {
     Route<T> route;
     GradientDestination<T> into;
     bool more_follow;  // another batch of the same sequence comes next (see begin_sequence)
+    LazyVelocity<T> *lazy_first_layer = nullptr;  // momentum on sparse X: W^1's touched rows
 };
 
 template <class T> class Updates {
@@ -96,6 +98,14 @@ template <class T> class Updates {
         switch (step.route.into) {
             case Into::weights: return true;
             case Into::velocity:
+                if (l == 1 && step.lazy_first_layer) {
+                    const std::size_t first = mlp_.layer(1).weights;
+                    step.lazy_first_layer->step(step.params + first, step.state.first + first,
+                                                step.more_follow);
+                    velocity_step(step.params, step.state.first, step.rule, l, step.more_follow,
+                                  false);
+                    return true;
+                }
                 velocity_step(step.params, step.state.first, step.rule, l, step.more_follow);
                 return true;
             case Into::buffer:
@@ -123,18 +133,21 @@ template <class T> class Updates {
     // Momentum's step for layer l, right after BP4 and BP3 added its gradient to the
     // velocity (the update is memory-bound: W^l and V^l are still in cache). Only the
     // weights are regularised. The last batch of a call leaves V itself, the others mu V.
+    // weights_too: false when LazyVelocity steps W^1's weights (their touched rows).
     void velocity_step(T *params, T *velocity, const UpdateRule &rule, std::size_t l,
-                       bool more_follow) const {
+                       bool more_follow, bool weights_too = true) const {
         const LayerParams &layer = mlp_.layer(l);
         const T lr = T(rule.lr), l2 = T(rule.l2), l1 = T(rule.l1);
         const T decay = more_follow ? T(rule.momentum) : T(1);
         T *weights = params + layer.weights, *weights_velocity = velocity + layer.weights;
-        Team::instance().parallel_for(layer.biases - layer.weights, kElementsPerJob,
-                                      blas::get_num_threads(),
-                                      [=](std::size_t begin, std::size_t end) {
-                                          momentum_step(weights + begin, weights_velocity + begin,
-                                                        end - begin, lr, l2, l1, decay);
-                                      });
+        if (weights_too) {
+            Team::instance().parallel_for(
+                layer.biases - layer.weights, kElementsPerJob, blas::get_num_threads(),
+                [=](std::size_t begin, std::size_t end) {
+                    momentum_step(weights + begin, weights_velocity + begin, end - begin, lr, l2,
+                                  l1, decay);
+                });
+        }
         momentum_step(params + layer.biases, velocity + layer.biases, layer.end - layer.biases, lr,
                       T(0), T(0), decay);
     }

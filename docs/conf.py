@@ -8,8 +8,13 @@ Build it (warnings are errors) with::
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import deltaprop
+
+# docs/_ext: the speed page's figures, drawn from bench/results/speed.csv at each build.
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "deltaprop"
 author = "the deltaprop developers"
@@ -24,10 +29,13 @@ extensions = [
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "sphinx_gallery.gen_gallery",
+    "bench_figures",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 exclude_patterns = [
     "_build",
+    "_ext",
+    "_generated",
     "README.md",
     "examples",
     "auto_examples/*.ipynb",

@@ -457,10 +457,16 @@ def test_predict_takes_any_array(spec, data):
     clean, allowed = expect_inputs(net, X)
     out, error = attempt(net.predict, X)
     frozen.assert_unchanged()
-    check_outcome(error, allowed)
     if clean is None:
+        check_outcome(error, allowed)
         return
-    assert_same(out, net.predict(clean))
+    # Finite inputs may still overflow the forward pass (3e38 in float32): refused exactly
+    # as the clean copy is, never returned.
+    expected, expected_error = attempt(net.predict, clean)
+    check_same_outcome(error, expected_error, may_overflow=True)
+    if expected_error is not None:
+        return
+    assert_same(out, expected)
     classes, error = attempt(net.predict_classes, X)
     check_outcome(error, set())
     assert_same(classes, net.predict_classes(clean))

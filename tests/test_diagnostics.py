@@ -297,8 +297,11 @@ def test_saturation_draws_the_layers_it_applies_to(sigmoid_history, tmp_path):
 @pytest.mark.parametrize(
     "history, match",
     [
-        ({"cost": [1.0]}, r"history\['learning_speed'\]: missing; train with fit\(\.\.\., "
-                          r"diagnostics=True\)"),
+        (
+            {"cost": [1.0]},
+            r"history\['learning_speed'\]: missing; train with fit\(\.\.\., "
+            r"diagnostics=True\)",
+        ),
         ({"learning_speed": []}, "at least one"),
         ({"learning_speed": [[1.0, 2.0], [1.0]]}, "one value per layer"),
         ({"learning_speed": [["fast"]]}, r"\[0\]\[0\]: expected a real number or None"),

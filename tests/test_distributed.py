@@ -214,6 +214,23 @@ def test_sparse_rows_train_and_shard_as_dense_rows(tmp_path):
 
 
 @needs_mpi
+@pytest.mark.parametrize("optimizer", ["momentum", "sgd"])
+def test_sparse_rows_on_two_ranks_train_as_one_process(optimizer, tmp_path):
+    """CSR X on 2 ranks: replicated and sharded (shuffled), momentum (its whole velocity
+    summed, W^1 transposed on both ranks) and SGD with L2, as the dense rows."""
+    common = {"epochs": 2, "batch_size": 9, "n": 80, "optimizer": optimizer, "lr": 0.05,
+              "lmbda": 0.5 if optimizer == "sgd" else 0.0}  # fmt: skip
+    sharded = {**common, "shards": [0, 30, 80], "sharded": True}
+    runs = [{**common, "zeros": "csr"}, {**sharded, "zeros": "csr"}, {**sharded, "zeros": "dense"}]
+    results = launch(2, runs, tmp_path)
+    assert_same_on_every_rank(results)
+    replicated, sparse_shards, dense_shards = results[0]
+    assert [result["error"] for result in results[0]] == [None] * 3
+    assert_close(one_process({**common, "zeros": "dense"}), replicated["params"])
+    np.testing.assert_allclose(sparse_shards["params"], dense_shards["params"], rtol=1e-10)
+
+
+@needs_mpi
 def test_sharded_data_with_shuffling_and_validation_trains_one_model(tmp_path):
     run = {"epochs": 4, "batch_size": 16, "n": 300, "shards": [0, 100, 300], "sharded": True,
            "optimizer": "adam", "lr": 0.02, "validation_fraction": 0.2, "dropout": 0.1}  # fmt: skip

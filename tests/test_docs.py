@@ -8,6 +8,7 @@ pages, a broken docstring reference or a gallery example that raises.
 
 from __future__ import annotations
 
+import csv
 import inspect
 import os
 import re
@@ -142,3 +143,99 @@ def test_the_defaults_table_says_what_the_signatures_and_the_cli_say():
             described = re.search(rf"^  {option}\b.*?\(default: ([^)]*)\)", help_text, re.S | re.M)
             assert described, option
             assert described.group(1).strip() == value, (setting, option)
+
+
+# The questions a new user comes with; the front page answers each with a link (one click,
+# the answer on the page it opens). A renamed or removed page, or a heading whose anchor a
+# link names, fails here as well as in the site's -W build.
+FRONT_PAGE_QUESTIONS = (
+    "install deltaprop",
+    "train on my CSV file",
+    "choose the cost for a classifier",
+    "save and load a model",
+    "use it in scikit-learn",
+    "run on 4 processes",
+    "export to ONNX",
+    "why my deep sigmoid network does not learn",
+)
+
+
+def _front_page_rows() -> dict[str, list[str]]:
+    """The front page's "I want to | read" table: question -> the link targets of its row."""
+    rows = {}
+    for line in (DOCS / "index.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 2:
+            rows[cells[0]] = re.findall(r"\]\(([^)\s]+)\)", cells[1])
+    return rows
+
+
+def _heading_anchors(page: Path) -> set[str]:
+    """The anchors MyST gives a page's headings (myst_heading_anchors: lower case, spaces to
+    hyphens, punctuation dropped)."""
+    headings = re.findall(r"^#{1,3} (.+)$", page.read_text(encoding="utf-8"), re.M)
+    return {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+
+
+def _linked_page(target: str) -> tuple[Path, str]:
+    """The source file a front-page link opens (a gallery page's is its script), and its anchor."""
+    path, _, anchor = target.partition("#")
+    if path.startswith("auto_examples/") and path != "auto_examples/index.rst":
+        return DOCS / "examples" / (Path(path).stem + ".py"), anchor
+    if path == "auto_examples/index.rst":
+        return DOCS / "examples" / "README.rst", anchor
+    return DOCS / path, anchor
+
+
+@pytest.mark.parametrize("question", FRONT_PAGE_QUESTIONS)
+def test_the_front_page_links_each_question_to_a_page_that_exists(question):
+    rows = {text: links for text, links in _front_page_rows().items() if question in text}
+    assert len(rows) == 1, f"the front page's table has no single row for {question!r}"
+    (links,) = rows.values()
+    assert links, f"{question!r}: no link"
+    for target in links:
+        page, anchor = _linked_page(target)
+        assert page.is_file(), f"{question!r} links to {target}, which is not a page"
+        if anchor:
+            assert anchor in _heading_anchors(page), f"{question!r}: no heading #{anchor}"
+
+
+def _recorded_speeds() -> dict[tuple[str, str], float]:
+    """bench/results/speed.csv: (config, implementation) -> samples/s."""
+    with open(DOCS.parent / "bench" / "results" / "speed.csv", newline="") as file:
+        return {
+            (row["config"], row["implementation"]): float(row["samples_per_s"])
+            for row in csv.DictReader(file)
+        }
+
+
+def test_the_speed_table_shows_the_figures_the_speed_plots_are_drawn_from():
+    recorded = _recorded_speeds()
+    text = (DOCS / "guide" / "speed.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| ([A-E]) [`p].*$", text, re.M)
+    assert rows == ["A", "B", "C", "D", "E"]
+    columns = ("deltaprop", "torch", "sklearn", "numpy", "gemm-limit-interleaved")
+    for line in re.findall(r"^\| [A-E] [`p].*$", text, re.M):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        key, ours = cells[0][0], recorded[(cells[0][0], "deltaprop")]
+        for implementation, cell in zip(columns, cells[1:6]):
+            rate = recorded[(key, implementation)]
+            assert cell.split()[0] == f"{rate:,.0f}", (key, implementation)
+            shown = re.search(r"\(([\d.]+)\u00d7\)", cell)
+            if shown:  # deltaprop's speed over the peer's, to 3 significant digits
+                assert float(shown.group(1)) == float(f"{ours / rate:.3g}"), (key, implementation)
+        assert cells[6] == f"{ours / recorded[(key, 'gemm-limit-interleaved')]:.2f}", key
+
+
+def test_the_speed_figures_are_drawn_from_the_recorded_csv(tmp_path):
+    pytest.importorskip("matplotlib")
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import bench_figures
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    paths = bench_figures.draw_all(out_dir=tmp_path)
+    assert [path.name for path in paths] == ["speed-float32.png", "speed-bfloat16.png"]
+    assert all(path.stat().st_size > 10_000 for path in paths)
+    shown = re.findall(r"_generated/(speed-\w+\.png)", (DOCS / "guide" / "speed.md").read_text())
+    assert sorted(shown) == sorted(path.name for path in paths)

@@ -52,6 +52,8 @@ TRAININGS = {
     "sgd-l2": dict(optimizer="sgd", lr=0.3, lmbda=2.0),
     "sgd-l1": dict(optimizer="sgd", lr=0.3, l1=0.5),
     "momentum": dict(optimizer="momentum", lr=0.1),
+    "momentum-l2": dict(optimizer="momentum", lr=0.1, lmbda=3.0),
+    "momentum-l1": dict(optimizer="momentum", lr=0.1, l1=0.5),
     "adam": dict(optimizer="adam", lr=0.01),
     "rprop": dict(optimizer="rprop", lr=0.01, batch_size=60),
     "dropout": dict(optimizer="sgd", lr=0.3, dropout=0.3),
@@ -66,6 +68,33 @@ def test_a_sparse_fit_gives_the_parameters_of_the_dense_fit(training):
     on_sparse, on_dense = fit_both(X, labels, **options)
     assert not np.array_equal(on_sparse.params, network().params)  # it trained
     assert_close(on_sparse.params, on_dense.params, rtol=1e-10)
+
+
+@pytest.mark.parametrize("training", ["momentum", "momentum-l2", "adam"])
+def test_an_epoch_in_many_core_calls_gives_the_dense_fit(training, monkeypatch):
+    """Each call transposes W^1 and back, and momentum's rows catch up at its end."""
+    from deltaprop import _minibatch
+
+    monkeypatch.setattr(_minibatch, "_ROWS_PER_CALL", 16)
+    monkeypatch.setattr(_minibatch, "_SPARSE_ROWS_PER_CALL", 16)
+    X, labels = sparse_problem(n_samples=90)
+    options = {"epochs": 2, "batch_size": 5, "seed": 2, **TRAININGS[training]}
+    on_sparse, on_dense = fit_both(X, labels, **options)
+    assert_close(on_sparse.params, on_dense.params, rtol=1e-10)
+
+
+def test_momentum_that_diverges_keeps_the_dense_fits_weights():
+    """The replay after divergence brings every row of W^1 up to date, as the dense fit."""
+    X, labels = sparse_problem()
+    X.data *= 1e30
+    kept = []
+    for net, inputs in zip(pair(), (X, X.toarray())):
+        with pytest.raises(dp.DivergenceError) as raised:
+            net.fit(inputs, labels, epochs=2, batch_size=8, optimizer="momentum", lr=1e60)
+        kept.append((net.params, str(raised.value)))
+    assert "epoch 0, batch 1:" in kept[0][1] and kept[0][1] == kept[1][1]  # batch 0 kept
+    assert np.isfinite(kept[0][0]).all()
+    assert_close(kept[0][0], kept[1][0], rtol=1e-10)
 
 
 def test_a_sparse_fit_with_one_layer_gives_the_dense_fit():

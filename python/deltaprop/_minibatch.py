@@ -12,6 +12,7 @@ from ._checkpoints import Checkpoints
 from ._fit_data import FirstEpochChecksX
 from ._run import Run
 from ._settings import l2_coefficient
+from ._sparse import is_sparse
 from ._stopping import DivergenceError
 
 __all__ = ["MiniBatchRun"]
@@ -21,6 +22,10 @@ _PROGRESS_STEPS = 50
 # Without one, an epoch runs in calls of about this many rows: Python sees Ctrl-C (and
 # KeyboardInterrupt leaves the weights of the last batch done) between calls.
 _ROWS_PER_CALL = 4096
+# A call on sparse X in one process transposes the first layer's weights (and optimizer
+# state) at its start and back at its end (cpp/sparse_training.hpp), a few passes over
+# them: it trains at least this many rows, over which those passes weigh little.
+_SPARSE_ROWS_PER_CALL = 32768
 
 
 class MiniBatchRun(Run):
@@ -148,13 +153,17 @@ class MiniBatchRun(Run):
     def _rows_per_call(self, n: int, bar: Any) -> int:
         """Return the rows per core call, in whole batches.
 
-        About _ROWS_PER_CALL rows, or 1/50 of the epoch when a progress bar shows.
+        About _ROWS_PER_CALL rows, or 1/50 of the epoch when a progress bar shows; at
+        least _SPARSE_ROWS_PER_CALL on sparse X in one process (the processes of
+        data-parallel training keep W^1 as it is: their shards may be dense or sparse).
         """
         n_batches = -(-n // self.batch_size)
         if bar is not None:
             batches = max(1, n_batches // _PROGRESS_STEPS)
         else:
             batches = max(1, _ROWS_PER_CALL // self.batch_size)
+        if getattr(self.group, "size", 1) == 1 and is_sparse(self.data[0]):
+            batches = max(batches, -(-_SPARSE_ROWS_PER_CALL // self.batch_size))
         return batches * self.batch_size
 
 
