@@ -25,33 +25,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KEYS", "EpochDiagnostics", "applies"]
+__all__ = ["KEYS", "EpochDiagnostics"]
 
 KEYS = ("learning_speed", "update_ratio", "saturated", "dead")
 # Activations whose sigma' vanishes for large |z|, and those whose units can die.
 _SATURATING = ("sigmoid", "tanh")
 _DYING = ("relu",)
-
-
-def applies(key: str, activation: str) -> bool:
-    """Return whether a diagnostic measures layers of an activation.
-
-    Parameters
-    ----------
-    key : str
-        One of `KEYS`.
-    activation : str
-        The layer's activation.
-
-    Returns
-    -------
-    bool
-    """
-    if key == "saturated":
-        return activation in _SATURATING
-    if key == "dead":
-        return activation in _DYING
-    return True
 
 
 class EpochDiagnostics:
@@ -75,8 +54,7 @@ class EpochDiagnostics:
         self.net, self.group = net, group
         self.activations = (*net.activations, net.output)
         self.units = net.sizes[1:]
-        relu_units = sum(n for n, f in zip(self.units, self.activations) if f in _DYING)
-        self.accumulator = np.zeros(2 + 2 * len(self.units) + relu_units)
+        self.accumulator = np.zeros(net._core.diagnostics_size)
         self._weights_at_start: list[np.ndarray] = []
 
     def start(self) -> None:

@@ -162,7 +162,7 @@ class MiniBatchRun(Run):
             batches = max(1, n_batches // _PROGRESS_STEPS)
         else:
             batches = max(1, _ROWS_PER_CALL // self.batch_size)
-        if getattr(self.group, "size", 1) == 1 and is_sparse(self.data[0]):
+        if self.group.size == 1 and is_sparse(self.data[0]):
             batches = max(batches, -(-_SPARSE_ROWS_PER_CALL // self.batch_size))
         return batches * self.batch_size
 

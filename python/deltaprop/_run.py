@@ -110,7 +110,16 @@ class Run:
         -------
         list of str
         """
-        return self.history_keys() + (list(DIAGNOSTICS) if self.diagnostics else [])
+        return self.history_keys() + self.diagnostic_keys()
+
+    def diagnostic_keys(self) -> list[str]:
+        """Return the diagnostics' keys this run records (none without ``diagnostics=True``).
+
+        Returns
+        -------
+        list of str
+        """
+        return list(DIAGNOSTICS) if self.diagnostics else []
 
     def check_monitor(self) -> None:
         """Check that early stopping watches a metric this run records.
@@ -127,7 +136,7 @@ class Run:
                 f"early_stopping: monitors {stopping.monitor!r}, which this run does not "
                 f"record (it records {', '.join(keys)})"
             )
-        built_in = set(self.history_keys(extra=False)) | set(self.recorded_keys()[len(keys) :])
+        built_in = {*self.history_keys(extra=False), *self.diagnostic_keys()}
         clashes = set(self.settings.metrics) & built_in
         if clashes:
             raise ValueError(f"metrics: {sorted(clashes)} are built-in metrics")
