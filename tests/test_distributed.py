@@ -195,14 +195,25 @@ def test_sharded_data_gives_the_exact_mean_over_each_global_batch(tmp_path, opti
     assert_close(expected_sharded_training(run), results[0][0]["params"])
 
 
+# CSR X on 3 ranks (an empty shard too) and on 2: each rank's run, and its shards.
+_ADAM_ON_THREE = {"epochs": 2, "batch_size": 10, "n": 97, "optimizer": "adam", "lr": 0.02,
+                  "sample_weight": True, "dropout": 0.2}  # fmt: skip
+_ON_TWO = {"epochs": 2, "batch_size": 9, "n": 80, "lr": 0.05}
+SPARSE_RUNS = {
+    "adam-3-ranks": (3, _ADAM_ON_THREE, [0, 0, 40, 97]),
+    "momentum-2-ranks": (2, {**_ON_TWO, "optimizer": "momentum"}, [0, 30, 80]),
+    "sgd-l2-2-ranks": (2, {**_ON_TWO, "optimizer": "sgd", "lmbda": 0.5}, [0, 30, 80]),
+}
+
+
 @needs_mpi
-def test_sparse_rows_train_and_shard_as_dense_rows(tmp_path):
-    """CSR X: replicated as one process; sharded (an empty shard too) as the dense shards."""
-    common = {"epochs": 2, "batch_size": 10, "n": 97, "optimizer": "adam", "lr": 0.02,
-              "sample_weight": True, "dropout": 0.2}  # fmt: skip
-    sharded = {**common, "shards": [0, 0, 40, 97], "sharded": True}
+@pytest.mark.parametrize("n_ranks, common, shards", SPARSE_RUNS.values(), ids=SPARSE_RUNS)
+def test_sparse_rows_train_and_shard_as_dense_rows(n_ranks, common, shards, tmp_path):
+    """CSR X: replicated as one process; sharded (shuffled) as the dense shards. The ranks
+    keep W^1 as it is (a shard may be dense), momentum summing its whole velocity."""
+    sharded = {**common, "shards": shards, "sharded": True}
     runs = [{**common, "zeros": "csr"}, {**sharded, "zeros": "csr"}, {**sharded, "zeros": "dense"}]
-    results = launch(3, runs, tmp_path)
+    results = launch(n_ranks, runs, tmp_path)
     assert_same_on_every_rank(results)
     replicated, sparse_shards, dense_shards = results[0]
     assert [result["error"] for result in results[0]] == [None] * 3
@@ -211,23 +222,6 @@ def test_sparse_rows_train_and_shard_as_dense_rows(tmp_path):
     assert sparse_shards["history"]["cost"] == pytest.approx(
         dense_shards["history"]["cost"], rel=1e-10
     )
-
-
-@needs_mpi
-@pytest.mark.parametrize("optimizer", ["momentum", "sgd"])
-def test_sparse_rows_on_two_ranks_train_as_one_process(optimizer, tmp_path):
-    """CSR X on 2 ranks: replicated and sharded (shuffled), momentum (its whole velocity
-    summed, W^1 transposed on both ranks) and SGD with L2, as the dense rows."""
-    common = {"epochs": 2, "batch_size": 9, "n": 80, "optimizer": optimizer, "lr": 0.05,
-              "lmbda": 0.5 if optimizer == "sgd" else 0.0}  # fmt: skip
-    sharded = {**common, "shards": [0, 30, 80], "sharded": True}
-    runs = [{**common, "zeros": "csr"}, {**sharded, "zeros": "csr"}, {**sharded, "zeros": "dense"}]
-    results = launch(2, runs, tmp_path)
-    assert_same_on_every_rank(results)
-    replicated, sparse_shards, dense_shards = results[0]
-    assert [result["error"] for result in results[0]] == [None] * 3
-    assert_close(one_process({**common, "zeros": "dense"}), replicated["params"])
-    np.testing.assert_allclose(sparse_shards["params"], dense_shards["params"], rtol=1e-10)
 
 
 @needs_mpi
