@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import io
 import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 
 import numpy as np
 import pytest
+import scipy.sparse as sparse
 
 import deltaprop as dp
 from conftest import under_address_space_limit
@@ -538,3 +541,213 @@ def test_train_standardize_keeps_the_scaling_for_predict_evaluate_and_export(tmp
     assert float(capsys.readouterr().out.split("accuracy ")[1].split()[0]) > 0.8
     assert cli.main(["export", str(model), str(tmp_path / "model.onnx")]) == 0
     assert dp.Network.from_onnx(tmp_path / "model.onnx").input_scale is not None
+
+
+# ----------------------------------------------------------------------- sparse data files
+
+
+def _word_counts(n_samples=90, n_features=40, seed=0):
+    """Bag-of-words-like rows (whole counts: exact in text) and labels they predict."""
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(0.15, (n_samples, n_features)).astype(np.float64)
+    counts[0, -1] = 2.0  # the last feature occurs: an svmlight file has all 40
+    labels = (counts[:, :20].sum(axis=1) > counts[:, 20:].sum(axis=1)).astype(np.int64)
+    return sparse.csr_matrix(counts), labels
+
+
+def _write_svmlight(path, X, labels):
+    """svmlight text, indices from 1 (repr of the values: they read back exactly)."""
+    lines = []
+    for row, label in enumerate(labels):
+        entries = X[row]
+        pairs = " ".join(f"{j + 1}:{float(v)!r}" for j, v in zip(entries.indices, entries.data))
+        lines.append(f"{label} {pairs}".rstrip())
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("kind", ["npz", "svmlight"])
+def test_train_and_predict_from_a_sparse_file_as_the_python_api_does(tmp_path, capsys, kind):
+    X, y = _word_counts()
+    if kind == "npz":
+        data = tmp_path / "words.npz"
+        sparse.save_npz(data, X)
+        np.save(tmp_path / "labels.npy", y)
+        source = ["--data", str(data), "--labels", str(tmp_path / "labels.npy")]
+    else:
+        data = tmp_path / "words.svm"
+        _write_svmlight(data, X, y)
+        source = ["--data", str(data)]
+    model = tmp_path / "model.npz"
+    options = "--hidden 8 --epochs 3 --optimizer adam --standardize --quiet".split()
+    assert cli.main(["train", *source, *options, "--save", str(model)]) == 0
+    (X_train, y_train), _ = dp.datasets.train_test_split(X, y, test_fraction=0.2, seed=0)
+    assert sparse.issparse(X_train)  # the split never made X dense
+    expected = dp.Network(
+        [40, 8, 2], output="softmax", cost="log_likelihood", init="normal_scaled", seed=0
+    )
+    expected.fit(X_train, y_train, epochs=3, optimizer="adam", standardize=True, seed=0)
+    trained = dp.load(model)
+    assert np.array_equal(trained.params, expected.params)
+    assert trained.trained_on["data"] == str(data)
+    assert cli.main(["predict", str(model), str(data)]) == 0
+    predictions = np.load(tmp_path / "words.predictions.npy")
+    np.testing.assert_array_equal(predictions, expected.predict(X))
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert f"18 samples of {data} (test fraction 0.2, seed 0)" in out
+    assert "the test split the model was trained with" in out
+
+
+def _npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _npz_members(path, **members):
+    """An .npz of the given arrays, or .npy files' bytes, uncompressed (save_npz's own
+    members, or others)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, value in members.items():
+            archive.writestr(
+                f"{name}.npy", value if isinstance(value, bytes) else _npy_bytes(value)
+            )
+
+
+def _csr_members(X):
+    return {"format": np.array(b"csr"), "shape": np.array(X.shape), "data": X.data,
+            "indices": X.indices, "indptr": X.indptr}  # fmt: skip
+
+
+def _bad_npz(tmp_path, case):
+    """Write the .npz of a refusal case; return its path."""
+    X, _ = _word_counts(n_samples=5, n_features=64)
+    path = tmp_path / f"{case}.npz"
+    good = _csr_members(X)
+    if case == "truncated":
+        sparse.save_npz(path, X)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif case == "damaged":
+        sparse.save_npz(path, X, compressed=True)
+        content = bytearray(path.read_bytes())
+        content[60:90] = b"\xff" * 30  # inside the first member's deflated bytes
+        path.write_bytes(bytes(content))
+    elif case == "dense":
+        _npz_members(path, X=X.toarray())
+    elif case == "coo":
+        sparse.save_npz(path, X.tocoo())
+    elif case == "complex":
+        _npz_members(path, **{**good, "data": X.data.astype(np.complex128)})
+    elif case == "float-indices":
+        _npz_members(path, **{**good, "indices": X.indices.astype(np.float64)})
+    elif case in ("unsorted", "duplicate"):
+        indices = X.indices.copy()
+        row = np.flatnonzero(np.diff(X.indptr) >= 2)[0]
+        start = X.indptr[row]
+        if case == "unsorted":
+            indices[start : start + 2] = indices[start : start + 2][::-1]
+        else:
+            indices[start + 1] = indices[start]
+        _npz_members(path, **{**good, "indices": indices})
+    elif case == "negative":
+        _npz_members(
+            path, **{**good, "indices": np.where(X.indices == X.indices[0], -3, X.indices)}
+        )
+    elif case == "out-of-range":
+        _npz_members(path, **{**good, "indices": X.indices + 64 - X.indices.max()})
+    elif case == "broken-indptr":
+        _npz_members(path, **{**good, "indptr": X.indptr[:-1]})
+    elif case == "nan":
+        _npz_members(path, **{**good, "data": np.where(X.data > 0, np.nan, 0.0)})
+    elif case == "claims-terabytes":
+        data = _npy_bytes(X.data)
+        announced = f"({X.nnz},), }}".encode()
+        claim = b"(90000000000,), }"
+        padded = announced + b" " * (len(claim) - len(announced))  # the header keeps its size
+        assert padded in data
+        _npz_members(path, **{**good, "data": data.replace(padded, claim, 1)})
+    elif case == "features":
+        sparse.save_npz(path, sparse.csr_matrix(np.ones((3, 50))))
+    return path
+
+
+NPZ_REFUSALS = {
+    "truncated": "a damaged or truncated .npz archive",
+    "damaged": "a damaged or truncated .npz archive",
+    "dense": "not a sparse matrix written by scipy.sparse.save_npz (it holds X)",
+    "coo": "holds a scipy.sparse 'COO' matrix; save it as CSR or CSC",
+    "complex": "expected real numbers (bool, int or float) in the data, got dtype complex128",
+    "float-indices": "expected int32 or int64 indices, got float64",
+    "unsorted": "unsorted or repeated indices",
+    "duplicate": "unsorted or repeated indices",
+    "negative": "a negative index (-3)",
+    "out-of-range": "index 64 is out of range for the matrix's 64 rows or columns",
+    "broken-indptr": "the sparse structure is broken",
+    "nan": "the data hold NaN or infinity (in float64)",
+    "claims-terabytes": "its header announces (90000000000,)",
+    "features": "holds 50 features, the model takes 64",
+}
+
+
+@pytest.mark.parametrize("case", NPZ_REFUSALS)
+def test_predict_refuses_a_bad_npz_naming_the_file_and_the_fault(tmp_path, capsys, case):
+    model = tmp_path / "model.npz"
+    dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0).save(model)
+    path = _bad_npz(tmp_path, case)
+    err = _one_line_error(["predict", str(model), str(path)], capsys)
+    assert f"deltaprop: error: {path}" in err and NPZ_REFUSALS[case] in err, err
+    assert not (tmp_path / f"{case}.predictions.npy").exists()
+
+
+SVMLIGHT_REFUSALS = {
+    "1 3:abc\n": "line 1: the value of feature 3 is not a number: 'abc'",
+    "1 3:0.5\n0 2:1 3:": "line 2: the value of feature 3 is not a number: ''",  # truncated
+    "1 3\n": "line 1: expected INDEX:VALUE, got '3'",
+    "1 0:1\n": "line 1: feature index 0; svmlight indices start at 1",
+    "1 -2:1\n": "line 1: feature index -2; svmlight indices start at 1",
+    "1 2:1\n\n0 5:1 3:1\n": "line 3: feature indices must increase along a line (unsorted or "
+                            "repeated indices), got 3 after 5",
+    "1 3:1 3:2\n": "line 1: feature indices must increase along a line (unsorted or "
+                    "repeated indices), got 3 after 3",
+    "1 3:nan\n": "line 1: the value of feature 3 is 'nan', expected a finite number",
+    "1 3:1e999\n": "line 1: the value of feature 3 is '1e999', expected a finite number",
+    "1 65:1\n": "line 1: feature index 65 is out of range for the model's 64 inputs",
+    "1 3:1 \xe9\n": "line 1: not svmlight text (a byte that is not ASCII)",
+    "# a comment alone\n": "holds no sample",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("content", SVMLIGHT_REFUSALS, ids=range(len(SVMLIGHT_REFUSALS)))
+def test_predict_refuses_a_bad_svmlight_file_naming_the_file_and_the_line(
+    tmp_path, capsys, content
+):
+    model, path = tmp_path / "model.npz", tmp_path / "rows.svm"
+    dp.Network([64, 10], output="softmax", cost="log_likelihood", seed=0).save(model)
+    path.write_bytes(content.encode("latin-1"))
+    err = _one_line_error(["predict", str(model), str(path)], capsys)
+    assert f"deltaprop: error: {path}: {SVMLIGHT_REFUSALS[content]}" in err, err
+
+
+def test_train_refuses_sparse_files_without_labels_or_with_two(tmp_path, capsys):
+    X, y = _word_counts()
+    sparse.save_npz(tmp_path / "x.npz", X)
+    _write_svmlight(tmp_path / "x.svm", X, y)
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "short.npy", y[:-1])
+    (tmp_path / "signed.svm").write_text("-1 1:1\n1 2:1\n")
+    train = ["train", "--epochs", "1", "--quiet", "--data"]
+    err = _one_line_error([*train, str(tmp_path / "x.npz")], capsys)
+    assert "x.npz holds no labels: give their .npy file as --labels" in err
+    err = _one_line_error(
+        [*train, str(tmp_path / "x.svm"), "--labels", str(tmp_path / "y.npy")], capsys
+    )
+    assert "x.svm holds its labels (its first column)" in err
+    err = _one_line_error([*train, "digits", "--labels", str(tmp_path / "y.npy")], capsys)
+    assert "--labels: only for a --data .npz file, not 'digits'" in err
+    err = _one_line_error(
+        [*train, str(tmp_path / "x.npz"), "--labels", str(tmp_path / "short.npy")], capsys
+    )
+    assert "short.npy: labels: expected class indices of shape (90,), got (89,)" in err
+    err = _one_line_error([*train, str(tmp_path / "signed.svm")], capsys)
+    assert "signed.svm: labels: class indices must lie in [0," in err

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib.util
-import math
 import os
 import sys
 import time
@@ -21,7 +20,8 @@ import numpy as np
 from . import _core, datasets, onnx, optim, plot, schedules
 from ._checks import check_int, check_real
 from ._data import class_indices
-from ._files import open_regular, private_directory, write_atomically
+from ._data_files import SVMLIGHT_SUFFIXES, read_npy, read_sparse_npz, read_svmlight
+from ._files import private_directory, write_atomically
 from ._precision import MATMUL_PRECISIONS
 from ._progress import epoch_line
 from ._version import __version__
@@ -29,7 +29,12 @@ from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load
 from .training import DivergenceError
 
 _BROKEN_PIPE = 128 + 13  # as a shell reports a program that SIGPIPE ended
-DATA_HELP = "'digits' (shipped), 'fashion-mnist' (installed data) or a directory of IDX files"
+DATA_HELP = (
+    "'digits' (shipped), 'fashion-mnist' (installed data), a directory of IDX files, or a "
+    "sparse data file: scipy.sparse.save_npz's .npz (with --labels) or svmlight text "
+    "(.svm, .svmlight, .libsvm: labels in the first column)"
+)
+LABELS_HELP = ".npy file of the class indices of a --data .npz file's rows"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
         "was trained on, else digits)",
     )
     evaluate.add_argument(
+        "--labels", help=LABELS_HELP + " (default: the model file's, with its --data)"
+    )
+    evaluate.add_argument(
         "--test-fraction",
         type=_OPEN_FRACTION,
         help="test split of the digits (default: the model file's, else 0.2)",
@@ -112,7 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict = commands.add_parser("predict", help="write a model's predictions for an .npy file")
     predict.add_argument("model", help="a model file written by 'deltaprop train --save'")
-    predict.add_argument("input", help=".npy file of shape (n_samples, n_inputs)")
+    predict.add_argument(
+        "input",
+        help=".npy file of shape (n_samples, n_inputs), or a sparse data file: "
+        "scipy.sparse.save_npz's .npz or svmlight text (.svm, .svmlight, .libsvm)",
+    )
     predict.add_argument(
         "--output",
         "-o",
@@ -229,13 +241,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """Add the train command's options of the data, the outputs and the processes."""
     add = parser.add_argument
     add("--data", default="digits", help=DATA_HELP)
+    add("--labels", help=LABELS_HELP)
     add(
         "--validation-fraction",
         type=_FRACTION,
         default=0.0,
         help="hold out this fraction of the training data for validation",
     )
-    add("--test-fraction", type=_OPEN_FRACTION, default=0.2, help="test split of the digits")
+    add(
+        "--test-fraction",
+        type=_OPEN_FRACTION,
+        default=0.2,
+        help="test split of the digits or of a data file",
+    )
     add(
         "--threads",
         type=_POSITIVE,
@@ -258,8 +276,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_data(source: str, dtype: str, test_fraction: float, seed: int):
-    """((X_train, y_train), (X_test, y_test)) for a --data value."""
+def _load_data(source: str, dtype: str, test_fraction: float, seed: int, labels: str | None = None):
+    """((X_train, y_train), (X_test, y_test)) for a --data value (and --labels)."""
+    if labels is not None and not _is_data_file(source):
+        raise CommandError(f"--labels: only for a --data .npz file, not {source!r}")
+    if _is_data_file(source):
+        X, y = _read_labelled(source, labels, dtype)
+        return datasets.train_test_split(X, y, test_fraction=test_fraction, seed=seed)
     if source == "digits":
         X, y = datasets.load_digits(dtype=dtype)
         return datasets.train_test_split(X, y, test_fraction=test_fraction, seed=seed)
@@ -281,6 +304,35 @@ def _load_data(source: str, dtype: str, test_fraction: float, seed: int):
                 "(train- and t10k- images and labels, plain or .gz)"
             ) from None
     raise CommandError(f"--data: expected {DATA_HELP}, got {source!r}")
+
+
+def _is_data_file(source: str) -> bool:
+    """Whether a --data value names a sparse data file (by its name's ending)."""
+    return source.lower().endswith((".npz", *SVMLIGHT_SUFFIXES)) and not os.path.isdir(source)
+
+
+def _read_labelled(path: str, labels: str | None, dtype: str):
+    """(X, y) of a sparse data file: svmlight's first column, or an .npz and its --labels."""
+    if path.lower().endswith(SVMLIGHT_SUFFIXES):
+        if labels is not None:
+            raise CommandError(f"--labels: {path} holds its labels (its first column)")
+        X, y = read_svmlight(path, dtype)
+    elif labels is None:
+        raise CommandError(f"--data: {path} holds no labels: give their .npy file as --labels")
+    else:
+        X, y = read_sparse_npz(path, dtype), read_npy(labels)
+    # Any class index: the network gets one output per class found.
+    any_class = np.iinfo(np.int32).max
+    return X, class_indices(y, X.shape[0], any_class, f"{labels or path}: labels")
+
+
+def _read_inputs(path: str, net: Network):
+    """Read the inputs of ``deltaprop predict``: an .npy array, or a sparse file's rows."""
+    if path.lower().endswith(".npz"):
+        return read_sparse_npz(path, net.dtype, n_features=net.sizes[0])
+    if path.lower().endswith(SVMLIGHT_SUFFIXES):
+        return read_svmlight(path, net.dtype, n_features=net.sizes[0])[0]
+    return read_npy(path)
 
 
 def train(args: argparse.Namespace) -> Network:
@@ -328,7 +380,7 @@ def train(args: argparse.Namespace) -> Network:
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise CommandError("--plot needs matplotlib: pip install 'deltaprop[plot]'")
     (X_train, y_train), (X_test, y_test) = _load_data(
-        args.data, args.dtype, args.test_fraction, args.seed
+        args.data, args.dtype, args.test_fraction, args.seed, args.labels
     )
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     sizes = [X_train.shape[1], *args.hidden, n_classes]
@@ -352,7 +404,10 @@ def train(args: argparse.Namespace) -> Network:
     lines = _test_split_lines(args.epochs, say) if test_per_epoch and not args.quiet else ()
     if args.diagnostics and not args.quiet:
         lines = (*lines, _diagnostics_lines(say))
-    say(f"{net}: {len(X_train)} training and {len(X_test)} test samples, optimizer", args.optimizer)
+    say(
+        f"{net}: {X_train.shape[0]} training and {X_test.shape[0]} test samples, optimizer",
+        args.optimizer,
+    )
     start = time.perf_counter()
     history = net.fit(
         X_train,
@@ -401,6 +456,11 @@ def _trained_on(args: argparse.Namespace) -> dict:
         return {"data": "digits", "test_fraction": args.test_fraction, "seed": args.seed}
     if args.data == "fashion-mnist":
         return {"data": "fashion-mnist"}  # its own split: the t10k files are the test split
+    if _is_data_file(args.data):  # split as the digits are; found from anywhere
+        recorded = {"data": os.path.abspath(args.data)}
+        if args.labels is not None:
+            recorded["labels"] = os.path.abspath(args.labels)
+        return {**recorded, "test_fraction": args.test_fraction, "seed": args.seed}
     return {"data": os.path.abspath(args.data)}  # a directory: found from anywhere
 
 
@@ -531,34 +591,6 @@ def _save_keeping_the_model(net: Network, path: str) -> None:
     print(f"model written to {path}")
 
 
-def _read_input(path: str) -> np.ndarray:
-    """Read a numeric array from an .npy file, never unpickling anything.
-
-    Its header is checked against the file's size before anything is allocated.
-    """
-    with open_regular(path) as file:  # a FIFO or device: its own ValueError
-        try:
-            size = os.fstat(file.fileno()).st_size
-            version = np.lib.format.read_magic(file)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read_header(file, max_header_size=10_000)
-            if dtype.kind not in "biuf" or dtype.hasobject:
-                raise CommandError(f"{path}: expected real numbers, got dtype {dtype}")
-            if math.prod(shape) * dtype.itemsize > size - file.tell():
-                raise CommandError(
-                    f"{path}: its header announces {shape} {dtype}, more than "
-                    f"the file's {size} bytes hold"
-                )
-            file.seek(0)
-            return np.lib.format.read_array(file, allow_pickle=False)
-        except (ValueError, EOFError) as error:
-            raise CommandError(f"{path}: not a numeric .npy array ({error})") from error
-
-
 def evaluate(args: argparse.Namespace) -> None:
     """Run ``deltaprop evaluate``: print a model's accuracy and confusion matrix.
 
@@ -580,7 +612,7 @@ def evaluate(args: argparse.Namespace) -> None:
     split, source = _evaluation_split(args, net.trained_on)
     try:
         _, (X_test, y_test) = _load_data(
-            split["data"], net.dtype.name, split["test_fraction"], split["seed"]
+            split["data"], net.dtype.name, split["test_fraction"], split["seed"], split["labels"]
         )
     except CommandError as error:
         if args.data is not None:
@@ -607,7 +639,7 @@ def evaluate(args: argparse.Namespace) -> None:
         print(f"{i:>5}" + "".join(f"{count:>{width}}" for count in row))
 
 
-_DEFAULT_SPLIT = {"data": "digits", "test_fraction": 0.2, "seed": 0}
+_DEFAULT_SPLIT = {"data": "digits", "labels": None, "test_fraction": 0.2, "seed": 0}
 
 
 def _evaluation_split(args: argparse.Namespace, trained_on: dict | None) -> tuple[dict, str]:
@@ -617,18 +649,23 @@ def _evaluation_split(args: argparse.Namespace, trained_on: dict | None) -> tupl
     graded; options given replace them (an explicit choice, said so), and a file that does
     not record them gets the defaults of ``deltaprop train``.
     """
-    data = args.data
+    data, labels = args.data, args.labels
     if data is not None and data not in ("digits", "fashion-mnist"):
-        data = os.path.abspath(data)  # a directory, as train records it
+        data = os.path.abspath(data)  # a directory or a file, as train records it
+    if labels is not None:
+        labels = os.path.abspath(labels)
     given = {
         key: value
         for key, value in (
             ("data", data),
+            ("labels", labels),
             ("test_fraction", args.test_fraction),
             ("seed", args.seed),
         )
         if value is not None
     }
+    if data is not None:
+        given.setdefault("labels", None)  # the recorded labels are those of the recorded data
     recorded = _recorded_split(trained_on)
     split = {**_DEFAULT_SPLIT, **(recorded or {}), **given}
     if recorded is None:
@@ -649,24 +686,27 @@ def _recorded_split(trained_on: dict | None) -> dict | None:
     """Return the split a model file records (None: none, or not one this program writes)."""
     if not trained_on or not isinstance(trained_on.get("data"), str):
         return None
-    if trained_on["data"] != "digits":
-        return {**_DEFAULT_SPLIT, "data": trained_on["data"]}
+    data, labels = trained_on["data"], trained_on.get("labels")
+    if data != "digits" and not _is_data_file(data):
+        return {**_DEFAULT_SPLIT, "data": data}
     fraction, seed = trained_on.get("test_fraction"), trained_on.get("seed")
     if not (isinstance(fraction, float) and 0 < fraction <= 1):
         return None
     if not (type(seed) is int and seed >= 0):
         return None
-    return {"data": "digits", "test_fraction": fraction, "seed": seed}
+    if not (labels is None or isinstance(labels, str)):
+        return None
+    return {"data": data, "labels": labels, "test_fraction": fraction, "seed": seed}
 
 
 def _described_split(split: dict) -> str:
-    if split["data"] != "digits":
+    if split["data"] != "digits" and not _is_data_file(split["data"]):
         return f"{split['data']} (its test files)"
-    return f"digits (test fraction {split['test_fraction']:g}, seed {split['seed']})"
+    return f"{split['data']} (test fraction {split['test_fraction']:g}, seed {split['seed']})"
 
 
 def predict(args: argparse.Namespace) -> None:
-    """Run ``deltaprop predict``: write a model's predictions for an ``.npy`` file.
+    """Run ``deltaprop predict``: write a model's predictions for an ``.npy`` or sparse file.
 
     The output activations go to ``--output``, else ``INPUT.predictions.npy``; the class
     indices (``--classes``) to ``--output``, else ``INPUT.classes.npy``, so that they never
@@ -680,8 +720,6 @@ def predict(args: argparse.Namespace) -> None:
 
     Raises
     ------
-    CommandError
-        The input is not a numeric ``.npy`` array.
     ValueError, TypeError, OSError
         An invalid model file, inputs that do not fit the model, or a file that cannot
         be read or written.
@@ -690,7 +728,7 @@ def predict(args: argparse.Namespace) -> None:
     path = args.output or os.path.splitext(args.input)[0] + suffix
     _check_destination("--output", path)
     net = load(args.model)
-    X = _read_input(args.input)
+    X = _read_inputs(args.input, net)
     result = net.predict_classes(X) if args.classes else net.predict(X)
     write_atomically(path, lambda file: np.save(file, result, allow_pickle=False))
     print(f"{len(result)} predictions written to {path}")

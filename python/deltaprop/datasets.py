@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from ._checks import FLOAT_DTYPES, check_int, check_real, float_dtype
 from ._files import open_regular
+from ._sparse import is_sparse
 
 __all__ = [
     "FASHION_MNIST_DIRS",
@@ -220,8 +221,9 @@ def train_test_split(
 
     Parameters
     ----------
-    X : array_like of shape (n, ...)
-        Samples along the first axis, e.g. (n, n_features).
+    X : array_like of shape (n, ...), or scipy.sparse CSR or CSC matrix of shape (n, n_features)
+        Samples along the first axis, e.g. (n, n_features). A sparse X gives sparse
+        matrices of its format.
     y : array_like of shape (n, ...)
         Targets along the first axis, e.g. labels (n,) or one-hot (n, n_classes).
     test_fraction : float, default=0.2
@@ -256,7 +258,7 @@ def train_test_split(
     (8, 2)
     """
     test_fraction = check_real(test_fraction, "test_fraction", 0.0, 1.0, low_open=True)
-    X_arr = np.asarray(X)
+    X_arr = X if is_sparse(X) else np.asarray(X)  # sparse rows stay sparse
     y_arr = np.asarray(y)
     if X_arr.ndim == 0 or y_arr.ndim == 0:
         raise ValueError("X and y must have at least one dimension (samples first)")
