@@ -1367,17 +1367,42 @@ def test_a_pipeline_ending_in_a_classifier_converts_with_skl2onnx(rng, kind, inp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning
         pipeline.fit(X, LABELS[kind](rng, 90))
-    # skl2onnx's ZipMap takes float32 only: float64 pipelines convert to tensors.
+    # No option: skl2onnx's ZipMap takes float32 only, so float64 pipelines give tensors.
     zipmap = input_dtype == "float32"
-    model = skl2onnx.to_onnx(pipeline, X[:1], options=None if zipmap else {"zipmap": False})
+    model = skl2onnx.to_onnx(pipeline, X[:1])
     onnx.checker.check_model(model, full_check=True)
     runner = session(model)
+    names = [output.name for output in runner.get_outputs()]
+    assert names == (
+        ["output_label", "output_probability"] if zipmap else ["label", "probabilities"]
+    )
     label, probabilities = runner.run(None, {runner.get_inputs()[0].name: X})
     if zipmap:
         probabilities = [[row[c] for c in pipeline.classes_] for row in probabilities]
     np.testing.assert_array_equal(label, pipeline.predict(X))
     tolerance = 1e-12 if input_dtype == dtype == "float64" else 1e-5
     assert_close(np.asarray(probabilities), pipeline.predict_proba(X), tolerance)
+
+
+@pytest.mark.parametrize("zipmap", [False, "columns"])
+def test_a_float64_pipeline_keeps_the_zipmap_option_it_is_given(rng, zipmap):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from deltaprop.sklearn import register_skl2onnx
+
+    register_skl2onnx()
+    X = rng.normal(20.0, 5.0, size=(60, 4))
+    pipeline = make_pipeline(StandardScaler(), DeltapropClassifier((6,), max_iter=5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        pipeline.fit(X, LABELS["str"](rng, 60))
+    runner = session(skl2onnx.to_onnx(pipeline, X[:1], options={"zipmap": zipmap}))
+    label, *probabilities = runner.run(None, {runner.get_inputs()[0].name: X})
+    np.testing.assert_array_equal(label, pipeline.predict(X))
+    columns = np.column_stack(probabilities) if zipmap == "columns" else probabilities[0]
+    assert columns.dtype == np.float64
+    assert_close(columns, pipeline.predict_proba(X), 1e-12)
 
 
 def test_a_pipeline_ending_in_a_standardizing_regressor_converts_with_skl2onnx(rng):

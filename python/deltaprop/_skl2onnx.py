@@ -45,12 +45,41 @@ def register(classifier: type, regressor: type) -> None:
         _classifier_shapes,
         _convert_classifier,
         overwrite=True,
+        parser=_parse_classifier,
         # What skl2onnx's classifier parser asks of every classifier as it adds the ZipMap.
         options={"zipmap": [True, False, "columns"], "nocl": [True, False]},
     )
     update_registered_converter(
         regressor, "DeltapropRegressor", _regressor_shapes, _convert_regressor, overwrite=True
     )
+
+
+def _parse_classifier(scope: Any, model: Any, inputs: list, custom_parsers: Any = None) -> list:
+    """Declare the classifier's operator and outputs: skl2onnx's parser, but for float64.
+
+    skl2onnx's classifier parser ends every classifier with a ZipMap (its default option
+    ``zipmap=True``), which takes float32 probabilities only: onnxruntime refuses the
+    float64 model it writes. For float64 inputs the default is therefore the two tensors
+    ``label`` and ``probabilities`` (``zipmap=False``), so that a float64 pipeline converts
+    and runs with no option and keeps its probabilities' float64 precision;
+    ``zipmap="columns"`` (a tensor per class) is kept as asked. float32 inputs get
+    skl2onnx's own parser: its ZipMap by default.
+    """
+    from skl2onnx._parse import _parse_sklearn_classifier
+    from skl2onnx.common.data_types import DoubleTensorType
+
+    zipmap = scope.get_options(model, {"zipmap": True})["zipmap"]
+    if not (isinstance(inputs[0].type, DoubleTensorType) and zipmap is True):
+        return _parse_sklearn_classifier(scope, model, inputs, custom_parsers=custom_parsers)
+    from skl2onnx import get_model_alias
+    from skl2onnx.common.data_types import Int64TensorType
+
+    operator = scope.declare_local_operator(get_model_alias(type(model)), model)
+    operator.inputs = inputs
+    # Their types are _classifier_shapes'.
+    operator.outputs.append(scope.declare_local_variable("label", Int64TensorType()))
+    operator.outputs.append(scope.declare_local_variable("probabilities", DoubleTensorType()))
+    return operator.outputs
 
 
 def _input_type(operator: Any) -> Any:

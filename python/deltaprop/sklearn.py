@@ -1020,8 +1020,9 @@ def register_skl2onnx() -> None:
     After it, ``skl2onnx.to_onnx(Pipeline([("scale", StandardScaler()), ("net",
     DeltapropClassifier())]), X[:1])`` converts the fitted pipeline: the estimator's nodes
     are those of its ``to_onnx`` (its ``standardize`` scaling included), with skl2onnx's
-    outputs (``label`` and ``probabilities``, a ZipMap unless ``options={"zipmap": False}``;
-    ``variable`` for a regressor) and a ``Cast`` where skl2onnx's dtype is not the
+    outputs (``label`` and ``probabilities``; in float32 a ZipMap unless
+    ``options={"zipmap": False}``, which float64 needs not: its ZipMap would take float32
+    only; ``variable`` for a regressor) and a ``Cast`` where skl2onnx's dtype is not the
     network's. Call it once per process, before converting (again: it re-registers).
 
     Raises
