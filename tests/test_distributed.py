@@ -644,6 +644,29 @@ def test_standardize_learns_the_scaling_of_every_rank_s_rows(tmp_path):
 
 
 @needs_mpi
+def test_standardize_of_sparse_shards_learns_the_scale_of_every_rank_s_rows(tmp_path):
+    """CSR shards: the scale only (mean 0, X stays sparse), summed over the ranks; the
+    replicated run trains as one process."""
+    from deltaprop._scaling import Scaling
+
+    sharded = {"optimizer": "momentum", "lr": 0.05, "epochs": 2, "standardize": True,
+               "zeros": "csr", "sample_weight": True, "shards": [0, 30, 97],
+               "sharded": True}  # fmt: skip
+    replicated = {key: value for key, value in sharded.items() if key not in ("shards", "sharded")}
+    results = launch(2, [sharded, replicated], tmp_path)
+    assert_same_on_every_rank(results)
+    assert all(run["error"] is None for run in results[0])
+    X, _, weights = mpi_job.data(sharded)
+    expected = Scaling.learn(X, weights)
+    assert not np.array_equal(expected.scale, np.ones_like(expected.scale))
+    for run in results[0]:
+        assert not np.any(run["input_mean"])
+        np.testing.assert_allclose(run["input_scale"], expected.scale, rtol=1e-12)
+        np.testing.assert_array_equal(results[1][0]["input_scale"], results[0][0]["input_scale"])
+    assert_close(one_process(replicated), results[0][1]["params"])
+
+
+@needs_mpi
 def test_a_lone_error_before_standardize_sums_over_the_ranks_is_every_rank_s(tmp_path):
     common = {"epochs": 2, "standardize": True, "shards": [0, 40, 60, 97], "sharded": True}
     runs = [

@@ -110,6 +110,34 @@ def test_pickle_round_trip(blobs, fitted):
     np.testing.assert_array_equal(restored.network_.params, model.network_.params)
 
 
+def _count_epochs(epoch, metrics):
+    """A callback that pickles (a module's function); never stops."""
+    return False
+
+
+def test_pickled_curves_and_callbacks_continue_as_the_original_s(blobs):
+    """validation_loss_curve_ and callbacks survive a pickle, and a warm start after it
+    extends the curves as it extends the original's."""
+    X, y = blobs
+    model = DeltapropClassifier(
+        hidden_layer_sizes=(6,), max_iter=3, early_stopping=True, n_iter_no_change=50,
+        warm_start=True, callbacks=[_count_epochs], random_state=0,
+    )  # fmt: skip
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, y)
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.callbacks == [_count_epochs]
+    assert restored.validation_loss_curve_ == model.validation_loss_curve_
+    assert len(restored.validation_loss_curve_) == 3
+    for estimator in (model, restored):
+        with pytest.warns(ConvergenceWarning):
+            estimator.fit(X, y)
+    assert len(restored.validation_loss_curve_) == 6
+    assert restored.validation_loss_curve_ == model.validation_loss_curve_
+    assert restored.validation_scores_ == model.validation_scores_
+    np.testing.assert_array_equal(restored.network_.params, model.network_.params)
+
+
 def test_clone_is_unfitted_with_the_same_params(blobs):
     X, y = blobs
     model = DeltapropRegressor(hidden_layer_sizes=(3, 2), alpha=0.5, max_iter=2, random_state=1)

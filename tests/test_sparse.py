@@ -357,3 +357,31 @@ def test_sgd_step_and_the_gradient_check_take_sparse_rows():
     expected = on_dense.gradient_check(X.toarray(), labels, entries=30)
     assert check.max_error < 1e-6
     assert check.max_error == pytest.approx(expected.max_error, rel=1e-3, abs=1e-9)
+
+
+@pytest.mark.parametrize("training", ["momentum", "adam"])
+def test_a_sparse_run_resumed_from_its_checkpoint_ends_as_an_uninterrupted_one(tmp_path, training):
+    """Momentum's lazy rows of W^1 have caught up in the checkpoint (its velocity is whole)."""
+    X, labels = sparse_problem()
+    options = {"batch_size": 8, "seed": 5, "standardize": True, **TRAININGS[training]}
+    whole = network()
+    whole.fit(X, labels, epochs=4, checkpoint=tmp_path / "whole.npz", **options)
+    first = network()
+    first.fit(X, labels, epochs=2, checkpoint=tmp_path / "run.npz", **options)
+    resumed = network()
+    resumed.fit(X, labels, epochs=4, checkpoint=tmp_path / "run.npz", resume=True, **options)
+    np.testing.assert_array_equal(resumed.params, whole.params)
+    assert not np.array_equal(resumed.params, first.params)  # the last two epochs trained
+
+
+def test_a_network_trained_on_sparse_rows_saves_loads_and_pickles(tmp_path):
+    import pickle
+
+    X, labels = sparse_problem()
+    net = network()
+    net.fit(X, labels, epochs=2, batch_size=8, standardize=True, seed=5)
+    net.save(tmp_path / "model.npz")
+    for copy in (dp.load(tmp_path / "model.npz"), pickle.loads(pickle.dumps(net))):
+        np.testing.assert_array_equal(copy.input_scale, net.input_scale)
+        np.testing.assert_array_equal(copy.predict(X), net.predict(X))
+        np.testing.assert_array_equal(copy.predict(X.tocsc()), net.predict(X))
