@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -782,6 +783,32 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "bfloat16_native", [] { return deltaprop::Bfloat16Path::instance().native(); },
         "Whether bfloat16 products run natively in oneDNN (else the float32 fallback).");
+    m.def(
+        "bfloat16_bits",
+        [](py::array_t<float, py::array::c_style | py::array::forcecast> values,
+           const std::string &instructions) {
+            using deltaprop::RoundingKernel;
+            const std::map<std::string, RoundingKernel> kernels = {
+                {"scalar", RoundingKernel::scalar},
+                {"avx2", RoundingKernel::avx2},
+                {"avx512", RoundingKernel::avx512}};
+            const auto found = kernels.find(instructions);
+            if (found == kernels.end()) {
+                throw std::invalid_argument(
+                    "instructions: expected 'scalar', 'avx2' or 'avx512', got '" + instructions +
+                    "'");
+            }
+            if (!deltaprop::cpu_has(found->second)) {
+                throw std::invalid_argument("instructions: this CPU has no " + instructions);
+            }
+            py::array_t<std::uint16_t> bits(values.size());
+            deltaprop::to_bf16(values.data(), bits.mutable_data(), std::size_t(values.size()),
+                               found->second);
+            return bits;
+        },
+        py::arg("values"), py::arg("instructions"),
+        "The bfloat16 bits of float32 values (nearest, ties to even), rounded with the given "
+        "instructions (for tests).");
     m.def(
         "force_bfloat16_fallback",
         [](bool forced) { deltaprop::Bfloat16Path::instance().force_fallback(forced); },

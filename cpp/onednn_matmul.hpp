@@ -122,16 +122,19 @@ class Matmul {
     // Whether oneDNN runs bfloat16 products natively on this CPU.
     bool native() const { return native_; }
 
-    // On up to `threads` threads of the team, one block of C's rows (or, when C has more
-    // columns than rows, of its columns) each.
+    // On up to `threads` threads of the team, one block of C's rows each (or, when C has
+    // too few rows for a block per thread, of its columns). Each block's operands are
+    // dense: a block of op(A)'s rows that is a block of A's columns (trans_a) is first
+    // copied out, because oneDNN runs strided operands in its slower non-AMX gemm (BP4's
+    // products took 70 GFLOP/s per thread in it, against several hundred in brgemm).
     void gemm(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K, float alpha,
               const bf16 *A, std::size_t lda, const bf16 *B, std::size_t ldb, float beta, float *C,
               std::size_t ldc, int threads) {
-        const bool by_rows = M >= N;
+        const std::size_t wanted = std::size_t(std::max(threads, 1));
+        const bool by_rows = M >= wanted * kMinBlock || M >= N;
         const std::size_t extent = by_rows ? M : N;
-        // Blocks of at least 64 rows or columns: oneDNN's kernels work in such tiles.
         const std::size_t n_jobs =
-            std::max<std::size_t>(1, std::min<std::size_t>(std::max(threads, 1), extent / 64));
+            std::max<std::size_t>(1, std::min<std::size_t>(wanted, extent / kMinBlock));
         // parallel_for with a grain of 1 cuts [0, extent) into n_jobs blocks of
         // ceil(extent / n_jobs).
         const auto run_block = [&](std::size_t begin, std::size_t end) {
@@ -141,8 +144,14 @@ class Matmul {
             float *c = C;
             if (by_rows) {
                 call.M = size;
-                a += trans_a ? begin : begin * lda;
                 c += begin * ldc;
+                if (trans_a && n_jobs > 1) {
+                    a = dense_rows_of_transposed(A, lda, begin, size, K);
+                    call.trans_a = false;
+                    call.lda = K;
+                } else {
+                    a += trans_a ? begin : begin * lda;
+                }
             } else {
                 call.N = size;
                 b += trans_b ? begin * ldb : begin;
@@ -228,6 +237,31 @@ class Matmul {
             return slot;
         }
     };
+
+    // Blocks of at least 64 rows or columns: oneDNN's kernels work in such tiles.
+    static constexpr std::size_t kMinBlock = 64;
+
+    // op(A)'s rows [begin, begin + rows) of a transposed A, stored (K, lda): A's columns
+    // [begin, begin + rows), copied into this thread's buffer as a dense (rows, K) matrix,
+    // in tiles that stay in cache.
+    static const bf16 *dense_rows_of_transposed(const bf16 *A, std::size_t lda, std::size_t begin,
+                                                std::size_t rows, std::size_t K) {
+        constexpr std::size_t kTile = 32;
+        thread_local std::vector<bf16> buffer;
+        buffer.resize(rows * K);
+        bf16 *to = buffer.data();
+        for (std::size_t k0 = 0; k0 < K; k0 += kTile) {
+            const std::size_t k1 = std::min(K, k0 + kTile);
+            for (std::size_t i0 = 0; i0 < rows; i0 += kTile) {
+                const std::size_t i1 = std::min(rows, i0 + kTile);
+                for (std::size_t k = k0; k < k1; ++k) {
+                    const bf16 *from = A + k * lda + begin;
+                    for (std::size_t i = i0; i < i1; ++i) to[i * K + k] = from[i];
+                }
+            }
+        }
+        return to;
+    }
 
     template <class F> static void bind(void *handle, F &function, const char *name) {
         function = reinterpret_cast<F>(dlsym(handle, name));

@@ -402,3 +402,34 @@ def test_onednn_runs_on_the_team_and_starts_no_pool_of_its_own():
     )
     before, after = map(int, done.stdout.split())
     assert after == before
+
+
+@pytest.mark.parametrize("instructions", ["scalar", "avx2", "avx512"])
+def test_rounding_to_bfloat16_is_nearest_ties_to_even_with_every_instruction_set(instructions):
+    rng = np.random.default_rng(12)
+    special = np.array(
+        [0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1e-45, -1e-45, 1e-39, 3.4e38, -3.4e38],
+        dtype=np.float32,
+    )
+    high_halves = rng.integers(0, 2**16, 64, dtype=np.uint32)
+    ties = (high_halves << 16 | 0x8000).view(np.float32)  # halfway between two bfloat16s
+    random_bits = rng.integers(0, 2**32, 1000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    values = np.concatenate([special, ties, random_bits])[:1013]  # 1013 = 63 * 16 + 5: a tail
+    try:
+        bits = dp._core.bfloat16_bits(values, instructions)
+    except ValueError as error:
+        assert "this CPU has no" in str(error)
+        pytest.skip(f"this CPU has no {instructions}")
+    raw = values.view(np.uint32).astype(np.uint64)
+    nan = (raw & 0x7FFFFFFF) > 0x7F800000
+    expected = np.where(
+        nan, (raw >> 16) | 0x40, ((raw + 0x7FFF + ((raw >> 16) & 1)) >> 16) & 0xFFFF
+    )
+    np.testing.assert_array_equal(bits, expected.astype(np.uint16))
+    rounded = (bits.astype(np.uint32) << 16).view(np.float32)
+    assert np.array_equal(rounded[~nan], bf16(values[~nan]).astype(np.float32))
+
+
+def test_rounding_names_an_unknown_instruction_set():
+    with pytest.raises(ValueError, match="instructions: expected 'scalar', 'avx2' or 'avx512'"):
+        dp._core.bfloat16_bits(np.ones(3, np.float32), "sse9")
