@@ -34,10 +34,20 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from ._data import class_indices
 from ._files import open_regular
-from ._sparse import _INDEX_DTYPES, _steps_within_rows
+from ._sparse import INDEX_DTYPES, steps_within_rows
 
-__all__ = ["SVMLIGHT_SUFFIXES", "DataFileError", "read_npy", "read_sparse_npz", "read_svmlight"]
+__all__ = [
+    "SVMLIGHT_SUFFIXES",
+    "DataFileError",
+    "is_data_file",
+    "read_inputs",
+    "read_labelled",
+    "read_npy",
+    "read_sparse_npz",
+    "read_svmlight",
+]
 
 #: File name endings read as svmlight/libsvm text.
 SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm")
@@ -48,6 +58,79 @@ _READ_CHUNK = 1 << 20
 
 class DataFileError(ValueError):
     """A data file is damaged, truncated, or not what its name says."""
+
+
+def is_data_file(source: str) -> bool:
+    """Whether a name is that of a sparse data file (by its ending), not of a directory.
+
+    Parameters
+    ----------
+    source : str
+        A path, or a data set's name.
+
+    Returns
+    -------
+    bool
+    """
+    return source.lower().endswith((".npz", *SVMLIGHT_SUFFIXES)) and not os.path.isdir(source)
+
+
+def read_labelled(path: str, labels: str | None, dtype: Any) -> tuple[Any, np.ndarray]:
+    """Read a sparse data file and its class indices: svmlight's first column, or .npy labels.
+
+    Parameters
+    ----------
+    path : str
+        An ``.npz`` of ``save_npz`` or an svmlight file.
+    labels : str or None
+        The ``.npy`` file of an ``.npz``'s class indices; None for an svmlight file.
+    dtype : numpy.dtype
+        The entries' dtype.
+
+    Returns
+    -------
+    X : scipy.sparse.csr_matrix or scipy.sparse.csc_matrix of shape (n_samples, n_features)
+    y : ndarray of int64 of shape (n_samples,)
+
+    Raises
+    ------
+    DataFileError
+        A bad file, labels given twice or not at all, labels that are not class indices.
+    """
+    if path.lower().endswith(SVMLIGHT_SUFFIXES):
+        if labels is not None:
+            raise DataFileError(f"--labels: {path} holds its labels (its first column)")
+        X, y = read_svmlight(path, dtype)
+    elif labels is None:
+        raise DataFileError(f"--data: {path} holds no labels: give their .npy file as --labels")
+    else:
+        X, y = read_sparse_npz(path, dtype), read_npy(labels)
+    # Any class index: the network gets one output per class found.
+    any_class = np.iinfo(np.int32).max
+    return X, class_indices(y, X.shape[0], any_class, f"{labels or path}: labels")
+
+
+def read_inputs(path: str, n_inputs: int, dtype: Any) -> Any:
+    """Read a model's inputs: an .npy array, or a sparse data file's rows.
+
+    Parameters
+    ----------
+    path : str
+        ``.npz`` (``save_npz``), svmlight (its labels ignored), else ``.npy``.
+    n_inputs : int
+        The model's inputs: a sparse file's number of features.
+    dtype : numpy.dtype
+        The model's dtype, of a sparse file's entries.
+
+    Returns
+    -------
+    ndarray or scipy.sparse matrix of shape (n_samples, n_inputs)
+    """
+    if path.lower().endswith(".npz"):
+        return read_sparse_npz(path, dtype, n_features=n_inputs)
+    if path.lower().endswith(SVMLIGHT_SUFFIXES):
+        return read_svmlight(path, dtype, n_features=n_inputs)[0]
+    return read_npy(path)
 
 
 def read_npy(path: str) -> np.ndarray:
@@ -344,7 +427,7 @@ def _check_sparse_dtypes(data, indices, indptr, path: str) -> None:
             f"{data.dtype}"
         )
     for name, values in (("indices", indices), ("indptr", indptr)):
-        if values.dtype not in _INDEX_DTYPES:
+        if values.dtype not in INDEX_DTYPES:
             raise DataFileError(f"{path}: expected int32 or int64 {name}, got {values.dtype}")
 
 
@@ -371,7 +454,7 @@ def _check_sparse_structure(data, indices, indptr, n_major: int, n_minor: int, p
             f"{path}: index {indices.max()} is out of range for the matrix's {n_minor} "
             "rows or columns"
         )
-    if (_steps_within_rows(indices, indptr) <= 0).any():
+    if (steps_within_rows(indices, indptr) <= 0).any():
         raise DataFileError(
             f"{path}: unsorted or repeated indices; save X.sorted_indices() after "
             "X.sum_duplicates()"

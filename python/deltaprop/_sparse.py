@@ -25,9 +25,9 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["SparseRows", "inputs", "is_sparse"]
+__all__ = ["INDEX_DTYPES", "SparseRows", "inputs", "is_sparse", "steps_within_rows"]
 
-_INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 
 class SparseRows:
@@ -206,19 +206,19 @@ def _csr_rows(X: Any, argument: str) -> SparseRows:
             f"dtype {X.dtype}"
         )
     for name in ("indices", "indptr"):
-        if getattr(X, name).dtype not in _INDEX_DTYPES:
+        if getattr(X, name).dtype not in INDEX_DTYPES:
             raise TypeError(
                 f"{argument}: expected int32 or int64 {name}, got {getattr(X, name).dtype}"
             )
     if fmt == "csc":
         X = X.tocsr()  # a sparse copy of the entries, once per call
     indices, indptr = _checked_structure(X, argument)
-    steps = _steps_within_rows(indices, indptr)
+    steps = steps_within_rows(indices, indptr)
     if (steps < 0).any():
         # A sorted copy: the caller's matrix (and scipy's flags on it) stay as they were.
         X = X.sorted_indices()
         indices, indptr = _checked_structure(X, argument)
-        steps = _steps_within_rows(indices, indptr)
+        steps = steps_within_rows(indices, indptr)
     if (steps == 0).any():
         raise ValueError(
             f"{argument}: a row holds the same column twice (duplicate entries); merge them "
@@ -243,7 +243,7 @@ def _checked_structure(X: Any, argument: str) -> tuple[np.ndarray, np.ndarray]:
     return indices, indptr
 
 
-def _steps_within_rows(indices: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+def steps_within_rows(indices: np.ndarray, indptr: np.ndarray) -> np.ndarray:
     """Return the column steps between consecutive entries, 1 where a row starts.
 
     One array of the indices' dtype (their differences fit it: both lie in [0, n_cols)).

@@ -20,10 +20,11 @@ import numpy as np
 from . import _core, datasets, onnx, optim, plot, schedules
 from ._checks import check_int, check_real
 from ._data import class_indices
-from ._data_files import SVMLIGHT_SUFFIXES, read_npy, read_sparse_npz, read_svmlight
+from ._data_files import is_data_file, read_inputs, read_labelled
 from ._files import private_directory, write_atomically
 from ._precision import MATMUL_PRECISIONS
 from ._progress import epoch_line
+from ._splits import described_split, evaluation_split, trained_on
 from ._version import __version__
 from .network import ACTIVATIONS, COSTS, INITS, OUTPUTS, Network, load
 from .training import DivergenceError
@@ -276,12 +277,17 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_data(source: str, dtype: str, test_fraction: float, seed: int, labels: str | None = None):
-    """((X_train, y_train), (X_test, y_test)) for a --data value (and --labels)."""
-    if labels is not None and not _is_data_file(source):
+def _load_data(split: dict, dtype: str):
+    """((X_train, y_train), (X_test, y_test)) of a split: its data, labels, test_fraction, seed.
+
+    The split's data is a --data value, its labels those of --labels.
+    """
+    source, labels = split["data"], split["labels"]
+    test_fraction, seed = split["test_fraction"], split["seed"]
+    if labels is not None and not is_data_file(source):
         raise CommandError(f"--labels: only for a --data .npz file, not {source!r}")
-    if _is_data_file(source):
-        X, y = _read_labelled(source, labels, dtype)
+    if is_data_file(source):
+        X, y = read_labelled(source, labels, dtype)
         return datasets.train_test_split(X, y, test_fraction=test_fraction, seed=seed)
     if source == "digits":
         X, y = datasets.load_digits(dtype=dtype)
@@ -304,35 +310,6 @@ def _load_data(source: str, dtype: str, test_fraction: float, seed: int, labels:
                 "(train- and t10k- images and labels, plain or .gz)"
             ) from None
     raise CommandError(f"--data: expected {DATA_HELP}, got {source!r}")
-
-
-def _is_data_file(source: str) -> bool:
-    """Whether a --data value names a sparse data file (by its name's ending)."""
-    return source.lower().endswith((".npz", *SVMLIGHT_SUFFIXES)) and not os.path.isdir(source)
-
-
-def _read_labelled(path: str, labels: str | None, dtype: str):
-    """(X, y) of a sparse data file: svmlight's first column, or an .npz and its --labels."""
-    if path.lower().endswith(SVMLIGHT_SUFFIXES):
-        if labels is not None:
-            raise CommandError(f"--labels: {path} holds its labels (its first column)")
-        X, y = read_svmlight(path, dtype)
-    elif labels is None:
-        raise CommandError(f"--data: {path} holds no labels: give their .npy file as --labels")
-    else:
-        X, y = read_sparse_npz(path, dtype), read_npy(labels)
-    # Any class index: the network gets one output per class found.
-    any_class = np.iinfo(np.int32).max
-    return X, class_indices(y, X.shape[0], any_class, f"{labels or path}: labels")
-
-
-def _read_inputs(path: str, net: Network):
-    """Read the inputs of ``deltaprop predict``: an .npy array, or a sparse file's rows."""
-    if path.lower().endswith(".npz"):
-        return read_sparse_npz(path, net.dtype, n_features=net.sizes[0])
-    if path.lower().endswith(SVMLIGHT_SUFFIXES):
-        return read_svmlight(path, net.dtype, n_features=net.sizes[0])[0]
-    return read_npy(path)
 
 
 def train(args: argparse.Namespace) -> Network:
@@ -379,9 +356,7 @@ def train(args: argparse.Namespace) -> Network:
             _check_destination(option, path)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise CommandError("--plot needs matplotlib: pip install 'deltaprop[plot]'")
-    (X_train, y_train), (X_test, y_test) = _load_data(
-        args.data, args.dtype, args.test_fraction, args.seed, args.labels
-    )
+    (X_train, y_train), (X_test, y_test) = _load_data(vars(args), args.dtype)
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     sizes = [X_train.shape[1], *args.hidden, n_classes]
     net = Network(
@@ -394,7 +369,7 @@ def train(args: argparse.Namespace) -> Network:
         seed=args.seed,
         leaky_slope=leaky_slope,
     )
-    net.trained_on = _trained_on(args)
+    net.trained_on = trained_on(args)
     try:
         net.matmul_precision = args.matmul_precision
     except ImportError as error:
@@ -404,10 +379,8 @@ def train(args: argparse.Namespace) -> Network:
     lines = _test_split_lines(args.epochs, say) if test_per_epoch and not args.quiet else ()
     if args.diagnostics and not args.quiet:
         lines = (*lines, _diagnostics_lines(say))
-    say(
-        f"{net}: {X_train.shape[0]} training and {X_test.shape[0]} test samples, optimizer",
-        args.optimizer,
-    )
+    counts = f"{X_train.shape[0]} training and {X_test.shape[0]} test samples"
+    say(f"{net}: {counts}, optimizer", args.optimizer)
     start = time.perf_counter()
     history = net.fit(
         X_train,
@@ -448,20 +421,6 @@ def train(args: argparse.Namespace) -> Network:
         if args.diagnostics:
             _plot_diagnostics(history, args.plot, repr(net))
     return net
-
-
-def _trained_on(args: argparse.Namespace) -> dict:
-    """Return the data set and split ``deltaprop train`` trains on, for the model file."""
-    if args.data == "digits":
-        return {"data": "digits", "test_fraction": args.test_fraction, "seed": args.seed}
-    if args.data == "fashion-mnist":
-        return {"data": "fashion-mnist"}  # its own split: the t10k files are the test split
-    if _is_data_file(args.data):  # split as the digits are; found from anywhere
-        recorded = {"data": os.path.abspath(args.data)}
-        if args.labels is not None:
-            recorded["labels"] = os.path.abspath(args.labels)
-        return {**recorded, "test_fraction": args.test_fraction, "seed": args.seed}
-    return {"data": os.path.abspath(args.data)}  # a directory: found from anywhere
 
 
 def _test_split_lines(epochs: int, say):
@@ -609,11 +568,9 @@ def evaluate(args: argparse.Namespace) -> None:
         do not fit the model.
     """
     net = load(args.model)
-    split, source = _evaluation_split(args, net.trained_on)
+    split, source = evaluation_split(args, net.trained_on)
     try:
-        _, (X_test, y_test) = _load_data(
-            split["data"], net.dtype.name, split["test_fraction"], split["seed"], split["labels"]
-        )
+        _, (X_test, y_test) = _load_data(split, net.dtype.name)
     except CommandError as error:
         if args.data is not None:
             raise
@@ -630,79 +587,13 @@ def evaluate(args: argparse.Namespace) -> None:
     np.add.at(confusion, (y_test, predicted), 1)
     print(
         f"{net}: accuracy {np.mean(predicted == y_test):.4f} on {len(y_test)} samples of "
-        f"{_described_split(split)} ({source})"
+        f"{described_split(split)} ({source})"
     )
     print("confusion matrix (rows: true class, columns: predicted class)")
     width = max(5, len(str(confusion.max())) + 1)
     print("     " + "".join(f"{j:>{width}}" for j in range(n_classes)))
     for i, row in enumerate(confusion):
         print(f"{i:>5}" + "".join(f"{count:>{width}}" for count in row))
-
-
-_DEFAULT_SPLIT = {"data": "digits", "labels": None, "test_fraction": 0.2, "seed": 0}
-
-
-def _evaluation_split(args: argparse.Namespace, trained_on: dict | None) -> tuple[dict, str]:
-    """Return the data set and split ``deltaprop evaluate`` uses, and where they come from.
-
-    By default those the model file records it was trained on, so that no training row is
-    graded; options given replace them (an explicit choice, said so), and a file that does
-    not record them gets the defaults of ``deltaprop train``.
-    """
-    data, labels = args.data, args.labels
-    if data is not None and data not in ("digits", "fashion-mnist"):
-        data = os.path.abspath(data)  # a directory or a file, as train records it
-    if labels is not None:
-        labels = os.path.abspath(labels)
-    given = {
-        key: value
-        for key, value in (
-            ("data", data),
-            ("labels", labels),
-            ("test_fraction", args.test_fraction),
-            ("seed", args.seed),
-        )
-        if value is not None
-    }
-    if data is not None:
-        given.setdefault("labels", None)  # the recorded labels are those of the recorded data
-    recorded = _recorded_split(trained_on)
-    split = {**_DEFAULT_SPLIT, **(recorded or {}), **given}
-    if recorded is None:
-        source = "the model file does not record its training split: " + (
-            "as given" if given else "the defaults"
-        )
-    elif not given or all(recorded.get(key) == value for key, value in given.items()):
-        source = "the test split the model was trained with, as its file records"
-    else:
-        source = (
-            f"as given, not the split the model was trained with ({_described_split(recorded)}):"
-            " some of these rows may be ones it was trained on"
-        )
-    return split, source
-
-
-def _recorded_split(trained_on: dict | None) -> dict | None:
-    """Return the split a model file records (None: none, or not one this program writes)."""
-    if not trained_on or not isinstance(trained_on.get("data"), str):
-        return None
-    data, labels = trained_on["data"], trained_on.get("labels")
-    if data != "digits" and not _is_data_file(data):
-        return {**_DEFAULT_SPLIT, "data": data}
-    fraction, seed = trained_on.get("test_fraction"), trained_on.get("seed")
-    if not (isinstance(fraction, float) and 0 < fraction <= 1):
-        return None
-    if not (type(seed) is int and seed >= 0):
-        return None
-    if not (labels is None or isinstance(labels, str)):
-        return None
-    return {"data": data, "labels": labels, "test_fraction": fraction, "seed": seed}
-
-
-def _described_split(split: dict) -> str:
-    if split["data"] != "digits" and not _is_data_file(split["data"]):
-        return f"{split['data']} (its test files)"
-    return f"{split['data']} (test fraction {split['test_fraction']:g}, seed {split['seed']})"
 
 
 def predict(args: argparse.Namespace) -> None:
@@ -728,7 +619,7 @@ def predict(args: argparse.Namespace) -> None:
     path = args.output or os.path.splitext(args.input)[0] + suffix
     _check_destination("--output", path)
     net = load(args.model)
-    X = _read_inputs(args.input, net)
+    X = read_inputs(args.input, net.sizes[0], net.dtype)
     result = net.predict_classes(X) if args.classes else net.predict(X)
     write_atomically(path, lambda file: np.save(file, result, allow_pickle=False))
     print(f"{len(result)} predictions written to {path}")
