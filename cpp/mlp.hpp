@@ -123,6 +123,7 @@ template <class T> class Mlp {
         a16_.resize(n_layers() + 1);
         delta16_.resize(n_layers() + 1);
         w16_.resize(n_layers() + 1);
+        w16_refreshed_.assign(n_layers() + 1, false);
     }
 
     // The precision of the forward pass's, BP2's and BP4's GEMMs (see matmul.hpp);
@@ -135,12 +136,23 @@ template <class T> class Mlp {
                 "float64)");
         }
         precision_ = precision;
+        forget_refreshed_weight_copies();
         if (precision == MatmulPrecision::bfloat16) {
             for (std::size_t l = 1; l <= n_layers(); ++l) {
                 w16_[l].resize(arch_.sizes[l] * arch_.sizes[l - 1]);
             }
         }
         capacity_ = 0;  // reserve_rows sizes the bfloat16 copies next time
+    }
+
+    // bfloat16 precision: the copy of W^l that an update may refresh as it writes W^l,
+    // while W^l is in cache (nullptr otherwise). Marked refreshed, the next forward pass
+    // uses it as it is; the trainer forgets the marks when a call starts and ends and when
+    // it restores parameters, so that no other writer of W^l meets a stale copy.
+    bf16 *weight_copy(std::size_t l) const { return bfloat16() ? w16_[l].data() : nullptr; }
+    void mark_weight_copy_refreshed(std::size_t l) const { w16_refreshed_[l] = true; }
+    void forget_refreshed_weight_copies() const {
+        std::fill(w16_refreshed_.begin(), w16_refreshed_.end(), false);
     }
 
     const Architecture &architecture() const { return arch_; }
@@ -293,8 +305,10 @@ template <class T> class Mlp {
                 sparse_forward(X, B, W, n_out, n_in, z_[1].data());
             } else if (bfloat16()) {
                 // The bfloat16 copy of W^l, refreshed from the parameters of this pass (the
-                // previous update changed them); BP2 reads it too.
-                round_to_bf16(W, w16_[l].data(), n_out * n_in);
+                // previous update changed them) unless that update refreshed it as it wrote
+                // W^l; BP2 reads it too.
+                if (!w16_refreshed_[l]) round_to_bf16(W, w16_[l].data(), n_out * n_in);
+                w16_refreshed_[l] = false;
                 gemm_bf16(false, true, B, n_out, n_in, T(1), {a16_[l - 1].data(), n_in, B},
                           {w16_[l].data(), n_in, n_out}, T(0), z_[l].data(), n_out);
             } else if (B == 1) {
@@ -617,7 +631,9 @@ template <class T> class Mlp {
     bool first_layer_transposed_ = false;  // see first_layer_transposed()
     // bfloat16 precision: copies of X = a^0 and hidden a^l (B, n_l), of δ^l (B, n_l) and
     // of W^l (n_l, n_{l-1}), index l; the fallback's float32 operands.
-    std::vector<Buffer<bf16>> a16_, delta16_, w16_;
+    std::vector<Buffer<bf16>> a16_, delta16_;
+    mutable std::vector<Buffer<bf16>> w16_;
+    mutable std::vector<bool> w16_refreshed_;  // see weight_copy
     Buffer<float> scratch_;
 };
 

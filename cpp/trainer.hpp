@@ -61,6 +61,12 @@ template <class T> class Trainer {
             RowBatches<T> &batches;
             ~StopGatheringAhead() { batches.stop_gathering_ahead(); }
         } stop_gathering_ahead_at_exit{batches_};
+        // The bfloat16 weight copies an update refreshed hold only within this call.
+        mlp_.forget_refreshed_weight_copies();
+        const struct ForgetRefreshedCopies {
+            const Mlp<T> &mlp;
+            ~ForgetRefreshedCopies() { mlp.forget_refreshed_weight_copies(); }
+        } forget_refreshed_copies_at_exit{mlp_};
         // Not in data-parallel training: every process would have to (a shard may be dense).
         sparse_alone_ = rows.sparse_X != nullptr && reduction.alone();
         const FirstLayerTransposed<T> transposed(mlp_, params, state, sparse_alone_,
@@ -225,6 +231,7 @@ template <class T> class Trainer {
         if (state.first) std::copy(&snapshot_[n], &snapshot_[2 * n], state.first);
         if (state.second) std::copy(&snapshot_[2 * n], &snapshot_[3 * n], state.second);
         *state.step = snapshot_step_;
+        mlp_.forget_refreshed_weight_copies();
     }
 
     // Momentum keeps mu V, not V, between the batches of one call (the

@@ -141,15 +141,26 @@ template <class T> class Updates {
         const T decay = more_follow ? T(rule.momentum) : T(1);
         T *weights = params + layer.weights, *weights_velocity = velocity + layer.weights;
         if (weights_too) {
+            bf16 *copy = mlp_.weight_copy(l);
             Team::instance().parallel_for(
                 layer.biases - layer.weights, kElementsPerJob, blas::get_num_threads(),
                 [=](std::size_t begin, std::size_t end) {
                     momentum_step(weights + begin, weights_velocity + begin, end - begin, lr, l2,
                                   l1, decay);
+                    refresh_copy(weights + begin, copy, begin, end - begin);
                 });
+            if (copy) mlp_.mark_weight_copy_refreshed(l);
         }
         momentum_step(params + layer.biases, velocity + layer.biases, layer.end - layer.biases, lr,
                       T(0), T(0), decay);
+    }
+
+    // The bfloat16 copy's part [begin, begin + count) of weights just written (no copy:
+    // nothing to do).
+    static void refresh_copy(const T *weights, bf16 *copy, std::size_t begin, std::size_t count) {
+        if constexpr (std::is_same_v<T, float>) {
+            if (copy) to_bf16(weights, copy + begin, count);
+        }
     }
 
     // Parameters [begin, end) of the flat buffer.
@@ -162,8 +173,10 @@ template <class T> class Updates {
                       GradientUpdate<T> update, const T *gradient, std::size_t l) const {
         const LayerParams &layer = mlp_.layer(l);
         const Segment weights{layer.weights, layer.biases}, biases{layer.biases, layer.end};
+        bf16 *copy = mlp_.weight_copy(l);
         const bool weights_finite =
-            update_segment(params, state, rule, update, gradient, weights, true);
+            update_segment(params, state, rule, update, gradient, weights, true, copy);
+        if (copy) mlp_.mark_weight_copy_refreshed(l);
         return update_segment(params, state, rule, update, gradient, biases, false) &&
                weights_finite;
     }
@@ -171,13 +184,15 @@ template <class T> class Updates {
     // The update is element-wise: the team shares the segment.
     static bool update_segment(T *params, OptimizerState<T> &state, const UpdateRule &rule,
                                GradientUpdate<T> update, const T *gradient, Segment at,
-                               bool regularise) {
+                               bool regularise, bf16 *copy = nullptr) {
         const auto update_part = [&](std::size_t begin, std::size_t end) {
             const std::size_t from = at.begin + begin;
             T *first = state.first ? state.first + from : nullptr;
             T *second = state.second ? state.second + from : nullptr;
-            return update(rule, *state.step, params + from, gradient + from, first, second,
-                          end - begin, regularise);
+            const bool finite = update(rule, *state.step, params + from, gradient + from, first,
+                                       second, end - begin, regularise);
+            refresh_copy(params + from, copy, begin, end - begin);
+            return finite;
         };
         return Team::instance().parallel_all(at.end - at.begin, kElementsPerJob,
                                              blas::get_num_threads(), update_part);
