@@ -227,6 +227,24 @@ def test_the_speed_table_shows_the_figures_the_speed_plots_are_drawn_from():
         assert cells[6] == f"{ours / recorded[(key, 'gemm-limit-interleaved')]:.2f}", key
 
 
+def test_the_bfloat16_table_shows_the_recorded_bfloat16_rows():
+    recorded = _recorded_speeds()
+    text = (DOCS / "guide" / "speed.md").read_text(encoding="utf-8")
+    lines = re.findall(r"^\| ([C-E]-bf16) .*$", text, re.M)
+    assert lines == ["C-bf16", "D-bf16", "E-bf16"]
+    for line in re.findall(r"^\| [C-E]-bf16 .*$", text, re.M):
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        key = cells[0].split()[0]
+        ours = recorded[(key, "deltaprop")]
+        assert cells[1] == f"{ours:,.0f}", key
+        torch, limit = cells[3].split(), cells[4].split()
+        torch_rate = recorded[(key, "torch")]
+        assert torch[0] == f"{torch_rate:,.0f}", key
+        assert float(torch[1].strip("(\u00d7)")) == float(f"{ours / torch_rate:.3g}"), key
+        assert limit[0] == f"{recorded[(key, 'gemm-limit')]:,.0f}", key
+        assert limit[1] == f"({ours / recorded[(key, 'gemm-limit')]:.2f})", key
+
+
 def test_the_speed_figures_are_drawn_from_the_recorded_csv(tmp_path):
     pytest.importorskip("matplotlib")
     sys.path.insert(0, str(DOCS / "_ext"))
