@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +218,15 @@ def test_the_size_count_skips_docstrings_and_comments():
     source = ["def f():", '    """Say', '    what."""', "    # why", "", "    return 1"]
     tree = ast.parse("\n".join(source))
     assert _code_lines(source, 1, len(source), _docstring_lines(tree)) == 2
+
+
+def test_the_development_guide_lists_every_source_file():
+    """docs/guide/development.md's Layout names each file of the core and the package."""
+    root = Path(__file__).resolve().parent.parent
+    layout = (root / "docs" / "guide" / "development.md").read_text(encoding="utf-8")
+    block = layout.split("```")[1]
+    listed = set(re.findall(r"^\s*(\S+\.(?:py|pyi|hpp|cpp))\s", block, re.M))
+    package = root / "python" / "deltaprop"
+    files = [f"cpp/{path.name}" for path in (root / "cpp").iterdir()]
+    files += [path.name for pattern in ("*.py", "*.pyi") for path in package.glob(pattern)]
+    assert sorted(name for name in files if name not in listed) == []
