@@ -99,7 +99,8 @@ html_theme_options = {
 # The guide's pages are the header's own entries: their section navigation would be an
 # empty column beside the text.
 html_sidebars = {"guide/*": [], "changelog": []}
-html_static_path: list[str] = []
+html_static_path = ["_static/css"]
+html_css_files = ["narrow-screens.css"]
 autosummary_ignore_module_all = False
 
 
