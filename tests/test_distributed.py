@@ -368,7 +368,7 @@ def test_ctrl_c_stops_every_rank_after_the_same_batch(tmp_path):
 @needs_mpi
 def test_a_killed_rank_ends_the_job_and_resume_gives_the_uninterrupted_result(tmp_path):
     checkpoint = tmp_path / "run.ckpt.npz"
-    run = {**LONG_RUN, "epochs": 6, "checkpoint": str(checkpoint), "resume": True}
+    run = {**LONG_RUN, "epochs": 12, "checkpoint": str(checkpoint), "resume": True}
     command, out = _command(2, [run], tmp_path)
     process = _popen(command)
     try:
