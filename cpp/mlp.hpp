@@ -146,13 +146,22 @@ template <class T> class Mlp {
     }
 
     // bfloat16 precision: the copy of W^l that an update may refresh as it writes W^l,
-    // while W^l is in cache (nullptr otherwise). Marked refreshed, the next forward pass
-    // uses it as it is; the trainer forgets the marks when a call starts and ends and when
-    // it restores parameters, so that no other writer of W^l meets a stale copy.
-    bf16 *weight_copy(std::size_t l) const { return bfloat16() ? w16_[l].data() : nullptr; }
-    void mark_weight_copy_refreshed(std::size_t l) const { w16_refreshed_[l] = true; }
-    void forget_refreshed_weight_copies() const {
+    // while W^l is in cache; nullptr otherwise, and for W^1 when the last forward pass's
+    // input was sparse (its product reads W^1 itself). Marked refreshed, the next forward
+    // pass uses it as it is; the trainer forgets the marks when a call starts and ends and
+    // when it restores parameters, so that no other writer of W^l meets a stale copy.
+    bf16 *weight_copy(std::size_t l) {
+        if (!bfloat16() || (l == 1 && first_input_sparse_)) return nullptr;
+        return w16_[l].data();
+    }
+    void mark_weight_copy_refreshed(std::size_t l) { w16_refreshed_[l] = true; }
+    void forget_refreshed_weight_copies() {
         std::fill(w16_refreshed_.begin(), w16_refreshed_.end(), false);
+    }
+
+    // to_bf16 of one job's part of a float32 network's values, on its thread.
+    static void round_part(const T *from, bf16 *to, std::size_t count) {
+        if constexpr (std::is_same_v<T, float>) to_bf16(from, to, count);
     }
 
     const Architecture &architecture() const { return arch_; }
@@ -292,6 +301,7 @@ template <class T> class Mlp {
         reserve_rows(B);
         masks_ = masks;
         derivatives_kept_ = for_training;
+        first_input_sparse_ = X.sparse != nullptr;
         const T *a_prev = X.dense;
         if (bfloat16() && X.dense) round_to_bf16(X.dense, a16_[0].data(), B * n_inputs());
         bool finite = true;
@@ -577,11 +587,6 @@ template <class T> class Mlp {
         }
     }
 
-    // The same, of one job's part (on its thread).
-    static void round_part(const T *from, bf16 *to, std::size_t count) {
-        if constexpr (std::is_same_v<T, float>) to_bf16(from, to, count);
-    }
-
     // One GEMM with bfloat16 operands (see bfloat16_gemm); M = 0 or N = 0 does nothing.
     void gemm_bf16(bool trans_a, bool trans_b, std::size_t M, std::size_t N, std::size_t K,
                    T alpha, const Bfloat16Operand &A, const Bfloat16Operand &B, T beta, T *C,
@@ -631,9 +636,9 @@ template <class T> class Mlp {
     bool first_layer_transposed_ = false;  // see first_layer_transposed()
     // bfloat16 precision: copies of X = a^0 and hidden a^l (B, n_l), of δ^l (B, n_l) and
     // of W^l (n_l, n_{l-1}), index l; the fallback's float32 operands.
-    std::vector<Buffer<bf16>> a16_, delta16_;
-    mutable std::vector<Buffer<bf16>> w16_;
-    mutable std::vector<bool> w16_refreshed_;  // see weight_copy
+    std::vector<Buffer<bf16>> a16_, delta16_, w16_;
+    std::vector<bool> w16_refreshed_;  // see weight_copy
+    bool first_input_sparse_ = false;  // the last forward pass's X (see weight_copy)
     Buffer<float> scratch_;
 };
 

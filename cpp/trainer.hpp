@@ -64,7 +64,7 @@ template <class T> class Trainer {
         // The bfloat16 weight copies an update refreshed hold only within this call.
         mlp_.forget_refreshed_weight_copies();
         const struct ForgetRefreshedCopies {
-            const Mlp<T> &mlp;
+            Mlp<T> &mlp;
             ~ForgetRefreshedCopies() { mlp.forget_refreshed_weight_copies(); }
         } forget_refreshed_copies_at_exit{mlp_};
         // Not in data-parallel training: every process would have to (a shard may be dense).

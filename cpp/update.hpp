@@ -67,7 +67,7 @@ template <class T> struct Step {
 
 template <class T> class Updates {
   public:
-    explicit Updates(const Mlp<T> &mlp) : mlp_(mlp) {}
+    explicit Updates(Mlp<T> &mlp) : mlp_(mlp) {}
 
     // The step of a batch by `rule`, BP3 and BP4 scaled by `scale`: its destination is a
     // gradient buffer, the velocity (which holds mu V already: see begin_sequence), or the
@@ -147,20 +147,12 @@ template <class T> class Updates {
                 [=](std::size_t begin, std::size_t end) {
                     momentum_step(weights + begin, weights_velocity + begin, end - begin, lr, l2,
                                   l1, decay);
-                    refresh_copy(weights + begin, copy, begin, end - begin);
+                    if (copy) Mlp<T>::round_part(weights + begin, copy + begin, end - begin);
                 });
             if (copy) mlp_.mark_weight_copy_refreshed(l);
         }
         momentum_step(params + layer.biases, velocity + layer.biases, layer.end - layer.biases, lr,
                       T(0), T(0), decay);
-    }
-
-    // The bfloat16 copy's part [begin, begin + count) of weights just written (no copy:
-    // nothing to do).
-    static void refresh_copy(const T *weights, bf16 *copy, std::size_t begin, std::size_t count) {
-        if constexpr (std::is_same_v<T, float>) {
-            if (copy) to_bf16(weights, copy + begin, count);
-        }
     }
 
     // Parameters [begin, end) of the flat buffer.
@@ -191,14 +183,14 @@ template <class T> class Updates {
             T *second = state.second ? state.second + from : nullptr;
             const bool finite = update(rule, *state.step, params + from, gradient + from, first,
                                        second, end - begin, regularise);
-            refresh_copy(params + from, copy, begin, end - begin);
+            if (copy) Mlp<T>::round_part(params + from, copy + begin, end - begin);
             return finite;
         };
         return Team::instance().parallel_all(at.end - at.begin, kElementsPerJob,
                                              blas::get_num_threads(), update_part);
     }
 
-    const Mlp<T> &mlp_;
+    Mlp<T> &mlp_;  // its bfloat16 weight copies, which the updates refresh
     Buffer<T> gradient_;  // ∂C/∂params of the batch, for the updates that read it
 };
 

@@ -457,3 +457,20 @@ def test_rounding_to_bfloat16_is_nearest_ties_to_even_with_every_instruction_set
 def test_rounding_names_an_unknown_instruction_set():
     with pytest.raises(ValueError, match="instructions: expected 'scalar', 'avx2' or 'avx512'"):
         dp._core.bfloat16_bits(np.ones(3, np.float32), "sse9")
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_after_training_on_sparse_rows_dense_predictions_use_the_trained_first_layer(
+    rng, optimizer
+):
+    """Sparse X's first product reads W^1 itself, not its bfloat16 copy: no update refreshes
+    that copy, and a dense forward pass afterwards rounds the trained W^1."""
+    sparse = pytest.importorskip("scipy.sparse")
+    X = rng.normal(size=(64, 12)).astype(np.float32) * (rng.random((64, 12)) < 0.3)
+    y = (X[:, 0] > 0).astype(int)
+    options = dict(activation="relu", output="softmax", cost="log_likelihood")
+    net, twin = (bf16_network([12, 16, 2], seed=13, **options) for _ in range(2))
+    net.fit(sparse.csr_matrix(X), y, epochs=2, batch_size=16, optimizer=optimizer, lr=0.01, seed=0)
+    assert not np.array_equal(net.params, twin.params)
+    twin.params[...] = net.params
+    np.testing.assert_array_equal(net.predict(X), twin.predict(X))
