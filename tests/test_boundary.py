@@ -766,10 +766,16 @@ def test_evaluate_takes_any_arrays(spec, data):
         clean_labels, allowed = expect_evaluated_labels(net, labels, len(clean_X))
     accuracy, error = attempt(net.evaluate, X, labels)
     frozen.assert_unchanged()
-    check_outcome(error, allowed)
     if allowed:
+        check_outcome(error, allowed)
         return
-    expected = float(np.mean(net.predict_classes(clean_X) == np.array(clean_labels)))
+    # Finite inputs may still overflow the forward pass (3e38 in float32): refused exactly
+    # as the clean copy's classes are, as predict is.
+    classes, expected_error = attempt(net.predict_classes, clean_X)
+    check_same_outcome(error, expected_error, may_overflow=True)
+    if expected_error is not None:
+        return
+    expected = float(np.mean(classes == np.array(clean_labels)))
     assert type(accuracy) is float
     assert_same(accuracy, expected)
 
